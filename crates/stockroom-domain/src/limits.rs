@@ -1,0 +1,27 @@
+//! Every limit in one place, named with its unit last.
+
+/// Smallest quantity a request may carry (SPEC §1).
+pub const QUANTITY_MIN: u64 = 1;
+/// Largest quantity a request may carry (SPEC §1).
+pub const QUANTITY_MAX: u64 = 1_000_000_000;
+/// Largest `total` a stock record may reach; an increment past it is refused, so no figure can
+/// overflow (it is far below `i64::MAX`, the databases' integer type).
+pub const STOCK_TOTAL_MAX: u64 = 1_000_000_000_000_000;
+/// Longest product id, in bytes.
+pub const PRODUCT_ID_LEN_MAX: usize = 64;
+/// Longest free-text `reason` on a transaction, in bytes.
+pub const REASON_LEN_MAX: usize = 512;
+/// Longest `Idempotency-Key` header value, in bytes.
+pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
+/// Default and largest `page[limit]`, and largest `page[offset]` (Elastic Path's own limits).
+pub const PAGE_LIMIT_DEFAULT: u64 = 25;
+pub const PAGE_LIMIT_MAX: u64 = 100;
+pub const PAGE_OFFSET_MAX: u64 = 10_000;
+/// Most ids in one `POST /v2/inventories/multiple`.
+pub const MULTIPLE_IDS_MAX: usize = 100;
+/// Largest request body, in bytes.
+pub const BODY_BYTES_MAX: usize = 64 * 1024;
+/// Longest client name of a credential, in bytes.
+pub const CREDENTIAL_NAME_LEN_MAX: usize = 128;
+/// Lifetime of an access token, in seconds (Elastic Path: one hour).
+pub const TOKEN_LIFETIME_SECS: i64 = 3600;

@@ -1,0 +1,459 @@
+//! Stock records and the actions that change them (SPEC §1).
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::limits::{QUANTITY_MAX, QUANTITY_MIN, STOCK_TOTAL_MAX};
+
+/// A quantity in a request: a whole number from 1 to 1,000,000,000.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Quantity(u64);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("quantity must be a whole number from {QUANTITY_MIN} to {QUANTITY_MAX}")]
+pub struct QuantityError;
+
+impl Quantity {
+    pub fn new(n: i64) -> Result<Self, QuantityError> {
+        let n = u64::try_from(n).map_err(|_| QuantityError)?;
+        if (QUANTITY_MIN..=QUANTITY_MAX).contains(&n) {
+            Ok(Quantity(n))
+        } else {
+            Err(QuantityError)
+        }
+    }
+
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// What a history entry records. The first five may be posted by an administrator; `create` is
+/// written when stock is created, `ship` by the order flow, and `delete` when stock stops being
+/// managed (a Stockroom addition, so that replaying the history knows the record is gone).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    Create,
+    Increment,
+    Decrement,
+    Allocate,
+    Deallocate,
+    Set,
+    Ship,
+    Delete,
+}
+
+impl Action {
+    pub const ALL: [Action; 8] = [
+        Action::Create,
+        Action::Increment,
+        Action::Decrement,
+        Action::Allocate,
+        Action::Deallocate,
+        Action::Set,
+        Action::Ship,
+        Action::Delete,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Increment => "increment",
+            Action::Decrement => "decrement",
+            Action::Allocate => "allocate",
+            Action::Deallocate => "deallocate",
+            Action::Set => "set",
+            Action::Ship => "ship",
+            Action::Delete => "delete",
+        }
+    }
+
+    /// Whether an administrator may post this action as a stock transaction.
+    pub fn is_postable(self) -> bool {
+        matches!(
+            self,
+            Action::Increment
+                | Action::Decrement
+                | Action::Allocate
+                | Action::Deallocate
+                | Action::Set
+        )
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unknown action")]
+pub struct UnknownAction;
+
+impl FromStr for Action {
+    type Err = UnknownAction;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Action::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or(UnknownAction)
+    }
+}
+
+/// Why an action was refused. A refused action changes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("not enough available stock")]
+    InsufficientAvailable,
+    #[error("not enough allocated stock")]
+    InsufficientAllocated,
+    #[error("the new total would be below the allocated quantity")]
+    BelowAllocated,
+    #[error("the total would exceed the largest total a record may hold")]
+    TotalTooLarge,
+    #[error("this action cannot be applied to an existing stock record")]
+    NotApplicable,
+}
+
+/// A stock record's figures. `0 <= allocated <= total <= STOCK_TOTAL_MAX` always holds: the
+/// fields are private and every constructor and transition checks it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Stock {
+    total: u64,
+    allocated: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("stock figures break an invariant: total {total}, allocated {allocated}")]
+pub struct InvariantViolation {
+    pub total: i64,
+    pub allocated: i64,
+}
+
+impl Stock {
+    /// Figures read back from storage; refuses any that break an invariant.
+    pub fn from_figures(total: i64, allocated: i64) -> Result<Self, InvariantViolation> {
+        let err = InvariantViolation { total, allocated };
+        let t = u64::try_from(total).map_err(|_| err)?;
+        let a = u64::try_from(allocated).map_err(|_| err)?;
+        if a > t || t > STOCK_TOTAL_MAX {
+            return Err(err);
+        }
+        Ok(Stock {
+            total: t,
+            allocated: a,
+        })
+    }
+
+    /// A new record holding `q` units.
+    pub fn created(q: Quantity) -> Self {
+        Stock {
+            total: q.get(),
+            allocated: 0,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    pub fn allocated(&self) -> u64 {
+        self.allocated
+    }
+
+    pub fn available(&self) -> u64 {
+        self.total - self.allocated
+    }
+
+    /// Applies one action to an existing record, returning the figures after it.
+    pub fn apply(self, action: Action, q: Quantity) -> Result<Stock, Refusal> {
+        let q = q.get();
+        let (total, allocated) = match action {
+            Action::Increment => {
+                let total = self.total + q;
+                if total > STOCK_TOTAL_MAX {
+                    return Err(Refusal::TotalTooLarge);
+                }
+                (total, self.allocated)
+            }
+            Action::Decrement => {
+                if self.available() < q {
+                    return Err(Refusal::InsufficientAvailable);
+                }
+                (self.total - q, self.allocated)
+            }
+            Action::Allocate => {
+                if self.available() < q {
+                    return Err(Refusal::InsufficientAvailable);
+                }
+                (self.total, self.allocated + q)
+            }
+            Action::Deallocate => {
+                if self.allocated < q {
+                    return Err(Refusal::InsufficientAllocated);
+                }
+                (self.total, self.allocated - q)
+            }
+            Action::Set => {
+                if q < self.allocated {
+                    return Err(Refusal::BelowAllocated);
+                }
+                (q, self.allocated)
+            }
+            Action::Ship => {
+                if self.allocated < q {
+                    return Err(Refusal::InsufficientAllocated);
+                }
+                (self.total - q, self.allocated - q)
+            }
+            Action::Create | Action::Delete => return Err(Refusal::NotApplicable),
+        };
+        Ok(Stock { total, allocated })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayError {
+    #[error("{action} entry for a record that does not exist")]
+    NoRecord { action: Action },
+    #[error("create entry for a record that already exists")]
+    AlreadyExists,
+    #[error("entry quantity {0} is not a valid quantity")]
+    BadQuantity(i64),
+    #[error("{action} {quantity} could not have been applied: {refusal}")]
+    Refused {
+        action: Action,
+        quantity: i64,
+        refusal: Refusal,
+    },
+}
+
+/// One step of replaying the history: the record before an entry (or none), the entry's action
+/// and quantity, and the record after it (none once deleted).
+pub fn replay_step(
+    before: Option<Stock>,
+    action: Action,
+    quantity: i64,
+) -> Result<Option<Stock>, ReplayError> {
+    match (before, action) {
+        (None, Action::Create) => Ok(Some(Stock::created(
+            Quantity::new(quantity).map_err(|_| ReplayError::BadQuantity(quantity))?,
+        ))),
+        (Some(_), Action::Create) => Err(ReplayError::AlreadyExists),
+        (Some(_), Action::Delete) => Ok(None),
+        (None, action) => Err(ReplayError::NoRecord { action }),
+        (Some(stock), action) => {
+            let q = Quantity::new(quantity).map_err(|_| ReplayError::BadQuantity(quantity))?;
+            stock
+                .apply(action, q)
+                .map(Some)
+                .map_err(|refusal| ReplayError::Refused {
+                    action,
+                    quantity,
+                    refusal,
+                })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn q(n: i64) -> Quantity {
+        Quantity::new(n).expect("valid quantity")
+    }
+
+    #[test]
+    fn quantities_outside_one_to_a_billion_are_refused() {
+        assert!(Quantity::new(0).is_err());
+        assert!(Quantity::new(-1).is_err());
+        assert!(Quantity::new(1_000_000_001).is_err());
+        assert!(Quantity::new(1_000_000_000_000).is_err());
+        assert_eq!(Quantity::new(1).map(Quantity::get), Ok(1));
+        assert_eq!(
+            Quantity::new(1_000_000_000).map(Quantity::get),
+            Ok(1_000_000_000)
+        );
+    }
+
+    #[test]
+    fn each_action_moves_the_figures_as_spec_says() {
+        let s = Stock::created(q(10));
+        let s = s.apply(Action::Allocate, q(4)).expect("allocate");
+        assert_eq!((s.total(), s.allocated(), s.available()), (10, 4, 6));
+        let s = s.apply(Action::Increment, q(5)).expect("increment");
+        assert_eq!((s.total(), s.allocated(), s.available()), (15, 4, 11));
+        let s = s.apply(Action::Decrement, q(11)).expect("decrement");
+        assert_eq!((s.total(), s.allocated(), s.available()), (4, 4, 0));
+        assert_eq!(
+            s.apply(Action::Decrement, q(1)),
+            Err(Refusal::InsufficientAvailable)
+        );
+        assert_eq!(
+            s.apply(Action::Allocate, q(1)),
+            Err(Refusal::InsufficientAvailable)
+        );
+        assert_eq!(s.apply(Action::Set, q(3)), Err(Refusal::BelowAllocated));
+        let s = s.apply(Action::Set, q(9)).expect("set");
+        assert_eq!((s.total(), s.allocated(), s.available()), (9, 4, 5));
+        let s = s.apply(Action::Ship, q(3)).expect("ship");
+        assert_eq!((s.total(), s.allocated(), s.available()), (6, 1, 5));
+        assert_eq!(
+            s.apply(Action::Deallocate, q(2)),
+            Err(Refusal::InsufficientAllocated)
+        );
+        assert_eq!(
+            s.apply(Action::Ship, q(2)),
+            Err(Refusal::InsufficientAllocated)
+        );
+        let s = s.apply(Action::Deallocate, q(1)).expect("deallocate");
+        assert_eq!((s.total(), s.allocated(), s.available()), (6, 0, 6));
+    }
+
+    #[test]
+    fn totals_cannot_grow_past_the_limit() {
+        let s = Stock::from_figures(STOCK_TOTAL_MAX as i64 - 1, 0).expect("figures");
+        assert!(s.apply(Action::Increment, q(1)).is_ok());
+        assert_eq!(
+            s.apply(Action::Increment, q(2)),
+            Err(Refusal::TotalTooLarge)
+        );
+    }
+
+    #[test]
+    fn figures_that_break_an_invariant_are_refused() {
+        assert!(Stock::from_figures(5, 6).is_err());
+        assert!(Stock::from_figures(-1, 0).is_err());
+        assert!(Stock::from_figures(5, -1).is_err());
+        assert!(Stock::from_figures(5, 5).is_ok());
+    }
+
+    #[test]
+    fn action_names_round_trip() {
+        for a in Action::ALL {
+            assert_eq!(a.as_str().parse::<Action>(), Ok(a));
+        }
+        assert!("refund".parse::<Action>().is_err());
+    }
+
+    /// The reference model: plain signed integers and the rules of SPEC §1 written the
+    /// obvious way, to check the real arithmetic against.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    struct Model {
+        total: i128,
+        allocated: i128,
+    }
+
+    impl Model {
+        fn apply(self, action: Action, q: i128) -> Option<Model> {
+            let (t, a) = (self.total, self.allocated);
+            let next = match action {
+                Action::Increment => Model {
+                    total: t + q,
+                    allocated: a,
+                },
+                Action::Decrement => Model {
+                    total: t - q,
+                    allocated: a,
+                },
+                Action::Allocate => Model {
+                    total: t,
+                    allocated: a + q,
+                },
+                Action::Deallocate => Model {
+                    total: t,
+                    allocated: a - q,
+                },
+                Action::Set => Model {
+                    total: q,
+                    allocated: a,
+                },
+                Action::Ship => Model {
+                    total: t - q,
+                    allocated: a - q,
+                },
+                Action::Create | Action::Delete => return None,
+            };
+            let ok = next.allocated >= 0
+                && next.allocated <= next.total
+                && next.total <= STOCK_TOTAL_MAX as i128;
+            ok.then_some(next)
+        }
+    }
+
+    fn changing_action() -> impl Strategy<Value = Action> {
+        prop_oneof![
+            Just(Action::Increment),
+            Just(Action::Decrement),
+            Just(Action::Allocate),
+            Just(Action::Deallocate),
+            Just(Action::Set),
+            Just(Action::Ship),
+        ]
+    }
+
+    fn quantity() -> impl Strategy<Value = i64> {
+        prop_oneof![1i64..20, 1i64..=1_000_000_000]
+    }
+
+    proptest! {
+        #[test]
+        fn any_sequence_of_actions_agrees_with_the_model_and_replays(
+            start in quantity(),
+            steps in proptest::collection::vec((changing_action(), quantity()), 0..200)
+        ) {
+            let mut stock = Stock::created(q(start));
+            let mut model = Model { total: start as i128, allocated: 0 };
+            let mut history = vec![(Action::Create, start)];
+            for (action, n) in steps {
+                let before = stock;
+                match (stock.apply(action, q(n)), model.apply(action, n as i128)) {
+                    (Ok(after), Some(expected)) => {
+                        prop_assert_eq!(after.total() as i128, expected.total);
+                        prop_assert_eq!(after.allocated() as i128, expected.allocated);
+                        stock = after;
+                        model = expected;
+                        history.push((action, n));
+                    }
+                    (Err(_), None) => prop_assert_eq!(stock, before, "a refusal changed nothing"),
+                    (real, expected) => prop_assert!(false, "real {:?} but model {:?}", real, expected),
+                }
+                prop_assert!(stock.allocated() <= stock.total());
+                prop_assert_eq!(stock.available() + stock.allocated(), stock.total());
+            }
+            let mut replayed = None;
+            for (action, n) in history {
+                replayed = replay_step(replayed, action, n).expect("history replays");
+            }
+            prop_assert_eq!(replayed, Some(stock));
+        }
+    }
+
+    #[test]
+    fn replay_refuses_impossible_histories() {
+        assert_eq!(
+            replay_step(None, Action::Allocate, 1),
+            Err(ReplayError::NoRecord {
+                action: Action::Allocate
+            })
+        );
+        let s = Some(Stock::created(q(1)));
+        assert_eq!(
+            replay_step(s, Action::Create, 1),
+            Err(ReplayError::AlreadyExists)
+        );
+        assert!(matches!(
+            replay_step(s, Action::Allocate, 2),
+            Err(ReplayError::Refused { .. })
+        ));
+        assert_eq!(replay_step(s, Action::Delete, 1), Ok(None));
+        assert_eq!(
+            replay_step(s, Action::Allocate, 0),
+            Err(ReplayError::BadQuantity(0))
+        );
+    }
+}

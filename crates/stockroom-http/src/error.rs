@@ -1,0 +1,188 @@
+//! The one table that maps every error to its HTTP status, title and detail.
+//!
+//! Errors are Elastic Path's `{"errors":[{"status":<integer>,"title":…,"detail":…}]}`; the SDK
+//! only ever sees this body, so `status` always equals the HTTP code.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use stockroom_domain::Refusal;
+use stockroom_store::{Rejection, StoreError};
+
+/// How long a client should wait before retrying a 503, in seconds.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// 400: the body or query is malformed or breaks a limit. `source` names the field.
+    Invalid {
+        detail: String,
+        source: Option<&'static str>,
+    },
+    /// 400: a body that is not JSON at all.
+    BadJson(String),
+    /// 401: no token, or a bad or expired one.
+    Unauthenticated,
+    /// 401 at the token endpoint: unknown client or wrong secret.
+    BadCredentials,
+    /// 403: a valid token without the right.
+    Forbidden,
+    /// 404
+    NotFound,
+    /// 405
+    MethodNotAllowed,
+    /// 409, with what conflicts.
+    Conflict(&'static str),
+    /// 413
+    PayloadTooLarge,
+    /// 422: the idempotency key was used before with a different request.
+    IdempotencyMismatch,
+    /// 422: stock arithmetic refused the change.
+    Insufficient(Refusal),
+    /// 503: try again shortly.
+    Unavailable,
+    /// 500: a bug; the cause is logged, never sent.
+    Internal,
+}
+
+impl ApiError {
+    pub fn invalid(source: &'static str, detail: impl Into<String>) -> Self {
+        ApiError::Invalid {
+            detail: detail.into(),
+            source: Some(source),
+        }
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, String) {
+        match self {
+            ApiError::Invalid { detail, .. } => {
+                (StatusCode::BAD_REQUEST, "Validation Error", detail.clone())
+            }
+            ApiError::BadJson(e) => (
+                StatusCode::BAD_REQUEST,
+                "Bad Request",
+                format!("The request body is not valid JSON: {e}"),
+            ),
+            ApiError::Unauthenticated => (
+                StatusCode::UNAUTHORIZED,
+                "Unable to validate access token",
+                "Send a valid, unexpired token as 'Authorization: Bearer <token>'".into(),
+            ),
+            ApiError::BadCredentials => (
+                StatusCode::UNAUTHORIZED,
+                "Unauthorized",
+                "The client id or secret is not valid".into(),
+            ),
+            ApiError::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                "This token may not do that".into(),
+            ),
+            ApiError::NotFound => (
+                StatusCode::NOT_FOUND,
+                "Not Found",
+                "The resource could not be found".into(),
+            ),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Method Not Allowed",
+                "This method is not allowed on this resource".into(),
+            ),
+            ApiError::Conflict(what) => (StatusCode::CONFLICT, "Conflict", (*what).into()),
+            ApiError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Payload Too Large",
+                format!(
+                    "The request body may be at most {} bytes",
+                    stockroom_domain::limits::BODY_BYTES_MAX
+                ),
+            ),
+            ApiError::IdempotencyMismatch => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Idempotency key reused",
+                "This Idempotency-Key was used before with a different request".into(),
+            ),
+            ApiError::Insufficient(refusal) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Cannot complete request",
+                match refusal {
+                    Refusal::InsufficientAvailable => {
+                        "Your request could not be completed due to insufficient stock levels"
+                    }
+                    Refusal::InsufficientAllocated => {
+                        "Your request could not be completed: not enough stock is allocated"
+                    }
+                    Refusal::BelowAllocated => {
+                        "Your request could not be completed: the total cannot be set below the allocated stock"
+                    }
+                    Refusal::TotalTooLarge => {
+                        "Your request could not be completed: the total would exceed 10^15"
+                    }
+                    Refusal::NotApplicable => "Your request could not be completed",
+                }
+                .into(),
+            ),
+            ApiError::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable",
+                "The service is busy or its database is unreachable; try again shortly".into(),
+            ),
+            ApiError::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal Server Error",
+                "Something went wrong on our side".into(),
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, title, detail) = self.parts();
+        let mut error = json!({"status": status.as_u16(), "title": title, "detail": detail});
+        if let ApiError::Invalid {
+            source: Some(source),
+            ..
+        } = &self
+        {
+            error["source"] = json!(source);
+        }
+        let mut response = (status, axum::Json(json!({ "errors": [error] }))).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::IdempotencyMismatch => ApiError::IdempotencyMismatch,
+            StoreError::Conflict => ApiError::Conflict("Write conflict detected"),
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(%cause, "database unavailable");
+                ApiError::Unavailable
+            }
+            StoreError::Internal(cause) => {
+                tracing::error!(%cause, "storage error");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(r: Rejection) -> Self {
+        match r {
+            Rejection::NotFound => ApiError::NotFound,
+            Rejection::AlreadyExists => ApiError::Conflict("Stock for this product already exists"),
+            Rejection::HasAllocations => ApiError::Conflict(
+                "Stock with allocated units cannot be deleted; ship or release them first",
+            ),
+            Rejection::Stock(refusal) => ApiError::Insufficient(refusal),
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! Reading requests: bodies (JSON in the `{"data": …}` envelope, whatever the content type
+//! says), query strings (raw brackets or percent-encoded) and the `Idempotency-Key` header.
+
+use axum::body::Body;
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, HeaderMap};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use stockroom_domain::limits::{
+    BODY_BYTES_MAX, IDEMPOTENCY_KEY_LEN_MAX, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, PAGE_OFFSET_MAX,
+};
+use stockroom_domain::{Quantity, Timestamp};
+use stockroom_store::{IdempotencyKey, Page};
+
+use crate::error::ApiError;
+
+/// The raw bytes of a body, at most [`BODY_BYTES_MAX`]; larger bodies are a 413.
+pub struct RawBody(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > BODY_BYTES_MAX as u64) {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        let body: Body = req.into_body();
+        match axum::body::to_bytes(body, BODY_BYTES_MAX).await {
+            Ok(bytes) => Ok(RawBody(bytes)),
+            Err(e) => {
+                let too_large = std::error::Error::source(&e)
+                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+                if too_large {
+                    Err(ApiError::PayloadTooLarge)
+                } else {
+                    Err(ApiError::BadJson("the body could not be read".into()))
+                }
+            }
+        }
+    }
+}
+
+/// A JSON body. An empty body reads as `null` (the SDK sends none on capture).
+pub struct JsonBody(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(JsonBody(Value::Null));
+        }
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::BadJson(e.to_string()))
+    }
+}
+
+/// `body.data` as an object.
+pub fn data_object(body: &Value) -> Result<&Map<String, Value>, ApiError> {
+    match body.get("data") {
+        Some(Value::Object(data)) => Ok(data),
+        Some(_) => Err(ApiError::invalid("data", "data must be an object")),
+        None => Err(ApiError::invalid(
+            "data",
+            "the body must be {\"data\": {…}}",
+        )),
+    }
+}
+
+/// `body.data` as an array.
+pub fn data_array(body: &Value) -> Result<&Vec<Value>, ApiError> {
+    match body.get("data") {
+        Some(Value::Array(items)) => Ok(items),
+        Some(_) => Err(ApiError::invalid("data", "data must be an array")),
+        None => Err(ApiError::invalid(
+            "data",
+            "the body must be {\"data\": […]}",
+        )),
+    }
+}
+
+/// A required quantity: a JSON integer from 1 to 1,000,000,000 (not a string, not 1.5).
+pub fn quantity(obj: &Map<String, Value>, field: &'static str) -> Result<Quantity, ApiError> {
+    let message = || format!("{field} must be a whole number from 1 to 1000000000");
+    match obj.get(field) {
+        None | Some(Value::Null) => Err(ApiError::invalid(field, format!("{field} is required"))),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .and_then(|n| Quantity::new(n).ok())
+            .ok_or_else(|| ApiError::invalid(field, message())),
+        Some(_) => Err(ApiError::invalid(field, message())),
+    }
+}
+
+/// An optional string field, at most `max` bytes.
+pub fn optional_string(
+    obj: &Map<String, Value>,
+    field: &'static str,
+    max: usize,
+) -> Result<Option<String>, ApiError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.len() <= max => Ok(Some(s.clone())),
+        Some(Value::String(_)) => Err(ApiError::invalid(
+            field,
+            format!("{field} must be at most {max} bytes"),
+        )),
+        Some(_) => Err(ApiError::invalid(
+            field,
+            format!("{field} must be a string"),
+        )),
+    }
+}
+
+/// A required string field.
+pub fn required_string<'a>(
+    obj: &'a Map<String, Value>,
+    field: &'static str,
+) -> Result<&'a str, ApiError> {
+    match obj.get(field) {
+        Some(Value::String(s)) => Ok(s),
+        None | Some(Value::Null) => Err(ApiError::invalid(field, format!("{field} is required"))),
+        Some(_) => Err(ApiError::invalid(
+            field,
+            format!("{field} must be a string"),
+        )),
+    }
+}
+
+/// `type`, when present, must be what the route expects.
+pub fn check_type(obj: &Map<String, Value>, expected: &str) -> Result<(), ApiError> {
+    match obj.get("type") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(t)) if t == expected => Ok(()),
+        Some(_) => Err(ApiError::invalid(
+            "type",
+            format!("type must be \"{expected}\""),
+        )),
+    }
+}
+
+/// The query string's pairs, decoded; raw brackets and percent-encoding both work.
+pub fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
+    form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn query_number(pairs: &[(String, String)], name: &'static str) -> Result<Option<u64>, ApiError> {
+    match pairs.iter().rev().find(|(k, _)| k == name) {
+        None => Ok(None),
+        Some((_, v)) => v
+            .trim()
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| ApiError::invalid(name, format!("{name} must be a whole number"))),
+    }
+}
+
+/// `page[limit]` (1–100, default 25) and `page[offset]` (0–10,000).
+pub fn page(pairs: &[(String, String)]) -> Result<Page, ApiError> {
+    let limit = query_number(pairs, "page[limit]")?.unwrap_or(PAGE_LIMIT_DEFAULT);
+    if !(1..=PAGE_LIMIT_MAX).contains(&limit) {
+        return Err(ApiError::invalid(
+            "page[limit]",
+            format!("page[limit] must be from 1 to {PAGE_LIMIT_MAX}"),
+        ));
+    }
+    let offset = query_number(pairs, "page[offset]")?.unwrap_or(0);
+    if offset > PAGE_OFFSET_MAX {
+        return Err(ApiError::invalid(
+            "page[offset]",
+            format!("page[offset] must be at most {PAGE_OFFSET_MAX}"),
+        ));
+    }
+    Ok(Page { limit, offset })
+}
+
+/// One term of a `filter` parameter: `op(field,value)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterTerm {
+    pub op: String,
+    pub field: String,
+    pub value: String,
+}
+
+/// Most terms in one `filter`.
+const FILTER_TERMS_MAX: usize = 8;
+
+/// Parses `eq(action,allocate):ge(created_at,2024-01-01T00:00:00Z)`. Terms are joined by `:`,
+/// which values (times) may also contain, so the parser walks parentheses rather than splitting.
+pub fn parse_filter(raw: &str) -> Result<Vec<FilterTerm>, ApiError> {
+    let bad = || {
+        ApiError::invalid(
+            "filter",
+            "filter must be terms like eq(field,value) joined by ':'",
+        )
+    };
+    let mut terms = Vec::new();
+    let mut rest = raw.trim();
+    while !rest.is_empty() {
+        let open = rest.find('(').ok_or_else(bad)?;
+        let close = rest.find(')').ok_or_else(bad)?;
+        if close < open {
+            return Err(bad());
+        }
+        let op = rest[..open].trim();
+        let (field, value) = rest[open + 1..close].split_once(',').ok_or_else(bad)?;
+        if op.is_empty() || !op.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return Err(bad());
+        }
+        terms.push(FilterTerm {
+            op: op.to_ascii_lowercase(),
+            field: field.trim().to_owned(),
+            value: value.trim().to_owned(),
+        });
+        if terms.len() > FILTER_TERMS_MAX {
+            return Err(ApiError::invalid(
+                "filter",
+                format!("filter may have at most {FILTER_TERMS_MAX} terms"),
+            ));
+        }
+        rest = &rest[close + 1..];
+        rest = match rest.strip_prefix(':') {
+            Some(next) if !next.is_empty() => next,
+            Some(_) => return Err(bad()),
+            None if rest.is_empty() => rest,
+            None => return Err(bad()),
+        };
+    }
+    Ok(terms)
+}
+
+/// An RFC 3339 time as a [`Timestamp`].
+pub fn parse_time(field: &'static str, raw: &str) -> Result<Timestamp, ApiError> {
+    let t = time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| ApiError::invalid(field, format!("{raw:?} is not an RFC 3339 time")))?;
+    let micros = t.unix_timestamp_nanos() / 1000;
+    i64::try_from(micros)
+        .map(Timestamp)
+        .map_err(|_| ApiError::invalid(field, "time out of range"))
+}
+
+/// The `Idempotency-Key` header, scoped to `scope` (method and path) and fingerprinted with the
+/// request body, so the same key with another body is told apart.
+pub fn idempotency_key(
+    headers: &HeaderMap,
+    scope: String,
+    body: &Value,
+) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(raw) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = raw
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= IDEMPOTENCY_KEY_LEN_MAX)
+        .filter(|k| k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "Idempotency-Key",
+                format!(
+                    "Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_LEN_MAX} visible ASCII characters"
+                ),
+            )
+        })?;
+    let mut hash = Sha256::new();
+    hash.update(scope.as_bytes());
+    hash.update(b"\n");
+    // serde_json's maps are ordered, so equal JSON gives equal bytes whatever the spacing.
+    hash.update(body.to_string().as_bytes());
+    let fingerprint = hash
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    Ok(Some(IdempotencyKey {
+        scope,
+        key: key.to_owned(),
+        fingerprint,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_with_times_parse_term_by_term() {
+        let terms = parse_filter("eq(action,allocate):ge(created_at,2024-01-01T00:00:00Z)")
+            .expect("parses");
+        assert_eq!(terms.len(), 2);
+        assert_eq!(terms[0].op, "eq");
+        assert_eq!(terms[1].value, "2024-01-01T00:00:00Z");
+        for bad in [
+            "eq(action)",
+            "eq",
+            "eq(a,b)x",
+            "eq(a,b):",
+            "(a,b)",
+            "e q(a,b)",
+            "eq(a,b",
+        ] {
+            assert!(parse_filter(bad).is_err(), "{bad} should be refused");
+        }
+        assert_eq!(parse_filter("").map(|t| t.len()), Ok(0));
+    }
+
+    #[test]
+    fn pages_are_bounded() {
+        let q = |s: &str| page(&query_pairs(Some(s)));
+        assert_eq!(
+            q(""),
+            Ok(Page {
+                limit: 25,
+                offset: 0
+            })
+        );
+        assert_eq!(
+            q("page[limit]=100&page[offset]=10000"),
+            Ok(Page {
+                limit: 100,
+                offset: 10000
+            })
+        );
+        assert_eq!(
+            q("page%5Blimit%5D=7"),
+            Ok(Page {
+                limit: 7,
+                offset: 0
+            })
+        );
+        assert!(q("page[limit]=0").is_err());
+        assert!(q("page[limit]=101").is_err());
+        assert!(q("page[offset]=10001").is_err());
+        assert!(q("page[limit]=abc").is_err());
+        assert!(q("page[limit]=-1").is_err());
+    }
+}

@@ -1,0 +1,211 @@
+//! Stockroom's HTTP API: Elastic Path's v2 inventory calls over axum.
+//!
+//! Only this crate knows HTTP and JSON. Every route is declared once, in [`routes`], with the
+//! [`Access`] it needs; the same table builds the router and drives the auth-matrix test, so a
+//! new route cannot be added without saying who may call it.
+
+pub mod auth;
+pub mod clock;
+pub mod error;
+pub mod extract;
+mod inventory;
+mod metrics;
+pub mod wire;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::handler::Handler;
+use axum::http::{Method, StatusCode};
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{on, MethodFilter};
+use axum::{Json, Router};
+use serde_json::json;
+use stockroom_domain::Clock;
+use stockroom_store::Store;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+pub use auth::{Access, Caller, TokenKeys};
+pub use error::ApiError;
+pub use metrics::Metrics;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub tokens: Arc<TokenKeys>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    /// Loads the token signing key from the store (making it on first start).
+    pub async fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<AppState, stockroom_store::StoreError> {
+        let tokens = Arc::new(TokenKeys::load(&*store).await?);
+        Ok(AppState {
+            store,
+            tokens,
+            clock,
+            metrics: Arc::new(Metrics::default()),
+        })
+    }
+}
+
+/// One route: method, path (axum syntax) and who may call it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteInfo {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+/// Builds the router and the table of its routes together.
+struct Routes {
+    state: AppState,
+    router: Router<AppState>,
+    table: Vec<RouteInfo>,
+}
+
+impl Routes {
+    fn add<H, T>(mut self, method: Method, path: &'static str, access: Access, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = match method {
+            Method::GET => MethodFilter::GET,
+            Method::POST => MethodFilter::POST,
+            Method::PUT => MethodFilter::PUT,
+            Method::DELETE => MethodFilter::DELETE,
+            _ => MethodFilter::PATCH,
+        };
+        let route = on(filter, handler).route_layer(from_fn_with_state(
+            self.state.clone(),
+            move |state, req, next| auth::authorize(access, state, req, next),
+        ));
+        self.router = self.router.route(path, route);
+        self.table.push(RouteInfo {
+            method,
+            path,
+            access,
+        });
+        self
+    }
+}
+
+/// Every route of the API with its access, and the router serving them.
+pub fn routes(state: AppState) -> (Router, Vec<RouteInfo>) {
+    use Access::*;
+    use Method as M;
+    let routes = Routes {
+        state: state.clone(),
+        router: Router::new(),
+        table: Vec::new(),
+    }
+    .add(M::POST, "/oauth/access_token", Public, auth::access_token)
+    .add(M::GET, "/health", Public, health)
+    .add(M::GET, "/metrics", Public, metrics::render)
+    .add(M::GET, "/v2/inventories", Shopper, inventory::list)
+    .add(
+        M::POST,
+        "/v2/inventories/multiple",
+        Shopper,
+        inventory::multiple,
+    )
+    .add(M::GET, "/v2/inventories/{product}", Shopper, inventory::get)
+    .add(
+        M::POST,
+        "/v2/inventories/{product}",
+        Admin,
+        inventory::create,
+    )
+    .add(
+        M::DELETE,
+        "/v2/inventories/{product}",
+        Admin,
+        inventory::delete,
+    )
+    .add(
+        M::GET,
+        "/v2/inventories/{product}/transactions",
+        Admin,
+        inventory::list_transactions,
+    )
+    .add(
+        M::POST,
+        "/v2/inventories/{product}/transactions",
+        Admin,
+        inventory::post_transaction,
+    )
+    .add(
+        M::GET,
+        "/v2/inventories/{product}/transactions/{transaction}",
+        Admin,
+        inventory::get_transaction,
+    );
+    let router = routes
+        .router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(from_fn_with_state(state.clone(), metrics::count))
+        .layer(TraceLayer::new_for_http())
+        .layer(from_fn(json_errors_for_bad_paths))
+        .with_state(state);
+    (router, routes.table)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// axum answers a path segment it cannot decode (bad UTF-8 percent-escapes) with plain text;
+/// give it the `errors` shape like every other error.
+async fn json_errors_for_bad_paths(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(req).await;
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status().is_client_error()
+        && !is_json
+        && response.status() != StatusCode::NO_CONTENT
+    {
+        return ApiError::invalid("path", "the request path could not be read").into_response();
+    }
+    response
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => Json(json!({"status": "ok"})).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check failed");
+            ApiError::Unavailable.into_response()
+        }
+    }
+}
+
+/// Serves until `shutdown` completes, then finishes the requests in flight.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (router, _) = routes(state);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,57 @@
+-- Stockroom's first schema (PostgreSQL). Never edit once released: add a new migration instead.
+-- Times are microseconds since the Unix epoch (UTC), in both dialects.
+
+CREATE TABLE stock (
+    product_id TEXT PRIMARY KEY NOT NULL,
+    total      BIGINT NOT NULL,
+    allocated  BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    CONSTRAINT stock_figures CHECK (allocated >= 0 AND allocated <= total AND total <= 1000000000000000)
+);
+
+CREATE TABLE history (
+    seq        BIGSERIAL PRIMARY KEY,
+    id         TEXT NOT NULL UNIQUE,
+    product_id TEXT NOT NULL,
+    action     TEXT NOT NULL CHECK (action IN ('create','increment','decrement','allocate','deallocate','set','ship','delete')),
+    quantity   BIGINT NOT NULL CHECK (quantity >= 0 AND quantity <= 1000000000000000),
+    total      BIGINT NOT NULL,
+    allocated  BIGINT NOT NULL,
+    order_id   TEXT,
+    reason     TEXT,
+    created_at BIGINT NOT NULL,
+    CONSTRAINT history_figures CHECK (allocated >= 0 AND allocated <= total)
+);
+CREATE INDEX history_by_product ON history (product_id, seq);
+
+-- The history is append-only: the database refuses to change or remove an entry.
+CREATE FUNCTION history_is_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'history is append-only';
+END;
+$$;
+CREATE TRIGGER history_no_change BEFORE UPDATE OR DELETE ON history
+    FOR EACH ROW EXECUTE FUNCTION history_is_append_only();
+
+CREATE TABLE idempotency (
+    scope       TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    outcome     TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+
+CREATE TABLE credentials (
+    client_id   TEXT PRIMARY KEY NOT NULL,
+    name        TEXT NOT NULL,
+    role        TEXT NOT NULL CHECK (role IN ('admin','shopper')),
+    secret_hash TEXT NOT NULL,
+    created_at  BIGINT NOT NULL
+);
+
+CREATE TABLE settings (
+    name  TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+);

@@ -1,0 +1,56 @@
+use thiserror::Error;
+
+/// What can go wrong in the store, as callers need to tell it apart.
+#[derive(Debug, Clone, Error)]
+pub enum StoreError {
+    /// The idempotency key was used before for a different request.
+    #[error("the idempotency key was used before with a different request")]
+    IdempotencyMismatch,
+    /// A unique value (client id) is taken.
+    #[error("already exists")]
+    Conflict,
+    /// The database cannot be reached, or no connection became free in time: try again.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: a bug or a broken database. Logged; never shown to clients.
+    #[error("storage error: {0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    /// Errors worth retrying the whole batch for: another writer won a race we can re-run.
+    pub(crate) fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Conflict)
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                StoreError::Unavailable(e.to_string())
+            }
+            sqlx::Error::Database(db) => match db.code().as_deref() {
+                // unique violation, serialization failure, deadlock (PostgreSQL)
+                Some("23505") | Some("40001") | Some("40P01") => StoreError::Conflict,
+                // SQLITE_BUSY / SQLITE_LOCKED: another process holds the lock past the timeout
+                Some("5") | Some("6") | Some("517") => StoreError::Unavailable(e.to_string()),
+                _ => StoreError::Internal(e.to_string()),
+            },
+            _ => StoreError::Internal(e.to_string()),
+        }
+    }
+}
+
+/// Why the store could not be opened. Messages never contain a URL's password.
+#[derive(Debug, Error)]
+pub enum OpenError {
+    #[error("unsupported database URL {0}: use sqlite://PATH or postgres://USER@HOST/DB")]
+    BadScheme(String),
+    #[error("malformed database URL {url}: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("cannot connect to the database at {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("cannot apply migrations to {url}: {reason}")]
+    Migrate { url: String, reason: String },
+}

@@ -1,0 +1,67 @@
+//! Stockroom's storage: one [`Store`] trait whose methods are whole atomic operations, and one
+//! implementation, [`SqlStore`], that runs the same code over SQLite (the default) or
+//! PostgreSQL (several instances over one database).
+//!
+//! Every write goes through the group-commit writer ([`writer`]): a task per process that takes
+//! a batch of queued write requests, runs them in one database transaction (locking the stock
+//! rows they touch, in product-id order), applies each with the domain's arithmetic, and commits
+//! once before answering any of them. Reads go straight to a pool.
+
+mod dialect;
+mod error;
+mod model;
+mod sql;
+mod verify;
+pub mod writer;
+
+use async_trait::async_trait;
+use stockroom_domain::ProductId;
+
+pub use error::{OpenError, StoreError};
+pub use model::*;
+pub use sql::{redact_url, OpenOptions, SqlStore};
+pub use verify::{Problem, VerifyReport};
+
+/// All that the HTTP layer and the CLI need from storage. Each method is atomic on its own.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies one write (create, transact, delete) through the group-commit writer, honouring
+    /// its idempotency key. `Ok` carries the outcome, applied or refused; `Err` means the
+    /// outcome is not known to have happened and nothing was acknowledged.
+    async fn execute(&self, request: WriteRequest) -> Result<Answer, StoreError>;
+
+    async fn stock(&self, product: &ProductId) -> Result<Option<StockRecord>, StoreError>;
+    async fn stocks(&self, page: Page) -> Result<Paged<StockRecord>, StoreError>;
+    /// The records of those ids that have one, in the order asked.
+    async fn stocks_by_ids(&self, ids: &[ProductId]) -> Result<Vec<StockRecord>, StoreError>;
+
+    /// A product's history, newest first.
+    async fn history(
+        &self,
+        product: &ProductId,
+        query: &HistoryQuery,
+        page: Page,
+    ) -> Result<Paged<HistoryEntry>, StoreError>;
+    async fn history_entry(
+        &self,
+        product: &ProductId,
+        id: &str,
+    ) -> Result<Option<HistoryEntry>, StoreError>;
+
+    /// Replays every history entry and compares it with every stock record.
+    async fn verify(&self) -> Result<VerifyReport, StoreError>;
+
+    /// Adds a credential; `StoreError::Conflict` if the client id is taken.
+    async fn insert_credential(&self, credential: &Credential) -> Result<(), StoreError>;
+    /// Adds the credential, or replaces the secret and role of the one with its client id.
+    async fn upsert_credential(&self, credential: &Credential) -> Result<(), StoreError>;
+    async fn credential(&self, client_id: &str) -> Result<Option<Credential>, StoreError>;
+    async fn credential_count(&self) -> Result<u64, StoreError>;
+
+    /// The value of a setting, writing `candidate` first if it has none (the first writer wins,
+    /// also across instances).
+    async fn setting_or_insert(&self, name: &str, candidate: &str) -> Result<String, StoreError>;
+
+    /// Whether the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,437 @@
+//! [`SqlStore`]: the [`Store`] over SQLite or PostgreSQL through sqlx's `Any` driver, so that
+//! one body of code (and one test suite) serves both.
+
+use std::str::FromStr;
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor, Row};
+use stockroom_domain::{Action, Clock, ProductId, Role, Stock, Timestamp};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::dialect::{Dialect, Kind, POSTGRES, SQLITE};
+use crate::error::{OpenError, StoreError};
+use crate::model::*;
+use crate::verify::{self, VerifyReport};
+use crate::writer::{self, Job};
+use crate::Store;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// How to open the store.
+#[derive(Clone, Debug)]
+pub struct OpenOptions {
+    /// Connections in the read pool (the writer has its own connection).
+    pub pool_size: u32,
+    /// How long a request waits for a free connection before it is answered 503.
+    pub acquire_timeout: Duration,
+    /// Writes that may wait for the writer before senders are held back.
+    pub write_queue_capacity: usize,
+    /// Most writes committed in one database transaction.
+    pub write_batch_max: usize,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            pool_size: 8,
+            acquire_timeout: Duration::from_secs(5),
+            write_queue_capacity: 4096,
+            write_batch_max: 256,
+        }
+    }
+}
+
+pub struct SqlStore {
+    dialect: &'static Dialect,
+    read: AnyPool,
+    writer: mpsc::Sender<Job>,
+}
+
+/// The URL with any password replaced by `***`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => kv.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+fn kind_of(url: &str) -> Result<Kind, OpenError> {
+    if url.starts_with("sqlite:") {
+        Ok(Kind::Sqlite)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Kind::Postgres)
+    } else {
+        Err(OpenError::BadScheme(redact_url(url)))
+    }
+}
+
+/// A SQLite URL that creates the file on first run unless the URL says otherwise.
+fn sqlite_url(url: &str) -> Result<String, OpenError> {
+    if url.contains(":memory:") || url.contains("mode=memory") {
+        return Err(OpenError::BadUrl {
+            url: url.to_owned(),
+            reason: "an in-memory database would lose everything; give a file path".into(),
+        });
+    }
+    if url.contains("mode=") {
+        return Ok(url.to_owned());
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    Ok(format!("{url}{sep}mode=rwc"))
+}
+
+impl SqlStore {
+    /// Opens (creating, for SQLite) the database, applies migrations and starts the writer.
+    pub async fn open(
+        url: &str,
+        options: OpenOptions,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<SqlStore>, OpenError> {
+        static DRIVERS: Once = Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+
+        let kind = kind_of(url)?;
+        let redacted = redact_url(url);
+        let (dialect, url) = match kind {
+            Kind::Sqlite => (&SQLITE, sqlite_url(url)?),
+            Kind::Postgres => (&POSTGRES, url.to_owned()),
+        };
+        sqlx::any::AnyConnectOptions::from_str(&url).map_err(|e| OpenError::BadUrl {
+            url: redacted.clone(),
+            reason: e.to_string(),
+        })?;
+        let connect_err = |e: sqlx::Error| OpenError::Connect {
+            url: redacted.clone(),
+            reason: e.to_string(),
+        };
+        let pool = |size: u32| {
+            AnyPoolOptions::new()
+                .max_connections(size)
+                .min_connections(0)
+                .acquire_timeout(options.acquire_timeout)
+                .test_before_acquire(false)
+                .after_connect(move |conn, _meta| {
+                    Box::pin(async move {
+                        if kind == Kind::Sqlite {
+                            // WAL lets readers run beside the writer; FULL makes every commit
+                            // durable before it is acknowledged; busy_timeout waits for a lock
+                            // held by another process instead of failing at once.
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                                 PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                            )
+                            .await?;
+                        }
+                        Ok(())
+                    })
+                })
+        };
+        let read = pool(options.pool_size.max(1))
+            .connect(&url)
+            .await
+            .map_err(connect_err)?;
+        let migrator = match kind {
+            Kind::Sqlite => &SQLITE_MIGRATIONS,
+            Kind::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        // sqlx takes an advisory lock on PostgreSQL while migrating, so instances that start
+        // together apply each migration once.
+        migrator.run(&read).await.map_err(|e| OpenError::Migrate {
+            url: redacted.clone(),
+            reason: e.to_string(),
+        })?;
+        let write = pool(1).connect(&url).await.map_err(connect_err)?;
+
+        let (tx, rx) = mpsc::channel(options.write_queue_capacity.max(1));
+        tokio::spawn(writer::run(
+            write,
+            dialect,
+            clock,
+            rx,
+            options.write_batch_max.max(1),
+        ));
+        Ok(Arc::new(SqlStore {
+            dialect,
+            read,
+            writer: tx,
+        }))
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.dialect.kind
+    }
+}
+
+pub(crate) fn ids_json(ids: &[&ProductId]) -> String {
+    serde_json::to_string(&ids.iter().map(|p| p.as_str()).collect::<Vec<_>>())
+        .unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn u64_of(row: &AnyRow, col: &str) -> Result<u64, StoreError> {
+    let v: i64 = row.try_get(col)?;
+    u64::try_from(v).map_err(|_| StoreError::Internal(format!("negative {col} in the database")))
+}
+
+pub(crate) fn stock_record(row: &AnyRow) -> Result<StockRecord, StoreError> {
+    let id: String = row.try_get("product_id")?;
+    Ok(StockRecord {
+        product_id: ProductId::parse(&id)
+            .map_err(|e| StoreError::Internal(format!("bad product id {id:?}: {e}")))?,
+        stock: Stock::from_figures(row.try_get("total")?, row.try_get("allocated")?)
+            .map_err(|e| StoreError::Internal(e.to_string()))?,
+        created_at: Timestamp(row.try_get("created_at")?),
+        updated_at: Timestamp(row.try_get("updated_at")?),
+    })
+}
+
+pub(crate) const HISTORY_COLUMNS: &str =
+    "id, product_id, action, quantity, total, allocated, order_id, reason, created_at";
+
+pub(crate) fn history_entry(row: &AnyRow) -> Result<HistoryEntry, StoreError> {
+    let id: String = row.try_get("product_id")?;
+    let action: String = row.try_get("action")?;
+    Ok(HistoryEntry {
+        id: row.try_get("id")?,
+        product_id: ProductId::parse(&id)
+            .map_err(|e| StoreError::Internal(format!("bad product id {id:?}: {e}")))?,
+        action: action
+            .parse::<Action>()
+            .map_err(|_| StoreError::Internal(format!("unknown action {action:?}")))?,
+        quantity: u64_of(row, "quantity")?,
+        after: Stock::from_figures(row.try_get("total")?, row.try_get("allocated")?)
+            .map_err(|e| StoreError::Internal(e.to_string()))?,
+        order_id: row.try_get("order_id")?,
+        reason: row.try_get("reason")?,
+        created_at: Timestamp(row.try_get("created_at")?),
+    })
+}
+
+fn credential(row: &AnyRow) -> Result<Credential, StoreError> {
+    let role: String = row.try_get("role")?;
+    Ok(Credential {
+        client_id: row.try_get("client_id")?,
+        name: row.try_get("name")?,
+        role: Role::parse(&role)
+            .ok_or_else(|| StoreError::Internal(format!("unknown role {role:?}")))?,
+        secret_hash: row.try_get("secret_hash")?,
+        created_at: Timestamp(row.try_get("created_at")?),
+    })
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn execute(&self, request: WriteRequest) -> Result<Answer, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(Job { request, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?
+    }
+
+    async fn stock(&self, product: &ProductId) -> Result<Option<StockRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT product_id, total, allocated, created_at, updated_at FROM stock \
+             WHERE product_id = $1",
+        )
+        .bind(product.as_str())
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(stock_record).transpose()
+    }
+
+    async fn stocks(&self, page: Page) -> Result<Paged<StockRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT product_id, total, allocated, created_at, updated_at FROM stock \
+             ORDER BY product_id LIMIT $1 OFFSET $2",
+        )
+        .bind(to_i64(page.limit))
+        .bind(to_i64(page.offset))
+        .fetch_all(&self.read)
+        .await?;
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stock")
+            .fetch_one(&self.read)
+            .await?;
+        Ok(Paged {
+            items: rows.iter().map(stock_record).collect::<Result<_, _>>()?,
+            total: u64::try_from(total).unwrap_or(0),
+        })
+    }
+
+    async fn stocks_by_ids(&self, ids: &[ProductId]) -> Result<Vec<StockRecord>, StoreError> {
+        let refs: Vec<&ProductId> = ids.iter().collect();
+        let rows = sqlx::query(self.dialect.stocks_by_ids)
+            .bind(ids_json(&refs))
+            .fetch_all(&self.read)
+            .await?;
+        let found: Vec<StockRecord> = rows.iter().map(stock_record).collect::<Result<_, _>>()?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| found.iter().find(|r| &r.product_id == id).cloned())
+            .collect())
+    }
+
+    async fn history(
+        &self,
+        product: &ProductId,
+        query: &HistoryQuery,
+        page: Page,
+    ) -> Result<Paged<HistoryEntry>, StoreError> {
+        const FILTER: &str = "WHERE product_id = $1 \
+             AND (CAST($2 AS TEXT) IS NULL OR action = $2) \
+             AND (CAST($3 AS BIGINT) IS NULL OR created_at >= $3) \
+             AND (CAST($4 AS BIGINT) IS NULL OR created_at < $4)";
+        let action = query.action.map(|a| a.as_str().to_owned());
+        let from = query.created_from.map(Timestamp::micros);
+        let before = query.created_before.map(Timestamp::micros);
+        let rows = sqlx::query(&format!(
+            "SELECT {HISTORY_COLUMNS} FROM history {FILTER} ORDER BY seq DESC LIMIT $5 OFFSET $6"
+        ))
+        .bind(product.as_str())
+        .bind(action.clone())
+        .bind(from)
+        .bind(before)
+        .bind(to_i64(page.limit))
+        .bind(to_i64(page.offset))
+        .fetch_all(&self.read)
+        .await?;
+        let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM history {FILTER}"))
+            .bind(product.as_str())
+            .bind(action)
+            .bind(from)
+            .bind(before)
+            .fetch_one(&self.read)
+            .await?;
+        Ok(Paged {
+            items: rows.iter().map(history_entry).collect::<Result<_, _>>()?,
+            total: u64::try_from(total).unwrap_or(0),
+        })
+    }
+
+    async fn history_entry(
+        &self,
+        product: &ProductId,
+        id: &str,
+    ) -> Result<Option<HistoryEntry>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {HISTORY_COLUMNS} FROM history WHERE id = $1 AND product_id = $2"
+        ))
+        .bind(id)
+        .bind(product.as_str())
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(history_entry).transpose()
+    }
+
+    async fn verify(&self) -> Result<VerifyReport, StoreError> {
+        verify::run(&self.read).await
+    }
+
+    async fn insert_credential(&self, c: &Credential) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO credentials (client_id, name, role, secret_hash, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (client_id) DO NOTHING",
+        )
+        .bind(&c.client_id)
+        .bind(&c.name)
+        .bind(c.role.as_str())
+        .bind(&c.secret_hash)
+        .bind(c.created_at.micros())
+        .execute(&self.read)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict);
+        }
+        Ok(())
+    }
+
+    async fn upsert_credential(&self, c: &Credential) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO credentials (client_id, name, role, secret_hash, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (client_id) DO UPDATE \
+             SET name = excluded.name, role = excluded.role, secret_hash = excluded.secret_hash",
+        )
+        .bind(&c.client_id)
+        .bind(&c.name)
+        .bind(c.role.as_str())
+        .bind(&c.secret_hash)
+        .bind(c.created_at.micros())
+        .execute(&self.read)
+        .await?;
+        Ok(())
+    }
+
+    async fn credential(&self, client_id: &str) -> Result<Option<Credential>, StoreError> {
+        let row = sqlx::query(
+            "SELECT client_id, name, role, secret_hash, created_at FROM credentials \
+             WHERE client_id = $1",
+        )
+        .bind(client_id)
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(credential).transpose()
+    }
+
+    async fn credential_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM credentials")
+            .fetch_one(&self.read)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn setting_or_insert(&self, name: &str, candidate: &str) -> Result<String, StoreError> {
+        sqlx::query(
+            "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(candidate)
+        .execute(&self.read)
+        .await?;
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
+                .bind(name)
+                .fetch_one(&self.read)
+                .await?,
+        )
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+}

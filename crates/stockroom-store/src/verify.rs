@@ -1,0 +1,161 @@
+//! `verify`: replay every history entry from the start and compare with every stock record.
+
+use futures::TryStreamExt;
+use sqlx::{AnyPool, Row};
+use stockroom_domain::{replay_step, Action, Stock};
+
+use crate::error::StoreError;
+
+/// What `verify` found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Stock records compared with their replayed history.
+    pub records_checked: u64,
+    /// Products with history (including deleted ones).
+    pub products_replayed: u64,
+    /// History entries replayed.
+    pub entries_checked: u64,
+    pub problems: Vec<Problem>,
+}
+
+impl VerifyReport {
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub product_id: String,
+    pub detail: String,
+}
+
+/// Per product, in one statement (so one consistent snapshot even while the service runs):
+/// its history entries in the order they were applied, then its stock record if it has one.
+const REPLAY: &str = "SELECT product_id, 0 AS kind, seq, action, quantity, total, allocated, id \
+     FROM history \
+     UNION ALL \
+     SELECT product_id, 1 AS kind, 0 AS seq, NULL AS action, 0 AS quantity, total, allocated, \
+     NULL AS id FROM stock \
+     ORDER BY product_id, kind, seq";
+
+struct Replay {
+    product: String,
+    state: Option<Stock>,
+    broken: bool,
+    has_record: bool,
+}
+
+pub(crate) async fn run(pool: &AnyPool) -> Result<VerifyReport, StoreError> {
+    let mut report = VerifyReport::default();
+    let mut conn = pool.acquire().await?;
+    let mut rows = sqlx::query(REPLAY).fetch(&mut *conn);
+    let mut current: Option<Replay> = None;
+    while let Some(row) = rows.try_next().await? {
+        let product: String = row.try_get("product_id")?;
+        if current.as_ref().map(|c| &c.product) != Some(&product) {
+            if let Some(done) = current.take() {
+                finish(done, &mut report);
+            }
+            report.products_replayed += 1;
+            current = Some(Replay {
+                product: product.clone(),
+                state: None,
+                broken: false,
+                has_record: false,
+            });
+        }
+        let Some(replay) = current.as_mut() else {
+            continue;
+        };
+        let kind: i64 = row.try_get("kind")?;
+        let total: i64 = row.try_get("total")?;
+        let allocated: i64 = row.try_get("allocated")?;
+        if kind == 1 {
+            report.records_checked += 1;
+            replay.has_record = true;
+            let record = Stock::from_figures(total, allocated);
+            match (record, replay.state) {
+                (Ok(record), Some(state)) if record == state => {}
+                _ if replay.broken => {}
+                (record, state) => report.problems.push(Problem {
+                    product_id: product,
+                    detail: format!(
+                        "record is {} but the history replays to {}",
+                        describe(record.ok()),
+                        describe(state)
+                    ),
+                }),
+            }
+            continue;
+        }
+        report.entries_checked += 1;
+        if replay.broken {
+            continue;
+        }
+        let action: Option<String> = row.try_get("action")?;
+        let id: Option<String> = row.try_get("id")?;
+        let quantity: i64 = row.try_get("quantity")?;
+        let id = id.unwrap_or_default();
+        let Some(action) = action.and_then(|a| a.parse::<Action>().ok()) else {
+            replay.broken = true;
+            report.problems.push(Problem {
+                product_id: product,
+                detail: format!("entry {id} has an unknown action"),
+            });
+            continue;
+        };
+        match replay_step(replay.state, action, quantity) {
+            Ok(after) => {
+                let recorded = Stock::from_figures(total, allocated).ok();
+                if after.unwrap_or_default() != recorded.unwrap_or(Stock::default())
+                    || recorded.is_none()
+                {
+                    replay.broken = true;
+                    report.problems.push(Problem {
+                        product_id: product,
+                        detail: format!(
+                            "entry {id} ({action} {quantity}) records {} but replays to {}",
+                            describe(recorded),
+                            describe(after)
+                        ),
+                    });
+                }
+                replay.state = after;
+            }
+            Err(e) => {
+                replay.broken = true;
+                report.problems.push(Problem {
+                    product_id: product,
+                    detail: format!("entry {id}: {e}"),
+                });
+            }
+        }
+    }
+    if let Some(done) = current.take() {
+        finish(done, &mut report);
+    }
+    Ok(report)
+}
+
+/// A product whose history leaves a record standing must have that record.
+fn finish(replay: Replay, report: &mut VerifyReport) {
+    if !replay.broken && !replay.has_record {
+        if let Some(state) = replay.state {
+            report.problems.push(Problem {
+                product_id: replay.product,
+                detail: format!(
+                    "the history replays to {} but there is no stock record",
+                    describe(Some(state))
+                ),
+            });
+        }
+    }
+}
+
+fn describe(stock: Option<Stock>) -> String {
+    match stock {
+        Some(s) => format!("total {} allocated {}", s.total(), s.allocated()),
+        None => "no record".to_owned(),
+    }
+}
