@@ -11,6 +11,7 @@ mod dialect;
 mod error;
 mod model;
 mod sql;
+pub mod testing;
 mod verify;
 pub mod writer;
 

@@ -1,0 +1,58 @@
+//! Fresh databases for tests: a SQLite file in a folder the test owns, or a new schema on the
+//! PostgreSQL server named by `STOCKROOM_TEST_POSTGRES_URL`, so that runs never see each
+//! other's data.
+
+use std::io::Write;
+use std::sync::Once;
+
+use sqlx::Connection;
+
+/// The variable that names the PostgreSQL server tests may use.
+pub const POSTGRES_URL_VAR: &str = "STOCKROOM_TEST_POSTGRES_URL";
+/// Prefix of every schema tests create (`.ci/run` drops leftovers by it).
+pub const SCHEMA_PREFIX: &str = "stockroom_test_";
+
+/// Which database a test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A URL for a fresh, empty database on `backend`; `None` (after saying so once, past the test
+/// harness's output capture) when PostgreSQL is asked for but not configured.
+pub async fn fresh_database(backend: Backend, dir: &std::path::Path) -> Option<String> {
+    match backend {
+        Backend::Sqlite => Some(format!("sqlite://{}/stockroom.db", dir.display())),
+        Backend::Postgres => {
+            let Ok(server) = std::env::var(POSTGRES_URL_VAR) else {
+                static SAID: Once = Once::new();
+                SAID.call_once(|| {
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "PostgreSQL tests skipped: {POSTGRES_URL_VAR} is not set \
+                         (e.g. postgres://postgres@127.0.0.1:5432/test; .ci/run sets it)"
+                    );
+                });
+                return None;
+            };
+            match fresh_schema(&server).await {
+                Ok(url) => Some(url),
+                Err(e) => panic!("{POSTGRES_URL_VAR} is set but unusable: {e}"),
+            }
+        }
+    }
+}
+
+/// Creates a new schema on `server` and returns a URL whose connections use it.
+pub async fn fresh_schema(server: &str) -> Result<String, sqlx::Error> {
+    let schema = format!("{SCHEMA_PREFIX}{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(server).await?;
+    // The schema name is made here from a UUID, never from input.
+    sqlx::raw_sql(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    let sep = if server.contains('?') { '&' } else { '?' };
+    Ok(format!("{server}{sep}options=-c%20search_path%3D{schema}"))
+}
