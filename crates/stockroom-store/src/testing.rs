@@ -9,6 +9,9 @@ use sqlx::Connection;
 
 /// The variable that names the PostgreSQL server tests may use.
 pub const POSTGRES_URL_VAR: &str = "STOCKROOM_TEST_POSTGRES_URL";
+/// When set (as `.ci/run` sets it), a missing PostgreSQL server fails the tests instead of
+/// skipping them.
+pub const REQUIRE_POSTGRES_VAR: &str = "STOCKROOM_TEST_REQUIRE_POSTGRES";
 /// Prefix of every schema tests create (`.ci/run` drops leftovers by it).
 pub const SCHEMA_PREFIX: &str = "stockroom_test_";
 
@@ -26,6 +29,9 @@ pub async fn fresh_database(backend: Backend, dir: &std::path::Path) -> Option<S
         Backend::Sqlite => Some(format!("sqlite://{}/stockroom.db", dir.display())),
         Backend::Postgres => {
             let Ok(server) = std::env::var(POSTGRES_URL_VAR) else {
+                if std::env::var_os(REQUIRE_POSTGRES_VAR).is_some() {
+                    panic!("{REQUIRE_POSTGRES_VAR} is set but {POSTGRES_URL_VAR} is not");
+                }
                 static SAID: Once = Once::new();
                 SAID.call_once(|| {
                     let _ = writeln!(

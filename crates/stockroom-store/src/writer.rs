@@ -134,7 +134,7 @@ async fn commit_once_inner(
 ) -> Result<Vec<Reply>, StoreError> {
     let mut conn = pool.acquire().await?;
     sqlx::query(dialect.begin_write).execute(&mut *conn).await?;
-    match apply_and_write(&mut *conn, dialect, now, requests).await {
+    match apply_and_write(&mut conn, dialect, now, requests).await {
         Ok(answers) => match sqlx::query("COMMIT").execute(&mut *conn).await {
             Ok(_) => Ok(answers),
             Err(e) => {
