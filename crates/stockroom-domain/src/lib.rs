@@ -7,6 +7,7 @@
 pub mod clock;
 pub mod ids;
 pub mod limits;
+pub mod order;
 pub mod stock;
 
 pub use clock::{Clock, Timestamp};

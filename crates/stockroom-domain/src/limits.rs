@@ -25,3 +25,16 @@ pub const BODY_BYTES_MAX: usize = 64 * 1024;
 pub const CREDENTIAL_NAME_LEN_MAX: usize = 128;
 /// Lifetime of an access token, in seconds (Elastic Path: one hour).
 pub const TOKEN_LIFETIME_SECS: i64 = 3600;
+/// Most lines in one cart (and so in one order).
+pub const CART_LINES_MAX: usize = 100;
+/// Longest cart id, in bytes (SPEC §2: 1–64 characters).
+pub const CART_ID_LEN_MAX: usize = 64;
+/// Largest unit price, in minor units (ten billion of a currency's main unit).
+pub const PRICE_AMOUNT_MAX: i64 = 1_000_000_000_000;
+/// Longest product name and SKU, in bytes.
+pub const PRODUCT_NAME_LEN_MAX: usize = 1024;
+pub const PRODUCT_SKU_LEN_MAX: usize = 128;
+/// Largest JSON of a customer or address kept with an order, in bytes.
+pub const ORDER_PARTY_BYTES_MAX: usize = 4096;
+/// Most items in one add-to-cart request.
+pub const CART_ADD_ITEMS_MAX: usize = 100;

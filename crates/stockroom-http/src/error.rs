@@ -6,6 +6,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use stockroom_domain::order::OrderError;
 use stockroom_domain::Refusal;
 use stockroom_store::{Rejection, StoreError};
 
@@ -39,6 +40,13 @@ pub enum ApiError {
     IdempotencyMismatch,
     /// 422: stock arithmetic refused the change.
     Insufficient(Refusal),
+    /// 400 `Insufficient stock`: the order flow's stock check. Names no product and no quantity,
+    /// so shoppers cannot learn stock levels from it.
+    OutOfStock,
+    /// 400: the payment gateway did not approve the payment.
+    PaymentFailed,
+    /// 409: the order's state does not allow this.
+    OrderConflict(OrderError),
     /// 503: try again shortly.
     Unavailable,
     /// 500: a bug; the cause is logged, never sent.
@@ -122,6 +130,18 @@ impl ApiError {
                 }
                 .into(),
             ),
+            ApiError::OutOfStock => (
+                StatusCode::BAD_REQUEST,
+                "Insufficient stock",
+                "There is not enough stock to complete this request".into(),
+            ),
+            ApiError::PaymentFailed => (
+                StatusCode::BAD_REQUEST,
+                "Payment failed",
+                "The payment was not approved; the order is still unpaid and may be paid again"
+                    .into(),
+            ),
+            ApiError::OrderConflict(e) => (StatusCode::CONFLICT, "Conflict", format!("{e}")),
             ApiError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Service Unavailable",
@@ -183,6 +203,21 @@ impl From<Rejection> for ApiError {
                 "Stock with allocated units cannot be deleted; ship or release them first",
             ),
             Rejection::Stock(refusal) => ApiError::Insufficient(refusal),
+            Rejection::OutOfStock => ApiError::OutOfStock,
+            Rejection::ProductTaken => ApiError::Conflict("A product with this id or SKU exists"),
+            Rejection::CartLimit => ApiError::Invalid {
+                detail: format!(
+                    "A cart holds at most {} lines of at most {} units each",
+                    stockroom_domain::limits::CART_LINES_MAX,
+                    stockroom_domain::limits::QUANTITY_MAX
+                ),
+                source: Some("quantity"),
+            },
+            Rejection::CurrencyMismatch => ApiError::Invalid {
+                detail: "A cart holds products priced in one currency".into(),
+                source: Some("currency"),
+            },
+            Rejection::Order(e) => ApiError::OrderConflict(e),
         }
     }
 }

@@ -7,7 +7,7 @@ use axum::Json;
 use serde_json::{json, Value};
 use stockroom_domain::limits::{MULTIPLE_IDS_MAX, REASON_LEN_MAX};
 use stockroom_domain::{Action, ProductId, Timestamp};
-use stockroom_store::{Command, HistoryQuery, Outcome, WriteRequest};
+use stockroom_store::{Command, Effect, HistoryQuery, Outcome, WriteRequest};
 
 use crate::error::ApiError;
 use crate::extract::{
@@ -69,11 +69,12 @@ pub async fn create(
         })
         .await?;
     match answer.outcome {
-        Outcome::Applied(entry) => Ok((
+        Outcome::Applied(Effect::Entry(entry)) => Ok((
             StatusCode::CREATED,
             Json(json!({ "data": wire::stock_after(&entry) })),
         )
             .into_response()),
+        Outcome::Applied(_) => Err(ApiError::Internal),
         Outcome::Refused(rejection) => Err(rejection.into()),
     }
 }
@@ -163,7 +164,8 @@ pub async fn post_transaction(
         })
         .await?;
     match answer.outcome {
-        Outcome::Applied(entry) => Ok(Json(json!({ "data": wire::transaction(&entry) }))),
+        Outcome::Applied(Effect::Entry(entry)) => Ok(Json(json!({ "data": wire::transaction(&entry) }))),
+        Outcome::Applied(_) => Err(ApiError::Internal),
         Outcome::Refused(rejection) => Err(rejection.into()),
     }
 }

@@ -10,6 +10,8 @@ pub mod error;
 pub mod extract;
 mod inventory;
 mod metrics;
+mod orders;
+pub mod payments;
 pub mod wire;
 
 use std::future::Future;
@@ -31,6 +33,7 @@ use tower_http::trace::TraceLayer;
 pub use auth::{Access, Caller, TokenKeys};
 pub use error::ApiError;
 pub use metrics::Metrics;
+pub use payments::{HttpGateway, PaymentSettings};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -39,6 +42,9 @@ pub struct AppState {
     pub tokens: Arc<TokenKeys>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
+    pub payments: Arc<PaymentSettings>,
+    /// For the HTTP payment gateway.
+    pub http_client: reqwest::Client,
 }
 
 impl AppState {
@@ -53,7 +59,16 @@ impl AppState {
             tokens,
             clock,
             metrics: Arc::new(Metrics::default()),
+            payments: Arc::new(PaymentSettings::default()),
+            http_client: reqwest::Client::new(),
         })
+    }
+
+    pub fn with_payments(self, payments: PaymentSettings) -> Self {
+        AppState {
+            payments: Arc::new(payments),
+            ..self
+        }
     }
 }
 
@@ -148,6 +163,36 @@ pub fn routes(state: AppState) -> (Router, Vec<RouteInfo>) {
         "/v2/inventories/{product}/transactions/{transaction}",
         Admin,
         inventory::get_transaction,
+    )
+    .add(M::POST, "/v2/products", Admin, orders::create_product)
+    .add(M::GET, "/v2/products", Shopper, orders::list_products)
+    .add(M::GET, "/v2/products/{product}", Shopper, orders::get_product)
+    .add(M::PUT, "/v2/products/{product}", Admin, orders::update_product)
+    .add(M::DELETE, "/v2/products/{product}", Admin, orders::delete_product)
+    .add(M::GET, "/v2/carts/{cart}", Shopper, orders::get_cart)
+    .add(M::DELETE, "/v2/carts/{cart}", Shopper, orders::delete_cart)
+    .add(M::GET, "/v2/carts/{cart}/items", Shopper, orders::get_cart_items)
+    .add(M::POST, "/v2/carts/{cart}/items", Shopper, orders::add_to_cart)
+    .add(M::PUT, "/v2/carts/{cart}/items/{item}", Shopper, orders::update_cart_item)
+    .add(M::DELETE, "/v2/carts/{cart}/items/{item}", Shopper, orders::delete_cart_item)
+    .add(M::POST, "/v2/carts/{cart}/checkout", Shopper, orders::checkout)
+    .add(M::GET, "/v2/orders", Admin, orders::list_orders)
+    .add(M::GET, "/v2/orders/{order}", Shopper, orders::get_order)
+    .add(M::PUT, "/v2/orders/{order}", Admin, orders::update_order)
+    .add(M::GET, "/v2/orders/{order}/items", Shopper, orders::get_order_items)
+    .add(M::POST, "/v2/orders/{order}/payments", Shopper, orders::pay)
+    .add(M::GET, "/v2/orders/{order}/transactions", Shopper, orders::list_payments)
+    .add(
+        M::GET,
+        "/v2/orders/{order}/transactions/{transaction}",
+        Shopper,
+        orders::get_payment,
+    )
+    .add(
+        M::POST,
+        "/v2/orders/{order}/transactions/{transaction}/capture",
+        Admin,
+        orders::capture,
     );
     let router = routes
         .router
@@ -198,14 +243,22 @@ async fn health(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Serves until `shutdown` completes, then finishes the requests in flight.
+/// Serves until `shutdown` completes, then finishes the requests in flight. Meanwhile it
+/// releases overdue payment attempts in the background.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let every = (state.payments.pending_timeout / 4).clamp(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(5),
+    );
+    let sweeper = tokio::spawn(payments::release_overdue_forever(state.clone(), every));
     let (router, _) = routes(state);
-    axum::serve(listener, router)
+    let served = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    sweeper.abort();
+    served
 }

@@ -2,7 +2,10 @@
 
 use serde_json::{json, Value};
 use stockroom_domain::Timestamp;
-use stockroom_store::{HistoryEntry, Page, StockRecord};
+use stockroom_store::{
+    Cart, CartItem, HistoryEntry, Money, Order, OrderItem, Page, PaymentStatus, PaymentTx, Product,
+    StockRecord,
+};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -103,4 +106,220 @@ pub fn list(items: Vec<Value>, total: u64, page: Page, path: &str, extra: &str) 
             "results": { "total": total },
         }
     })
+}
+
+/// A price as Elastic Path shows it, with a `formatted` string (two decimals and the code).
+pub fn display_price(amount: i64, currency: &str) -> Value {
+    let sign = if amount < 0 { "-" } else { "" };
+    let abs = amount.unsigned_abs();
+    json!({
+        "amount": amount,
+        "currency": currency,
+        "formatted": format!("{sign}{}.{:02} {currency}", abs / 100, abs % 100),
+    })
+}
+
+pub fn money(m: &Money) -> Value {
+    json!({"amount": m.amount, "currency": m.currency, "includes_tax": m.includes_tax})
+}
+
+pub fn product(p: &Product) -> Value {
+    json!({
+        "type": "product",
+        "id": p.id.as_str(),
+        "attributes": {
+            "name": p.name,
+            "sku": p.sku,
+            "price": money(&p.price),
+        },
+        "meta": {
+            "display_price": { "without_tax": display_price(p.price.amount, &p.price.currency) },
+            "timestamps": {"created_at": rfc3339(p.created_at), "updated_at": rfc3339(p.updated_at)},
+        }
+    })
+}
+
+/// A cart item's price: from the catalog, or zero in `currency` when the product has no record.
+pub fn item_price(item: &CartItem, currency: &str) -> Money {
+    item.product.as_ref().map(|p| p.price.clone()).unwrap_or(Money {
+        amount: 0,
+        currency: currency.to_owned(),
+        includes_tax: false,
+    })
+}
+
+/// The currency of a cart: that of its priced items (one per cart), else USD.
+pub fn cart_currency(cart: Option<&Cart>) -> String {
+    cart.and_then(|c| c.items.iter().find_map(|i| i.product.as_ref()))
+        .map(|p| p.price.currency.clone())
+        .unwrap_or_else(|| "USD".to_owned())
+}
+
+/// The sum of `amount × quantity` over lines; `None` if it would not fit.
+pub fn total<'a>(lines: impl IntoIterator<Item = (i64, u64)> + 'a) -> Option<i64> {
+    lines.into_iter().try_fold(0i64, |sum, (amount, quantity)| {
+        amount
+            .checked_mul(i64::try_from(quantity).ok()?)
+            .and_then(|line| sum.checked_add(line))
+    })
+}
+
+pub fn cart_item(cart_id: &str, item: &CartItem, currency: &str) -> Value {
+    let price = item_price(item, currency);
+    let value = total([(price.amount, item.quantity)]).unwrap_or(i64::MAX);
+    json!({
+        "id": item.id,
+        "type": "cart_item",
+        "product_id": item.product_id.as_str(),
+        "name": item.product.as_ref().map(|p| p.name.as_str()).unwrap_or(""),
+        "sku": item.product.as_ref().map(|p| p.sku.as_str()).unwrap_or(""),
+        "quantity": item.quantity,
+        "manage_stock": item.managed,
+        "unit_price": money(&price),
+        "value": {"amount": value, "currency": price.currency, "includes_tax": price.includes_tax},
+        "links": {
+            "self": format!("/v2/carts/{cart_id}/items/{}", item.id),
+            "product": format!("/v2/products/{}", item.product_id),
+        },
+        "meta": {
+            "display_price": {
+                "with_tax": {
+                    "unit": display_price(price.amount, &price.currency),
+                    "value": display_price(value, &price.currency),
+                },
+                "without_tax": {
+                    "unit": display_price(price.amount, &price.currency),
+                    "value": display_price(value, &price.currency),
+                },
+            },
+            "timestamps": {"created_at": rfc3339(item.created_at), "updated_at": rfc3339(item.updated_at)},
+        }
+    })
+}
+
+fn cart_total(cart: Option<&Cart>) -> (i64, String) {
+    let currency = cart_currency(cart);
+    let amount = cart
+        .map(|c| total(c.items.iter().map(|i| (item_price(i, &currency).amount, i.quantity))))
+        .unwrap_or(Some(0))
+        .unwrap_or(i64::MAX);
+    (amount, currency)
+}
+
+fn cart_meta(cart: Option<&Cart>, now: Timestamp) -> Value {
+    let (amount, currency) = cart_total(cart);
+    let (created, updated) = cart.map(|c| (c.created_at, c.updated_at)).unwrap_or((now, now));
+    json!({
+        "display_price": {
+            "with_tax": display_price(amount, &currency),
+            "without_tax": display_price(amount, &currency),
+            "tax": display_price(0, &currency),
+        },
+        "timestamps": {"created_at": rfc3339(created), "updated_at": rfc3339(updated)},
+    })
+}
+
+/// `GET /v2/carts/{id}`: a cart that does not exist yet is shown empty.
+pub fn cart(id: &str, cart: Option<&Cart>, now: Timestamp) -> Value {
+    json!({
+        "data": {
+            "id": id,
+            "type": "cart",
+            "name": "Cart",
+            "links": {"self": format!("/v2/carts/{id}")},
+            "relationships": {
+                "items": {"data": cart.map(|c| c.items.iter().map(|i| json!({"type": "cart_item", "id": i.id})).collect::<Vec<_>>()).unwrap_or_default()}
+            },
+            "meta": cart_meta(cart, now),
+        }
+    })
+}
+
+/// The items of a cart, as add, update and `GET …/items` answer.
+pub fn cart_items(id: &str, cart: Option<&Cart>, now: Timestamp) -> Value {
+    let currency = cart_currency(cart);
+    let items: Vec<Value> = cart
+        .map(|c| c.items.iter().map(|i| cart_item(id, i, &currency)).collect())
+        .unwrap_or_default();
+    json!({ "data": items, "meta": cart_meta(cart, now) })
+}
+
+pub fn order_item(order_id: &str, item: &OrderItem) -> Value {
+    let value = total([(item.unit_price.amount, item.quantity.get())]).unwrap_or(i64::MAX);
+    let currency = &item.unit_price.currency;
+    json!({
+        "type": "order_item",
+        "id": item.id,
+        "product_id": item.product_id.as_str(),
+        "name": item.name,
+        "sku": item.sku,
+        "quantity": item.quantity.get(),
+        "unit_price": money(&item.unit_price),
+        "value": {"amount": value, "currency": currency, "includes_tax": item.unit_price.includes_tax},
+        "relationships": {"order": {"data": {"type": "order", "id": order_id}}},
+        "meta": {
+            "display_price": {
+                "with_tax": {"unit": display_price(item.unit_price.amount, currency), "value": display_price(value, currency)},
+                "without_tax": {"unit": display_price(item.unit_price.amount, currency), "value": display_price(value, currency)},
+            }
+        }
+    })
+}
+
+fn stored_json(raw: &str) -> Value {
+    serde_json::from_str(raw).unwrap_or(Value::Null)
+}
+
+pub fn order(o: &Order) -> Value {
+    let currency = &o.total.currency;
+    json!({
+        "type": "order",
+        "id": o.id,
+        "status": o.state.status.as_str(),
+        "payment": o.state.payment.as_str(),
+        "shipping": o.state.shipping.as_str(),
+        "customer": stored_json(&o.customer),
+        "billing_address": stored_json(&o.billing_address),
+        "shipping_address": stored_json(&o.shipping_address),
+        "links": {},
+        "meta": {
+            "display_price": {
+                "with_tax": display_price(o.total.amount, currency),
+                "without_tax": display_price(o.total.amount, currency),
+                "tax": display_price(0, currency),
+            },
+            "timestamps": {"created_at": rfc3339(o.created_at), "updated_at": rfc3339(o.updated_at)},
+        },
+        "relationships": {
+            "items": {"data": o.items.iter().map(|i| json!({"type": "item", "id": i.id})).collect::<Vec<_>>()},
+        }
+    })
+}
+
+pub fn payment(p: &PaymentTx) -> Value {
+    let status = match p.status {
+        PaymentStatus::Pending => "pending",
+        PaymentStatus::Complete => "complete",
+        PaymentStatus::Failed => "failed",
+    };
+    let mut v = json!({
+        "id": p.id,
+        "type": "transaction",
+        "reference": p.gateway,
+        "gateway": p.gateway,
+        "amount": p.amount.amount,
+        "currency": p.amount.currency,
+        "transaction_type": p.transaction_type,
+        "transaction-type": p.transaction_type,
+        "status": status,
+        "relationships": {"order": {"data": {"type": "order", "id": p.order_id}}},
+        "meta": {
+            "display_price": display_price(p.amount.amount, &p.amount.currency),
+            "timestamps": {"created_at": rfc3339(p.created_at), "updated_at": rfc3339(p.updated_at)},
+        }
+    });
+    if let Some(failure) = &p.failure {
+        v["failure"] = json!(failure);
+    }
+    v
 }

@@ -18,6 +18,8 @@ pub(crate) struct Dialect {
     pub lock_stocks: &'static str,
     /// Reads the stock rows whose ids are in the JSON array `$1`.
     pub stocks_by_ids: &'static str,
+    /// Locks (on PostgreSQL) the orders whose ids are in the JSON array `$1`, in id order.
+    pub lock_orders: &'static str,
 }
 
 pub(crate) const SQLITE: Dialect = Dialect {
@@ -27,6 +29,7 @@ pub(crate) const SQLITE: Dialect = Dialect {
                   WHERE product_id IN (SELECT value FROM json_each($1)) ORDER BY product_id",
     stocks_by_ids: "SELECT product_id, total, allocated, created_at, updated_at FROM stock \
                     WHERE product_id IN (SELECT value FROM json_each($1))",
+    lock_orders: "SELECT id FROM orders WHERE id IN (SELECT value FROM json_each($1)) ORDER BY id",
 };
 
 pub(crate) const POSTGRES: Dialect = Dialect {
@@ -37,4 +40,7 @@ pub(crate) const POSTGRES: Dialect = Dialect {
                   ORDER BY product_id FOR UPDATE",
     stocks_by_ids: "SELECT product_id, total, allocated, created_at, updated_at FROM stock \
                     WHERE product_id IN (SELECT jsonb_array_elements_text(CAST($1 AS jsonb)))",
+    lock_orders: "SELECT id FROM orders \
+                  WHERE id IN (SELECT jsonb_array_elements_text(CAST($1 AS jsonb))) \
+                  ORDER BY id FOR UPDATE",
 };

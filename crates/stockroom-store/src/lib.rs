@@ -10,13 +10,14 @@
 mod dialect;
 mod error;
 mod model;
+mod orders;
 mod sql;
 pub mod testing;
 mod verify;
 pub mod writer;
 
 use async_trait::async_trait;
-use stockroom_domain::ProductId;
+use stockroom_domain::{ProductId, Timestamp};
 
 pub use error::{OpenError, StoreError};
 pub use model::*;
@@ -65,4 +66,31 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    // The order flow's reads, and the writes that touch no stock.
+    async fn product(&self, id: &str) -> Result<Option<Product>, StoreError>;
+    async fn product_by_sku(&self, sku: &str) -> Result<Option<Product>, StoreError>;
+    async fn products(&self, page: Page) -> Result<Paged<Product>, StoreError>;
+    /// `StoreError::Conflict` when the new SKU is taken.
+    async fn update_product(
+        &self,
+        id: &ProductId,
+        patch: &ProductPatch,
+        now: Timestamp,
+    ) -> Result<Option<Product>, StoreError>;
+    async fn delete_product(&self, id: &ProductId) -> Result<bool, StoreError>;
+    async fn cart(&self, id: &str) -> Result<Option<Cart>, StoreError>;
+    async fn delete_cart_item(&self, cart_id: &str, item_id: &str) -> Result<bool, StoreError>;
+    async fn delete_cart(&self, cart_id: &str) -> Result<bool, StoreError>;
+    async fn order(&self, id: &str) -> Result<Option<Order>, StoreError>;
+    /// Newest first.
+    async fn orders(&self, query: &OrderQuery, page: Page) -> Result<Paged<Order>, StoreError>;
+    async fn payments(&self, order_id: &str) -> Result<Vec<PaymentTx>, StoreError>;
+    async fn payment(&self, order_id: &str, id: &str) -> Result<Option<PaymentTx>, StoreError>;
+    /// Pending payment attempts whose outcome is overdue, oldest first.
+    async fn expired_payments(
+        &self,
+        now: Timestamp,
+        limit: u64,
+    ) -> Result<Vec<PaymentTx>, StoreError>;
 }

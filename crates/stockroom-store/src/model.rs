@@ -1,5 +1,6 @@
 //! The records the store reads and writes, and the requests it takes.
 
+use stockroom_domain::order::{OrderError, OrderState, PaymentMethod};
 use stockroom_domain::{Action, ProductId, Quantity, Refusal, Role, Stock, Timestamp};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,16 +42,239 @@ pub enum Command {
     },
     /// Stop managing stock for a product: refused while units are allocated.
     Delete { product: ProductId },
+    /// Add a product to the catalog: refused if its id or SKU is taken.
+    CreateProduct(Product),
+    /// Add items to a cart (creating it): each line's product must have the quantity asked
+    /// available (this request's quantity only); a line for a product already in the cart adds
+    /// to it. All or nothing.
+    AddToCart {
+        cart_id: String,
+        lines: Vec<CartLine>,
+    },
+    /// Set a cart item's quantity, checking it is available.
+    UpdateCartItem {
+        cart_id: String,
+        item_id: String,
+        product: ProductId,
+        quantity: Quantity,
+    },
+    /// Turn a cart into an order, after a final check that stock covers every line (summed per
+    /// product). Nothing is allocated.
+    Checkout(NewOrder),
+    /// Allocate every line of an order at once and record a pending payment attempt; with
+    /// `settled`, record its outcome in the same step (the manual gateway, which cannot fail).
+    Pay {
+        order_id: String,
+        payment: NewPayment,
+        settled: bool,
+    },
+    /// Record the outcome of a pending attempt, exactly once: on failure its allocation is
+    /// released.
+    Settle {
+        order_id: String,
+        payment_id: String,
+        approved: bool,
+        failure: Option<String>,
+    },
+    /// Capture an authorized payment.
+    Capture {
+        order_id: String,
+        authorization_id: String,
+        capture_id: String,
+    },
+    /// Mark a paid order shipped: its allocation becomes `ship` entries.
+    Ship { order_id: String },
+    /// Cancel an order, releasing its allocation if it holds one.
+    Cancel { order_id: String },
+}
+
+/// A line to add to a cart, with its product's price currency (`None`: the product has no
+/// catalog record, only stock).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CartLine {
+    pub product: ProductId,
+    pub quantity: Quantity,
+    pub currency: Option<String>,
+}
+
+/// One line of a multi-line write: a product and a quantity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Line {
+    pub product: ProductId,
+    pub quantity: Quantity,
 }
 
 impl Command {
-    pub fn product(&self) -> &ProductId {
+    /// The stock records this command may read or change; the writer locks them up front.
+    /// Order commands lock their order's lines, read from the order under the batch's locks,
+    /// so they name them through [`Command::order_id`] instead.
+    pub fn products(&self) -> Vec<&ProductId> {
         match self {
             Command::Create { product, .. }
             | Command::Transact { product, .. }
-            | Command::Delete { product } => product,
+            | Command::Delete { product }
+            | Command::UpdateCartItem { product, .. } => vec![product],
+            Command::AddToCart { lines, .. } => lines.iter().map(|l| &l.product).collect(),
+            Command::Checkout(order) => order.items.iter().map(|i| &i.product_id).collect(),
+            Command::Pay { payment, .. } => payment.lines.iter().map(|l| &l.product).collect(),
+            Command::CreateProduct(_)
+            | Command::Settle { .. }
+            | Command::Capture { .. }
+            | Command::Ship { .. }
+            | Command::Cancel { .. } => Vec::new(),
         }
     }
+
+    /// The order this command changes, if any.
+    pub fn order_id(&self) -> Option<&str> {
+        match self {
+            Command::Pay { order_id, .. }
+            | Command::Settle { order_id, .. }
+            | Command::Capture { order_id, .. }
+            | Command::Ship { order_id }
+            | Command::Cancel { order_id } => Some(order_id),
+            _ => None,
+        }
+    }
+}
+
+/// A price: integer minor units and an ISO 4217 currency code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Money {
+    pub amount: i64,
+    pub currency: String,
+    pub includes_tax: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Product {
+    pub id: ProductId,
+    pub sku: String,
+    pub name: String,
+    pub price: Money,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Changes to a product; `None` keeps a field as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProductPatch {
+    pub sku: Option<String>,
+    pub name: Option<String>,
+    pub price: Option<Money>,
+}
+
+/// A cart item with what the catalog says of its product now (`None`: no product record).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CartItem {
+    pub id: String,
+    pub product_id: ProductId,
+    pub quantity: u64,
+    pub product: Option<Product>,
+    /// Whether the product has a stock record.
+    pub managed: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cart {
+    pub id: String,
+    pub items: Vec<CartItem>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// An order line, priced as at checkout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderItem {
+    pub id: String,
+    pub product_id: ProductId,
+    pub name: String,
+    pub sku: String,
+    pub quantity: Quantity,
+    pub unit_price: Money,
+}
+
+/// An order as checkout makes it. Customer and addresses are JSON objects kept as given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewOrder {
+    pub id: String,
+    pub cart_id: String,
+    pub customer: String,
+    pub billing_address: String,
+    pub shipping_address: String,
+    pub items: Vec<OrderItem>,
+    pub total: Money,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Order {
+    pub id: String,
+    pub cart_id: String,
+    pub state: OrderState,
+    pub customer: String,
+    pub billing_address: String,
+    pub shipping_address: String,
+    pub total: Money,
+    pub items: Vec<OrderItem>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Filters on the order list; every field is optional.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OrderQuery {
+    pub status: Option<stockroom_domain::order::Status>,
+    pub payment: Option<stockroom_domain::order::Payment>,
+    pub shipping: Option<stockroom_domain::order::Shipping>,
+}
+
+/// A payment attempt as `Pay` records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewPayment {
+    pub id: String,
+    pub gateway: String,
+    pub method: PaymentMethod,
+    pub amount: Money,
+    /// What the attempt allocates: the order's lines summed per product.
+    pub lines: Vec<Line>,
+    /// When an attempt whose outcome was never recorded is released.
+    pub expires_at: Timestamp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PaymentStatus {
+    Pending,
+    Complete,
+    Failed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AllocationState {
+    /// The transaction allocates nothing (a capture, or an order of unmanaged products).
+    None,
+    Held,
+    Shipped,
+    Released,
+}
+
+/// A payment transaction: a purchase, authorize or capture.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentTx {
+    pub id: String,
+    pub order_id: String,
+    pub gateway: String,
+    /// `purchase`, `authorize` or `capture`.
+    pub transaction_type: String,
+    pub status: PaymentStatus,
+    pub amount: Money,
+    pub lines: Vec<Line>,
+    pub allocation: AllocationState,
+    pub failure: Option<String>,
+    pub expires_at: Timestamp,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 /// An `Idempotency-Key`, scoped to the route it was sent to, with a fingerprint of the request
@@ -88,6 +312,17 @@ pub enum Rejection {
     HasAllocations,
     /// The arithmetic refused it (422).
     Stock(Refusal),
+    /// The order flow's stock check failed: add to cart, checkout or pay (400 `Insufficient
+    /// stock`, naming no product and no quantity).
+    OutOfStock,
+    /// A product's id or SKU is taken.
+    ProductTaken,
+    /// The cart would exceed a limit (lines, or a line's quantity).
+    CartLimit,
+    /// A cart holds one currency.
+    CurrencyMismatch,
+    /// The order flow's state machine refused the transition (409).
+    Order(OrderError),
 }
 
 impl Rejection {
@@ -101,6 +336,16 @@ impl Rejection {
             Rejection::Stock(Refusal::BelowAllocated) => "below_allocated",
             Rejection::Stock(Refusal::TotalTooLarge) => "total_too_large",
             Rejection::Stock(Refusal::NotApplicable) => "not_applicable",
+            Rejection::OutOfStock => "out_of_stock",
+            Rejection::ProductTaken => "product_taken",
+            Rejection::CartLimit => "cart_limit",
+            Rejection::CurrencyMismatch => "currency_mismatch",
+            Rejection::Order(OrderError::Cancelled) => "order_cancelled",
+            Rejection::Order(OrderError::AlreadyPaid) => "order_already_paid",
+            Rejection::Order(OrderError::BeingPaid) => "order_being_paid",
+            Rejection::Order(OrderError::NotAuthorized) => "order_not_authorized",
+            Rejection::Order(OrderError::NotPaid) => "order_not_paid",
+            Rejection::Order(OrderError::Shipped) => "order_shipped",
         }
     }
 
@@ -114,15 +359,37 @@ impl Rejection {
             Rejection::Stock(Refusal::BelowAllocated),
             Rejection::Stock(Refusal::TotalTooLarge),
             Rejection::Stock(Refusal::NotApplicable),
+            Rejection::OutOfStock,
+            Rejection::ProductTaken,
+            Rejection::CartLimit,
+            Rejection::CurrencyMismatch,
+            Rejection::Order(OrderError::Cancelled),
+            Rejection::Order(OrderError::AlreadyPaid),
+            Rejection::Order(OrderError::BeingPaid),
+            Rejection::Order(OrderError::NotAuthorized),
+            Rejection::Order(OrderError::NotPaid),
+            Rejection::Order(OrderError::Shipped),
         ]
         .into_iter()
         .find(|r| r.code() == code)
     }
 }
 
+/// What an applied write made or changed. Order-flow effects name the resource; callers read
+/// it back for their answer (so a replayed answer shows the resource as it is now).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// A stock write's history entry.
+    Entry(HistoryEntry),
+    Product(ProductId),
+    Cart(String),
+    Order(String),
+    Payment { order_id: String, payment_id: String },
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    Applied(HistoryEntry),
+    Applied(Effect),
     Refused(Rejection),
 }
 

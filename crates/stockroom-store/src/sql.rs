@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::dialect::{Dialect, Kind, POSTGRES, SQLITE};
 use crate::error::{OpenError, StoreError};
 use crate::model::*;
+use crate::orders;
 use crate::verify::{self, VerifyReport};
 use crate::writer::{self, Job};
 use crate::Store;
@@ -433,5 +434,66 @@ impl Store for SqlStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.read).await?;
         Ok(())
+    }
+
+    async fn product(&self, id: &str) -> Result<Option<Product>, StoreError> {
+        orders::product(&self.read, id).await
+    }
+
+    async fn product_by_sku(&self, sku: &str) -> Result<Option<Product>, StoreError> {
+        orders::product_by_sku(&self.read, sku).await
+    }
+
+    async fn products(&self, page: Page) -> Result<Paged<Product>, StoreError> {
+        orders::products(&self.read, page).await
+    }
+
+    async fn update_product(
+        &self,
+        id: &ProductId,
+        patch: &ProductPatch,
+        now: Timestamp,
+    ) -> Result<Option<Product>, StoreError> {
+        orders::update_product(&self.read, id, patch, now).await
+    }
+
+    async fn delete_product(&self, id: &ProductId) -> Result<bool, StoreError> {
+        orders::delete_product(&self.read, id).await
+    }
+
+    async fn cart(&self, id: &str) -> Result<Option<Cart>, StoreError> {
+        orders::cart(&self.read, id).await
+    }
+
+    async fn delete_cart_item(&self, cart_id: &str, item_id: &str) -> Result<bool, StoreError> {
+        orders::delete_cart_item(&self.read, cart_id, item_id).await
+    }
+
+    async fn delete_cart(&self, cart_id: &str) -> Result<bool, StoreError> {
+        orders::delete_cart(&self.read, cart_id).await
+    }
+
+    async fn order(&self, id: &str) -> Result<Option<Order>, StoreError> {
+        orders::order(&self.read, id).await
+    }
+
+    async fn orders(&self, query: &OrderQuery, page: Page) -> Result<Paged<Order>, StoreError> {
+        orders::orders(&self.read, query, page).await
+    }
+
+    async fn payments(&self, order_id: &str) -> Result<Vec<PaymentTx>, StoreError> {
+        orders::payments(&self.read, order_id).await
+    }
+
+    async fn payment(&self, order_id: &str, id: &str) -> Result<Option<PaymentTx>, StoreError> {
+        orders::payment(&self.read, order_id, id).await
+    }
+
+    async fn expired_payments(
+        &self,
+        now: Timestamp,
+        limit: u64,
+    ) -> Result<Vec<PaymentTx>, StoreError> {
+        orders::expired_payments(&self.read, now, limit).await
     }
 }

@@ -4,13 +4,16 @@
 //! process takes every job that is waiting (up to a batch limit), and for the whole batch:
 //!
 //! 1. begins a write transaction (SQLite: `BEGIN IMMEDIATE`, taking the write lock up front);
-//! 2. reads the idempotency records of the batch's keys;
-//! 3. reads the stock rows the batch touches in product-id order, locking them on PostgreSQL
-//!    (`FOR UPDATE`), so that no other writer — in this process or another — can change them
-//!    until this transaction ends;
-//! 4. applies each job in turn with the domain's arithmetic to an in-memory copy of those rows;
-//!    a refused job leaves the copy as it was;
-//! 5. writes the changed rows, one history entry per applied job and the idempotency records;
+//! 2. reads the idempotency records of the batch's keys, and the lines that its order commands'
+//!    held allocations cover;
+//! 3. reads the stock rows the batch touches in product-id order, then the orders it touches in
+//!    id order, locking both on PostgreSQL (`FOR UPDATE`), so that no other writer — in this
+//!    process or another — can change them until this transaction ends, and no two writers can
+//!    deadlock;
+//! 4. applies each job in turn: stock arithmetic (the domain's) on an in-memory copy of those
+//!    rows, all or nothing per job, and the order flow's own rows in SQL inside the transaction;
+//!    a refused job leaves everything as it was;
+//! 5. writes the changed stock rows, one history entry per change and the idempotency records;
 //! 6. commits — one fsync for the batch — and only then answers every job.
 //!
 //! The in-memory copy lives only inside the transaction that holds the rows' locks, so it can
@@ -18,7 +21,7 @@
 //! (a row created or an idempotency key stored by another instance between steps 3 and 5) the
 //! transaction is rolled back and the whole batch re-run; nothing was answered yet.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -30,6 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::dialect::Dialect;
 use crate::error::StoreError;
 use crate::model::*;
+use crate::orders;
 use crate::sql::{history_entry, ids_json, stock_record, HISTORY_COLUMNS};
 
 /// How often a batch is re-run after losing a race to another writer before giving up.
@@ -163,9 +167,91 @@ struct Slot {
     current: Option<Stock>,
 }
 
-/// What one applied job writes.
-struct Change {
-    entry: HistoryEntry,
+/// The batch's working state inside its transaction.
+pub(crate) struct Batch<'c> {
+    pub conn: &'c mut AnyConnection,
+    pub now: Timestamp,
+    slots: BTreeMap<ProductId, Slot>,
+    entries: Vec<HistoryEntry>,
+}
+
+impl Batch<'_> {
+    /// The stock of a product as the batch has it now (`None`: not managed). A product the batch
+    /// did not lock means the batch read something that has since changed: re-run it.
+    pub fn stock(&self, product: &ProductId) -> Result<Option<Stock>, StoreError> {
+        self.slots
+            .get(product)
+            .map(|s| s.current)
+            .ok_or(StoreError::Conflict)
+    }
+
+    /// Applies several stock actions as one: all of them, or (refused) none. Products with no
+    /// stock record are skipped when `skip_unmanaged`, refused as not found otherwise. Returns
+    /// the history entries written.
+    pub fn apply_lines(
+        &mut self,
+        lines: &[(ProductId, Action, stockroom_domain::Quantity)],
+        order_id: Option<&str>,
+        reason: Option<&str>,
+        skip_unmanaged: bool,
+    ) -> Result<Result<Vec<HistoryEntry>, Rejection>, StoreError> {
+        let mut next: BTreeMap<&ProductId, Stock> = BTreeMap::new();
+        let mut written = Vec::with_capacity(lines.len());
+        for (product, action, quantity) in lines {
+            let current = match next.get(product) {
+                Some(s) => *s,
+                None => match self.stock(product)? {
+                    Some(s) => s,
+                    None if skip_unmanaged => continue,
+                    None => return Ok(Err(Rejection::NotFound)),
+                },
+            };
+            let after = match current.apply(*action, *quantity) {
+                Ok(after) => after,
+                Err(refusal) => return Ok(Err(Rejection::Stock(refusal))),
+            };
+            next.insert(product, after);
+            written.push(self.entry(product, *action, quantity.get(), after, order_id, reason));
+        }
+        for (product, after) in next {
+            if let Some(slot) = self.slots.get_mut(product) {
+                slot.current = Some(after);
+            }
+        }
+        self.entries.extend(written.iter().cloned());
+        Ok(Ok(written))
+    }
+
+    fn entry(
+        &self,
+        product: &ProductId,
+        action: Action,
+        quantity: u64,
+        after: Stock,
+        order_id: Option<&str>,
+        reason: Option<&str>,
+    ) -> HistoryEntry {
+        HistoryEntry {
+            id: uuid::Uuid::new_v4().to_string(),
+            product_id: product.clone(),
+            action,
+            quantity,
+            after,
+            order_id: order_id.map(str::to_owned),
+            reason: reason.map(str::to_owned),
+            created_at: self.now,
+        }
+    }
+
+    /// Creates or deletes a record (the two changes `apply_lines` does not make).
+    fn replace(&mut self, product: &ProductId, action: Action, quantity: u64, after: Option<Stock>) -> HistoryEntry {
+        let entry = self.entry(product, action, quantity, after.unwrap_or_default(), None, None);
+        if let Some(slot) = self.slots.get_mut(product) {
+            slot.current = after;
+        }
+        self.entries.push(entry.clone());
+        entry
+    }
 }
 
 fn apply_and_write<'a>(
@@ -183,8 +269,8 @@ async fn apply_and_write_inner(
     now: Timestamp,
     requests: &[&WriteRequest],
 ) -> Result<Vec<Reply>, StoreError> {
-    // 2. Stored answers for the batch's idempotency keys.
-    let mut stored: HashMap<(&str, &str), (String, String)> = HashMap::new();
+    // 2. Stored answers for the batch's idempotency keys, and the lines of held allocations.
+    let mut stored: HashMap<(String, String), (String, String)> = HashMap::new();
     for key in requests.iter().filter_map(|r| r.idempotency.as_ref()) {
         let row = sqlx::query(
             "SELECT fingerprint, outcome FROM idempotency WHERE scope = $1 AND key = $2",
@@ -195,20 +281,26 @@ async fn apply_and_write_inner(
         .await?;
         if let Some(row) = row {
             stored.insert(
-                (&key.scope, &key.key),
+                (key.scope.clone(), key.key.clone()),
                 (row.try_get("fingerprint")?, row.try_get("outcome")?),
             );
         }
     }
-
-    // 3. The rows the batch touches, locked in product-id order.
-    let mut slots: BTreeMap<ProductId, Slot> = BTreeMap::new();
+    let mut products: BTreeSet<ProductId> = BTreeSet::new();
+    let mut order_ids: BTreeSet<String> = BTreeSet::new();
     for r in requests {
-        slots.entry(r.command.product().clone()).or_insert(Slot {
-            read: None,
-            current: None,
-        });
+        products.extend(r.command.products().into_iter().cloned());
+        if let Some(order_id) = r.command.order_id() {
+            order_ids.insert(order_id.to_owned());
+            products.extend(orders::allocated_products(conn, order_id).await?);
+        }
     }
+
+    // 3. The rows the batch touches, locked in one order: stock by product id, then orders.
+    let mut slots: BTreeMap<ProductId, Slot> = products
+        .into_iter()
+        .map(|p| (p, Slot { read: None, current: None }))
+        .collect();
     let ids: Vec<&ProductId> = slots.keys().collect();
     let rows = sqlx::query(dialect.lock_stocks)
         .bind(ids_json(&ids))
@@ -221,40 +313,41 @@ async fn apply_and_write_inner(
             slot.read = Some(record);
         }
     }
+    if !order_ids.is_empty() {
+        let ids: Vec<&String> = order_ids.iter().collect();
+        sqlx::query(dialect.lock_orders)
+            .bind(serde_json::to_string(&ids).unwrap_or_default())
+            .fetch_all(&mut *conn)
+            .await?;
+    }
 
-    // 4. Apply each job in order to the in-memory rows.
+    // 4. Apply each job in order.
+    let mut batch = Batch {
+        conn,
+        now,
+        slots,
+        entries: Vec::new(),
+    };
     let mut answers: Vec<Reply> = Vec::with_capacity(requests.len());
-    let mut changes: Vec<Change> = Vec::new();
-    let mut fresh_keys: BTreeMap<(&str, &str), (&str, String)> = BTreeMap::new();
+    let mut fresh_keys: BTreeMap<(String, String), (String, String)> = BTreeMap::new();
     for r in requests {
         if let Some(key) = &r.idempotency {
-            let id = (key.scope.as_str(), key.key.as_str());
-            let earlier = stored
-                .get(&id)
-                .map(|(f, o)| (f.as_str(), o.clone()))
-                .or_else(|| fresh_keys.get(&id).map(|(f, o)| (*f, o.clone())));
-            if let Some((fingerprint, outcome)) = earlier {
-                if fingerprint != key.fingerprint {
+            let id = (key.scope.clone(), key.key.clone());
+            if let Some((fingerprint, outcome)) = stored.get(&id).or_else(|| fresh_keys.get(&id)) {
+                if *fingerprint != key.fingerprint {
                     answers.push(Err(StoreError::IdempotencyMismatch));
                 } else {
-                    answers.push(Ok(replay(conn, &outcome, &changes).await?));
+                    let outcome = outcome.clone();
+                    answers.push(Ok(replay(&mut batch, &outcome).await?));
                 }
                 continue;
             }
         }
-        let outcome = match apply(&mut slots, r, now) {
-            Ok(entry) => {
-                changes.push(Change {
-                    entry: entry.clone(),
-                });
-                Outcome::Applied(entry)
-            }
-            Err(rejection) => Outcome::Refused(rejection),
-        };
+        let outcome = execute(&mut batch, &r.command).await?;
         if let Some(key) = &r.idempotency {
             fresh_keys.insert(
-                (key.scope.as_str(), key.key.as_str()),
-                (key.fingerprint.as_str(), encode(&outcome)),
+                (key.scope.clone(), key.key.clone()),
+                (key.fingerprint.clone(), encode(&outcome)),
             );
         }
         answers.push(Ok(Answer {
@@ -264,6 +357,12 @@ async fn apply_and_write_inner(
     }
 
     // 5. Write what changed.
+    let Batch {
+        conn,
+        slots,
+        entries,
+        ..
+    } = batch;
     for (product, slot) in &slots {
         match (&slot.read, slot.current) {
             (None, None) => {}
@@ -304,7 +403,7 @@ async fn apply_and_write_inner(
             (Some(_), Some(_)) => {}
         }
     }
-    for Change { entry } in &changes {
+    for entry in &entries {
         sqlx::query(
             "INSERT INTO history (id, product_id, action, quantity, total, allocated, \
              order_id, reason, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -322,15 +421,15 @@ async fn apply_and_write_inner(
         .await?;
     }
     // In key order, so that two writers storing the same keys wait for each other in one order.
-    for ((scope, key), (fingerprint, outcome)) in &fresh_keys {
+    for ((scope, key), (fingerprint, outcome)) in fresh_keys {
         let done = sqlx::query(
             "INSERT INTO idempotency (scope, key, fingerprint, outcome, created_at) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (scope, key) DO NOTHING",
         )
-        .bind(scope.to_string())
-        .bind(key.to_string())
-        .bind(fingerprint.to_string())
-        .bind(outcome.clone())
+        .bind(scope)
+        .bind(key)
+        .bind(fingerprint)
+        .bind(outcome)
         .bind(now.micros())
         .execute(&mut *conn)
         .await?;
@@ -342,114 +441,117 @@ async fn apply_and_write_inner(
     Ok(answers)
 }
 
-fn figure(n: u64) -> i64 {
+pub(crate) fn figure(n: u64) -> i64 {
     // Figures are bounded by STOCK_TOTAL_MAX, far below i64::MAX.
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// Applies one job to the batch's rows, returning its history entry or why it was refused.
-fn apply(
-    slots: &mut BTreeMap<ProductId, Slot>,
-    request: &WriteRequest,
-    now: Timestamp,
-) -> Result<HistoryEntry, Rejection> {
-    let product = request.command.product();
-    let slot = slots.get_mut(product).ok_or(Rejection::NotFound)?;
-    let (action, quantity, after, order_id, reason) = match &request.command {
-        Command::Create { quantity, .. } => {
-            if slot.current.is_some() {
-                return Err(Rejection::AlreadyExists);
-            }
-            let stock = Stock::created(*quantity);
-            (Action::Create, quantity.get(), Some(stock), None, None)
-        }
+/// Applies one job inside the batch. `Err` aborts the whole batch (a database failure or a
+/// lost race); a refusal is an `Ok(Outcome::Refused)`.
+async fn execute(batch: &mut Batch<'_>, command: &Command) -> Result<Outcome, StoreError> {
+    let applied = |entries: Vec<HistoryEntry>| {
+        entries
+            .into_iter()
+            .next()
+            .map(|e| Outcome::Applied(Effect::Entry(e)))
+            .unwrap_or(Outcome::Refused(Rejection::NotFound))
+    };
+    Ok(match command {
+        Command::Create { product, quantity } => match batch.stock(product)? {
+            Some(_) => Outcome::Refused(Rejection::AlreadyExists),
+            None => Outcome::Applied(Effect::Entry(batch.replace(
+                product,
+                Action::Create,
+                quantity.get(),
+                Some(Stock::created(*quantity)),
+            ))),
+        },
         Command::Transact {
+            product,
             action,
             quantity,
             order_id,
             reason,
-            ..
-        } => {
-            let stock = slot.current.ok_or(Rejection::NotFound)?;
-            let after = stock.apply(*action, *quantity).map_err(Rejection::Stock)?;
-            (
-                *action,
-                quantity.get(),
-                Some(after),
-                order_id.clone(),
-                reason.clone(),
-            )
-        }
-        Command::Delete { .. } => {
-            let stock = slot.current.ok_or(Rejection::NotFound)?;
-            if stock.allocated() > 0 {
-                return Err(Rejection::HasAllocations);
-            }
-            (Action::Delete, stock.total(), None, None, None)
-        }
-    };
-    slot.current = after;
-    Ok(HistoryEntry {
-        id: uuid::Uuid::new_v4().to_string(),
-        product_id: product.clone(),
-        action,
-        quantity,
-        after: after.unwrap_or_default(),
-        order_id,
-        reason,
-        created_at: now,
+        } => match batch.apply_lines(
+            &[(product.clone(), *action, *quantity)],
+            order_id.as_deref(),
+            reason.as_deref(),
+            false,
+        )? {
+            Ok(entries) => applied(entries),
+            Err(rejection) => Outcome::Refused(rejection),
+        },
+        Command::Delete { product } => match batch.stock(product)? {
+            None => Outcome::Refused(Rejection::NotFound),
+            Some(stock) if stock.allocated() > 0 => Outcome::Refused(Rejection::HasAllocations),
+            Some(stock) => Outcome::Applied(Effect::Entry(batch.replace(
+                product,
+                Action::Delete,
+                stock.total(),
+                None,
+            ))),
+        },
+        other => orders::execute(batch, other).await?,
     })
 }
 
-/// How an outcome is kept under its idempotency key: a reference to the history entry, or the
+/// How an outcome is kept under its idempotency key: a reference to what it made, or the
 /// refusal's code.
 fn encode(outcome: &Outcome) -> String {
     match outcome {
-        Outcome::Applied(entry) => format!("applied:{}", entry.id),
+        Outcome::Applied(Effect::Entry(entry)) => format!("entry:{}", entry.id),
+        Outcome::Applied(Effect::Product(id)) => format!("product:{id}"),
+        Outcome::Applied(Effect::Cart(id)) => format!("cart:{id}"),
+        Outcome::Applied(Effect::Order(id)) => format!("order:{id}"),
+        Outcome::Applied(Effect::Payment {
+            order_id,
+            payment_id,
+        }) => format!("payment:{order_id}/{payment_id}"),
         Outcome::Refused(rejection) => format!("refused:{}", rejection.code()),
     }
 }
 
 /// The first answer given under an idempotency key, rebuilt from what was kept.
-fn replay<'a>(
-    conn: &'a mut AnyConnection,
-    outcome: &'a str,
-    pending: &'a [Change],
-) -> BoxFuture<'a, Result<Answer, StoreError>> {
-    Box::pin(replay_inner(conn, outcome, pending))
-}
-
-async fn replay_inner(
-    conn: &mut AnyConnection,
-    outcome: &str,
-    pending: &[Change],
-) -> Result<Answer, StoreError> {
-    let outcome = if let Some(id) = outcome.strip_prefix("applied:") {
-        let entry = match pending.iter().find(|c| c.entry.id == id) {
-            Some(change) => change.entry.clone(),
-            None => {
-                let row = sqlx::query(&format!(
-                    "SELECT {HISTORY_COLUMNS} FROM history WHERE id = $1"
-                ))
-                .bind(id.to_owned())
-                .fetch_one(&mut *conn)
-                .await?;
-                history_entry(&row)?
+async fn replay(batch: &mut Batch<'_>, outcome: &str) -> Result<Answer, StoreError> {
+    let unreadable = || StoreError::Internal(format!("unreadable stored outcome {outcome:?}"));
+    let (kind, id) = outcome.split_once(':').ok_or_else(unreadable)?;
+    let effect = match kind {
+        "entry" => {
+            let pending = batch.entries.iter().find(|e| e.id == id).cloned();
+            let entry = match pending {
+                Some(entry) => entry,
+                None => {
+                    let row = sqlx::query(&format!(
+                        "SELECT {HISTORY_COLUMNS} FROM history WHERE id = $1"
+                    ))
+                    .bind(id.to_owned())
+                    .fetch_one(&mut *batch.conn)
+                    .await?;
+                    history_entry(&row)?
+                }
+            };
+            Effect::Entry(entry)
+        }
+        "product" => Effect::Product(ProductId::parse(id).map_err(|_| unreadable())?),
+        "cart" => Effect::Cart(id.to_owned()),
+        "order" => Effect::Order(id.to_owned()),
+        "payment" => {
+            let (order_id, payment_id) = id.split_once('/').ok_or_else(unreadable)?;
+            Effect::Payment {
+                order_id: order_id.to_owned(),
+                payment_id: payment_id.to_owned(),
             }
-        };
-        Outcome::Applied(entry)
-    } else if let Some(rejection) = outcome
-        .strip_prefix("refused:")
-        .and_then(Rejection::from_code)
-    {
-        Outcome::Refused(rejection)
-    } else {
-        return Err(StoreError::Internal(format!(
-            "unreadable stored outcome {outcome:?}"
-        )));
+        }
+        "refused" => {
+            return Ok(Answer {
+                outcome: Outcome::Refused(Rejection::from_code(id).ok_or_else(unreadable)?),
+                replayed: true,
+            })
+        }
+        _ => return Err(unreadable()),
     };
     Ok(Answer {
-        outcome,
+        outcome: Outcome::Applied(effect),
         replayed: true,
     })
 }

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use stockroom_domain::{Action, Clock, ProductId, Quantity, Timestamp};
 use stockroom_store::testing::{fresh_database, Backend};
-use stockroom_store::{Command, OpenOptions, Outcome, Rejection, SqlStore, Store, WriteRequest};
+use stockroom_store::{Command, Effect, OpenOptions, Outcome, Rejection, SqlStore, Store, WriteRequest};
 
 struct FixedClock;
 impl Clock for FixedClock {
@@ -123,7 +123,7 @@ fn random_sequences_agree_with_the_model(backend: Backend) {
                     .await
                     .expect("execute");
                 match (model_step(model, op), answer.outcome) {
-                    (Ok(next), Outcome::Applied(entry)) => {
+                    (Ok(next), Outcome::Applied(Effect::Entry(entry))) => {
                         let (t, a) = next.unwrap_or((0, 0));
                         prop_assert_eq!(
                             (entry.after.total() as i64, entry.after.allocated() as i64),

@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use stockroom_domain::{Clock, Role};
 use stockroom_http::clock::SystemClock;
-use stockroom_http::{auth, AppState};
+use stockroom_http::{auth, AppState, HttpGateway, PaymentSettings};
 use stockroom_store::{OpenOptions, SqlStore, Store, StoreError};
 use tokio::net::TcpListener;
 
@@ -83,6 +83,22 @@ struct ServeArgs {
     )]
     client_secret: Option<String>,
 
+    /// URL of an HTTP payment gateway, enabling the `http` gateway: Stockroom POSTs
+    /// {order_id, payment_id, amount, currency, method} with an Idempotency-Key and expects
+    /// 2xx {"decision":"approve"}; anything else is a failed payment.
+    #[arg(long, env = "STOCKROOM_PAYMENT_GATEWAY_URL")]
+    payment_gateway_url: Option<String>,
+
+    /// Milliseconds to wait for the HTTP payment gateway before the payment counts as failed.
+    #[arg(long, env = "STOCKROOM_PAYMENT_GATEWAY_TIMEOUT_MS", default_value_t = 10_000)]
+    payment_gateway_timeout_ms: u64,
+
+    /// Milliseconds after which a payment attempt whose outcome was never recorded (the process
+    /// died while the gateway was asked) is failed and its allocation released. Must exceed the
+    /// gateway timeout.
+    #[arg(long, env = "STOCKROOM_PAYMENT_PENDING_TIMEOUT_MS", default_value_t = 120_000)]
+    payment_pending_timeout_ms: u64,
+
     /// Log format: text for people, json for log collectors. The level comes from
     /// STOCKROOM_LOG (e.g. info, debug, stockroom_store=debug).
     #[arg(long, env = "STOCKROOM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -153,9 +169,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = open(&args.db, clock.clone()).await?;
     ensure_credential(&*store, &args, &*clock).await?;
+    if args.payment_pending_timeout_ms <= args.payment_gateway_timeout_ms {
+        anyhow::bail!(
+            "--payment-pending-timeout-ms ({}) must exceed --payment-gateway-timeout-ms ({}), \
+             or a slow approval could arrive after its allocation was released",
+            args.payment_pending_timeout_ms,
+            args.payment_gateway_timeout_ms
+        );
+    }
+    let payments = PaymentSettings {
+        http: args.payment_gateway_url.clone().map(|url| HttpGateway {
+            url,
+            timeout: Duration::from_millis(args.payment_gateway_timeout_ms),
+        }),
+        pending_timeout: Duration::from_millis(args.payment_pending_timeout_ms),
+    };
     let state = AppState::new(store.clone(), clock)
         .await
-        .context("loading the token signing key")?;
+        .context("loading the token signing key")?
+        .with_payments(payments);
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -1,0 +1,125 @@
+//! Payment gateways and the release of overdue payment attempts.
+//!
+//! `manual` is built in and always approves. The HTTP gateway, when configured, is asked with a
+//! `POST` of the order id, payment id, amount and currency, and an `Idempotency-Key` of the
+//! payment id; it must answer 2xx with `{"decision":"approve"}`. Anything else — `decline`,
+//! another status, a connection error, the timeout — is a failed payment. The gateway is always
+//! called with no database transaction or lock held.
+
+use std::time::Duration;
+
+use serde_json::json;
+use stockroom_store::{Command, PaymentTx, StoreError, WriteRequest};
+
+use crate::AppState;
+
+/// The HTTP gateway's settings.
+#[derive(Clone, Debug)]
+pub struct HttpGateway {
+    pub url: String,
+    pub timeout: Duration,
+}
+
+/// How payments are taken.
+#[derive(Clone, Debug)]
+pub struct PaymentSettings {
+    /// The HTTP gateway, when one is configured (gateway name `http`).
+    pub http: Option<HttpGateway>,
+    /// How long a payment attempt may stay pending before its allocation is released. Longer
+    /// than the gateway's timeout, so an answer in time is never overtaken by the release.
+    pub pending_timeout: Duration,
+}
+
+impl Default for PaymentSettings {
+    fn default() -> Self {
+        PaymentSettings {
+            http: None,
+            pending_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// What the gateway said.
+pub struct Verdict {
+    pub approved: bool,
+    pub failure: Option<String>,
+}
+
+/// Asks the HTTP gateway about one payment.
+pub async fn ask_gateway(
+    client: &reqwest::Client,
+    gateway: &HttpGateway,
+    payment: &PaymentTx,
+) -> Verdict {
+    let request = client
+        .post(&gateway.url)
+        .timeout(gateway.timeout)
+        .header("Idempotency-Key", &payment.id)
+        .json(&json!({
+            "order_id": payment.order_id,
+            "payment_id": payment.id,
+            "amount": payment.amount.amount,
+            "currency": payment.amount.currency,
+            "method": payment.transaction_type,
+        }))
+        .send();
+    let declined = |why: String| Verdict {
+        approved: false,
+        failure: Some(why),
+    };
+    match request.await {
+        Err(e) if e.is_timeout() => declined("the gateway did not answer in time".into()),
+        Err(_) => declined("the gateway could not be reached".into()),
+        Ok(r) if !r.status().is_success() => declined(format!("the gateway answered {}", r.status().as_u16())),
+        Ok(r) => match r.json::<serde_json::Value>().await {
+            Ok(body) if body["decision"] == "approve" => Verdict {
+                approved: true,
+                failure: None,
+            },
+            Ok(_) => declined("the gateway declined the payment".into()),
+            Err(_) => declined("the gateway's answer could not be read".into()),
+        },
+    }
+}
+
+/// Releases every payment attempt whose outcome is overdue; returns how many it released.
+/// Every instance may run this at once: releasing is conditional on the attempt still being
+/// pending, inside the writer's transaction, so each is released exactly once.
+pub async fn release_overdue(state: &AppState) -> Result<usize, StoreError> {
+    const BATCH: u64 = 100;
+    let mut released = 0;
+    loop {
+        let overdue = state.store.expired_payments(state.clock.now(), BATCH).await?;
+        let n = overdue.len();
+        for p in overdue {
+            state
+                .store
+                .execute(WriteRequest::new(Command::Settle {
+                    order_id: p.order_id,
+                    payment_id: p.id,
+                    approved: false,
+                    failure: Some("no outcome was recorded before the attempt expired".into()),
+                }))
+                .await?;
+            released += 1;
+        }
+        if (n as u64) < BATCH {
+            return Ok(released);
+        }
+    }
+}
+
+/// Runs [`release_overdue`] every `every` until the process stops.
+pub async fn release_overdue_forever(state: AppState, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match release_overdue(&state).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(released = n, "released overdue payment attempts"),
+            Err(e) => tracing::warn!(error = %e, "releasing overdue payment attempts failed"),
+        }
+    }
+}
+

@@ -1,0 +1,949 @@
+//! The order flow in storage: products, carts, orders and payment transactions. The writes
+//! here run inside the group-commit writer's batch ([`execute`]); the reads on the read pool.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AnyPool, Row};
+use stockroom_domain::limits::{CART_LINES_MAX, QUANTITY_MAX};
+use stockroom_domain::order::{OnCancel, OrderState, Payment, PaymentMethod, Shipping, Status};
+use stockroom_domain::{Action, ProductId, Quantity, Timestamp};
+
+use crate::error::StoreError;
+use crate::model::*;
+use crate::writer::{figure, Batch};
+
+fn internal(what: &str) -> impl Fn(String) -> StoreError + '_ {
+    move |detail| StoreError::Internal(format!("{what}: {detail}"))
+}
+
+fn product_id(raw: &str) -> Result<ProductId, StoreError> {
+    ProductId::parse(raw).map_err(|e| StoreError::Internal(format!("bad product id {raw:?}: {e}")))
+}
+
+fn quantity(n: i64) -> Result<Quantity, StoreError> {
+    Quantity::new(n).map_err(|_| StoreError::Internal(format!("bad quantity {n} in the database")))
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredLine {
+    product_id: String,
+    quantity: u64,
+}
+
+fn encode_lines(lines: &[Line]) -> String {
+    let stored: Vec<StoredLine> = lines
+        .iter()
+        .map(|l| StoredLine {
+            product_id: l.product.as_str().to_owned(),
+            quantity: l.quantity.get(),
+        })
+        .collect();
+    serde_json::to_string(&stored).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn decode_lines(raw: &str) -> Result<Vec<Line>, StoreError> {
+    let stored: Vec<StoredLine> =
+        serde_json::from_str(raw).map_err(|e| internal("stored payment lines")(e.to_string()))?;
+    stored
+        .into_iter()
+        .map(|l| {
+            Ok(Line {
+                product: product_id(&l.product_id)?,
+                quantity: quantity(i64::try_from(l.quantity).unwrap_or(-1))?,
+            })
+        })
+        .collect()
+}
+
+/// The products held by the allocation of an order, if it holds one (for the writer to lock).
+pub(crate) async fn allocated_products(
+    conn: &mut AnyConnection,
+    order_id: &str,
+) -> Result<Vec<ProductId>, StoreError> {
+    let rows = sqlx::query("SELECT lines FROM payments WHERE order_id = $1 AND allocation = 'held'")
+        .bind(order_id.to_owned())
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut products = Vec::new();
+    for row in rows {
+        let raw: String = row.try_get("lines")?;
+        products.extend(decode_lines(&raw)?.into_iter().map(|l| l.product));
+    }
+    Ok(products)
+}
+
+// ---- reads ---------------------------------------------------------------------------------
+
+const PRODUCT_COLUMNS: &str =
+    "id, sku, name, price_amount, currency, includes_tax, created_at, updated_at";
+
+fn product_row(row: &AnyRow) -> Result<Product, StoreError> {
+    let id: String = row.try_get("id")?;
+    let includes_tax: i64 = row.try_get("includes_tax")?;
+    Ok(Product {
+        id: product_id(&id)?,
+        sku: row.try_get("sku")?,
+        name: row.try_get("name")?,
+        price: Money {
+            amount: row.try_get("price_amount")?,
+            currency: row.try_get("currency")?,
+            includes_tax: includes_tax != 0,
+        },
+        created_at: Timestamp(row.try_get("created_at")?),
+        updated_at: Timestamp(row.try_get("updated_at")?),
+    })
+}
+
+pub(crate) async fn product(pool: &AnyPool, id: &str) -> Result<Option<Product>, StoreError> {
+    let row = sqlx::query(&format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1"))
+        .bind(id.to_owned())
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(product_row).transpose()
+}
+
+pub(crate) async fn product_by_sku(pool: &AnyPool, sku: &str) -> Result<Option<Product>, StoreError> {
+    let row = sqlx::query(&format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE sku = $1"))
+        .bind(sku.to_owned())
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(product_row).transpose()
+}
+
+pub(crate) async fn products(pool: &AnyPool, page: Page) -> Result<Paged<Product>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {PRODUCT_COLUMNS} FROM products ORDER BY id LIMIT $1 OFFSET $2"
+    ))
+    .bind(figure(page.limit))
+    .bind(figure(page.offset))
+    .fetch_all(pool)
+    .await?;
+    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM products")
+        .fetch_one(pool)
+        .await?;
+    Ok(Paged {
+        items: rows.iter().map(product_row).collect::<Result<_, _>>()?,
+        total: u64::try_from(total).unwrap_or(0),
+    })
+}
+
+pub(crate) async fn update_product(
+    pool: &AnyPool,
+    id: &ProductId,
+    patch: &ProductPatch,
+    now: Timestamp,
+) -> Result<Option<Product>, StoreError> {
+    let done = sqlx::query(
+        "UPDATE products SET sku = COALESCE(CAST($2 AS TEXT), sku), \
+         name = COALESCE(CAST($3 AS TEXT), name), \
+         price_amount = COALESCE(CAST($4 AS BIGINT), price_amount), \
+         currency = COALESCE(CAST($5 AS TEXT), currency), \
+         includes_tax = COALESCE(CAST($6 AS BIGINT), includes_tax), updated_at = $7 \
+         WHERE id = $1",
+    )
+    .bind(id.as_str().to_owned())
+    .bind(patch.sku.clone())
+    .bind(patch.name.clone())
+    .bind(patch.price.as_ref().map(|p| p.amount))
+    .bind(patch.price.as_ref().map(|p| p.currency.clone()))
+    .bind(patch.price.as_ref().map(|p| i64::from(p.includes_tax)))
+    .bind(now.micros())
+    .execute(pool)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Ok(None);
+    }
+    product(pool, id.as_str()).await
+}
+
+pub(crate) async fn delete_product(pool: &AnyPool, id: &ProductId) -> Result<bool, StoreError> {
+    let done = sqlx::query("DELETE FROM products WHERE id = $1")
+        .bind(id.as_str().to_owned())
+        .execute(pool)
+        .await?;
+    if done.rows_affected() > 0 {
+        sqlx::query("DELETE FROM cart_items WHERE product_id = $1")
+            .bind(id.as_str().to_owned())
+            .execute(pool)
+            .await?;
+    }
+    Ok(done.rows_affected() > 0)
+}
+
+pub(crate) async fn cart(pool: &AnyPool, cart_id: &str) -> Result<Option<Cart>, StoreError> {
+    let Some(row) = sqlx::query("SELECT id, created_at, updated_at FROM carts WHERE id = $1")
+        .bind(cart_id.to_owned())
+        .fetch_optional(pool)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let items = sqlx::query(
+        "SELECT ci.id AS item_id, ci.product_id AS item_product, ci.quantity AS item_quantity, \
+         ci.created_at AS item_created, ci.updated_at AS item_updated, \
+         (SELECT COUNT(*) FROM stock s WHERE s.product_id = ci.product_id) AS managed, \
+         p.id, p.sku, p.name, p.price_amount, p.currency, p.includes_tax, p.created_at, p.updated_at \
+         FROM cart_items ci LEFT JOIN products p ON p.id = ci.product_id \
+         WHERE ci.cart_id = $1 ORDER BY ci.created_at, ci.id",
+    )
+    .bind(cart_id.to_owned())
+    .fetch_all(pool)
+    .await?;
+    let items = items
+        .iter()
+        .map(|r| {
+            let pid: String = r.try_get("item_product")?;
+            let catalog: Option<String> = r.try_get("id")?;
+            let managed: i64 = r.try_get("managed")?;
+            Ok(CartItem {
+                id: r.try_get("item_id")?,
+                product_id: product_id(&pid)?,
+                quantity: u64::try_from(r.try_get::<i64, _>("item_quantity")?).unwrap_or(0),
+                product: catalog.map(|_| product_row(r)).transpose()?,
+                managed: managed > 0,
+                created_at: Timestamp(r.try_get("item_created")?),
+                updated_at: Timestamp(r.try_get("item_updated")?),
+            })
+        })
+        .collect::<Result<_, StoreError>>()?;
+    Ok(Some(Cart {
+        id: row.try_get("id")?,
+        items,
+        created_at: Timestamp(row.try_get("created_at")?),
+        updated_at: Timestamp(row.try_get("updated_at")?),
+    }))
+}
+
+pub(crate) async fn delete_cart_item(
+    pool: &AnyPool,
+    cart_id: &str,
+    item_id: &str,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query("DELETE FROM cart_items WHERE id = $1 AND cart_id = $2")
+        .bind(item_id.to_owned())
+        .bind(cart_id.to_owned())
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub(crate) async fn delete_cart(pool: &AnyPool, cart_id: &str) -> Result<bool, StoreError> {
+    sqlx::query("DELETE FROM cart_items WHERE cart_id = $1")
+        .bind(cart_id.to_owned())
+        .execute(pool)
+        .await?;
+    let done = sqlx::query("DELETE FROM carts WHERE id = $1")
+        .bind(cart_id.to_owned())
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+const ORDER_COLUMNS: &str = "id, cart_id, status, payment, shipping, paying, customer, \
+     billing_address, shipping_address, total_amount, currency, created_at, updated_at";
+
+fn order_state(row: &AnyRow) -> Result<OrderState, StoreError> {
+    let bad = |what: &str, v: &str| StoreError::Internal(format!("unknown order {what} {v:?}"));
+    let status: String = row.try_get("status")?;
+    let payment: String = row.try_get("payment")?;
+    let shipping: String = row.try_get("shipping")?;
+    let paying: Option<String> = row.try_get("paying")?;
+    Ok(OrderState {
+        status: Status::parse(&status).ok_or_else(|| bad("status", &status))?,
+        payment: Payment::parse(&payment).ok_or_else(|| bad("payment", &payment))?,
+        shipping: Shipping::parse(&shipping).ok_or_else(|| bad("shipping", &shipping))?,
+        paying: paying.is_some(),
+    })
+}
+
+fn order_row(row: &AnyRow, items: Vec<OrderItem>) -> Result<Order, StoreError> {
+    Ok(Order {
+        id: row.try_get("id")?,
+        cart_id: row.try_get("cart_id")?,
+        state: order_state(row)?,
+        customer: row.try_get("customer")?,
+        billing_address: row.try_get("billing_address")?,
+        shipping_address: row.try_get("shipping_address")?,
+        total: Money {
+            amount: row.try_get("total_amount")?,
+            currency: row.try_get("currency")?,
+            includes_tax: false,
+        },
+        items,
+        created_at: Timestamp(row.try_get("created_at")?),
+        updated_at: Timestamp(row.try_get("updated_at")?),
+    })
+}
+
+async fn order_items(pool: &AnyPool, order_id: &str) -> Result<Vec<OrderItem>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, product_id, name, sku, quantity, unit_amount, currency, includes_tax \
+         FROM order_items WHERE order_id = $1 ORDER BY position",
+    )
+    .bind(order_id.to_owned())
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let pid: String = r.try_get("product_id")?;
+            let includes_tax: i64 = r.try_get("includes_tax")?;
+            Ok(OrderItem {
+                id: r.try_get("id")?,
+                product_id: product_id(&pid)?,
+                name: r.try_get("name")?,
+                sku: r.try_get("sku")?,
+                quantity: quantity(r.try_get("quantity")?)?,
+                unit_price: Money {
+                    amount: r.try_get("unit_amount")?,
+                    currency: r.try_get("currency")?,
+                    includes_tax: includes_tax != 0,
+                },
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn order(pool: &AnyPool, id: &str) -> Result<Option<Order>, StoreError> {
+    let row = sqlx::query(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
+        .bind(id.to_owned())
+        .fetch_optional(pool)
+        .await?;
+    match row {
+        Some(row) => Ok(Some(order_row(&row, order_items(pool, id).await?)?)),
+        None => Ok(None),
+    }
+}
+
+pub(crate) async fn orders(
+    pool: &AnyPool,
+    query: &OrderQuery,
+    page: Page,
+) -> Result<Paged<Order>, StoreError> {
+    const FILTER: &str = "WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) \
+         AND (CAST($2 AS TEXT) IS NULL OR payment = $2) \
+         AND (CAST($3 AS TEXT) IS NULL OR shipping = $3)";
+    let status = query.status.map(|s| s.as_str().to_owned());
+    let payment = query.payment.map(|s| s.as_str().to_owned());
+    let shipping = query.shipping.map(|s| s.as_str().to_owned());
+    let rows = sqlx::query(&format!(
+        "SELECT {ORDER_COLUMNS} FROM orders {FILTER} ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
+    ))
+    .bind(status.clone())
+    .bind(payment.clone())
+    .bind(shipping.clone())
+    .bind(figure(page.limit))
+    .bind(figure(page.offset))
+    .fetch_all(pool)
+    .await?;
+    let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM orders {FILTER}"))
+        .bind(status)
+        .bind(payment)
+        .bind(shipping)
+        .fetch_one(pool)
+        .await?;
+    let mut items = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id: String = row.try_get("id")?;
+        items.push(order_row(row, order_items(pool, &id).await?)?);
+    }
+    Ok(Paged {
+        items,
+        total: u64::try_from(total).unwrap_or(0),
+    })
+}
+
+const PAYMENT_COLUMNS: &str = "id, order_id, gateway, transaction_type, status, amount, currency, \
+     lines, allocation, failure, expires_at, created_at, updated_at";
+
+fn payment_row(row: &AnyRow) -> Result<PaymentTx, StoreError> {
+    let status: String = row.try_get("status")?;
+    let allocation: String = row.try_get("allocation")?;
+    let lines: String = row.try_get("lines")?;
+    Ok(PaymentTx {
+        id: row.try_get("id")?,
+        order_id: row.try_get("order_id")?,
+        gateway: row.try_get("gateway")?,
+        transaction_type: row.try_get("transaction_type")?,
+        status: match status.as_str() {
+            "pending" => PaymentStatus::Pending,
+            "complete" => PaymentStatus::Complete,
+            "failed" => PaymentStatus::Failed,
+            other => return Err(StoreError::Internal(format!("unknown payment status {other:?}"))),
+        },
+        amount: Money {
+            amount: row.try_get("amount")?,
+            currency: row.try_get("currency")?,
+            includes_tax: false,
+        },
+        lines: decode_lines(&lines)?,
+        allocation: match allocation.as_str() {
+            "none" => AllocationState::None,
+            "held" => AllocationState::Held,
+            "shipped" => AllocationState::Shipped,
+            "released" => AllocationState::Released,
+            other => return Err(StoreError::Internal(format!("unknown allocation {other:?}"))),
+        },
+        failure: row.try_get("failure")?,
+        expires_at: Timestamp(row.try_get("expires_at")?),
+        created_at: Timestamp(row.try_get("created_at")?),
+        updated_at: Timestamp(row.try_get("updated_at")?),
+    })
+}
+
+pub(crate) async fn payments(pool: &AnyPool, order_id: &str) -> Result<Vec<PaymentTx>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = $1 ORDER BY created_at, id"
+    ))
+    .bind(order_id.to_owned())
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(payment_row).collect()
+}
+
+pub(crate) async fn payment(
+    pool: &AnyPool,
+    order_id: &str,
+    id: &str,
+) -> Result<Option<PaymentTx>, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1 AND order_id = $2"
+    ))
+    .bind(id.to_owned())
+    .bind(order_id.to_owned())
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(payment_row).transpose()
+}
+
+pub(crate) async fn expired_payments(
+    pool: &AnyPool,
+    now: Timestamp,
+    limit: u64,
+) -> Result<Vec<PaymentTx>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE status = 'pending' AND expires_at <= $1 \
+         ORDER BY expires_at LIMIT $2"
+    ))
+    .bind(now.micros())
+    .bind(figure(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(payment_row).collect()
+}
+
+// ---- writes, inside the writer's batch -----------------------------------------------------
+
+async fn load_state(batch: &mut Batch<'_>, order_id: &str) -> Result<Option<OrderState>, StoreError> {
+    let row = sqlx::query("SELECT status, payment, shipping, paying FROM orders WHERE id = $1")
+        .bind(order_id.to_owned())
+        .fetch_optional(&mut *batch.conn)
+        .await?;
+    row.as_ref().map(order_state).transpose()
+}
+
+async fn save_state(
+    batch: &mut Batch<'_>,
+    order_id: &str,
+    state: OrderState,
+    paying: Option<&str>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE orders SET status = $2, payment = $3, shipping = $4, paying = $5, updated_at = $6 \
+         WHERE id = $1",
+    )
+    .bind(order_id.to_owned())
+    .bind(state.status.as_str())
+    .bind(state.payment.as_str())
+    .bind(state.shipping.as_str())
+    .bind(paying.map(str::to_owned))
+    .bind(batch.now.micros())
+    .execute(&mut *batch.conn)
+    .await?;
+    Ok(())
+}
+
+/// The payment of an order whose allocation is held, if any.
+async fn held_payment(batch: &mut Batch<'_>, order_id: &str) -> Result<Option<PaymentTx>, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = $1 AND allocation = 'held'"
+    ))
+    .bind(order_id.to_owned())
+    .fetch_optional(&mut *batch.conn)
+    .await?;
+    row.as_ref().map(payment_row).transpose()
+}
+
+/// Resolves a held allocation exactly once: `ship` or `deallocate` entries for its lines, and
+/// the payment row marked so that it can never be resolved again.
+async fn resolve_allocation(
+    batch: &mut Batch<'_>,
+    payment: &PaymentTx,
+    action: Action,
+) -> Result<(), StoreError> {
+    let state = if action == Action::Ship { "shipped" } else { "released" };
+    let done = sqlx::query(
+        "UPDATE payments SET allocation = $2, updated_at = $3 WHERE id = $1 AND allocation = 'held'",
+    )
+    .bind(payment.id.clone())
+    .bind(state)
+    .bind(batch.now.micros())
+    .execute(&mut *batch.conn)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Err(StoreError::Conflict);
+    }
+    let lines: Vec<_> = payment
+        .lines
+        .iter()
+        .map(|l| (l.product.clone(), action, l.quantity))
+        .collect();
+    match batch.apply_lines(&lines, Some(&payment.order_id), None, false)? {
+        Ok(_) => Ok(()),
+        Err(rejection) => Err(StoreError::Internal(format!(
+            "a held allocation of order {} could not be resolved: {rejection:?}",
+            payment.order_id
+        ))),
+    }
+}
+
+/// The stock check of add-to-cart and checkout: every managed product has `quantity` available.
+fn covered(batch: &Batch<'_>, wanted: &BTreeMap<ProductId, u64>) -> Result<bool, StoreError> {
+    for (product, quantity) in wanted {
+        if let Some(stock) = batch.stock(product)? {
+            if stock.available() < *quantity {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+pub(crate) async fn execute(batch: &mut Batch<'_>, command: &Command) -> Result<Outcome, StoreError> {
+    use Outcome::{Applied, Refused};
+    Ok(match command {
+        Command::CreateProduct(p) => {
+            let done = sqlx::query(
+                "INSERT INTO products (id, sku, name, price_amount, currency, includes_tax, \
+                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT DO NOTHING",
+            )
+            .bind(p.id.as_str().to_owned())
+            .bind(p.sku.clone())
+            .bind(p.name.clone())
+            .bind(p.price.amount)
+            .bind(p.price.currency.clone())
+            .bind(i64::from(p.price.includes_tax))
+            .bind(batch.now.micros())
+            .execute(&mut *batch.conn)
+            .await?;
+            if done.rows_affected() == 0 {
+                Refused(Rejection::ProductTaken)
+            } else {
+                Applied(Effect::Product(p.id.clone()))
+            }
+        }
+        Command::AddToCart { cart_id, lines } => add_to_cart(batch, cart_id, lines).await?,
+        Command::UpdateCartItem {
+            cart_id,
+            item_id,
+            product,
+            quantity,
+        } => {
+            let row = sqlx::query("SELECT product_id FROM cart_items WHERE id = $1 AND cart_id = $2")
+                .bind(item_id.clone())
+                .bind(cart_id.clone())
+                .fetch_optional(&mut *batch.conn)
+                .await?;
+            let Some(row) = row else {
+                return Ok(Refused(Rejection::NotFound));
+            };
+            let in_cart: String = row.try_get("product_id")?;
+            if in_cart != product.as_str() {
+                return Ok(Refused(Rejection::NotFound));
+            }
+            if !covered(batch, &BTreeMap::from([(product.clone(), quantity.get())]))? {
+                return Ok(Refused(Rejection::OutOfStock));
+            }
+            sqlx::query("UPDATE cart_items SET quantity = $2, updated_at = $3 WHERE id = $1")
+                .bind(item_id.clone())
+                .bind(figure(quantity.get()))
+                .bind(batch.now.micros())
+                .execute(&mut *batch.conn)
+                .await?;
+            sqlx::query("UPDATE carts SET updated_at = $2 WHERE id = $1")
+                .bind(cart_id.clone())
+                .bind(batch.now.micros())
+                .execute(&mut *batch.conn)
+                .await?;
+            Applied(Effect::Cart(cart_id.clone()))
+        }
+        Command::Checkout(order) => checkout(batch, order).await?,
+        Command::Pay {
+            order_id,
+            payment,
+            settled,
+        } => pay(batch, order_id, payment, *settled).await?,
+        Command::Settle {
+            order_id,
+            payment_id,
+            approved,
+            failure,
+        } => settle(batch, order_id, payment_id, *approved, failure.as_deref()).await?,
+        Command::Capture {
+            order_id,
+            authorization_id,
+            capture_id,
+        } => {
+            let Some(state) = load_state(batch, order_id).await? else {
+                return Ok(Refused(Rejection::NotFound));
+            };
+            let row = sqlx::query(&format!(
+                "SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1 AND order_id = $2"
+            ))
+            .bind(authorization_id.clone())
+            .bind(order_id.clone())
+            .fetch_optional(&mut *batch.conn)
+            .await?;
+            let Some(authorization) = row.as_ref().map(payment_row).transpose()? else {
+                return Ok(Refused(Rejection::NotFound));
+            };
+            if authorization.transaction_type != "authorize"
+                || authorization.status != PaymentStatus::Complete
+            {
+                return Ok(Refused(Rejection::Order(
+                    stockroom_domain::order::OrderError::NotAuthorized,
+                )));
+            }
+            let next = match state.capture() {
+                Ok(next) => next,
+                Err(e) => return Ok(Refused(Rejection::Order(e))),
+            };
+            insert_payment(
+                batch,
+                order_id,
+                &NewPayment {
+                    id: capture_id.clone(),
+                    gateway: authorization.gateway.clone(),
+                    method: PaymentMethod::Purchase,
+                    amount: authorization.amount.clone(),
+                    lines: Vec::new(),
+                    expires_at: batch.now,
+                },
+                "capture",
+                "complete",
+                "none",
+            )
+            .await?;
+            save_state(batch, order_id, next, None).await?;
+            Applied(Effect::Payment {
+                order_id: order_id.clone(),
+                payment_id: capture_id.clone(),
+            })
+        }
+        Command::Ship { order_id } => {
+            let Some(state) = load_state(batch, order_id).await? else {
+                return Ok(Refused(Rejection::NotFound));
+            };
+            let next = match state.ship() {
+                Ok(next) => next,
+                Err(e) => return Ok(Refused(Rejection::Order(e))),
+            };
+            if let Some(payment) = held_payment(batch, order_id).await? {
+                resolve_allocation(batch, &payment, Action::Ship).await?;
+            }
+            save_state(batch, order_id, next, None).await?;
+            Applied(Effect::Order(order_id.clone()))
+        }
+        Command::Cancel { order_id } => {
+            let Some(state) = load_state(batch, order_id).await? else {
+                return Ok(Refused(Rejection::NotFound));
+            };
+            let (next, on_cancel) = match state.cancel() {
+                Ok(next) => next,
+                Err(e) => return Ok(Refused(Rejection::Order(e))),
+            };
+            if on_cancel == OnCancel::Release {
+                if let Some(payment) = held_payment(batch, order_id).await? {
+                    resolve_allocation(batch, &payment, Action::Deallocate).await?;
+                }
+            }
+            save_state(batch, order_id, next, None).await?;
+            Applied(Effect::Order(order_id.clone()))
+        }
+        Command::Create { .. } | Command::Transact { .. } | Command::Delete { .. } => {
+            return Err(StoreError::Internal("a stock command reached the order flow".into()))
+        }
+    })
+}
+
+async fn add_to_cart(
+    batch: &mut Batch<'_>,
+    cart_id: &str,
+    lines: &[CartLine],
+) -> Result<Outcome, StoreError> {
+    let mut wanted: BTreeMap<ProductId, u64> = BTreeMap::new();
+    for line in lines {
+        *wanted.entry(line.product.clone()).or_default() += line.quantity.get();
+    }
+    if !covered(batch, &wanted)? {
+        return Ok(Outcome::Refused(Rejection::OutOfStock));
+    }
+    // One currency per cart: the lines', and that of what the cart holds already.
+    let mut currencies: Vec<String> = lines.iter().filter_map(|l| l.currency.clone()).collect();
+    let held = sqlx::query(
+        "SELECT DISTINCT p.currency FROM cart_items ci JOIN products p ON p.id = ci.product_id \
+         WHERE ci.cart_id = $1",
+    )
+    .bind(cart_id.to_owned())
+    .fetch_all(&mut *batch.conn)
+    .await?;
+    for row in &held {
+        currencies.push(row.try_get("currency")?);
+    }
+    currencies.sort();
+    currencies.dedup();
+    if currencies.len() > 1 {
+        return Ok(Outcome::Refused(Rejection::CurrencyMismatch));
+    }
+    let existing = sqlx::query("SELECT id, product_id, quantity FROM cart_items WHERE cart_id = $1")
+        .bind(cart_id.to_owned())
+        .fetch_all(&mut *batch.conn)
+        .await?;
+    let mut in_cart: BTreeMap<String, (String, i64)> = BTreeMap::new();
+    for row in &existing {
+        in_cart.insert(
+            row.try_get("product_id")?,
+            (row.try_get("id")?, row.try_get("quantity")?),
+        );
+    }
+    let new_lines = wanted.keys().filter(|p| !in_cart.contains_key(p.as_str())).count();
+    if in_cart.len() + new_lines > CART_LINES_MAX {
+        return Ok(Outcome::Refused(Rejection::CartLimit));
+    }
+    for (product, quantity) in &wanted {
+        let held = in_cart.get(product.as_str()).map(|(_, q)| *q).unwrap_or(0);
+        if u64::try_from(held).unwrap_or(0) + quantity > QUANTITY_MAX {
+            return Ok(Outcome::Refused(Rejection::CartLimit));
+        }
+    }
+    let now = batch.now.micros();
+    sqlx::query(
+        "INSERT INTO carts (id, created_at, updated_at) VALUES ($1, $2, $2) \
+         ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at",
+    )
+    .bind(cart_id.to_owned())
+    .bind(now)
+    .execute(&mut *batch.conn)
+    .await?;
+    for (product, quantity) in wanted {
+        match in_cart.get(product.as_str()) {
+            Some((item_id, held)) => {
+                sqlx::query("UPDATE cart_items SET quantity = $2, updated_at = $3 WHERE id = $1")
+                    .bind(item_id.clone())
+                    .bind(held + figure(quantity))
+                    .bind(now)
+                    .execute(&mut *batch.conn)
+                    .await?;
+            }
+            None => {
+                sqlx::query(
+                    "INSERT INTO cart_items (id, cart_id, product_id, quantity, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $5)",
+                )
+                .bind(uuid::Uuid::new_v4().to_string())
+                .bind(cart_id.to_owned())
+                .bind(product.as_str().to_owned())
+                .bind(figure(quantity))
+                .bind(now)
+                .execute(&mut *batch.conn)
+                .await?;
+            }
+        }
+    }
+    Ok(Outcome::Applied(Effect::Cart(cart_id.to_owned())))
+}
+
+async fn checkout(batch: &mut Batch<'_>, order: &NewOrder) -> Result<Outcome, StoreError> {
+    let mut wanted: BTreeMap<ProductId, u64> = BTreeMap::new();
+    for item in &order.items {
+        *wanted.entry(item.product_id.clone()).or_default() += item.quantity.get();
+    }
+    if !covered(batch, &wanted)? {
+        return Ok(Outcome::Refused(Rejection::OutOfStock));
+    }
+    let state = OrderState::checked_out();
+    let now = batch.now.micros();
+    sqlx::query(
+        "INSERT INTO orders (id, cart_id, status, payment, shipping, paying, customer, \
+         billing_address, shipping_address, total_amount, currency, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, NULL, $6, $7, $8, $9, $10, $11, $11)",
+    )
+    .bind(order.id.clone())
+    .bind(order.cart_id.clone())
+    .bind(state.status.as_str())
+    .bind(state.payment.as_str())
+    .bind(state.shipping.as_str())
+    .bind(order.customer.clone())
+    .bind(order.billing_address.clone())
+    .bind(order.shipping_address.clone())
+    .bind(order.total.amount)
+    .bind(order.total.currency.clone())
+    .bind(now)
+    .execute(&mut *batch.conn)
+    .await?;
+    for (position, item) in order.items.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO order_items (id, order_id, position, product_id, name, sku, quantity, \
+             unit_amount, currency, includes_tax) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(item.id.clone())
+        .bind(order.id.clone())
+        .bind(i64::try_from(position).unwrap_or(i64::MAX))
+        .bind(item.product_id.as_str().to_owned())
+        .bind(item.name.clone())
+        .bind(item.sku.clone())
+        .bind(figure(item.quantity.get()))
+        .bind(item.unit_price.amount)
+        .bind(item.unit_price.currency.clone())
+        .bind(i64::from(item.unit_price.includes_tax))
+        .execute(&mut *batch.conn)
+        .await?;
+    }
+    Ok(Outcome::Applied(Effect::Order(order.id.clone())))
+}
+
+async fn insert_payment(
+    batch: &mut Batch<'_>,
+    order_id: &str,
+    payment: &NewPayment,
+    transaction_type: &str,
+    status: &str,
+    allocation: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO payments (id, order_id, gateway, transaction_type, status, amount, currency, \
+         lines, allocation, failure, expires_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10, $11, $11)",
+    )
+    .bind(payment.id.clone())
+    .bind(order_id.to_owned())
+    .bind(payment.gateway.clone())
+    .bind(transaction_type.to_owned())
+    .bind(status.to_owned())
+    .bind(payment.amount.amount)
+    .bind(payment.amount.currency.clone())
+    .bind(encode_lines(&payment.lines))
+    .bind(allocation.to_owned())
+    .bind(payment.expires_at.micros())
+    .bind(batch.now.micros())
+    .execute(&mut *batch.conn)
+    .await?;
+    Ok(())
+}
+
+async fn pay(
+    batch: &mut Batch<'_>,
+    order_id: &str,
+    payment: &NewPayment,
+    settled: bool,
+) -> Result<Outcome, StoreError> {
+    let Some(state) = load_state(batch, order_id).await? else {
+        return Ok(Outcome::Refused(Rejection::NotFound));
+    };
+    let next = match state.begin_payment() {
+        Ok(next) => next,
+        Err(e) => return Ok(Outcome::Refused(Rejection::Order(e))),
+    };
+    // All lines in one step; products without stock are not stock-managed and are skipped.
+    let lines: Vec<_> = payment
+        .lines
+        .iter()
+        .map(|l| (l.product.clone(), Action::Allocate, l.quantity))
+        .collect();
+    let entries = match batch.apply_lines(&lines, Some(order_id), None, true)? {
+        Ok(entries) => entries,
+        Err(_) => return Ok(Outcome::Refused(Rejection::OutOfStock)),
+    };
+    let allocated: Vec<Line> = entries
+        .iter()
+        .filter_map(|e| {
+            Some(Line {
+                product: e.product_id.clone(),
+                quantity: Quantity::new(i64::try_from(e.quantity).ok()?).ok()?,
+            })
+        })
+        .collect();
+    let recorded = NewPayment {
+        lines: allocated,
+        ..payment.clone()
+    };
+    let allocation = if recorded.lines.is_empty() { "none" } else { "held" };
+    let status = if settled { "complete" } else { "pending" };
+    insert_payment(
+        batch,
+        order_id,
+        &recorded,
+        payment.method.as_str(),
+        status,
+        allocation,
+    )
+    .await?;
+    if settled {
+        save_state(batch, order_id, next.payment_succeeded(payment.method), None).await?;
+    } else {
+        save_state(batch, order_id, next, Some(&payment.id)).await?;
+    }
+    Ok(Outcome::Applied(Effect::Payment {
+        order_id: order_id.to_owned(),
+        payment_id: payment.id.clone(),
+    }))
+}
+
+async fn settle(
+    batch: &mut Batch<'_>,
+    order_id: &str,
+    payment_id: &str,
+    approved: bool,
+    failure: Option<&str>,
+) -> Result<Outcome, StoreError> {
+    let applied = Outcome::Applied(Effect::Payment {
+        order_id: order_id.to_owned(),
+        payment_id: payment_id.to_owned(),
+    });
+    let row = sqlx::query(&format!(
+        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1 AND order_id = $2"
+    ))
+    .bind(payment_id.to_owned())
+    .bind(order_id.to_owned())
+    .fetch_optional(&mut *batch.conn)
+    .await?;
+    let Some(payment) = row.as_ref().map(payment_row).transpose()? else {
+        return Ok(Outcome::Refused(Rejection::NotFound));
+    };
+    if payment.status != PaymentStatus::Pending {
+        // Already settled (say, expired while the gateway answered): the first outcome stands.
+        return Ok(applied);
+    }
+    let Some(state) = load_state(batch, order_id).await? else {
+        return Ok(Outcome::Refused(Rejection::NotFound));
+    };
+    let method = PaymentMethod::parse(&payment.transaction_type).unwrap_or(PaymentMethod::Purchase);
+    let (status, next) = if approved {
+        ("complete", state.payment_succeeded(method))
+    } else {
+        if payment.allocation == AllocationState::Held {
+            resolve_allocation(batch, &payment, Action::Deallocate).await?;
+        }
+        ("failed", state.payment_failed())
+    };
+    sqlx::query("UPDATE payments SET status = $2, failure = $3, updated_at = $4 WHERE id = $1")
+        .bind(payment_id.to_owned())
+        .bind(status)
+        .bind(failure.map(str::to_owned))
+        .bind(batch.now.micros())
+        .execute(&mut *batch.conn)
+        .await?;
+    save_state(batch, order_id, next, None).await?;
+    Ok(applied)
+}
