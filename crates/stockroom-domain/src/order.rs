@@ -209,7 +209,10 @@ mod tests {
         assert_eq!(s.begin_payment(), Err(OrderError::BeingPaid));
         assert_eq!(s.cancel(), Err(OrderError::BeingPaid));
         let s = s.payment_succeeded(PaymentMethod::Purchase);
-        assert_eq!((s.status, s.payment, s.paying), (Status::Complete, Payment::Paid, false));
+        assert_eq!(
+            (s.status, s.payment, s.paying),
+            (Status::Complete, Payment::Paid, false)
+        );
         assert_eq!(s.begin_payment(), Err(OrderError::AlreadyPaid));
         let s = s.ship().expect("ship");
         assert_eq!(s.shipping, Shipping::Fulfilled);
@@ -223,7 +226,10 @@ mod tests {
             .begin_payment()
             .expect("pay")
             .payment_succeeded(PaymentMethod::Authorize);
-        assert_eq!((s.status, s.payment), (Status::Incomplete, Payment::Authorized));
+        assert_eq!(
+            (s.status, s.payment),
+            (Status::Incomplete, Payment::Authorized)
+        );
         assert_eq!(s.ship(), Err(OrderError::NotPaid));
         let s = s.capture().expect("capture");
         assert_eq!((s.status, s.payment), (Status::Complete, Payment::Paid));
@@ -232,10 +238,16 @@ mod tests {
 
     #[test]
     fn a_failed_payment_may_be_tried_again() {
-        let s = OrderState::checked_out().begin_payment().expect("pay").payment_failed();
+        let s = OrderState::checked_out()
+            .begin_payment()
+            .expect("pay")
+            .payment_failed();
         assert_eq!(s, OrderState::checked_out());
         assert!(s.begin_payment().is_ok());
-        assert_eq!(OrderState::checked_out().capture(), Err(OrderError::NotAuthorized));
+        assert_eq!(
+            OrderState::checked_out().capture(),
+            Err(OrderError::NotAuthorized)
+        );
     }
 
     #[test]

@@ -164,7 +164,9 @@ pub async fn post_transaction(
         })
         .await?;
     match answer.outcome {
-        Outcome::Applied(Effect::Entry(entry)) => Ok(Json(json!({ "data": wire::transaction(&entry) }))),
+        Outcome::Applied(Effect::Entry(entry)) => {
+            Ok(Json(json!({ "data": wire::transaction(&entry) })))
+        }
         Outcome::Applied(_) => Err(ApiError::Internal),
         Outcome::Refused(rejection) => Err(rejection.into()),
     }

@@ -166,22 +166,72 @@ pub fn routes(state: AppState) -> (Router, Vec<RouteInfo>) {
     )
     .add(M::POST, "/v2/products", Admin, orders::create_product)
     .add(M::GET, "/v2/products", Shopper, orders::list_products)
-    .add(M::GET, "/v2/products/{product}", Shopper, orders::get_product)
-    .add(M::PUT, "/v2/products/{product}", Admin, orders::update_product)
-    .add(M::DELETE, "/v2/products/{product}", Admin, orders::delete_product)
+    .add(
+        M::GET,
+        "/v2/products/{product}",
+        Shopper,
+        orders::get_product,
+    )
+    .add(
+        M::PUT,
+        "/v2/products/{product}",
+        Admin,
+        orders::update_product,
+    )
+    .add(
+        M::DELETE,
+        "/v2/products/{product}",
+        Admin,
+        orders::delete_product,
+    )
     .add(M::GET, "/v2/carts/{cart}", Shopper, orders::get_cart)
     .add(M::DELETE, "/v2/carts/{cart}", Shopper, orders::delete_cart)
-    .add(M::GET, "/v2/carts/{cart}/items", Shopper, orders::get_cart_items)
-    .add(M::POST, "/v2/carts/{cart}/items", Shopper, orders::add_to_cart)
-    .add(M::PUT, "/v2/carts/{cart}/items/{item}", Shopper, orders::update_cart_item)
-    .add(M::DELETE, "/v2/carts/{cart}/items/{item}", Shopper, orders::delete_cart_item)
-    .add(M::POST, "/v2/carts/{cart}/checkout", Shopper, orders::checkout)
+    .add(
+        M::GET,
+        "/v2/carts/{cart}/items",
+        Shopper,
+        orders::get_cart_items,
+    )
+    .add(
+        M::POST,
+        "/v2/carts/{cart}/items",
+        Shopper,
+        orders::add_to_cart,
+    )
+    .add(
+        M::PUT,
+        "/v2/carts/{cart}/items/{item}",
+        Shopper,
+        orders::update_cart_item,
+    )
+    .add(
+        M::DELETE,
+        "/v2/carts/{cart}/items/{item}",
+        Shopper,
+        orders::delete_cart_item,
+    )
+    .add(
+        M::POST,
+        "/v2/carts/{cart}/checkout",
+        Shopper,
+        orders::checkout,
+    )
     .add(M::GET, "/v2/orders", Admin, orders::list_orders)
     .add(M::GET, "/v2/orders/{order}", Shopper, orders::get_order)
     .add(M::PUT, "/v2/orders/{order}", Admin, orders::update_order)
-    .add(M::GET, "/v2/orders/{order}/items", Shopper, orders::get_order_items)
+    .add(
+        M::GET,
+        "/v2/orders/{order}/items",
+        Shopper,
+        orders::get_order_items,
+    )
     .add(M::POST, "/v2/orders/{order}/payments", Shopper, orders::pay)
-    .add(M::GET, "/v2/orders/{order}/transactions", Shopper, orders::list_payments)
+    .add(
+        M::GET,
+        "/v2/orders/{order}/transactions",
+        Shopper,
+        orders::list_payments,
+    )
     .add(
         M::GET,
         "/v2/orders/{order}/transactions/{transaction}",

@@ -22,7 +22,7 @@ use stockroom_store::{
 
 use crate::error::ApiError;
 use crate::extract::{
-    check_type, data_object, idempotency_key, page, parse_filter, query_pairs, quantity,
+    check_type, data_object, idempotency_key, page, parse_filter, quantity, query_pairs,
     required_string, JsonBody,
 };
 use crate::payments::ask_gateway;
@@ -79,7 +79,12 @@ fn price_field(obj: &Map<String, Value>) -> Result<Option<Money>, ApiError> {
     let includes_tax = match price.get("includes_tax") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(ApiError::invalid("price.includes_tax", "includes_tax must be true or false")),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "price.includes_tax",
+                "includes_tax must be true or false",
+            ))
+        }
     };
     Ok(Some(Money {
         amount,
@@ -91,7 +96,10 @@ fn price_field(obj: &Map<String, Value>) -> Result<Option<Money>, ApiError> {
 fn attributes(data: &Map<String, Value>) -> Result<&Map<String, Value>, ApiError> {
     match data.get("attributes") {
         Some(Value::Object(a)) => Ok(a),
-        _ => Err(ApiError::invalid("attributes", "data.attributes must be an object")),
+        _ => Err(ApiError::invalid(
+            "attributes",
+            "data.attributes must be an object",
+        )),
     }
 }
 
@@ -103,8 +111,9 @@ pub async fn create_product(
     let data = data_object(&body)?;
     check_type(data, "product")?;
     let id = match data.get("id") {
-        None | Some(Value::Null) => ProductId::parse(&uuid::Uuid::new_v4().to_string())
-            .map_err(|_| ApiError::Internal)?,
+        None | Some(Value::Null) => {
+            ProductId::parse(&uuid::Uuid::new_v4().to_string()).map_err(|_| ApiError::Internal)?
+        }
         Some(Value::String(id)) => {
             ProductId::parse(id).map_err(|e| ApiError::invalid("id", format!("id {e}")))?
         }
@@ -115,7 +124,8 @@ pub async fn create_product(
         .ok_or_else(|| ApiError::invalid("name", "name is required"))?;
     let sku = text_field(attrs, "sku", PRODUCT_SKU_LEN_MAX)?
         .ok_or_else(|| ApiError::invalid("sku", "sku is required"))?;
-    let price = price_field(attrs)?.ok_or_else(|| ApiError::invalid("price", "price is required"))?;
+    let price =
+        price_field(attrs)?.ok_or_else(|| ApiError::invalid("price", "price is required"))?;
     let now = state.clock.now();
     let idempotency = idempotency_key(&headers, "POST /v2/products".into(), &body)?;
     let answer = state
@@ -135,8 +145,16 @@ pub async fn create_product(
     let Effect::Product(id) = applied(answer.outcome)? else {
         return Err(ApiError::Internal);
     };
-    let product = state.store.product(id.as_str()).await?.ok_or(ApiError::NotFound)?;
-    Ok((StatusCode::CREATED, Json(json!({"data": wire::product(&product)}))).into_response())
+    let product = state
+        .store
+        .product(id.as_str())
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"data": wire::product(&product)})),
+    )
+        .into_response())
 }
 
 pub async fn list_products(
@@ -176,7 +194,11 @@ pub async fn update_product(
         name: text_field(attrs, "name", PRODUCT_NAME_LEN_MAX)?,
         price: price_field(attrs)?,
     };
-    let product = match state.store.update_product(&id, &patch, state.clock.now()).await {
+    let product = match state
+        .store
+        .update_product(&id, &patch, state.clock.now())
+        .await
+    {
         Err(stockroom_store::StoreError::Conflict) => {
             return Err(ApiError::Conflict("A product with this SKU exists"))
         }
@@ -225,7 +247,11 @@ async fn cart_line(state: &AppState, item: &Value) -> Result<CartLine, ApiError>
             }
         }
         (None, Some(Value::String(sku))) => {
-            let p = state.store.product_by_sku(sku).await?.ok_or_else(not_found)?;
+            let p = state
+                .store
+                .product_by_sku(sku)
+                .await?
+                .ok_or_else(not_found)?;
             (p.id, Some(p.price.currency))
         }
         _ => return Err(ApiError::invalid("id", "an item needs a product id or sku")),
@@ -260,7 +286,12 @@ pub async fn add_to_cart(
             ))
         }
         Some(item @ Value::Object(_)) => vec![item],
-        _ => return Err(ApiError::invalid("data", "the body must be {\"data\": {…}} or {\"data\": […]}")),
+        _ => {
+            return Err(ApiError::invalid(
+                "data",
+                "the body must be {\"data\": {…}} or {\"data\": […]}",
+            ))
+        }
     };
     let mut lines = Vec::with_capacity(items.len());
     for item in items {
@@ -364,7 +395,10 @@ fn party(data: &Map<String, Value>, field: &'static str) -> Result<Option<String
             }
             Ok(Some(raw))
         }
-        Some(_) => Err(ApiError::invalid(field, format!("{field} must be an object"))),
+        Some(_) => Err(ApiError::invalid(
+            field,
+            format!("{field} must be an object"),
+        )),
     }
 }
 
@@ -379,7 +413,8 @@ pub async fn checkout(
     let customer = match data.get("customer") {
         // The SDK turns a customer id string into {"id": …}; accept the bare string too.
         Some(Value::String(id)) => json!({"id": id}).to_string(),
-        _ => party(data, "customer")?.ok_or_else(|| ApiError::invalid("customer", "customer is required"))?,
+        _ => party(data, "customer")?
+            .ok_or_else(|| ApiError::invalid("customer", "customer is required"))?,
     };
     let billing = party(data, "billing_address")?
         .ok_or_else(|| ApiError::invalid("billing_address", "billing_address is required"))?;
@@ -396,16 +431,28 @@ pub async fn checkout(
             Ok(OrderItem {
                 id: uuid::Uuid::new_v4().to_string(),
                 product_id: i.product_id.clone(),
-                name: i.product.as_ref().map(|p| p.name.clone()).unwrap_or_default(),
-                sku: i.product.as_ref().map(|p| p.sku.clone()).unwrap_or_default(),
+                name: i
+                    .product
+                    .as_ref()
+                    .map(|p| p.name.clone())
+                    .unwrap_or_default(),
+                sku: i
+                    .product
+                    .as_ref()
+                    .map(|p| p.sku.clone())
+                    .unwrap_or_default(),
                 quantity: Quantity::new(i64::try_from(i.quantity).unwrap_or(0))
                     .map_err(|_| ApiError::Internal)?,
                 unit_price: wire::item_price(i, &currency),
             })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
-    let amount = wire::total(items.iter().map(|i| (i.unit_price.amount, i.quantity.get())))
-        .ok_or_else(|| ApiError::invalid("cart", "the order total is too large"))?;
+    let amount = wire::total(
+        items
+            .iter()
+            .map(|i| (i.unit_price.amount, i.quantity.get())),
+    )
+    .ok_or_else(|| ApiError::invalid("cart", "the order total is too large"))?;
     let idempotency = idempotency_key(&headers, format!("POST /v2/carts/{cart}/checkout"), &body)?;
     let answer = state
         .store
@@ -430,7 +477,11 @@ pub async fn checkout(
         return Err(ApiError::Internal);
     };
     let order = state.store.order(&id).await?.ok_or(ApiError::Internal)?;
-    Ok((StatusCode::CREATED, Json(json!({"data": wire::order(&order)}))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"data": wire::order(&order)})),
+    )
+        .into_response())
 }
 
 // ---- orders --------------------------------------------------------------------------------
@@ -442,14 +493,25 @@ pub async fn list_orders(
     let pairs = query_pairs(raw.as_deref());
     let page = page(&pairs)?;
     let mut query = OrderQuery::default();
-    let filter = pairs.iter().rev().find(|(k, _)| k == "filter").map(|(_, v)| v.clone());
+    let filter = pairs
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "filter")
+        .map(|(_, v)| v.clone());
     if let Some(filter) = &filter {
         for term in parse_filter(filter)? {
-            let bad = || ApiError::invalid("filter", format!("unknown {} {:?}", term.field, term.value));
+            let bad =
+                || ApiError::invalid("filter", format!("unknown {} {:?}", term.field, term.value));
             match (term.op.as_str(), term.field.as_str()) {
-                ("eq", "status") => query.status = Some(Status::parse(&term.value).ok_or_else(bad)?),
-                ("eq", "payment") => query.payment = Some(Payment::parse(&term.value).ok_or_else(bad)?),
-                ("eq", "shipping") => query.shipping = Some(Shipping::parse(&term.value).ok_or_else(bad)?),
+                ("eq", "status") => {
+                    query.status = Some(Status::parse(&term.value).ok_or_else(bad)?)
+                }
+                ("eq", "payment") => {
+                    query.payment = Some(Payment::parse(&term.value).ok_or_else(bad)?)
+                }
+                ("eq", "shipping") => {
+                    query.shipping = Some(Shipping::parse(&term.value).ok_or_else(bad)?)
+                }
                 _ => {
                     return Err(ApiError::invalid(
                         "filter",
@@ -508,8 +570,12 @@ pub async fn update_order(
     let data = data_object(&body)?;
     check_type(data, "order")?;
     let command = match (data.get("shipping"), data.get("status")) {
-        (Some(Value::String(s)), None) if s == "fulfilled" => Command::Ship { order_id: id.clone() },
-        (None, Some(Value::String(s))) if s == "cancelled" => Command::Cancel { order_id: id.clone() },
+        (Some(Value::String(s)), None) if s == "fulfilled" => Command::Ship {
+            order_id: id.clone(),
+        },
+        (None, Some(Value::String(s))) if s == "cancelled" => Command::Cancel {
+            order_id: id.clone(),
+        },
         _ => {
             return Err(ApiError::invalid(
                 "data",
@@ -518,7 +584,13 @@ pub async fn update_order(
         }
     };
     let idempotency = idempotency_key(&headers, format!("PUT /v2/orders/{id}"), &body)?;
-    let answer = state.store.execute(WriteRequest { command, idempotency }).await?;
+    let answer = state
+        .store
+        .execute(WriteRequest {
+            command,
+            idempotency,
+        })
+        .await?;
     applied(answer.outcome)?;
     let order = state.store.order(&id).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(json!({"data": wire::order(&order)})))
@@ -570,8 +642,9 @@ pub async fn pay(
         .map(|(product, q)| {
             Ok(Line {
                 product,
-                quantity: Quantity::new(i64::try_from(q).unwrap_or(0))
-                    .map_err(|_| ApiError::invalid("order", "an order line exceeds 1000000000 units"))?,
+                quantity: Quantity::new(i64::try_from(q).unwrap_or(0)).map_err(|_| {
+                    ApiError::invalid("order", "an order line exceeds 1000000000 units")
+                })?,
             })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
@@ -599,7 +672,11 @@ pub async fn pay(
     let Effect::Payment { payment_id, .. } = applied(answer.outcome)? else {
         return Err(ApiError::Internal);
     };
-    let mut payment = state.store.payment(&id, &payment_id).await?.ok_or(ApiError::Internal)?;
+    let mut payment = state
+        .store
+        .payment(&id, &payment_id)
+        .await?
+        .ok_or(ApiError::Internal)?;
     if !replayed && payment.status == PaymentStatus::Pending {
         if let Some(http) = state.payments.http.clone() {
             // In its own task: a client that hangs up must not leave the attempt unsettled.
@@ -620,7 +697,11 @@ pub async fn pay(
             .await
             .map_err(|_| ApiError::Internal)?;
             settled?;
-            payment = state.store.payment(&id, &payment_id).await?.ok_or(ApiError::Internal)?;
+            payment = state
+                .store
+                .payment(&id, &payment_id)
+                .await?
+                .ok_or(ApiError::Internal)?;
         }
     }
     if payment.status == PaymentStatus::Failed {
@@ -640,14 +721,20 @@ pub async fn list_payments(
 ) -> Result<Json<Value>, ApiError> {
     state.store.order(&id).await?.ok_or(ApiError::NotFound)?;
     let payments = state.store.payments(&id).await?;
-    Ok(Json(json!({"data": payments.iter().map(wire::payment).collect::<Vec<_>>()})))
+    Ok(Json(
+        json!({"data": payments.iter().map(wire::payment).collect::<Vec<_>>()}),
+    ))
 }
 
 pub async fn get_payment(
     State(state): State<AppState>,
     Path((id, tid)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let payment = state.store.payment(&id, &tid).await?.ok_or(ApiError::NotFound)?;
+    let payment = state
+        .store
+        .payment(&id, &tid)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     Ok(Json(json!({"data": wire::payment(&payment)})))
 }
 
@@ -676,6 +763,10 @@ pub async fn capture(
     let Effect::Payment { payment_id, .. } = applied(answer.outcome)? else {
         return Err(ApiError::Internal);
     };
-    let payment = state.store.payment(&id, &payment_id).await?.ok_or(ApiError::Internal)?;
+    let payment = state
+        .store
+        .payment(&id, &payment_id)
+        .await?
+        .ok_or(ApiError::Internal)?;
     Ok(Json(json!({"data": wire::payment(&payment)})))
 }

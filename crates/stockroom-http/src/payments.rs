@@ -70,7 +70,9 @@ pub async fn ask_gateway(
     match request.await {
         Err(e) if e.is_timeout() => declined("the gateway did not answer in time".into()),
         Err(_) => declined("the gateway could not be reached".into()),
-        Ok(r) if !r.status().is_success() => declined(format!("the gateway answered {}", r.status().as_u16())),
+        Ok(r) if !r.status().is_success() => {
+            declined(format!("the gateway answered {}", r.status().as_u16()))
+        }
         Ok(r) => match r.json::<serde_json::Value>().await {
             Ok(body) if body["decision"] == "approve" => Verdict {
                 approved: true,
@@ -89,7 +91,10 @@ pub async fn release_overdue(state: &AppState) -> Result<usize, StoreError> {
     const BATCH: u64 = 100;
     let mut released = 0;
     loop {
-        let overdue = state.store.expired_payments(state.clock.now(), BATCH).await?;
+        let overdue = state
+            .store
+            .expired_payments(state.clock.now(), BATCH)
+            .await?;
         let n = overdue.len();
         for p in overdue {
             state
@@ -122,4 +127,3 @@ pub async fn release_overdue_forever(state: AppState, every: Duration) {
         }
     }
 }
-

@@ -141,11 +141,14 @@ pub fn product(p: &Product) -> Value {
 
 /// A cart item's price: from the catalog, or zero in `currency` when the product has no record.
 pub fn item_price(item: &CartItem, currency: &str) -> Money {
-    item.product.as_ref().map(|p| p.price.clone()).unwrap_or(Money {
-        amount: 0,
-        currency: currency.to_owned(),
-        includes_tax: false,
-    })
+    item.product
+        .as_ref()
+        .map(|p| p.price.clone())
+        .unwrap_or(Money {
+            amount: 0,
+            currency: currency.to_owned(),
+            includes_tax: false,
+        })
 }
 
 /// The currency of a cart: that of its priced items (one per cart), else USD.
@@ -200,7 +203,13 @@ pub fn cart_item(cart_id: &str, item: &CartItem, currency: &str) -> Value {
 fn cart_total(cart: Option<&Cart>) -> (i64, String) {
     let currency = cart_currency(cart);
     let amount = cart
-        .map(|c| total(c.items.iter().map(|i| (item_price(i, &currency).amount, i.quantity))))
+        .map(|c| {
+            total(
+                c.items
+                    .iter()
+                    .map(|i| (item_price(i, &currency).amount, i.quantity)),
+            )
+        })
         .unwrap_or(Some(0))
         .unwrap_or(i64::MAX);
     (amount, currency)
@@ -208,7 +217,9 @@ fn cart_total(cart: Option<&Cart>) -> (i64, String) {
 
 fn cart_meta(cart: Option<&Cart>, now: Timestamp) -> Value {
     let (amount, currency) = cart_total(cart);
-    let (created, updated) = cart.map(|c| (c.created_at, c.updated_at)).unwrap_or((now, now));
+    let (created, updated) = cart
+        .map(|c| (c.created_at, c.updated_at))
+        .unwrap_or((now, now));
     json!({
         "display_price": {
             "with_tax": display_price(amount, &currency),
@@ -239,7 +250,12 @@ pub fn cart(id: &str, cart: Option<&Cart>, now: Timestamp) -> Value {
 pub fn cart_items(id: &str, cart: Option<&Cart>, now: Timestamp) -> Value {
     let currency = cart_currency(cart);
     let items: Vec<Value> = cart
-        .map(|c| c.items.iter().map(|i| cart_item(id, i, &currency)).collect())
+        .map(|c| {
+            c.items
+                .iter()
+                .map(|i| cart_item(id, i, &currency))
+                .collect()
+        })
         .unwrap_or_default();
     json!({ "data": items, "meta": cart_meta(cart, now) })
 }

@@ -31,8 +31,11 @@ impl From<sqlx::Error> for StoreError {
                 StoreError::Unavailable(e.to_string())
             }
             sqlx::Error::Database(db) => match db.code().as_deref() {
-                // unique violation, serialization failure, deadlock (PostgreSQL)
-                Some("23505") | Some("40001") | Some("40P01") => StoreError::Conflict,
+                // unique violation, serialization failure, deadlock (PostgreSQL); unique and
+                // primary-key violations (SQLite's extended codes)
+                Some("23505") | Some("40001") | Some("40P01") | Some("2067") | Some("1555") => {
+                    StoreError::Conflict
+                }
                 // SQLITE_BUSY / SQLITE_LOCKED: another process holds the lock past the timeout
                 Some("5") | Some("6") | Some("517") => StoreError::Unavailable(e.to_string()),
                 _ => StoreError::Internal(e.to_string()),

@@ -384,7 +384,10 @@ pub enum Effect {
     Product(ProductId),
     Cart(String),
     Order(String),
-    Payment { order_id: String, payment_id: String },
+    Payment {
+        order_id: String,
+        payment_id: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -62,10 +62,11 @@ pub(crate) async fn allocated_products(
     conn: &mut AnyConnection,
     order_id: &str,
 ) -> Result<Vec<ProductId>, StoreError> {
-    let rows = sqlx::query("SELECT lines FROM payments WHERE order_id = $1 AND allocation = 'held'")
-        .bind(order_id.to_owned())
-        .fetch_all(&mut *conn)
-        .await?;
+    let rows =
+        sqlx::query("SELECT lines FROM payments WHERE order_id = $1 AND allocation = 'held'")
+            .bind(order_id.to_owned())
+            .fetch_all(&mut *conn)
+            .await?;
     let mut products = Vec::new();
     for row in rows {
         let raw: String = row.try_get("lines")?;
@@ -97,18 +98,25 @@ fn product_row(row: &AnyRow) -> Result<Product, StoreError> {
 }
 
 pub(crate) async fn product(pool: &AnyPool, id: &str) -> Result<Option<Product>, StoreError> {
-    let row = sqlx::query(&format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1"))
-        .bind(id.to_owned())
-        .fetch_optional(pool)
-        .await?;
+    let row = sqlx::query(&format!(
+        "SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1"
+    ))
+    .bind(id.to_owned())
+    .fetch_optional(pool)
+    .await?;
     row.as_ref().map(product_row).transpose()
 }
 
-pub(crate) async fn product_by_sku(pool: &AnyPool, sku: &str) -> Result<Option<Product>, StoreError> {
-    let row = sqlx::query(&format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE sku = $1"))
-        .bind(sku.to_owned())
-        .fetch_optional(pool)
-        .await?;
+pub(crate) async fn product_by_sku(
+    pool: &AnyPool,
+    sku: &str,
+) -> Result<Option<Product>, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT {PRODUCT_COLUMNS} FROM products WHERE sku = $1"
+    ))
+    .bind(sku.to_owned())
+    .fetch_optional(pool)
+    .await?;
     row.as_ref().map(product_row).transpose()
 }
 
@@ -370,7 +378,11 @@ fn payment_row(row: &AnyRow) -> Result<PaymentTx, StoreError> {
             "pending" => PaymentStatus::Pending,
             "complete" => PaymentStatus::Complete,
             "failed" => PaymentStatus::Failed,
-            other => return Err(StoreError::Internal(format!("unknown payment status {other:?}"))),
+            other => {
+                return Err(StoreError::Internal(format!(
+                    "unknown payment status {other:?}"
+                )))
+            }
         },
         amount: Money {
             amount: row.try_get("amount")?,
@@ -383,7 +395,11 @@ fn payment_row(row: &AnyRow) -> Result<PaymentTx, StoreError> {
             "held" => AllocationState::Held,
             "shipped" => AllocationState::Shipped,
             "released" => AllocationState::Released,
-            other => return Err(StoreError::Internal(format!("unknown allocation {other:?}"))),
+            other => {
+                return Err(StoreError::Internal(format!(
+                    "unknown allocation {other:?}"
+                )))
+            }
         },
         failure: row.try_get("failure")?,
         expires_at: Timestamp(row.try_get("expires_at")?),
@@ -394,7 +410,7 @@ fn payment_row(row: &AnyRow) -> Result<PaymentTx, StoreError> {
 
 pub(crate) async fn payments(pool: &AnyPool, order_id: &str) -> Result<Vec<PaymentTx>, StoreError> {
     let rows = sqlx::query(&format!(
-        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = $1 ORDER BY created_at, id"
+        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = $1 ORDER BY position"
     ))
     .bind(order_id.to_owned())
     .fetch_all(pool)
@@ -435,7 +451,10 @@ pub(crate) async fn expired_payments(
 
 // ---- writes, inside the writer's batch -----------------------------------------------------
 
-async fn load_state(batch: &mut Batch<'_>, order_id: &str) -> Result<Option<OrderState>, StoreError> {
+async fn load_state(
+    batch: &mut Batch<'_>,
+    order_id: &str,
+) -> Result<Option<OrderState>, StoreError> {
     let row = sqlx::query("SELECT status, payment, shipping, paying FROM orders WHERE id = $1")
         .bind(order_id.to_owned())
         .fetch_optional(&mut *batch.conn)
@@ -465,7 +484,10 @@ async fn save_state(
 }
 
 /// The payment of an order whose allocation is held, if any.
-async fn held_payment(batch: &mut Batch<'_>, order_id: &str) -> Result<Option<PaymentTx>, StoreError> {
+async fn held_payment(
+    batch: &mut Batch<'_>,
+    order_id: &str,
+) -> Result<Option<PaymentTx>, StoreError> {
     let row = sqlx::query(&format!(
         "SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = $1 AND allocation = 'held'"
     ))
@@ -482,7 +504,11 @@ async fn resolve_allocation(
     payment: &PaymentTx,
     action: Action,
 ) -> Result<(), StoreError> {
-    let state = if action == Action::Ship { "shipped" } else { "released" };
+    let state = if action == Action::Ship {
+        "shipped"
+    } else {
+        "released"
+    };
     let done = sqlx::query(
         "UPDATE payments SET allocation = $2, updated_at = $3 WHERE id = $1 AND allocation = 'held'",
     )
@@ -520,7 +546,10 @@ fn covered(batch: &Batch<'_>, wanted: &BTreeMap<ProductId, u64>) -> Result<bool,
     Ok(true)
 }
 
-pub(crate) async fn execute(batch: &mut Batch<'_>, command: &Command) -> Result<Outcome, StoreError> {
+pub(crate) async fn execute(
+    batch: &mut Batch<'_>,
+    command: &Command,
+) -> Result<Outcome, StoreError> {
     use Outcome::{Applied, Refused};
     Ok(match command {
         Command::CreateProduct(p) => {
@@ -550,11 +579,12 @@ pub(crate) async fn execute(batch: &mut Batch<'_>, command: &Command) -> Result<
             product,
             quantity,
         } => {
-            let row = sqlx::query("SELECT product_id FROM cart_items WHERE id = $1 AND cart_id = $2")
-                .bind(item_id.clone())
-                .bind(cart_id.clone())
-                .fetch_optional(&mut *batch.conn)
-                .await?;
+            let row =
+                sqlx::query("SELECT product_id FROM cart_items WHERE id = $1 AND cart_id = $2")
+                    .bind(item_id.clone())
+                    .bind(cart_id.clone())
+                    .fetch_optional(&mut *batch.conn)
+                    .await?;
             let Some(row) = row else {
                 return Ok(Refused(Rejection::NotFound));
             };
@@ -672,7 +702,9 @@ pub(crate) async fn execute(batch: &mut Batch<'_>, command: &Command) -> Result<
             Applied(Effect::Order(order_id.clone()))
         }
         Command::Create { .. } | Command::Transact { .. } | Command::Delete { .. } => {
-            return Err(StoreError::Internal("a stock command reached the order flow".into()))
+            return Err(StoreError::Internal(
+                "a stock command reached the order flow".into(),
+            ))
         }
     })
 }
@@ -706,10 +738,11 @@ async fn add_to_cart(
     if currencies.len() > 1 {
         return Ok(Outcome::Refused(Rejection::CurrencyMismatch));
     }
-    let existing = sqlx::query("SELECT id, product_id, quantity FROM cart_items WHERE cart_id = $1")
-        .bind(cart_id.to_owned())
-        .fetch_all(&mut *batch.conn)
-        .await?;
+    let existing =
+        sqlx::query("SELECT id, product_id, quantity FROM cart_items WHERE cart_id = $1")
+            .bind(cart_id.to_owned())
+            .fetch_all(&mut *batch.conn)
+            .await?;
     let mut in_cart: BTreeMap<String, (String, i64)> = BTreeMap::new();
     for row in &existing {
         in_cart.insert(
@@ -717,7 +750,10 @@ async fn add_to_cart(
             (row.try_get("id")?, row.try_get("quantity")?),
         );
     }
-    let new_lines = wanted.keys().filter(|p| !in_cart.contains_key(p.as_str())).count();
+    let new_lines = wanted
+        .keys()
+        .filter(|p| !in_cart.contains_key(p.as_str()))
+        .count();
     if in_cart.len() + new_lines > CART_LINES_MAX {
         return Ok(Outcome::Refused(Rejection::CartLimit));
     }
@@ -822,9 +858,10 @@ async fn insert_payment(
     allocation: &str,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO payments (id, order_id, gateway, transaction_type, status, amount, currency, \
-         lines, allocation, failure, expires_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10, $11, $11)",
+        "INSERT INTO payments (id, order_id, position, gateway, transaction_type, status, amount, \
+         currency, lines, allocation, failure, expires_at, created_at, updated_at) \
+         VALUES ($1, $2, (SELECT COUNT(*) FROM payments WHERE order_id = $2) + 1, $3, $4, $5, $6, \
+         $7, $8, $9, NULL, $10, $11, $11)",
     )
     .bind(payment.id.clone())
     .bind(order_id.to_owned())
@@ -878,7 +915,11 @@ async fn pay(
         lines: allocated,
         ..payment.clone()
     };
-    let allocation = if recorded.lines.is_empty() { "none" } else { "held" };
+    let allocation = if recorded.lines.is_empty() {
+        "none"
+    } else {
+        "held"
+    };
     let status = if settled { "complete" } else { "pending" };
     insert_payment(
         batch,
@@ -890,7 +931,13 @@ async fn pay(
     )
     .await?;
     if settled {
-        save_state(batch, order_id, next.payment_succeeded(payment.method), None).await?;
+        save_state(
+            batch,
+            order_id,
+            next.payment_succeeded(payment.method),
+            None,
+        )
+        .await?;
     } else {
         save_state(batch, order_id, next, Some(&payment.id)).await?;
     }

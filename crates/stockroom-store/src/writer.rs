@@ -244,8 +244,21 @@ impl Batch<'_> {
     }
 
     /// Creates or deletes a record (the two changes `apply_lines` does not make).
-    fn replace(&mut self, product: &ProductId, action: Action, quantity: u64, after: Option<Stock>) -> HistoryEntry {
-        let entry = self.entry(product, action, quantity, after.unwrap_or_default(), None, None);
+    fn replace(
+        &mut self,
+        product: &ProductId,
+        action: Action,
+        quantity: u64,
+        after: Option<Stock>,
+    ) -> HistoryEntry {
+        let entry = self.entry(
+            product,
+            action,
+            quantity,
+            after.unwrap_or_default(),
+            None,
+            None,
+        );
         if let Some(slot) = self.slots.get_mut(product) {
             slot.current = after;
         }
@@ -299,7 +312,15 @@ async fn apply_and_write_inner(
     // 3. The rows the batch touches, locked in one order: stock by product id, then orders.
     let mut slots: BTreeMap<ProductId, Slot> = products
         .into_iter()
-        .map(|p| (p, Slot { read: None, current: None }))
+        .map(|p| {
+            (
+                p,
+                Slot {
+                    read: None,
+                    current: None,
+                },
+            )
+        })
         .collect();
     let ids: Vec<&ProductId> = slots.keys().collect();
     let rows = sqlx::query(dialect.lock_stocks)

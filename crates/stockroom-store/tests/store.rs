@@ -8,7 +8,9 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use stockroom_domain::{Action, Clock, ProductId, Quantity, Timestamp};
 use stockroom_store::testing::{fresh_database, Backend};
-use stockroom_store::{Command, Effect, OpenOptions, Outcome, Rejection, SqlStore, Store, WriteRequest};
+use stockroom_store::{
+    Command, Effect, OpenOptions, Outcome, Rejection, SqlStore, Store, WriteRequest,
+};
 
 struct FixedClock;
 impl Clock for FixedClock {

@@ -90,13 +90,21 @@ struct ServeArgs {
     payment_gateway_url: Option<String>,
 
     /// Milliseconds to wait for the HTTP payment gateway before the payment counts as failed.
-    #[arg(long, env = "STOCKROOM_PAYMENT_GATEWAY_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(
+        long,
+        env = "STOCKROOM_PAYMENT_GATEWAY_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
     payment_gateway_timeout_ms: u64,
 
     /// Milliseconds after which a payment attempt whose outcome was never recorded (the process
     /// died while the gateway was asked) is failed and its allocation released. Must exceed the
     /// gateway timeout.
-    #[arg(long, env = "STOCKROOM_PAYMENT_PENDING_TIMEOUT_MS", default_value_t = 120_000)]
+    #[arg(
+        long,
+        env = "STOCKROOM_PAYMENT_PENDING_TIMEOUT_MS",
+        default_value_t = 120_000
+    )]
     payment_pending_timeout_ms: u64,
 
     /// Log format: text for people, json for log collectors. The level comes from

@@ -63,6 +63,7 @@ CREATE INDEX order_items_by_order ON order_items (order_id, position);
 CREATE TABLE payments (
     id               TEXT PRIMARY KEY NOT NULL,
     order_id         TEXT NOT NULL REFERENCES orders (id),
+    position         INTEGER NOT NULL,
     gateway          TEXT NOT NULL,
     transaction_type TEXT NOT NULL CHECK (transaction_type IN ('purchase', 'authorize', 'capture')),
     status           TEXT NOT NULL CHECK (status IN ('pending', 'complete', 'failed')),
@@ -75,5 +76,5 @@ CREATE TABLE payments (
     created_at       INTEGER NOT NULL,
     updated_at       INTEGER NOT NULL
 );
-CREATE INDEX payments_by_order ON payments (order_id, created_at);
+CREATE UNIQUE INDEX payments_by_order ON payments (order_id, position);
 CREATE INDEX payments_pending ON payments (expires_at) WHERE status = 'pending';

@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use stockroom_domain::{Clock, Role, Timestamp};
 use stockroom_http::clock::ManualClock;
-use stockroom_http::{auth, AppState, RouteInfo};
+use stockroom_http::{auth, AppState, PaymentSettings, RouteInfo};
 use stockroom_store::testing::{fresh_database, Backend};
 use stockroom_store::{OpenOptions, SqlStore, Store};
 
@@ -26,12 +26,18 @@ pub struct TestApp {
     pub store: Arc<SqlStore>,
     pub url: String,
     pub routes: Vec<RouteInfo>,
+    pub state: AppState,
     _dir: tempfile::TempDir,
 }
 
 /// The server on a fresh database, with an administrator and a shopper credential and a token
 /// for each; `None` when `backend` is PostgreSQL and no server is configured.
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(backend, PaymentSettings::default()).await
+}
+
+/// [`spawn_app`] with payment settings of the test's own.
+pub async fn spawn_app_with(backend: Backend, payments: PaymentSettings) -> Option<TestApp> {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = fresh_database(backend, dir.path()).await?;
     let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_800_000_000)));
@@ -50,7 +56,8 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
     }
     let state = AppState::new(store.clone(), clock.clone())
         .await
-        .expect("state");
+        .expect("state")
+        .with_payments(payments);
     let (_, routes) = stockroom_http::routes(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -58,7 +65,7 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(stockroom_http::serve(
         listener,
-        state,
+        state.clone(),
         std::future::pending(),
     ));
     let http = reqwest::Client::builder()
@@ -74,6 +81,7 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
         store,
         url,
         routes,
+        state,
         _dir: dir,
     };
     app.admin = app
@@ -238,6 +246,127 @@ impl TestApp {
             report.problems
         );
     }
+}
+
+impl TestApp {
+    pub async fn shopper(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        self.call(method, path, Some(&self.shopper), body).await
+    }
+
+    pub async fn create_product(&self, id: &str, sku: &str, amount: i64) {
+        let r = self
+            .admin(
+                Method::POST,
+                "/v2/products",
+                Some(json!({"data": {"type": "product", "id": id, "attributes": {
+                    "name": format!("Product {id}"), "sku": sku,
+                    "price": {"amount": amount, "currency": "USD", "includes_tax": false}}}})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    }
+
+    pub async fn add_to_cart(&self, cart: &str, product: &str, quantity: u64) -> Reply {
+        self.shopper(
+            Method::POST,
+            &format!("/v2/carts/{cart}/items"),
+            Some(json!({"data": {"type": "cart_item", "id": product, "quantity": quantity}})),
+        )
+        .await
+    }
+
+    /// Checks a cart out and returns the order id.
+    pub async fn checkout(&self, cart: &str) -> Reply {
+        self.shopper(
+            Method::POST,
+            &format!("/v2/carts/{cart}/checkout"),
+            Some(json!({"data": {
+                "customer": {"name": "Ada Lovelace", "email": "ada@example.com"},
+                "billing_address": {"first_name": "Ada", "last_name": "Lovelace", "line_1": "1 Street",
+                                    "city": "London", "postcode": "N1 1AA", "country": "GB"}}})),
+        )
+        .await
+    }
+
+    /// A cart of `lines` checked out; the order id.
+    pub async fn order_of(&self, cart: &str, lines: &[(&str, u64)]) -> String {
+        for (product, q) in lines {
+            let r = self.add_to_cart(cart, product, *q).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        }
+        let r = self.checkout(cart).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        r.body["data"]["id"].as_str().expect("order id").to_owned()
+    }
+
+    pub async fn pay(&self, order: &str, gateway: &str, method: &str) -> Reply {
+        self.shopper(
+            Method::POST,
+            &format!("/v2/orders/{order}/payments"),
+            Some(json!({"data": {"gateway": gateway, "method": method}})),
+        )
+        .await
+    }
+
+    /// (status, payment, shipping) of an order.
+    pub async fn order_state(&self, order: &str) -> (String, String, String) {
+        let r = self
+            .shopper(Method::GET, &format!("/v2/orders/{order}"), None)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let d = &r.body["data"];
+        let s = |k: &str| d[k].as_str().expect("state").to_owned();
+        (s("status"), s("payment"), s("shipping"))
+    }
+
+    /// The history entries of a product written for an order: (action, quantity).
+    pub async fn order_entries(&self, product: &str, order: &str) -> Vec<(String, u64)> {
+        let r = self
+            .admin(
+                Method::GET,
+                &format!("/v2/inventories/{product}/transactions?page[limit]=100"),
+                None,
+            )
+            .await;
+        let mut entries: Vec<(String, u64)> = r.body["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .filter(|t| t["order_id"] == order)
+            .map(|t| {
+                (
+                    t["action"].as_str().unwrap_or("").to_owned(),
+                    t["quantity"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect();
+        entries.reverse();
+        entries
+    }
+}
+
+/// Runs each named scenario as a test on SQLite and on PostgreSQL, passing the backend (for
+/// scenarios that start their own app).
+#[macro_export]
+macro_rules! on_both_backends_raw {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_raw {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(stockroom_store::testing::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres_raw {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(stockroom_store::testing::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
 }
 
 /// Runs each named scenario as a test on SQLite and on PostgreSQL.
