@@ -344,103 +344,161 @@ fn sigterm_stops_the_server_cleanly() {
     assert_eq!(status.code(), Some(0));
 }
 
-/// Two `stockroom serve` processes over one PostgreSQL database, 200 clients split across them
-/// allocating one unit each of a product holding 100: exactly 100 win, none sees a deadlock or
-/// a 5xx, and `verify` agrees afterwards.
+async fn post(http: &reqwest::Client, url: String, token: &str, body: Value) -> (u16, Value) {
+    let r = http.post(url).bearer_auth(token).json(&body).send().await.expect("request");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// An order of `lines` (product, quantity) through cart and checkout; its id.
+async fn order_of(http: &reqwest::Client, base: &str, token: &str, cart: &str, lines: &[(&str, u64)]) -> String {
+    for (product, q) in lines {
+        let (status, body) = post(http, format!("{base}/v2/carts/{cart}/items"), token, json!({"data": {"type": "cart_item", "id": product, "quantity": q}})).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = post(
+        http,
+        format!("{base}/v2/carts/{cart}/checkout"),
+        token,
+        json!({"data": {"customer": {"email": "a@example.com"}, "billing_address": {"line_1": "1 Street"}}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    body["data"]["id"].as_str().expect("order id").to_owned()
+}
+
+async fn figures(http: &reqwest::Client, base: &str, token: &str, product: &str) -> (u64, u64) {
+    let r: Value = http.get(format!("{base}/v2/inventories/{product}")).bearer_auth(token).send().await.expect("get").json().await.expect("json");
+    (r["data"]["total"].as_u64().expect("total"), r["data"]["allocated"].as_u64().expect("allocated"))
+}
+
+/// Two `stockroom serve` processes over one PostgreSQL database; 200 clients split across
+/// them each allocate one unit of a product holding 100 — half through the transactions API,
+/// half by paying an order that also allocates a second product (a multi-line allocation).
+/// Exactly 100 win, no order is half-allocated, no client sees a deadlock or a 5xx, and
+/// `verify` agrees afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_over_one_postgres_database_never_oversell() {
     let dir = tempfile::tempdir().expect("dir");
     let Some(url) = fresh_database(Backend::Postgres, dir.path()).await else {
         return;
     };
-    let env = [
-        ("STOCKROOM_CLIENT_ID", ADMIN_ID),
-        ("STOCKROOM_CLIENT_SECRET", ADMIN_SECRET),
-    ];
+    let env = [("STOCKROOM_CLIENT_ID", ADMIN_ID), ("STOCKROOM_CLIENT_SECRET", ADMIN_SECRET)];
     let a = serve(&url, &env);
     let b = serve(&url, &env);
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .build()
-        .expect("client");
+    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build().expect("client");
     let ta = token(&http, &a.base, ADMIN_ID, ADMIN_SECRET).await;
     let tb = token(&http, &b.base, ADMIN_ID, ADMIN_SECRET).await;
-    for (p, q) in [("hot", 100), ("other", 1000)] {
-        let r = http
-            .post(format!("{}/v2/inventories/{p}", a.base))
-            .bearer_auth(&ta)
-            .json(&json!({"data": {"quantity": q}}))
-            .send()
-            .await
-            .expect("create");
-        assert_eq!(r.status(), 201);
+    for (p, q) in [("hot", 100), ("side", 1000)] {
+        let (status, _) = post(&http, format!("{}/v2/inventories/{p}", a.base), &ta, json!({"data": {"quantity": q}})).await;
+        assert_eq!(status, 201);
+    }
+    let mut orders = Vec::new();
+    for i in 0..100 {
+        orders.push(order_of(&http, &b.base, &tb, &format!("cart-{i}"), &[("hot", 1), ("side", 1)]).await);
     }
     let barrier = Arc::new(tokio::sync::Barrier::new(200));
     let tasks: Vec<_> = (0..200)
         .map(|i| {
             let (http, barrier) = (http.clone(), barrier.clone());
-            let (base, t) = if i % 2 == 0 {
-                (a.base.clone(), ta.clone())
-            } else {
-                (b.base.clone(), tb.clone())
-            };
+            let (base, t) = if i % 2 == 0 { (a.base.clone(), ta.clone()) } else { (b.base.clone(), tb.clone()) };
+            let order = (i % 4 >= 2).then(|| orders[(i / 4) * 2 + (i % 4 - 2)].clone());
             tokio::spawn(async move {
                 barrier.wait().await;
-                let hot = http
-                    .post(format!("{base}/v2/inventories/hot/transactions"))
-                    .bearer_auth(&t)
-                    .json(&json!({"data": {"action": "allocate", "quantity": 1}}))
-                    .send()
-                    .await
-                    .expect("allocate");
-                let other = http
-                    .post(format!("{base}/v2/inventories/other/transactions"))
-                    .bearer_auth(&t)
-                    .json(&json!({"data": {"action": "allocate", "quantity": 2}}))
-                    .send()
-                    .await
-                    .expect("allocate other");
-                (hot.status().as_u16(), other.status().as_u16())
+                match &order {
+                    Some(order) => {
+                        let (status, _) = post(&http, format!("{base}/v2/orders/{order}/payments"), &t, json!({"data": {"gateway": "manual", "method": "purchase"}})).await;
+                        (status, order.clone())
+                    }
+                    None => {
+                        let (status, _) = post(&http, format!("{base}/v2/inventories/hot/transactions"), &t, json!({"data": {"action": "allocate", "quantity": 1}})).await;
+                        (if status == 422 { 400 } else { status }, String::new())
+                    }
+                }
             })
         })
         .collect();
     let mut won = 0;
+    let mut paid_orders = 0;
     for t in tasks {
-        let (hot, other) = t.await.expect("task");
-        assert!(hot == 200 || hot == 422, "hot answered {hot}");
-        assert_eq!(other, 200, "the other product had plenty");
-        won += usize::from(hot == 200);
+        let (status, order) = t.await.expect("task");
+        assert!(status == 200 || status == 400, "answered {status}");
+        won += usize::from(status == 200);
+        if !order.is_empty() && status == 200 {
+            paid_orders += 1;
+        }
     }
     assert_eq!(won, 100);
-    let r: Value = http
-        .get(format!("{}/v2/inventories/hot", b.base))
-        .bearer_auth(&tb)
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(
-        (r["data"]["total"].as_u64(), r["data"]["allocated"].as_u64()),
-        (Some(100), Some(100))
-    );
-    let r: Value = http
-        .get(format!("{}/v2/inventories/other", a.base))
-        .bearer_auth(&ta)
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(r["data"]["allocated"].as_u64(), Some(400));
+    assert_eq!(figures(&http, &b.base, &tb, "hot").await, (100, 100));
+    assert_eq!(figures(&http, &a.base, &ta, "side").await, (1000, paid_orders), "each paid order allocated its second line too, each refused one nothing");
     drop((a, b));
     let out = run(&["verify", "--database-url", &url]);
     assert!(out.status.success(), "{}", text(&out.stdout));
-    assert!(
-        text(&out.stdout).contains("302 history entries"),
-        "{}",
-        text(&out.stdout)
+    assert!(text(&out.stdout).contains(&format!("{} history entries", 2 + 100 + paid_orders)), "{}", text(&out.stdout));
+}
+
+/// SIGKILL while a payment waits on a gateway that never answers; after a restart the
+/// attempt's allocation is released once its timeout passes, exactly once, and `verify` agrees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_pending_when_the_process_dies_is_released_after_restart() {
+    use axum::routing::post as route_post;
+    let (seen_tx, mut seen) = tokio::sync::mpsc::channel::<()>(4);
+    let gateway = axum::Router::new().route(
+        "/pay",
+        route_post(move || {
+            let seen_tx = seen_tx.clone();
+            async move {
+                let _ = seen_tx.send(()).await;
+                std::future::pending::<()>().await
+            }
+        }),
     );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let gateway_url = format!("http://{}/pay", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, gateway).await });
+
+    let dir = tempfile::tempdir().expect("dir");
+    let url = sqlite_url(dir.path());
+    let env = [
+        ("STOCKROOM_CLIENT_ID", ADMIN_ID),
+        ("STOCKROOM_CLIENT_SECRET", ADMIN_SECRET),
+        ("STOCKROOM_PAYMENT_GATEWAY_URL", gateway_url.as_str()),
+        ("STOCKROOM_PAYMENT_GATEWAY_TIMEOUT_MS", "5000"),
+        ("STOCKROOM_PAYMENT_PENDING_TIMEOUT_MS", "6000"),
+    ];
+    let mut server = serve(&url, &env);
+    let http = reqwest::Client::new();
+    let t = token(&http, &server.base, ADMIN_ID, ADMIN_SECRET).await;
+    post(&http, format!("{}/v2/inventories/p", server.base), &t, json!({"data": {"quantity": 5}})).await;
+    let order = order_of(&http, &server.base, &t, "c", &[("p", 2)]).await;
+    let paying = tokio::spawn({
+        let (http, base, t, order) = (http.clone(), server.base.clone(), t.clone(), order.clone());
+        async move { http.post(format!("{base}/v2/orders/{order}/payments")).bearer_auth(t).json(&json!({"data": {"gateway": "http", "method": "purchase"}})).send().await.map(|r| r.status().as_u16()) }
+    });
+    seen.recv().await.expect("the gateway was asked");
+    assert_eq!(figures(&http, &server.base, &t, "p").await, (5, 2), "allocated while pending");
+    server.child.kill().expect("SIGKILL");
+    server.child.wait().expect("wait");
+    assert!(paying.await.expect("task").is_err(), "the payer never got an answer");
+
+    let server = serve(&url, &env);
+    let t = token(&http, &server.base, ADMIN_ID, ADMIN_SECRET).await;
+    // Wait (bounded) for the release that the restarted instance makes once the attempt is due.
+    let mut released = false;
+    for _ in 0..200 {
+        if figures(&http, &server.base, &t, "p").await == (5, 0) {
+            released = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(released, "the allocation was released after the timeout");
+    let history: Value = http.get(format!("{}/v2/inventories/p/transactions", server.base)).bearer_auth(&t).send().await.expect("get").json().await.expect("json");
+    let actions: Vec<&str> = history["data"].as_array().expect("data").iter().filter(|e| e["order_id"] == order.as_str()).filter_map(|e| e["action"].as_str()).collect();
+    assert_eq!(actions, ["deallocate", "allocate"], "released exactly once");
+    let r: Value = http.get(format!("{}/v2/orders/{order}", server.base)).bearer_auth(&t).send().await.expect("get").json().await.expect("json");
+    assert_eq!(r["data"]["payment"], "unpaid");
+    drop(server);
+    let out = run(&["verify", "--database-url", &url]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
 }
