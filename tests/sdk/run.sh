@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end SDK test: starts a real Stockroom server on a free loopback port with a throw-away
-# SQLite database and drives it with @elasticpath/js-sdk and @moltin/sdk (tests/sdk/inventory.test.mjs).
+# SQLite database and drives it with @elasticpath/js-sdk and @moltin/sdk (tests/sdk/inventory.test.mjs
+# for the inventory API, tests/sdk/orders.test.mjs for cart → checkout → pay → ship / cancel).
 #
 # Usage: tests/sdk/run.sh            (builds target/debug/stockroom first)
 #        STOCKROOM_BIN=path/to/stockroom tests/sdk/run.sh
@@ -120,5 +121,5 @@ fi
 export STOCKROOM_URL="http://127.0.0.1:$PORT"
 cd "$ROOT"
 status=0
-node --test tests/sdk/inventory.test.mjs || status=$?
+node --test tests/sdk/inventory.test.mjs tests/sdk/orders.test.mjs || status=$?
 exit "$status"

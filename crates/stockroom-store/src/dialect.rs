@@ -20,6 +20,12 @@ pub(crate) struct Dialect {
     pub stocks_by_ids: &'static str,
     /// Locks (on PostgreSQL) the orders whose ids are in the JSON array `$1`, in id order.
     pub lock_orders: &'static str,
+    /// Inserts the history entries in the JSON array `$1`, in array order (so sequence numbers
+    /// follow the order the batch applied them in): one statement per batch.
+    pub insert_history: &'static str,
+    /// Sets the figures of the stock rows in the JSON array `$1` (`p`, `t`, `a`) and their
+    /// `updated_at` to `$2`: one statement per batch.
+    pub update_stocks: &'static str,
 }
 
 pub(crate) const SQLITE: Dialect = Dialect {
@@ -30,6 +36,17 @@ pub(crate) const SQLITE: Dialect = Dialect {
     stocks_by_ids: "SELECT product_id, total, allocated, created_at, updated_at FROM stock \
                     WHERE product_id IN (SELECT value FROM json_each($1))",
     lock_orders: "SELECT id FROM orders WHERE id IN (SELECT value FROM json_each($1)) ORDER BY id",
+    insert_history: "INSERT INTO history (id, product_id, action, quantity, total, allocated, \
+                     order_id, reason, created_at) \
+                     SELECT json_extract(value, '$.id'), json_extract(value, '$.p'), \
+                     json_extract(value, '$.action'), json_extract(value, '$.q'), \
+                     json_extract(value, '$.t'), json_extract(value, '$.a'), \
+                     json_extract(value, '$.order'), json_extract(value, '$.reason'), \
+                     json_extract(value, '$.at') FROM json_each($1) ORDER BY key",
+    update_stocks: "UPDATE stock SET total = j.t, allocated = j.a, updated_at = $2 \
+                    FROM (SELECT json_extract(value, '$.p') AS p, json_extract(value, '$.t') AS t, \
+                    json_extract(value, '$.a') AS a FROM json_each($1)) AS j \
+                    WHERE stock.product_id = j.p",
 };
 
 pub(crate) const POSTGRES: Dialect = Dialect {
@@ -43,4 +60,15 @@ pub(crate) const POSTGRES: Dialect = Dialect {
     lock_orders: "SELECT id FROM orders \
                   WHERE id IN (SELECT jsonb_array_elements_text(CAST($1 AS jsonb))) \
                   ORDER BY id FOR UPDATE",
+    insert_history: "INSERT INTO history (id, product_id, action, quantity, total, allocated, \
+                     order_id, reason, created_at) \
+                     SELECT e.v->>'id', e.v->>'p', e.v->>'action', CAST(e.v->>'q' AS BIGINT), \
+                     CAST(e.v->>'t' AS BIGINT), CAST(e.v->>'a' AS BIGINT), e.v->>'order', \
+                     e.v->>'reason', CAST(e.v->>'at' AS BIGINT) \
+                     FROM jsonb_array_elements(CAST($1 AS jsonb)) WITH ORDINALITY AS e(v, n) \
+                     ORDER BY e.n",
+    update_stocks: "UPDATE stock SET total = CAST(j.v->>'t' AS BIGINT), \
+                    allocated = CAST(j.v->>'a' AS BIGINT), updated_at = $2 \
+                    FROM jsonb_array_elements(CAST($1 AS jsonb)) AS j(v) \
+                    WHERE stock.product_id = j.v->>'p'",
 };

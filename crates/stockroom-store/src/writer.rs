@@ -384,6 +384,7 @@ async fn apply_and_write_inner(
         entries,
         ..
     } = batch;
+    let mut updated = Vec::new();
     for (product, slot) in &slots {
         match (&slot.read, slot.current) {
             (None, None) => {}
@@ -410,36 +411,43 @@ async fn apply_and_write_inner(
                     .await?;
             }
             (Some(read), Some(stock)) if read.stock != stock => {
-                sqlx::query(
-                    "UPDATE stock SET total = $2, allocated = $3, updated_at = $4 \
-                     WHERE product_id = $1",
-                )
-                .bind(product.as_str().to_owned())
-                .bind(figure(stock.total()))
-                .bind(figure(stock.allocated()))
-                .bind(now.micros())
-                .execute(&mut *conn)
-                .await?;
+                updated.push(serde_json::json!({
+                    "p": product.as_str(),
+                    "t": figure(stock.total()),
+                    "a": figure(stock.allocated()),
+                }));
             }
             (Some(_), Some(_)) => {}
         }
     }
-    for entry in &entries {
-        sqlx::query(
-            "INSERT INTO history (id, product_id, action, quantity, total, allocated, \
-             order_id, reason, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(entry.id.clone())
-        .bind(entry.product_id.as_str().to_owned())
-        .bind(entry.action.as_str())
-        .bind(figure(entry.quantity))
-        .bind(figure(entry.after.total()))
-        .bind(figure(entry.after.allocated()))
-        .bind(entry.order_id.clone())
-        .bind(entry.reason.clone())
-        .bind(entry.created_at.micros())
-        .execute(&mut *conn)
-        .await?;
+    if !updated.is_empty() {
+        sqlx::query(dialect.update_stocks)
+            .bind(serde_json::Value::Array(updated).to_string())
+            .bind(now.micros())
+            .execute(&mut *conn)
+            .await?;
+    }
+    if !entries.is_empty() {
+        let rows: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "id": e.id,
+                    "p": e.product_id.as_str(),
+                    "action": e.action.as_str(),
+                    "q": figure(e.quantity),
+                    "t": figure(e.after.total()),
+                    "a": figure(e.after.allocated()),
+                    "order": e.order_id,
+                    "reason": e.reason,
+                    "at": e.created_at.micros(),
+                })
+            })
+            .collect();
+        sqlx::query(dialect.insert_history)
+            .bind(serde_json::Value::Array(rows).to_string())
+            .execute(&mut *conn)
+            .await?;
     }
     // In key order, so that two writers storing the same keys wait for each other in one order.
     for ((scope, key), (fingerprint, outcome)) in fresh_keys {
