@@ -38,3 +38,5 @@ pub const PRODUCT_SKU_LEN_MAX: usize = 128;
 pub const ORDER_PARTY_BYTES_MAX: usize = 4096;
 /// Most items in one add-to-cart request.
 pub const CART_ADD_ITEMS_MAX: usize = 100;
+/// How long an idempotency key is remembered, in seconds: a retry after that is a new request.
+pub const IDEMPOTENCY_KEY_RETENTION_SECS: i64 = 24 * 3600;

@@ -49,6 +49,8 @@ pub enum ApiError {
     OrderConflict(OrderError),
     /// 503: try again shortly.
     Unavailable,
+    /// 503: the request took longer than the server allows; its outcome is unknown.
+    TimedOut,
     /// 500: a bug; the cause is logged, never sent.
     Internal,
 }
@@ -146,6 +148,11 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Service Unavailable",
                 "The service is busy or its database is unreachable; try again shortly".into(),
+            ),
+            ApiError::TimedOut => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Request timed out",
+                "The request took too long and its outcome is unknown; retry it with the same Idempotency-Key".into(),
             ),
             ApiError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -35,6 +35,7 @@ pub use error::ApiError;
 pub use metrics::Metrics;
 pub use payments::{HttpGateway, PaymentSettings};
 
+
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
@@ -45,6 +46,29 @@ pub struct AppState {
     pub payments: Arc<PaymentSettings>,
     /// For the HTTP payment gateway.
     pub http_client: reqwest::Client,
+    pub limits: Arc<Limits>,
+    /// Permits for requests in flight; when none is left, requests are shed with 503.
+    inflight: Arc<tokio::sync::Semaphore>,
+}
+
+/// Bounds on the work the server takes on at once.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Requests handled at once; more are answered 503 with `Retry-After` at once rather than
+    /// queued without bound.
+    pub max_concurrent_requests: usize,
+    /// How long one request may take before it is answered 503 (its outcome then unknown:
+    /// retry with the same `Idempotency-Key`).
+    pub request_timeout: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_concurrent_requests: 1024,
+            request_timeout: std::time::Duration::from_secs(30),
+        }
+    }
 }
 
 impl AppState {
@@ -61,7 +85,19 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             payments: Arc::new(PaymentSettings::default()),
             http_client: reqwest::Client::new(),
+            limits: Arc::new(Limits::default()),
+            inflight: Arc::new(tokio::sync::Semaphore::new(
+                Limits::default().max_concurrent_requests,
+            )),
         })
+    }
+
+    pub fn with_limits(self, limits: Limits) -> Self {
+        AppState {
+            inflight: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_requests)),
+            limits: Arc::new(limits),
+            ..self
+        }
     }
 
     pub fn with_payments(self, payments: PaymentSettings) -> Self {
@@ -248,11 +284,27 @@ pub fn routes(state: AppState) -> (Router, Vec<RouteInfo>) {
         .router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(from_fn_with_state(state.clone(), shed_and_time_out))
         .layer(from_fn_with_state(state.clone(), metrics::count))
         .layer(TraceLayer::new_for_http())
         .layer(from_fn(json_errors_for_bad_paths))
         .with_state(state);
     (router, routes.table)
+}
+
+/// Sheds load beyond [`Limits::max_concurrent_requests`] and bounds each request's time.
+async fn shed_and_time_out(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Ok(_permit) = state.inflight.clone().try_acquire_owned() else {
+        return ApiError::Unavailable.into_response();
+    };
+    match tokio::time::timeout(state.limits.request_timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::TimedOut.into_response(),
+    }
 }
 
 async fn not_found() -> ApiError {
@@ -304,7 +356,7 @@ pub async fn serve(
         std::time::Duration::from_millis(100),
         std::time::Duration::from_secs(5),
     );
-    let sweeper = tokio::spawn(payments::release_overdue_forever(state.clone(), every));
+    let sweeper = tokio::spawn(payments::housekeeping_forever(state.clone(), every));
     let (router, _) = routes(state);
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)

@@ -9,6 +9,8 @@
 use std::time::Duration;
 
 use serde_json::json;
+use stockroom_domain::limits::IDEMPOTENCY_KEY_RETENTION_SECS;
+use stockroom_domain::Timestamp;
 use stockroom_store::{Command, PaymentTx, StoreError, WriteRequest};
 
 use crate::AppState;
@@ -114,8 +116,9 @@ pub async fn release_overdue(state: &AppState) -> Result<usize, StoreError> {
     }
 }
 
-/// Runs [`release_overdue`] every `every` until the process stops.
-pub async fn release_overdue_forever(state: AppState, every: Duration) {
+/// Runs [`release_overdue`] every `every` until the process stops, and forgets idempotency
+/// keys older than [`IDEMPOTENCY_KEY_RETENTION_SECS`].
+pub async fn housekeeping_forever(state: AppState, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -124,6 +127,10 @@ pub async fn release_overdue_forever(state: AppState, every: Duration) {
             Ok(0) => {}
             Ok(n) => tracing::info!(released = n, "released overdue payment attempts"),
             Err(e) => tracing::warn!(error = %e, "releasing overdue payment attempts failed"),
+        }
+        let before = Timestamp::from_secs(state.clock.now().secs() - IDEMPOTENCY_KEY_RETENTION_SECS);
+        if let Err(e) = state.store.prune_idempotency(before).await {
+            tracing::warn!(error = %e, "forgetting old idempotency keys failed");
         }
     }
 }

@@ -87,6 +87,8 @@ pub trait Store: Send + Sync + 'static {
     async fn orders(&self, query: &OrderQuery, page: Page) -> Result<Paged<Order>, StoreError>;
     async fn payments(&self, order_id: &str) -> Result<Vec<PaymentTx>, StoreError>;
     async fn payment(&self, order_id: &str, id: &str) -> Result<Option<PaymentTx>, StoreError>;
+    /// Forgets idempotency keys stored before `before`; returns how many.
+    async fn prune_idempotency(&self, before: Timestamp) -> Result<u64, StoreError>;
     /// Pending payment attempts whose outcome is overdue, oldest first.
     async fn expired_payments(
         &self,

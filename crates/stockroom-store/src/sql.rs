@@ -489,6 +489,14 @@ impl Store for SqlStore {
         orders::payment(&self.read, order_id, id).await
     }
 
+    async fn prune_idempotency(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM idempotency WHERE created_at < $1")
+            .bind(before.micros())
+            .execute(&self.read)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn expired_payments(
         &self,
         now: Timestamp,

@@ -15,6 +15,8 @@ use stockroom_http::{auth, AppState, HttpGateway, PaymentSettings};
 use stockroom_store::{OpenOptions, SqlStore, Store, StoreError};
 use tokio::net::TcpListener;
 
+mod bench;
+
 #[derive(Parser)]
 #[command(
     name = "stockroom",
@@ -38,6 +40,8 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Load-test a server over HTTP (its own, or --url) and check the figures afterwards.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Args, Clone)]
@@ -321,6 +325,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
             Command::Verify(db) => verify(db).await,
+            Command::Bench(args) => bench::run(args).await,
             Command::Keys {
                 command: KeysCommand::Create { name, role, db },
             } => keys_create(name, role, db)

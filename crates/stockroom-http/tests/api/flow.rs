@@ -10,7 +10,8 @@ use stockroom_http::{HttpGateway, PaymentSettings};
 use stockroom_store::testing::Backend;
 use stockroom_store::Store;
 
-use crate::support::{spawn_app_with, TestApp};
+use crate::support::{spawn_app_limited, spawn_app_with, TestApp};
+use stockroom_http::Limits;
 
 crate::on_both_backends!(
     the_whole_flow_moves_stock_only_at_payment_and_shipment,
@@ -27,7 +28,10 @@ crate::on_both_backends!(
     an_overdue_payment_attempt_is_released_exactly_once,
 );
 
-crate::on_both_backends_raw!(the_http_gateway_settles_every_outcome_and_releases_failures_once);
+crate::on_both_backends_raw!(
+    the_http_gateway_settles_every_outcome_and_releases_failures_once,
+    load_beyond_the_limit_is_shed_and_slow_requests_time_out,
+);
 
 async fn the_whole_flow_moves_stock_only_at_payment_and_shipment(app: TestApp) {
     app.create_product("mug", "MUG-1", 1299).await;
@@ -863,13 +867,16 @@ async fn an_overdue_payment_attempt_is_released_exactly_once(app: TestApp) {
     app.verify_ok().await;
 }
 
-/// A stand-in payment provider: approves, declines, answers 500, or never answers.
-async fn spawn_gateway(mode: Arc<AtomicU8>) -> String {
+/// A stand-in payment provider: approves, declines, answers 500, or never answers. Each request
+/// it receives is announced on the returned channel.
+async fn spawn_gateway(mode: Arc<AtomicU8>) -> (String, tokio::sync::mpsc::UnboundedReceiver<()>) {
     use axum::routing::post;
+    let (seen_tx, seen) = tokio::sync::mpsc::unbounded_channel();
     let app = axum::Router::new().route(
         "/pay",
         post(move |body: axum::Json<Value>| {
             let mode = mode.clone();
+            let _ = seen_tx.send(());
             async move {
                 assert!(body["payment_id"].is_string() && body["amount"].is_i64());
                 match mode.load(Ordering::SeqCst) {
@@ -895,12 +902,12 @@ async fn spawn_gateway(mode: Arc<AtomicU8>) -> String {
         .expect("bind");
     let url = format!("http://{}/pay", listener.local_addr().expect("addr"));
     tokio::spawn(async move { axum::serve(listener, app).await });
-    url
+    (url, seen)
 }
 
 async fn the_http_gateway_settles_every_outcome_and_releases_failures_once(backend: Backend) {
     let mode = Arc::new(AtomicU8::new(0));
-    let url = spawn_gateway(mode.clone()).await;
+    let (url, _seen) = spawn_gateway(mode.clone()).await;
     let settings = PaymentSettings {
         http: Some(HttpGateway {
             url,
@@ -960,5 +967,49 @@ async fn the_http_gateway_settles_every_outcome_and_releases_failures_once(backe
             .expect("sweep"),
         0
     );
+    app.verify_ok().await;
+}
+
+/// One request at a time, 500 ms each at most: a payment stuck at a gateway that never answers
+/// holds the only slot, so another request is shed at once with 503 and `Retry-After`; the
+/// stuck one is answered 503 when its time is up, and its attempt is still settled (failed,
+/// released) when the gateway times out.
+async fn load_beyond_the_limit_is_shed_and_slow_requests_time_out(backend: Backend) {
+    let mode = Arc::new(AtomicU8::new(3));
+    let (url, mut seen) = spawn_gateway(mode.clone()).await;
+    let settings = PaymentSettings {
+        http: Some(HttpGateway { url, timeout: Duration::from_millis(1500) }),
+        pending_timeout: Duration::from_secs(60),
+    };
+    let limits = Limits { max_concurrent_requests: 1, request_timeout: Duration::from_millis(500) };
+    let Some(app) = spawn_app_limited(backend, settings, limits).await else {
+        return;
+    };
+    app.create_product("p", "P", 100).await;
+    app.create_stock("p", 5).await;
+    let order = app.order_of("c", &[("p", 1)]).await;
+    let app = Arc::new(app);
+    let stuck = tokio::spawn({
+        let app = app.clone();
+        async move { app.pay(&order, "http", "purchase").await }
+    });
+    // Once the gateway has the payment, the payment holds the only slot.
+    seen.recv().await.expect("the gateway was asked");
+    let shed = app.call(Method::GET, "/v2/inventories/p", Some(&app.admin), None).await;
+    assert_eq!(shed.error_status(), 503, "a request beyond the limit is shed");
+    assert_eq!(shed.headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    let r = stuck.await.expect("task");
+    assert_eq!(r.error_status(), 503);
+    assert_eq!(r.body["errors"][0]["title"], "Request timed out");
+    // The attempt goes on without its caller: the gateway's timeout fails it and releases.
+    let mut released = false;
+    for _ in 0..100 {
+        if app.figures("p").await == (5, 0, 5) {
+            released = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(released, "the stuck attempt was settled and released");
     app.verify_ok().await;
 }

@@ -401,17 +401,20 @@ async fn oversize_bodies_are_refused_with_413(app: TestApp) {
         )
         .await;
     assert_eq!(r.error_status(), 413);
-    // Without a Content-Length header too (chunked), the limit still holds.
+    // Without a Content-Length header too (chunked), the limit still holds. The server answers
+    // 413 as soon as the limit is passed and closes the connection, so the client may see the
+    // answer or, if it is still sending, a reset: either way nothing was accepted.
     let stream = futures::stream::iter((0..80).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1024])));
-    let r = app
+    let sent = app
         .http
         .post(format!("{}/v2/inventories/p/transactions", app.base))
         .bearer_auth(&app.admin)
         .body(reqwest::Body::wrap_stream(stream))
         .send()
-        .await
-        .expect("request");
-    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        .await;
+    if let Ok(r) = sent {
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
     assert_eq!(app.figures("p").await, (10, 0, 10));
 }
 

@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use stockroom_domain::{Clock, Role, Timestamp};
 use stockroom_http::clock::ManualClock;
-use stockroom_http::{auth, AppState, PaymentSettings, RouteInfo};
+use stockroom_http::{auth, AppState, Limits, PaymentSettings, RouteInfo};
 use stockroom_store::testing::{fresh_database, Backend};
 use stockroom_store::{OpenOptions, SqlStore, Store};
 
@@ -38,6 +38,15 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
 
 /// [`spawn_app`] with payment settings of the test's own.
 pub async fn spawn_app_with(backend: Backend, payments: PaymentSettings) -> Option<TestApp> {
+    spawn_app_limited(backend, payments, Limits::default()).await
+}
+
+/// [`spawn_app_with`] and limits of the test's own.
+pub async fn spawn_app_limited(
+    backend: Backend,
+    payments: PaymentSettings,
+    limits: Limits,
+) -> Option<TestApp> {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = fresh_database(backend, dir.path()).await?;
     let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_800_000_000)));
@@ -57,7 +66,8 @@ pub async fn spawn_app_with(backend: Backend, payments: PaymentSettings) -> Opti
     let state = AppState::new(store.clone(), clock.clone())
         .await
         .expect("state")
-        .with_payments(payments);
+        .with_payments(payments)
+        .with_limits(limits);
     let (_, routes) = stockroom_http::routes(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
