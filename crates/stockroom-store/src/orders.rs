@@ -77,8 +77,11 @@ pub(crate) async fn allocated_products(
 
 // ---- reads ---------------------------------------------------------------------------------
 
-const PRODUCT_COLUMNS: &str =
-    "id, sku, name, price_amount, currency, includes_tax, created_at, updated_at";
+macro_rules! product_columns {
+    () => {
+        "id, sku, name, price_amount, currency, includes_tax, created_at, updated_at"
+    };
+}
 
 fn product_row(row: &AnyRow) -> Result<Product, StoreError> {
     let id: String = row.try_get("id")?;
@@ -98,8 +101,10 @@ fn product_row(row: &AnyRow) -> Result<Product, StoreError> {
 }
 
 pub(crate) async fn product(pool: &AnyPool, id: &str) -> Result<Option<Product>, StoreError> {
-    let row = sqlx::query(&format!(
-        "SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1"
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        product_columns!(),
+        " FROM products WHERE id = $1"
     ))
     .bind(id.to_owned())
     .fetch_optional(pool)
@@ -111,8 +116,10 @@ pub(crate) async fn product_by_sku(
     pool: &AnyPool,
     sku: &str,
 ) -> Result<Option<Product>, StoreError> {
-    let row = sqlx::query(&format!(
-        "SELECT {PRODUCT_COLUMNS} FROM products WHERE sku = $1"
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        product_columns!(),
+        " FROM products WHERE sku = $1"
     ))
     .bind(sku.to_owned())
     .fetch_optional(pool)
@@ -121,8 +128,10 @@ pub(crate) async fn product_by_sku(
 }
 
 pub(crate) async fn products(pool: &AnyPool, page: Page) -> Result<Paged<Product>, StoreError> {
-    let rows = sqlx::query(&format!(
-        "SELECT {PRODUCT_COLUMNS} FROM products ORDER BY id LIMIT $1 OFFSET $2"
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        product_columns!(),
+        " FROM products ORDER BY id LIMIT $1 OFFSET $2"
     ))
     .bind(figure(page.limit))
     .bind(figure(page.offset))
@@ -249,8 +258,12 @@ pub(crate) async fn delete_cart(pool: &AnyPool, cart_id: &str) -> Result<bool, S
     Ok(done.rows_affected() > 0)
 }
 
-const ORDER_COLUMNS: &str = "id, cart_id, status, payment, shipping, paying, customer, \
-     billing_address, shipping_address, total_amount, currency, created_at, updated_at";
+macro_rules! order_columns {
+    () => {
+        "id, cart_id, status, payment, shipping, paying, customer, \
+     billing_address, shipping_address, total_amount, currency, created_at, updated_at"
+    };
+}
 
 fn order_state(row: &AnyRow) -> Result<OrderState, StoreError> {
     let bad = |what: &str, v: &str| StoreError::Internal(format!("unknown order {what} {v:?}"));
@@ -314,10 +327,14 @@ async fn order_items(pool: &AnyPool, order_id: &str) -> Result<Vec<OrderItem>, S
 }
 
 pub(crate) async fn order(pool: &AnyPool, id: &str) -> Result<Option<Order>, StoreError> {
-    let row = sqlx::query(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
-        .bind(id.to_owned())
-        .fetch_optional(pool)
-        .await?;
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        order_columns!(),
+        " FROM orders WHERE id = $1"
+    ))
+    .bind(id.to_owned())
+    .fetch_optional(pool)
+    .await?;
     match row {
         Some(row) => Ok(Some(order_row(&row, order_items(pool, id).await?)?)),
         None => Ok(None),
@@ -329,14 +346,22 @@ pub(crate) async fn orders(
     query: &OrderQuery,
     page: Page,
 ) -> Result<Paged<Order>, StoreError> {
-    const FILTER: &str = "WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) \
+    macro_rules! filter {
+        () => {
+            "WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) \
          AND (CAST($2 AS TEXT) IS NULL OR payment = $2) \
-         AND (CAST($3 AS TEXT) IS NULL OR shipping = $3)";
+         AND (CAST($3 AS TEXT) IS NULL OR shipping = $3)"
+        };
+    }
     let status = query.status.map(|s| s.as_str().to_owned());
     let payment = query.payment.map(|s| s.as_str().to_owned());
     let shipping = query.shipping.map(|s| s.as_str().to_owned());
-    let rows = sqlx::query(&format!(
-        "SELECT {ORDER_COLUMNS} FROM orders {FILTER} ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        order_columns!(),
+        " FROM orders ",
+        filter!(),
+        " ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
     ))
     .bind(status.clone())
     .bind(payment.clone())
@@ -345,7 +370,7 @@ pub(crate) async fn orders(
     .bind(figure(page.offset))
     .fetch_all(pool)
     .await?;
-    let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM orders {FILTER}"))
+    let total: i64 = sqlx::query_scalar(concat!("SELECT COUNT(*) FROM orders ", filter!()))
         .bind(status)
         .bind(payment)
         .bind(shipping)
@@ -362,8 +387,12 @@ pub(crate) async fn orders(
     })
 }
 
-const PAYMENT_COLUMNS: &str = "id, order_id, gateway, transaction_type, status, amount, currency, \
-     lines, allocation, failure, expires_at, created_at, updated_at";
+macro_rules! payment_columns {
+    () => {
+        "id, order_id, gateway, transaction_type, status, amount, currency, \
+     lines, allocation, failure, expires_at, created_at, updated_at"
+    };
+}
 
 fn payment_row(row: &AnyRow) -> Result<PaymentTx, StoreError> {
     let status: String = row.try_get("status")?;
@@ -409,8 +438,10 @@ fn payment_row(row: &AnyRow) -> Result<PaymentTx, StoreError> {
 }
 
 pub(crate) async fn payments(pool: &AnyPool, order_id: &str) -> Result<Vec<PaymentTx>, StoreError> {
-    let rows = sqlx::query(&format!(
-        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = $1 ORDER BY position"
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        payment_columns!(),
+        " FROM payments WHERE order_id = $1 ORDER BY position"
     ))
     .bind(order_id.to_owned())
     .fetch_all(pool)
@@ -423,8 +454,10 @@ pub(crate) async fn payment(
     order_id: &str,
     id: &str,
 ) -> Result<Option<PaymentTx>, StoreError> {
-    let row = sqlx::query(&format!(
-        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1 AND order_id = $2"
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        payment_columns!(),
+        " FROM payments WHERE id = $1 AND order_id = $2"
     ))
     .bind(id.to_owned())
     .bind(order_id.to_owned())
@@ -438,8 +471,10 @@ pub(crate) async fn expired_payments(
     now: Timestamp,
     limit: u64,
 ) -> Result<Vec<PaymentTx>, StoreError> {
-    let rows = sqlx::query(&format!(
-        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE status = 'pending' AND expires_at <= $1 \
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        payment_columns!(),
+        " FROM payments WHERE status = 'pending' AND expires_at <= $1 \
          ORDER BY expires_at LIMIT $2"
     ))
     .bind(now.micros())
@@ -488,8 +523,10 @@ async fn held_payment(
     batch: &mut Batch<'_>,
     order_id: &str,
 ) -> Result<Option<PaymentTx>, StoreError> {
-    let row = sqlx::query(&format!(
-        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = $1 AND allocation = 'held'"
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        payment_columns!(),
+        " FROM payments WHERE order_id = $1 AND allocation = 'held'"
     ))
     .bind(order_id.to_owned())
     .fetch_optional(&mut *batch.conn)
@@ -628,8 +665,10 @@ pub(crate) async fn execute(
             let Some(state) = load_state(batch, order_id).await? else {
                 return Ok(Refused(Rejection::NotFound));
             };
-            let row = sqlx::query(&format!(
-                "SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1 AND order_id = $2"
+            let row = sqlx::query(concat!(
+                "SELECT ",
+                payment_columns!(),
+                " FROM payments WHERE id = $1 AND order_id = $2"
             ))
             .bind(authorization_id.clone())
             .bind(order_id.clone())
@@ -958,8 +997,10 @@ async fn settle(
         order_id: order_id.to_owned(),
         payment_id: payment_id.to_owned(),
     });
-    let row = sqlx::query(&format!(
-        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1 AND order_id = $2"
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        payment_columns!(),
+        " FROM payments WHERE id = $1 AND order_id = $2"
     ))
     .bind(payment_id.to_owned())
     .bind(order_id.to_owned())

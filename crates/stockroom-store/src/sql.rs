@@ -214,8 +214,12 @@ pub(crate) fn stock_record(row: &AnyRow) -> Result<StockRecord, StoreError> {
     })
 }
 
-pub(crate) const HISTORY_COLUMNS: &str =
-    "id, product_id, action, quantity, total, allocated, order_id, reason, created_at";
+macro_rules! history_columns {
+    () => {
+        "id, product_id, action, quantity, total, allocated, order_id, reason, created_at"
+    };
+}
+pub(crate) use history_columns;
 
 pub(crate) fn history_entry(row: &AnyRow) -> Result<HistoryEntry, StoreError> {
     let id: String = row.try_get("product_id")?;
@@ -313,15 +317,23 @@ impl Store for SqlStore {
         query: &HistoryQuery,
         page: Page,
     ) -> Result<Paged<HistoryEntry>, StoreError> {
-        const FILTER: &str = "WHERE product_id = $1 \
+        macro_rules! filter {
+            () => {
+                "WHERE product_id = $1 \
              AND (CAST($2 AS TEXT) IS NULL OR action = $2) \
              AND (CAST($3 AS BIGINT) IS NULL OR created_at >= $3) \
-             AND (CAST($4 AS BIGINT) IS NULL OR created_at < $4)";
+             AND (CAST($4 AS BIGINT) IS NULL OR created_at < $4)"
+            };
+        }
         let action = query.action.map(|a| a.as_str().to_owned());
         let from = query.created_from.map(Timestamp::micros);
         let before = query.created_before.map(Timestamp::micros);
-        let rows = sqlx::query(&format!(
-            "SELECT {HISTORY_COLUMNS} FROM history {FILTER} ORDER BY seq DESC LIMIT $5 OFFSET $6"
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            history_columns!(),
+            " FROM history ",
+            filter!(),
+            " ORDER BY seq DESC LIMIT $5 OFFSET $6"
         ))
         .bind(product.as_str())
         .bind(action.clone())
@@ -331,7 +343,7 @@ impl Store for SqlStore {
         .bind(to_i64(page.offset))
         .fetch_all(&self.read)
         .await?;
-        let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM history {FILTER}"))
+        let total: i64 = sqlx::query_scalar(concat!("SELECT COUNT(*) FROM history ", filter!()))
             .bind(product.as_str())
             .bind(action)
             .bind(from)
@@ -349,8 +361,10 @@ impl Store for SqlStore {
         product: &ProductId,
         id: &str,
     ) -> Result<Option<HistoryEntry>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {HISTORY_COLUMNS} FROM history WHERE id = $1 AND product_id = $2"
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            history_columns!(),
+            " FROM history WHERE id = $1 AND product_id = $2"
         ))
         .bind(id)
         .bind(product.as_str())

@@ -34,7 +34,7 @@ use crate::dialect::Dialect;
 use crate::error::StoreError;
 use crate::model::*;
 use crate::orders;
-use crate::sql::{history_entry, ids_json, stock_record, HISTORY_COLUMNS};
+use crate::sql::{history_columns, history_entry, ids_json, stock_record};
 
 /// How often a batch is re-run after losing a race to another writer before giving up.
 const BATCH_ATTEMPTS_MAX: u32 = 8;
@@ -550,8 +550,10 @@ async fn replay(batch: &mut Batch<'_>, outcome: &str) -> Result<Answer, StoreErr
             let entry = match pending {
                 Some(entry) => entry,
                 None => {
-                    let row = sqlx::query(&format!(
-                        "SELECT {HISTORY_COLUMNS} FROM history WHERE id = $1"
+                    let row = sqlx::query(concat!(
+                        "SELECT ",
+                        history_columns!(),
+                        " FROM history WHERE id = $1"
                     ))
                     .bind(id.to_owned())
                     .fetch_one(&mut *batch.conn)
