@@ -40,3 +40,12 @@ pub const ORDER_PARTY_BYTES_MAX: usize = 4096;
 pub const CART_ADD_ITEMS_MAX: usize = 100;
 /// How long an idempotency key is remembered, in seconds: a retry after that is a new request.
 pub const IDEMPOTENCY_KEY_RETENTION_SECS: i64 = 24 * 3600;
+/// Location limits (Elastic Path's multi-location spec): slug and name lengths, address lines.
+pub const LOCATION_SLUG_LEN_MAX: usize = 128;
+pub const LOCATION_NAME_LEN_MIN: usize = 3;
+pub const LOCATION_NAME_LEN_MAX: usize = 1024;
+pub const LOCATION_ADDRESS_LINES_MAX: usize = 8;
+/// Longest address line, external reference and description, in bytes.
+pub const LOCATION_TEXT_LEN_MAX: usize = 1024;
+/// Most locations named in one stock create or update.
+pub const LOCATIONS_PER_REQUEST_MAX: usize = 100;

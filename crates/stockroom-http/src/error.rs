@@ -225,6 +225,13 @@ impl From<Rejection> for ApiError {
                 source: Some("currency"),
             },
             Rejection::Order(e) => ApiError::OrderConflict(e),
+            Rejection::LocationRequired => ApiError::Invalid {
+                detail: "This product's stock is held at locations: name one with `location`".into(),
+                source: Some("location"),
+            },
+            Rejection::LocationInUse => ApiError::Conflict(
+                "The location's slug is taken, or the location still holds stock",
+            ),
         }
     }
 }

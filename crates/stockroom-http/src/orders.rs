@@ -17,7 +17,7 @@ use stockroom_domain::order::{Payment, PaymentMethod, Shipping, Status};
 use stockroom_domain::{ProductId, Quantity};
 use stockroom_store::{
     CartLine, Command, Effect, Line, Money, NewOrder, NewPayment, OrderItem, OrderQuery, Outcome,
-    PaymentStatus, Product, ProductPatch, WriteRequest,
+    PaymentStatus, Product, ProductPatch, WriteRequest, NO_LOCATION,
 };
 
 use crate::error::ApiError;
@@ -25,6 +25,7 @@ use crate::extract::{
     check_type, data_object, idempotency_key, page, parse_filter, quantity, query_pairs,
     required_string, JsonBody,
 };
+use crate::locations::location_slug;
 use crate::payments::ask_gateway;
 use crate::{wire, AppState};
 
@@ -256,8 +257,14 @@ async fn cart_line(state: &AppState, item: &Value) -> Result<CartLine, ApiError>
         }
         _ => return Err(ApiError::invalid("id", "an item needs a product id or sku")),
     };
+    let location = match obj.get("location") {
+        None | Some(Value::Null) => NO_LOCATION.to_owned(),
+        Some(Value::String(slug)) => location_slug(state, slug).await?,
+        Some(_) => return Err(ApiError::invalid("location", "location must be a slug")),
+    };
     Ok(CartLine {
         product,
+        location,
         quantity,
         currency,
     })
@@ -350,6 +357,7 @@ pub async fn update_cart_item(
             cart_id: cart.clone(),
             item_id: item,
             product: line.product_id.clone(),
+            location: line.location.clone(),
             quantity,
         }))
         .await?;
@@ -431,6 +439,7 @@ pub async fn checkout(
             Ok(OrderItem {
                 id: uuid::Uuid::new_v4().to_string(),
                 product_id: i.product_id.clone(),
+                location: i.location.clone(),
                 name: i
                     .product
                     .as_ref()
@@ -633,15 +642,18 @@ pub async fn pay(
             ));
         }
     }
-    let mut per_product: BTreeMap<ProductId, u64> = BTreeMap::new();
+    let mut per_record: BTreeMap<(ProductId, String), u64> = BTreeMap::new();
     for item in &order.items {
-        *per_product.entry(item.product_id.clone()).or_default() += item.quantity.get();
+        *per_record
+            .entry((item.product_id.clone(), item.location.clone()))
+            .or_default() += item.quantity.get();
     }
-    let lines = per_product
+    let lines = per_record
         .into_iter()
-        .map(|(product, q)| {
+        .map(|((product, location), q)| {
             Ok(Line {
                 product,
+                location,
                 quantity: Quantity::new(i64::try_from(q).unwrap_or(0)).map_err(|_| {
                     ApiError::invalid("order", "an order line exceeds 1000000000 units")
                 })?,

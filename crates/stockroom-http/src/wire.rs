@@ -3,8 +3,8 @@
 use serde_json::{json, Value};
 use stockroom_domain::Timestamp;
 use stockroom_store::{
-    Cart, CartItem, HistoryEntry, Money, Order, OrderItem, Page, PaymentStatus, PaymentTx, Product,
-    StockRecord,
+    Cart, CartItem, HistoryEntry, Location, Money, Order, OrderItem, Page, PaymentStatus,
+    PaymentTx, Product, ProductStock, NO_LOCATION,
 };
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -17,19 +17,104 @@ pub fn rfc3339(t: Timestamp) -> String {
         .unwrap_or_default()
 }
 
-pub fn stock(record: &StockRecord) -> Value {
+/// A product's stock in the classic shape: the sums over its records.
+pub fn stock(p: &ProductStock) -> Value {
     json!({
-        "id": record.product_id.as_str(),
+        "id": p.product_id.as_str(),
         "type": "stock",
-        "total": record.stock.total(),
-        "available": record.stock.available(),
-        "allocated": record.stock.allocated(),
+        "total": p.total,
+        "available": p.available(),
+        "allocated": p.allocated,
         "meta": {
             "timestamps": {
-                "created_at": rfc3339(record.created_at),
-                "updated_at": rfc3339(record.updated_at),
+                "created_at": rfc3339(p.created_at),
+                "updated_at": rfc3339(p.updated_at),
             }
         }
+    })
+}
+
+fn figures(total: u64, allocated: u64) -> Value {
+    json!({"total": total, "allocated": allocated, "available": total - allocated})
+}
+
+/// A stable id for a product's stock (`meta.stock_id`): a UUID made from the product id.
+pub fn stock_id(p: &ProductStock) -> String {
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, format!("stockroom:stock:{}", p.product_id).as_bytes()).to_string()
+}
+
+/// A product's stock in the multi-location shape: the sums, and each location's figures.
+pub fn stock_mli(p: &ProductStock) -> Value {
+    let locations: serde_json::Map<String, Value> = p
+        .records
+        .iter()
+        .filter(|r| r.location != NO_LOCATION)
+        .map(|r| (r.location.clone(), figures(r.stock.total(), r.stock.allocated())))
+        .collect();
+    let mut attributes = figures(p.total, p.allocated);
+    attributes["locations"] = Value::Object(locations);
+    json!({
+        "id": p.product_id.as_str(),
+        "type": "stock",
+        "attributes": attributes,
+        "meta": {
+            "stock_id": stock_id(p),
+            "timestamps": {
+                "created_at": rfc3339(p.created_at),
+                "updated_at": rfc3339(p.updated_at),
+            }
+        }
+    })
+}
+
+/// A transaction in the multi-location shape.
+pub fn transaction_mli(entry: &HistoryEntry) -> Value {
+    let mut attributes = json!({
+        "type": "stock-transaction",
+        "action": entry.action.as_str(),
+        "product_id": entry.product_id.as_str(),
+        "quantity": entry.quantity,
+        "total": entry.after.total(),
+        "allocated": entry.after.allocated(),
+        "available": entry.after.available(),
+    });
+    if entry.location != NO_LOCATION {
+        attributes["location"] = json!(entry.location);
+    }
+    if let Some(order_id) = &entry.order_id {
+        attributes["order_id"] = json!(order_id);
+    }
+    if let Some(reason) = &entry.reason {
+        attributes["reason"] = json!(reason);
+    }
+    json!({
+        "id": entry.id,
+        "type": "stock-transaction",
+        "attributes": attributes,
+        "meta": {"timestamps": {"created_at": rfc3339(entry.created_at)}},
+    })
+}
+
+pub fn location(l: &Location) -> Value {
+    let mut attributes = json!({
+        "name": l.name,
+        "slug": l.slug,
+        "address": l.address,
+    });
+    if let Some(r) = &l.external_ref {
+        attributes["external_ref"] = json!(r);
+    }
+    if let Some(d) = &l.description {
+        attributes["description"] = json!(d);
+    }
+    if let Some((lat, lon)) = l.geolocation {
+        attributes["geolocation"] = json!({"lat": lat, "lon": lon});
+    }
+    json!({
+        "id": l.id,
+        "type": "inventory_location",
+        "attributes": attributes,
+        "meta": {"timestamps": {"created_at": rfc3339(l.created_at), "updated_at": rfc3339(l.updated_at)}},
     })
 }
 
@@ -62,6 +147,9 @@ pub fn transaction(entry: &HistoryEntry) -> Value {
         "available": entry.after.available(),
         "timestamps": { "created_at": rfc3339(entry.created_at) },
     });
+    if entry.location != NO_LOCATION {
+        v["location"] = json!(entry.location);
+    }
     if let Some(order_id) = &entry.order_id {
         v["order_id"] = json!(order_id);
     }
@@ -177,6 +265,7 @@ pub fn cart_item(cart_id: &str, item: &CartItem, currency: &str) -> Value {
         "name": item.product.as_ref().map(|p| p.name.as_str()).unwrap_or(""),
         "sku": item.product.as_ref().map(|p| p.sku.as_str()).unwrap_or(""),
         "quantity": item.quantity,
+        "location": (item.location != NO_LOCATION).then_some(item.location.as_str()),
         "manage_stock": item.managed,
         "unit_price": money(&price),
         "value": {"amount": value, "currency": price.currency, "includes_tax": price.includes_tax},
@@ -269,6 +358,7 @@ pub fn order_item(order_id: &str, item: &OrderItem) -> Value {
         "product_id": item.product_id.as_str(),
         "name": item.name,
         "sku": item.sku,
+        "location": (item.location != NO_LOCATION).then_some(item.location.as_str()),
         "quantity": item.quantity.get(),
         "unit_price": money(&item.unit_price),
         "value": {"amount": value, "currency": currency, "includes_tax": item.unit_price.includes_tax},

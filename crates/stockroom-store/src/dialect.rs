@@ -31,38 +31,46 @@ pub(crate) struct Dialect {
 pub(crate) const SQLITE: Dialect = Dialect {
     kind: Kind::Sqlite,
     begin_write: "BEGIN IMMEDIATE",
-    lock_stocks: "SELECT product_id, total, allocated, created_at, updated_at FROM stock \
-                  WHERE product_id IN (SELECT value FROM json_each($1)) ORDER BY product_id",
-    stocks_by_ids: "SELECT product_id, total, allocated, created_at, updated_at FROM stock \
-                    WHERE product_id IN (SELECT value FROM json_each($1))",
+    lock_stocks: "SELECT product_id, location, total, allocated, created_at, updated_at \
+                  FROM stock WHERE product_id IN (SELECT value FROM json_each($1)) \
+                  ORDER BY product_id, location",
+    stocks_by_ids: "SELECT product_id, location, total, allocated, created_at, updated_at \
+                    FROM stock WHERE product_id IN (SELECT value FROM json_each($1)) \
+                    ORDER BY product_id, location",
     lock_orders: "SELECT id FROM orders WHERE id IN (SELECT value FROM json_each($1)) ORDER BY id",
-    insert_history: "INSERT INTO history (id, product_id, action, quantity, total, allocated, \
-                     order_id, reason, created_at) \
+    insert_history: "INSERT INTO history (id, product_id, location, action, quantity, total, \
+                     allocated, order_id, reason, created_at) \
                      SELECT json_extract(value, '$.id'), json_extract(value, '$.p'), \
+                     json_extract(value, '$.l'), \
                      json_extract(value, '$.action'), json_extract(value, '$.q'), \
                      json_extract(value, '$.t'), json_extract(value, '$.a'), \
                      json_extract(value, '$.order'), json_extract(value, '$.reason'), \
                      json_extract(value, '$.at') FROM json_each($1) ORDER BY key",
     update_stocks: "UPDATE stock SET total = j.t, allocated = j.a, updated_at = $2 \
                     FROM (SELECT json_extract(value, '$.p') AS p, json_extract(value, '$.t') AS t, \
-                    json_extract(value, '$.a') AS a FROM json_each($1)) AS j \
-                    WHERE stock.product_id = j.p",
+                    json_extract(value, '$.a') AS a, json_extract(value, '$.l') AS l \
+                    FROM json_each($1)) AS j \
+                    WHERE stock.product_id = j.p AND stock.location = j.l",
 };
 
 pub(crate) const POSTGRES: Dialect = Dialect {
     kind: Kind::Postgres,
     begin_write: "BEGIN",
-    lock_stocks: "SELECT product_id, total, allocated, created_at, updated_at FROM stock \
+    lock_stocks: "SELECT product_id, location, total, allocated, created_at, updated_at \
+                  FROM stock \
                   WHERE product_id IN (SELECT jsonb_array_elements_text(CAST($1 AS jsonb))) \
-                  ORDER BY product_id FOR UPDATE",
-    stocks_by_ids: "SELECT product_id, total, allocated, created_at, updated_at FROM stock \
-                    WHERE product_id IN (SELECT jsonb_array_elements_text(CAST($1 AS jsonb)))",
+                  ORDER BY product_id, location FOR UPDATE",
+    stocks_by_ids: "SELECT product_id, location, total, allocated, created_at, updated_at \
+                    FROM stock \
+                    WHERE product_id IN (SELECT jsonb_array_elements_text(CAST($1 AS jsonb))) \
+                    ORDER BY product_id, location",
     lock_orders: "SELECT id FROM orders \
                   WHERE id IN (SELECT jsonb_array_elements_text(CAST($1 AS jsonb))) \
                   ORDER BY id FOR UPDATE",
-    insert_history: "INSERT INTO history (id, product_id, action, quantity, total, allocated, \
-                     order_id, reason, created_at) \
-                     SELECT e.v->>'id', e.v->>'p', e.v->>'action', CAST(e.v->>'q' AS BIGINT), \
+    insert_history: "INSERT INTO history (id, product_id, location, action, quantity, total, \
+                     allocated, order_id, reason, created_at) \
+                     SELECT e.v->>'id', e.v->>'p', e.v->>'l', e.v->>'action', \
+                     CAST(e.v->>'q' AS BIGINT), \
                      CAST(e.v->>'t' AS BIGINT), CAST(e.v->>'a' AS BIGINT), e.v->>'order', \
                      e.v->>'reason', CAST(e.v->>'at' AS BIGINT) \
                      FROM jsonb_array_elements(CAST($1 AS jsonb)) WITH ORDINALITY AS e(v, n) \
@@ -70,5 +78,5 @@ pub(crate) const POSTGRES: Dialect = Dialect {
     update_stocks: "UPDATE stock SET total = CAST(j.v->>'t' AS BIGINT), \
                     allocated = CAST(j.v->>'a' AS BIGINT), updated_at = $2 \
                     FROM jsonb_array_elements(CAST($1 AS jsonb)) AS j(v) \
-                    WHERE stock.product_id = j.v->>'p'",
+                    WHERE stock.product_id = j.v->>'p' AND stock.location = j.v->>'l'",
 };

@@ -31,9 +31,10 @@ impl From<sqlx::Error> for StoreError {
                 StoreError::Unavailable(e.to_string())
             }
             sqlx::Error::Database(db) => match db.code().as_deref() {
-                // unique violation, serialization failure, deadlock (PostgreSQL); unique and
-                // primary-key violations (SQLite's extended codes)
-                Some("23505") | Some("40001") | Some("40P01") | Some("2067") | Some("1555") => {
+                // unique and foreign-key violations, serialization failure, deadlock
+                // (PostgreSQL); the same violations in SQLite's extended codes
+                Some("23505") | Some("23503") | Some("40001") | Some("40P01") | Some("2067")
+                | Some("1555") | Some("787") => {
                     StoreError::Conflict
                 }
                 // SQLITE_BUSY / SQLITE_LOCKED: another process holds the lock past the timeout

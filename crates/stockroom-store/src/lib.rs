@@ -9,6 +9,7 @@
 
 mod dialect;
 mod error;
+mod locations;
 mod model;
 mod orders;
 mod sql;
@@ -32,10 +33,23 @@ pub trait Store: Send + Sync + 'static {
     /// outcome is not known to have happened and nothing was acknowledged.
     async fn execute(&self, request: WriteRequest) -> Result<Answer, StoreError>;
 
-    async fn stock(&self, product: &ProductId) -> Result<Option<StockRecord>, StoreError>;
-    async fn stocks(&self, page: Page) -> Result<Paged<StockRecord>, StoreError>;
-    /// The records of those ids that have one, in the order asked.
-    async fn stocks_by_ids(&self, ids: &[ProductId]) -> Result<Vec<StockRecord>, StoreError>;
+    /// A product's stock (every location), if it has any.
+    async fn stock(&self, product: &ProductId) -> Result<Option<ProductStock>, StoreError>;
+    /// Products with stock, by id; with `location`, only those with a record there.
+    async fn stocks(
+        &self,
+        page: Page,
+        location: Option<&str>,
+    ) -> Result<Paged<ProductStock>, StoreError>;
+    /// The stock of those ids that have any, in the order asked.
+    async fn stocks_by_ids(&self, ids: &[ProductId]) -> Result<Vec<ProductStock>, StoreError>;
+
+    async fn locations(&self, page: Page) -> Result<Paged<Location>, StoreError>;
+    async fn location(&self, id: &str) -> Result<Option<Location>, StoreError>;
+    async fn location_by_slug(&self, slug: &str) -> Result<Option<Location>, StoreError>;
+    /// Replaces a location's fields; `StoreError::Conflict` if the new slug is taken, or the
+    /// slug changes while the location holds stock.
+    async fn update_location(&self, location: &Location) -> Result<Option<Location>, StoreError>;
 
     /// A product's history, newest first.
     async fn history(

@@ -3,10 +3,79 @@
 use stockroom_domain::order::{OrderError, OrderState, PaymentMethod};
 use stockroom_domain::{Action, ProductId, Quantity, Refusal, Role, Stock, Timestamp};
 
+/// The slug of the location that holds a stock record; empty for stock that uses no
+/// locations (classic stock).
+pub const NO_LOCATION: &str = "";
+
+/// One stock record: a product's stock at one location (or at none).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StockRecord {
     pub product_id: ProductId,
+    /// The location's slug, or [`NO_LOCATION`].
+    pub location: String,
     pub stock: Stock,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// All of a product's stock: the sums over its records, and the records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProductStock {
+    pub product_id: ProductId,
+    pub total: u64,
+    pub allocated: u64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// Every record, the one with no location first if there is one, then by slug.
+    pub records: Vec<StockRecord>,
+}
+
+impl ProductStock {
+    /// Groups records (ordered by product) into one entry per product.
+    pub fn group(records: Vec<StockRecord>) -> Vec<ProductStock> {
+        let mut out: Vec<ProductStock> = Vec::new();
+        for r in records {
+            match out.last_mut() {
+                Some(p) if p.product_id == r.product_id => {
+                    p.total += r.stock.total();
+                    p.allocated += r.stock.allocated();
+                    p.created_at = p.created_at.min(r.created_at);
+                    p.updated_at = p.updated_at.max(r.updated_at);
+                    p.records.push(r);
+                }
+                _ => out.push(ProductStock {
+                    product_id: r.product_id.clone(),
+                    total: r.stock.total(),
+                    allocated: r.stock.allocated(),
+                    created_at: r.created_at,
+                    updated_at: r.updated_at,
+                    records: vec![r],
+                }),
+            }
+        }
+        out
+    }
+
+    pub fn available(&self) -> u64 {
+        self.total - self.allocated
+    }
+
+    /// The record at one location (or at none).
+    pub fn at(&self, location: &str) -> Option<&StockRecord> {
+        self.records.iter().find(|r| r.location == location)
+    }
+}
+
+/// A place that holds stock (Elastic Path's `inventory_location`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Location {
+    pub id: String,
+    pub slug: String,
+    pub name: String,
+    pub external_ref: Option<String>,
+    pub description: Option<String>,
+    pub address: Vec<String>,
+    pub geolocation: Option<(f64, f64)>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -16,6 +85,8 @@ pub struct StockRecord {
 pub struct HistoryEntry {
     pub id: String,
     pub product_id: ProductId,
+    /// The slug of the location changed, or [`NO_LOCATION`].
+    pub location: String,
     pub action: Action,
     pub quantity: u64,
     pub after: Stock,
@@ -25,23 +96,36 @@ pub struct HistoryEntry {
 }
 
 /// A write, as the writer takes it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Command {
-    /// Start managing stock for a product: refused if it is already managed.
+    /// Start managing stock for a product, with one record per location given (the location
+    /// [`NO_LOCATION`] for classic stock): refused if the product has stock already.
     Create {
         product: ProductId,
-        quantity: Quantity,
+        records: Vec<(String, Quantity)>,
     },
     /// One action on an existing record (increment, decrement, allocate, deallocate, set, ship).
     Transact {
         product: ProductId,
+        location: String,
         action: Action,
         quantity: Quantity,
         order_id: Option<String>,
         reason: Option<String>,
     },
-    /// Stop managing stock for a product: refused while units are allocated.
+    /// Stop managing stock for a product (every record): refused while units are allocated.
     Delete { product: ProductId },
+    /// Change a product's records per location, all at once: `Some(available)` sets what is
+    /// available there (creating the record if needed), `None` removes the record (refused
+    /// while it has allocated units).
+    SetLocations {
+        product: ProductId,
+        changes: Vec<(String, Option<Quantity>)>,
+    },
+    /// Add a location: refused if its slug is taken.
+    CreateLocation(Location),
+    /// Remove a location: refused while it holds stock.
+    DeleteLocation { id: String },
     /// Add a product to the catalog: refused if its id or SKU is taken.
     CreateProduct(Product),
     /// Add items to a cart (creating it): each line's product must have the quantity asked
@@ -56,6 +140,7 @@ pub enum Command {
         cart_id: String,
         item_id: String,
         product: ProductId,
+        location: String,
         quantity: Quantity,
     },
     /// Turn a cart into an order, after a final check that stock covers every line (summed per
@@ -93,6 +178,8 @@ pub enum Command {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CartLine {
     pub product: ProductId,
+    /// Where the line's stock is taken from, or [`NO_LOCATION`].
+    pub location: String,
     pub quantity: Quantity,
     pub currency: Option<String>,
 }
@@ -101,6 +188,7 @@ pub struct CartLine {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Line {
     pub product: ProductId,
+    pub location: String,
     pub quantity: Quantity,
 }
 
@@ -113,11 +201,14 @@ impl Command {
             Command::Create { product, .. }
             | Command::Transact { product, .. }
             | Command::Delete { product }
+            | Command::SetLocations { product, .. }
             | Command::UpdateCartItem { product, .. } => vec![product],
             Command::AddToCart { lines, .. } => lines.iter().map(|l| &l.product).collect(),
             Command::Checkout(order) => order.items.iter().map(|i| &i.product_id).collect(),
             Command::Pay { payment, .. } => payment.lines.iter().map(|l| &l.product).collect(),
             Command::CreateProduct(_)
+            | Command::CreateLocation(_)
+            | Command::DeleteLocation { .. }
             | Command::Settle { .. }
             | Command::Capture { .. }
             | Command::Ship { .. }
@@ -169,6 +260,7 @@ pub struct ProductPatch {
 pub struct CartItem {
     pub id: String,
     pub product_id: ProductId,
+    pub location: String,
     pub quantity: u64,
     pub product: Option<Product>,
     /// Whether the product has a stock record.
@@ -190,6 +282,7 @@ pub struct Cart {
 pub struct OrderItem {
     pub id: String,
     pub product_id: ProductId,
+    pub location: String,
     pub name: String,
     pub sku: String,
     pub quantity: Quantity,
@@ -286,7 +379,7 @@ pub struct IdempotencyKey {
     pub fingerprint: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct WriteRequest {
     pub command: Command,
     pub idempotency: Option<IdempotencyKey>,
@@ -323,6 +416,10 @@ pub enum Rejection {
     CurrencyMismatch,
     /// The order flow's state machine refused the transition (409).
     Order(OrderError),
+    /// The product's stock is held at locations: the request must name one (400).
+    LocationRequired,
+    /// A location's slug is taken, or it still holds stock (409).
+    LocationInUse,
 }
 
 impl Rejection {
@@ -346,6 +443,8 @@ impl Rejection {
             Rejection::Order(OrderError::NotAuthorized) => "order_not_authorized",
             Rejection::Order(OrderError::NotPaid) => "order_not_paid",
             Rejection::Order(OrderError::Shipped) => "order_shipped",
+            Rejection::LocationRequired => "location_required",
+            Rejection::LocationInUse => "location_in_use",
         }
     }
 
@@ -369,6 +468,8 @@ impl Rejection {
             Rejection::Order(OrderError::NotAuthorized),
             Rejection::Order(OrderError::NotPaid),
             Rejection::Order(OrderError::Shipped),
+            Rejection::LocationRequired,
+            Rejection::LocationInUse,
         ]
         .into_iter()
         .find(|r| r.code() == code)
@@ -388,6 +489,9 @@ pub enum Effect {
         order_id: String,
         payment_id: String,
     },
+    Location(String),
+    /// A change to a product's stock as a whole (several records at once).
+    Stock(ProductId),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -420,6 +524,8 @@ pub struct Paged<T> {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HistoryQuery {
     pub action: Option<Action>,
+    /// Entries at this location (slug).
+    pub location: Option<String>,
     /// Entries created at or after this instant.
     pub created_from: Option<Timestamp>,
     /// Entries created strictly before this instant.

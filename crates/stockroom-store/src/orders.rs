@@ -29,6 +29,8 @@ fn quantity(n: i64) -> Result<Quantity, StoreError> {
 #[derive(Serialize, Deserialize)]
 struct StoredLine {
     product_id: String,
+    #[serde(default)]
+    location: String,
     quantity: u64,
 }
 
@@ -37,6 +39,7 @@ fn encode_lines(lines: &[Line]) -> String {
         .iter()
         .map(|l| StoredLine {
             product_id: l.product.as_str().to_owned(),
+            location: l.location.clone(),
             quantity: l.quantity.get(),
         })
         .collect();
@@ -51,6 +54,7 @@ fn decode_lines(raw: &str) -> Result<Vec<Line>, StoreError> {
         .map(|l| {
             Ok(Line {
                 product: product_id(&l.product_id)?,
+                location: l.location,
                 quantity: quantity(i64::try_from(l.quantity).unwrap_or(-1))?,
             })
         })
@@ -198,7 +202,8 @@ pub(crate) async fn cart(pool: &AnyPool, cart_id: &str) -> Result<Option<Cart>, 
         return Ok(None);
     };
     let items = sqlx::query(
-        "SELECT ci.id AS item_id, ci.product_id AS item_product, ci.quantity AS item_quantity, \
+        "SELECT ci.id AS item_id, ci.product_id AS item_product, ci.location AS item_location, \
+         ci.quantity AS item_quantity, \
          ci.created_at AS item_created, ci.updated_at AS item_updated, \
          (SELECT COUNT(*) FROM stock s WHERE s.product_id = ci.product_id) AS managed, \
          p.id, p.sku, p.name, p.price_amount, p.currency, p.includes_tax, p.created_at, p.updated_at \
@@ -217,6 +222,7 @@ pub(crate) async fn cart(pool: &AnyPool, cart_id: &str) -> Result<Option<Cart>, 
             Ok(CartItem {
                 id: r.try_get("item_id")?,
                 product_id: product_id(&pid)?,
+                location: r.try_get("item_location")?,
                 quantity: u64::try_from(r.try_get::<i64, _>("item_quantity")?).unwrap_or(0),
                 product: catalog.map(|_| product_row(r)).transpose()?,
                 managed: managed > 0,
@@ -300,7 +306,7 @@ fn order_row(row: &AnyRow, items: Vec<OrderItem>) -> Result<Order, StoreError> {
 
 async fn order_items(pool: &AnyPool, order_id: &str) -> Result<Vec<OrderItem>, StoreError> {
     let rows = sqlx::query(
-        "SELECT id, product_id, name, sku, quantity, unit_amount, currency, includes_tax \
+        "SELECT id, product_id, location, name, sku, quantity, unit_amount, currency, includes_tax \
          FROM order_items WHERE order_id = $1 ORDER BY position",
     )
     .bind(order_id.to_owned())
@@ -313,6 +319,7 @@ async fn order_items(pool: &AnyPool, order_id: &str) -> Result<Vec<OrderItem>, S
             Ok(OrderItem {
                 id: r.try_get("id")?,
                 product_id: product_id(&pid)?,
+                location: r.try_get("location")?,
                 name: r.try_get("name")?,
                 sku: r.try_get("sku")?,
                 quantity: quantity(r.try_get("quantity")?)?,
@@ -560,7 +567,7 @@ async fn resolve_allocation(
     let lines: Vec<_> = payment
         .lines
         .iter()
-        .map(|l| (l.product.clone(), action, l.quantity))
+        .map(|l| (l.product.clone(), l.location.clone(), action, l.quantity))
         .collect();
     match batch.apply_lines(&lines, Some(&payment.order_id), None, false)? {
         Ok(_) => Ok(()),
@@ -572,15 +579,25 @@ async fn resolve_allocation(
 }
 
 /// The stock check of add-to-cart and checkout: every managed product has `quantity` available.
-fn covered(batch: &Batch<'_>, wanted: &BTreeMap<ProductId, u64>) -> Result<bool, StoreError> {
-    for (product, quantity) in wanted {
-        if let Some(stock) = batch.stock(product)? {
-            if stock.available() < *quantity {
-                return Ok(false);
+/// Quantities wanted per stock record: (product, location) → units.
+type Wanted = BTreeMap<(ProductId, String), u64>;
+
+/// The stock check of add-to-cart and checkout: every stock-managed line has its quantity
+/// available at its location. `Some` says why not.
+fn short(batch: &Batch<'_>, wanted: &Wanted) -> Result<Option<Rejection>, StoreError> {
+    for ((product, location), quantity) in wanted {
+        match batch.stock(product, location)? {
+            Some(stock) if stock.available() < *quantity => {
+                return Ok(Some(Rejection::OutOfStock))
             }
+            Some(_) => {}
+            // Not stock-managed: any quantity may be bought.
+            None if !batch.managed(product) => {}
+            None if location == NO_LOCATION => return Ok(Some(Rejection::LocationRequired)),
+            None => return Ok(Some(Rejection::OutOfStock)),
         }
     }
-    Ok(true)
+    Ok(None)
 }
 
 pub(crate) async fn execute(
@@ -614,6 +631,7 @@ pub(crate) async fn execute(
             cart_id,
             item_id,
             product,
+            location,
             quantity,
         } => {
             let row =
@@ -629,8 +647,9 @@ pub(crate) async fn execute(
             if in_cart != product.as_str() {
                 return Ok(Refused(Rejection::NotFound));
             }
-            if !covered(batch, &BTreeMap::from([(product.clone(), quantity.get())]))? {
-                return Ok(Refused(Rejection::OutOfStock));
+            let wanted = Wanted::from([((product.clone(), location.clone()), quantity.get())]);
+            if let Some(rejection) = short(batch, &wanted)? {
+                return Ok(Refused(rejection));
             }
             sqlx::query("UPDATE cart_items SET quantity = $2, updated_at = $3 WHERE id = $1")
                 .bind(item_id.clone())
@@ -740,7 +759,12 @@ pub(crate) async fn execute(
             save_state(batch, order_id, next, None).await?;
             Applied(Effect::Order(order_id.clone()))
         }
-        Command::Create { .. } | Command::Transact { .. } | Command::Delete { .. } => {
+        Command::Create { .. }
+        | Command::Transact { .. }
+        | Command::Delete { .. }
+        | Command::SetLocations { .. }
+        | Command::CreateLocation(_)
+        | Command::DeleteLocation { .. } => {
             return Err(StoreError::Internal(
                 "a stock command reached the order flow".into(),
             ))
@@ -753,12 +777,17 @@ async fn add_to_cart(
     cart_id: &str,
     lines: &[CartLine],
 ) -> Result<Outcome, StoreError> {
-    let mut wanted: BTreeMap<ProductId, u64> = BTreeMap::new();
+    let mut wanted = Wanted::new();
     for line in lines {
-        *wanted.entry(line.product.clone()).or_default() += line.quantity.get();
+        if !crate::locations::exists(batch, &line.location).await? {
+            return Ok(Outcome::Refused(Rejection::NotFound));
+        }
+        *wanted
+            .entry((line.product.clone(), line.location.clone()))
+            .or_default() += line.quantity.get();
     }
-    if !covered(batch, &wanted)? {
-        return Ok(Outcome::Refused(Rejection::OutOfStock));
+    if let Some(rejection) = short(batch, &wanted)? {
+        return Ok(Outcome::Refused(rejection));
     }
     // One currency per cart: the lines', and that of what the cart holds already.
     let mut currencies: Vec<String> = lines.iter().filter_map(|l| l.currency.clone()).collect();
@@ -777,27 +806,29 @@ async fn add_to_cart(
     if currencies.len() > 1 {
         return Ok(Outcome::Refused(Rejection::CurrencyMismatch));
     }
-    let existing =
-        sqlx::query("SELECT id, product_id, quantity FROM cart_items WHERE cart_id = $1")
-            .bind(cart_id.to_owned())
-            .fetch_all(&mut *batch.conn)
-            .await?;
-    let mut in_cart: BTreeMap<String, (String, i64)> = BTreeMap::new();
+    let existing = sqlx::query(
+        "SELECT id, product_id, location, quantity FROM cart_items WHERE cart_id = $1",
+    )
+    .bind(cart_id.to_owned())
+    .fetch_all(&mut *batch.conn)
+    .await?;
+    let mut in_cart: BTreeMap<(String, String), (String, i64)> = BTreeMap::new();
     for row in &existing {
         in_cart.insert(
-            row.try_get("product_id")?,
+            (row.try_get("product_id")?, row.try_get("location")?),
             (row.try_get("id")?, row.try_get("quantity")?),
         );
     }
+    let line_key = |(p, l): &(ProductId, String)| (p.as_str().to_owned(), l.clone());
     let new_lines = wanted
         .keys()
-        .filter(|p| !in_cart.contains_key(p.as_str()))
+        .filter(|k| !in_cart.contains_key(&line_key(k)))
         .count();
     if in_cart.len() + new_lines > CART_LINES_MAX {
         return Ok(Outcome::Refused(Rejection::CartLimit));
     }
-    for (product, quantity) in &wanted {
-        let held = in_cart.get(product.as_str()).map(|(_, q)| *q).unwrap_or(0);
+    for (key, quantity) in &wanted {
+        let held = in_cart.get(&line_key(key)).map(|(_, q)| *q).unwrap_or(0);
         if u64::try_from(held).unwrap_or(0) + quantity > QUANTITY_MAX {
             return Ok(Outcome::Refused(Rejection::CartLimit));
         }
@@ -811,8 +842,8 @@ async fn add_to_cart(
     .bind(now)
     .execute(&mut *batch.conn)
     .await?;
-    for (product, quantity) in wanted {
-        match in_cart.get(product.as_str()) {
+    for (key, quantity) in wanted {
+        match in_cart.get(&line_key(&key)) {
             Some((item_id, held)) => {
                 sqlx::query("UPDATE cart_items SET quantity = $2, updated_at = $3 WHERE id = $1")
                     .bind(item_id.clone())
@@ -823,12 +854,13 @@ async fn add_to_cart(
             }
             None => {
                 sqlx::query(
-                    "INSERT INTO cart_items (id, cart_id, product_id, quantity, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $5)",
+                    "INSERT INTO cart_items (id, cart_id, product_id, location, quantity, \
+                     created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
                 )
                 .bind(uuid::Uuid::new_v4().to_string())
                 .bind(cart_id.to_owned())
-                .bind(product.as_str().to_owned())
+                .bind(key.0.as_str().to_owned())
+                .bind(key.1.clone())
                 .bind(figure(quantity))
                 .bind(now)
                 .execute(&mut *batch.conn)
@@ -840,12 +872,14 @@ async fn add_to_cart(
 }
 
 async fn checkout(batch: &mut Batch<'_>, order: &NewOrder) -> Result<Outcome, StoreError> {
-    let mut wanted: BTreeMap<ProductId, u64> = BTreeMap::new();
+    let mut wanted = Wanted::new();
     for item in &order.items {
-        *wanted.entry(item.product_id.clone()).or_default() += item.quantity.get();
+        *wanted
+            .entry((item.product_id.clone(), item.location.clone()))
+            .or_default() += item.quantity.get();
     }
-    if !covered(batch, &wanted)? {
-        return Ok(Outcome::Refused(Rejection::OutOfStock));
+    if let Some(rejection) = short(batch, &wanted)? {
+        return Ok(Outcome::Refused(rejection));
     }
     let state = OrderState::checked_out();
     let now = batch.now.micros();
@@ -869,13 +903,15 @@ async fn checkout(batch: &mut Batch<'_>, order: &NewOrder) -> Result<Outcome, St
     .await?;
     for (position, item) in order.items.iter().enumerate() {
         sqlx::query(
-            "INSERT INTO order_items (id, order_id, position, product_id, name, sku, quantity, \
-             unit_amount, currency, includes_tax) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO order_items (id, order_id, position, product_id, location, name, sku, \
+             quantity, unit_amount, currency, includes_tax) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(item.id.clone())
         .bind(order.id.clone())
         .bind(i64::try_from(position).unwrap_or(i64::MAX))
         .bind(item.product_id.as_str().to_owned())
+        .bind(item.location.clone())
         .bind(item.name.clone())
         .bind(item.sku.clone())
         .bind(figure(item.quantity.get()))
@@ -935,10 +971,13 @@ async fn pay(
     let lines: Vec<_> = payment
         .lines
         .iter()
-        .map(|l| (l.product.clone(), Action::Allocate, l.quantity))
+        .map(|l| (l.product.clone(), l.location.clone(), Action::Allocate, l.quantity))
         .collect();
     let entries = match batch.apply_lines(&lines, Some(order_id), None, true)? {
         Ok(entries) => entries,
+        Err(Rejection::LocationRequired) => {
+            return Ok(Outcome::Refused(Rejection::LocationRequired))
+        }
         Err(_) => return Ok(Outcome::Refused(Rejection::OutOfStock)),
     };
     let allocated: Vec<Line> = entries
@@ -946,6 +985,7 @@ async fn pay(
         .filter_map(|e| {
             Some(Line {
                 product: e.product_id.clone(),
+                location: e.location.clone(),
                 quantity: Quantity::new(i64::try_from(e.quantity).ok()?).ok()?,
             })
         })

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::dialect::{Dialect, Kind, POSTGRES, SQLITE};
 use crate::error::{OpenError, StoreError};
 use crate::model::*;
+use crate::locations;
 use crate::orders;
 use crate::verify::{self, VerifyReport};
 use crate::writer::{self, Job};
@@ -207,6 +208,7 @@ pub(crate) fn stock_record(row: &AnyRow) -> Result<StockRecord, StoreError> {
     Ok(StockRecord {
         product_id: ProductId::parse(&id)
             .map_err(|e| StoreError::Internal(format!("bad product id {id:?}: {e}")))?,
+        location: row.try_get("location")?,
         stock: Stock::from_figures(row.try_get("total")?, row.try_get("allocated")?)
             .map_err(|e| StoreError::Internal(e.to_string()))?,
         created_at: Timestamp(row.try_get("created_at")?),
@@ -216,7 +218,7 @@ pub(crate) fn stock_record(row: &AnyRow) -> Result<StockRecord, StoreError> {
 
 macro_rules! history_columns {
     () => {
-        "id, product_id, action, quantity, total, allocated, order_id, reason, created_at"
+        "id, product_id, location, action, quantity, total, allocated, order_id, reason, created_at"
     };
 }
 pub(crate) use history_columns;
@@ -228,6 +230,7 @@ pub(crate) fn history_entry(row: &AnyRow) -> Result<HistoryEntry, StoreError> {
         id: row.try_get("id")?,
         product_id: ProductId::parse(&id)
             .map_err(|e| StoreError::Internal(format!("bad product id {id:?}: {e}")))?,
+        location: row.try_get("location")?,
         action: action
             .parse::<Action>()
             .map_err(|_| StoreError::Internal(format!("unknown action {action:?}")))?,
@@ -269,42 +272,57 @@ impl Store for SqlStore {
             .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?
     }
 
-    async fn stock(&self, product: &ProductId) -> Result<Option<StockRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT product_id, total, allocated, created_at, updated_at FROM stock \
-             WHERE product_id = $1",
+    async fn stock(&self, product: &ProductId) -> Result<Option<ProductStock>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT product_id, location, total, allocated, created_at, updated_at FROM stock \
+             WHERE product_id = $1 ORDER BY location",
         )
         .bind(product.as_str())
-        .fetch_optional(&self.read)
+        .fetch_all(&self.read)
         .await?;
-        row.as_ref().map(stock_record).transpose()
+        let records = rows.iter().map(stock_record).collect::<Result<_, _>>()?;
+        Ok(ProductStock::group(records).pop())
     }
 
-    async fn stocks(&self, page: Page) -> Result<Paged<StockRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT product_id, total, allocated, created_at, updated_at FROM stock \
-             ORDER BY product_id LIMIT $1 OFFSET $2",
+    async fn stocks(
+        &self,
+        page: Page,
+        location: Option<&str>,
+    ) -> Result<Paged<ProductStock>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT product_id FROM stock WHERE (CAST($1 AS TEXT) IS NULL OR location = $1) \
+             GROUP BY product_id ORDER BY product_id LIMIT $2 OFFSET $3",
         )
+        .bind(location.map(str::to_owned))
         .bind(to_i64(page.limit))
         .bind(to_i64(page.offset))
         .fetch_all(&self.read)
         .await?;
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stock")
-            .fetch_one(&self.read)
-            .await?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(DISTINCT product_id) FROM stock \
+             WHERE (CAST($1 AS TEXT) IS NULL OR location = $1)",
+        )
+        .bind(location.map(str::to_owned))
+        .fetch_one(&self.read)
+        .await?;
+        let ids = ids
+            .iter()
+            .map(|id| ProductId::parse(id).map_err(|e| StoreError::Internal(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Paged {
-            items: rows.iter().map(stock_record).collect::<Result<_, _>>()?,
+            items: self.stocks_by_ids(&ids).await?,
             total: u64::try_from(total).unwrap_or(0),
         })
     }
 
-    async fn stocks_by_ids(&self, ids: &[ProductId]) -> Result<Vec<StockRecord>, StoreError> {
+    async fn stocks_by_ids(&self, ids: &[ProductId]) -> Result<Vec<ProductStock>, StoreError> {
         let refs: Vec<&ProductId> = ids.iter().collect();
         let rows = sqlx::query(self.dialect.stocks_by_ids)
             .bind(ids_json(&refs))
             .fetch_all(&self.read)
             .await?;
-        let found: Vec<StockRecord> = rows.iter().map(stock_record).collect::<Result<_, _>>()?;
+        let records = rows.iter().map(stock_record).collect::<Result<_, _>>()?;
+        let found = ProductStock::group(records);
         Ok(ids
             .iter()
             .filter_map(|id| found.iter().find(|r| &r.product_id == id).cloned())
@@ -322,9 +340,11 @@ impl Store for SqlStore {
                 "WHERE product_id = $1 \
              AND (CAST($2 AS TEXT) IS NULL OR action = $2) \
              AND (CAST($3 AS BIGINT) IS NULL OR created_at >= $3) \
-             AND (CAST($4 AS BIGINT) IS NULL OR created_at < $4)"
+             AND (CAST($4 AS BIGINT) IS NULL OR created_at < $4) \
+             AND (CAST($5 AS TEXT) IS NULL OR location = $5)"
             };
         }
+        let location = query.location.clone();
         let action = query.action.map(|a| a.as_str().to_owned());
         let from = query.created_from.map(Timestamp::micros);
         let before = query.created_before.map(Timestamp::micros);
@@ -333,12 +353,13 @@ impl Store for SqlStore {
             history_columns!(),
             " FROM history ",
             filter!(),
-            " ORDER BY seq DESC LIMIT $5 OFFSET $6"
+            " ORDER BY seq DESC LIMIT $6 OFFSET $7"
         ))
         .bind(product.as_str())
         .bind(action.clone())
         .bind(from)
         .bind(before)
+        .bind(location.clone())
         .bind(to_i64(page.limit))
         .bind(to_i64(page.offset))
         .fetch_all(&self.read)
@@ -348,6 +369,7 @@ impl Store for SqlStore {
             .bind(action)
             .bind(from)
             .bind(before)
+            .bind(location)
             .fetch_one(&self.read)
             .await?;
         Ok(Paged {
@@ -501,6 +523,22 @@ impl Store for SqlStore {
 
     async fn payment(&self, order_id: &str, id: &str) -> Result<Option<PaymentTx>, StoreError> {
         orders::payment(&self.read, order_id, id).await
+    }
+
+    async fn locations(&self, page: Page) -> Result<Paged<Location>, StoreError> {
+        locations::locations(&self.read, page).await
+    }
+
+    async fn location(&self, id: &str) -> Result<Option<Location>, StoreError> {
+        locations::location(&self.read, id).await
+    }
+
+    async fn location_by_slug(&self, slug: &str) -> Result<Option<Location>, StoreError> {
+        locations::location_by_slug(&self.read, slug).await
+    }
+
+    async fn update_location(&self, location: &Location) -> Result<Option<Location>, StoreError> {
+        locations::update_location(&self.read, location).await
     }
 
     async fn prune_idempotency(&self, before: Timestamp) -> Result<u64, StoreError> {

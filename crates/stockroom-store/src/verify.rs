@@ -11,8 +11,8 @@ use crate::error::StoreError;
 pub struct VerifyReport {
     /// Stock records compared with their replayed history.
     pub records_checked: u64,
-    /// Products with history (including deleted ones).
-    pub products_replayed: u64,
+    /// Records with history (a product at a location, or at none; deleted ones included).
+    pub records_replayed: u64,
     /// History entries replayed.
     pub entries_checked: u64,
     pub problems: Vec<Problem>,
@@ -26,18 +26,20 @@ impl VerifyReport {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
+    /// The product, with `@location` for stock held at a location.
     pub product_id: String,
     pub detail: String,
 }
 
 /// Per product, in one statement (so one consistent snapshot even while the service runs):
 /// its history entries in the order they were applied, then its stock record if it has one.
-const REPLAY: &str = "SELECT product_id, 0 AS kind, seq, action, quantity, total, allocated, id \
+const REPLAY: &str =
+    "SELECT product_id, location, 0 AS kind, seq, action, quantity, total, allocated, id \
      FROM history \
      UNION ALL \
-     SELECT product_id, 1 AS kind, 0 AS seq, NULL AS action, 0 AS quantity, total, allocated, \
-     NULL AS id FROM stock \
-     ORDER BY product_id, kind, seq";
+     SELECT product_id, location, 1 AS kind, 0 AS seq, NULL AS action, 0 AS quantity, total, \
+     allocated, NULL AS id FROM stock \
+     ORDER BY product_id, location, kind, seq";
 
 struct Replay {
     product: String,
@@ -52,12 +54,19 @@ pub(crate) async fn run(pool: &AnyPool) -> Result<VerifyReport, StoreError> {
     let mut rows = sqlx::query(REPLAY).fetch(&mut *conn);
     let mut current: Option<Replay> = None;
     while let Some(row) = rows.try_next().await? {
-        let product: String = row.try_get("product_id")?;
+        let product_id: String = row.try_get("product_id")?;
+        let location: String = row.try_get("location")?;
+        // One replay per record: a product's stock at one location (or at none).
+        let product = if location.is_empty() {
+            product_id
+        } else {
+            format!("{product_id}@{location}")
+        };
         if current.as_ref().map(|c| &c.product) != Some(&product) {
             if let Some(done) = current.take() {
                 finish(done, &mut report);
             }
-            report.products_replayed += 1;
+            report.records_replayed += 1;
             current = Some(Replay {
                 product: product.clone(),
                 state: None,

@@ -33,6 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::dialect::Dialect;
 use crate::error::StoreError;
 use crate::model::*;
+use crate::locations;
 use crate::orders;
 use crate::sql::{history_columns, history_entry, ids_json, stock_record};
 
@@ -167,54 +168,106 @@ struct Slot {
     current: Option<Stock>,
 }
 
+/// A stock record's key: product and location slug ([`NO_LOCATION`] for none). Ordered by
+/// product, then location: the order in which every writer locks rows.
+pub(crate) type Key = (ProductId, String);
+
 /// The batch's working state inside its transaction.
 pub(crate) struct Batch<'c> {
     pub conn: &'c mut AnyConnection,
     pub now: Timestamp,
-    slots: BTreeMap<ProductId, Slot>,
+    /// Products whose records (at every location) this batch has locked and read.
+    locked: BTreeSet<ProductId>,
+    slots: BTreeMap<Key, Slot>,
     entries: Vec<HistoryEntry>,
 }
 
 impl Batch<'_> {
-    /// The stock of a product as the batch has it now (`None`: not managed). A product the batch
-    /// did not lock means the batch read something that has since changed: re-run it.
-    pub fn stock(&self, product: &ProductId) -> Result<Option<Stock>, StoreError> {
-        self.slots
-            .get(product)
-            .map(|s| s.current)
-            .ok_or(StoreError::Conflict)
+    /// The stock of a product at a location as the batch has it now (`None`: no record). A
+    /// product the batch did not lock means it read something that has since changed: re-run.
+    pub fn stock(&self, product: &ProductId, location: &str) -> Result<Option<Stock>, StoreError> {
+        if !self.locked.contains(product) {
+            return Err(StoreError::Conflict);
+        }
+        Ok(self
+            .slots
+            .get(&(product.clone(), location.to_owned()))
+            .and_then(|s| s.current))
     }
 
-    /// Applies several stock actions as one: all of them, or (refused) none. Products with no
-    /// stock record are skipped when `skip_unmanaged`, refused as not found otherwise. Returns
-    /// the history entries written.
+    /// Whether the product has any stock record now (is stock-managed).
+    pub fn managed(&self, product: &ProductId) -> bool {
+        self.slots
+            .range((product.clone(), String::new())..)
+            .take_while(|((p, _), _)| p == product)
+            .any(|(_, slot)| slot.current.is_some())
+    }
+
+    /// The records of a product that exist now: (location, stock).
+    pub fn records(&self, product: &ProductId) -> Vec<(String, Stock)> {
+        self.slots
+            .range((product.clone(), String::new())..)
+            .take_while(|((p, _), _)| p == product)
+            .filter_map(|((_, l), slot)| slot.current.map(|s| (l.clone(), s)))
+            .collect()
+    }
+
+    /// Why a line's record is missing: the product is not stock-managed (`None`, when
+    /// `skip_unmanaged`), needs a location, or is not held where asked.
+    fn missing(&self, product: &ProductId, location: &str, skip_unmanaged: bool) -> Option<Rejection> {
+        if !self.managed(product) {
+            return (!skip_unmanaged).then_some(Rejection::NotFound);
+        }
+        Some(if location == NO_LOCATION {
+            Rejection::LocationRequired
+        } else if skip_unmanaged {
+            Rejection::Stock(stockroom_domain::Refusal::InsufficientAvailable)
+        } else {
+            Rejection::NotFound
+        })
+    }
+
+    /// Applies several stock actions as one: all of them, or (refused) none. Lines of products
+    /// with no stock at all are skipped when `skip_unmanaged` (the order flow: such products are
+    /// not stock-managed), refused as not found otherwise. Returns the entries written.
     pub fn apply_lines(
         &mut self,
-        lines: &[(ProductId, Action, stockroom_domain::Quantity)],
+        lines: &[(ProductId, String, Action, stockroom_domain::Quantity)],
         order_id: Option<&str>,
         reason: Option<&str>,
         skip_unmanaged: bool,
     ) -> Result<Result<Vec<HistoryEntry>, Rejection>, StoreError> {
-        let mut next: BTreeMap<&ProductId, Stock> = BTreeMap::new();
+        let mut next: BTreeMap<Key, Stock> = BTreeMap::new();
         let mut written = Vec::with_capacity(lines.len());
-        for (product, action, quantity) in lines {
-            let current = match next.get(product) {
+        for (product, location, action, quantity) in lines {
+            let key = (product.clone(), location.clone());
+            let current = match next.get(&key) {
                 Some(s) => *s,
-                None => match self.stock(product)? {
+                None => match self.stock(product, location)? {
                     Some(s) => s,
-                    None if skip_unmanaged => continue,
-                    None => return Ok(Err(Rejection::NotFound)),
+                    None => match self.missing(product, location, skip_unmanaged) {
+                        None => continue,
+                        Some(rejection) => return Ok(Err(rejection)),
+                    },
                 },
             };
             let after = match current.apply(*action, *quantity) {
                 Ok(after) => after,
                 Err(refusal) => return Ok(Err(Rejection::Stock(refusal))),
             };
-            next.insert(product, after);
-            written.push(self.entry(product, *action, quantity.get(), after, order_id, reason));
+            next.insert(key, after);
+            written.push(self.entry(
+                product,
+                location,
+                *action,
+                quantity.get(),
+                after,
+                order_id,
+                reason,
+            ));
         }
-        for (product, after) in next {
-            if let Some(slot) = self.slots.get_mut(product) {
+        for (key, after) in next {
+            if let Some(slot) = self.slots.get_mut(&key) {
                 slot.current = Some(after);
             }
         }
@@ -222,9 +275,11 @@ impl Batch<'_> {
         Ok(Ok(written))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn entry(
         &self,
         product: &ProductId,
+        location: &str,
         action: Action,
         quantity: u64,
         after: Stock,
@@ -234,6 +289,7 @@ impl Batch<'_> {
         HistoryEntry {
             id: uuid::Uuid::new_v4().to_string(),
             product_id: product.clone(),
+            location: location.to_owned(),
             action,
             quantity,
             after,
@@ -243,25 +299,31 @@ impl Batch<'_> {
         }
     }
 
-    /// Creates or deletes a record (the two changes `apply_lines` does not make).
-    fn replace(
+    /// Creates, sets or deletes a record outside `apply_lines`.
+    pub fn replace(
         &mut self,
         product: &ProductId,
+        location: &str,
         action: Action,
         quantity: u64,
         after: Option<Stock>,
     ) -> HistoryEntry {
         let entry = self.entry(
             product,
+            location,
             action,
             quantity,
             after.unwrap_or_default(),
             None,
             None,
         );
-        if let Some(slot) = self.slots.get_mut(product) {
-            slot.current = after;
-        }
+        self.slots
+            .entry((product.clone(), location.to_owned()))
+            .or_insert(Slot {
+                read: None,
+                current: None,
+            })
+            .current = after;
         self.entries.push(entry.clone());
         entry
     }
@@ -310,29 +372,21 @@ async fn apply_and_write_inner(
     }
 
     // 3. The rows the batch touches, locked in one order: stock by product id, then orders.
-    let mut slots: BTreeMap<ProductId, Slot> = products
-        .into_iter()
-        .map(|p| {
-            (
-                p,
-                Slot {
-                    read: None,
-                    current: None,
-                },
-            )
-        })
-        .collect();
-    let ids: Vec<&ProductId> = slots.keys().collect();
+    let ids: Vec<&ProductId> = products.iter().collect();
     let rows = sqlx::query(dialect.lock_stocks)
         .bind(ids_json(&ids))
         .fetch_all(&mut *conn)
         .await?;
+    let mut slots: BTreeMap<Key, Slot> = BTreeMap::new();
     for row in &rows {
         let record = stock_record(row)?;
-        if let Some(slot) = slots.get_mut(&record.product_id) {
-            slot.current = Some(record.stock);
-            slot.read = Some(record);
-        }
+        slots.insert(
+            (record.product_id.clone(), record.location.clone()),
+            Slot {
+                current: Some(record.stock),
+                read: Some(record),
+            },
+        );
     }
     if !order_ids.is_empty() {
         let ids: Vec<&String> = order_ids.iter().collect();
@@ -346,6 +400,7 @@ async fn apply_and_write_inner(
     let mut batch = Batch {
         conn,
         now,
+        locked: products,
         slots,
         entries: Vec::new(),
     };
@@ -385,15 +440,17 @@ async fn apply_and_write_inner(
         ..
     } = batch;
     let mut updated = Vec::new();
-    for (product, slot) in &slots {
+    for ((product, location), slot) in &slots {
         match (&slot.read, slot.current) {
             (None, None) => {}
             (None, Some(stock)) => {
                 let done = sqlx::query(
-                    "INSERT INTO stock (product_id, total, allocated, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $4) ON CONFLICT (product_id) DO NOTHING",
+                    "INSERT INTO stock (product_id, location, total, allocated, created_at, \
+                     updated_at) VALUES ($1, $2, $3, $4, $5, $5) \
+                     ON CONFLICT (product_id, location) DO NOTHING",
                 )
                 .bind(product.as_str().to_owned())
+                .bind(location.clone())
                 .bind(figure(stock.total()))
                 .bind(figure(stock.allocated()))
                 .bind(now.micros())
@@ -405,14 +462,16 @@ async fn apply_and_write_inner(
                 }
             }
             (Some(_), None) => {
-                sqlx::query("DELETE FROM stock WHERE product_id = $1")
+                sqlx::query("DELETE FROM stock WHERE product_id = $1 AND location = $2")
                     .bind(product.as_str().to_owned())
+                    .bind(location.clone())
                     .execute(&mut *conn)
                     .await?;
             }
             (Some(read), Some(stock)) if read.stock != stock => {
                 updated.push(serde_json::json!({
                     "p": product.as_str(),
+                    "l": location,
                     "t": figure(stock.total()),
                     "a": figure(stock.allocated()),
                 }));
@@ -434,6 +493,7 @@ async fn apply_and_write_inner(
                 serde_json::json!({
                     "id": e.id,
                     "p": e.product_id.as_str(),
+                    "l": e.location,
                     "action": e.action.as_str(),
                     "q": figure(e.quantity),
                     "t": figure(e.after.total()),
@@ -486,23 +546,40 @@ async fn execute(batch: &mut Batch<'_>, command: &Command) -> Result<Outcome, St
             .unwrap_or(Outcome::Refused(Rejection::NotFound))
     };
     Ok(match command {
-        Command::Create { product, quantity } => match batch.stock(product)? {
-            Some(_) => Outcome::Refused(Rejection::AlreadyExists),
-            None => Outcome::Applied(Effect::Entry(batch.replace(
-                product,
-                Action::Create,
-                quantity.get(),
-                Some(Stock::created(*quantity)),
-            ))),
-        },
+        Command::Create { product, records } => {
+            if batch.stock(product, NO_LOCATION)?.is_some() || batch.managed(product) {
+                return Ok(Outcome::Refused(Rejection::AlreadyExists));
+            }
+            for (location, _) in records {
+                if !locations::exists(batch, location).await? {
+                    return Ok(Outcome::Refused(Rejection::NotFound));
+                }
+            }
+            let mut first = None;
+            for (location, quantity) in records {
+                let entry = batch.replace(
+                    product,
+                    location,
+                    Action::Create,
+                    quantity.get(),
+                    Some(Stock::created(*quantity)),
+                );
+                first.get_or_insert(entry);
+            }
+            match first {
+                Some(entry) => Outcome::Applied(Effect::Entry(entry)),
+                None => Outcome::Refused(Rejection::NotFound),
+            }
+        }
         Command::Transact {
             product,
+            location,
             action,
             quantity,
             order_id,
             reason,
         } => match batch.apply_lines(
-            &[(product.clone(), *action, *quantity)],
+            &[(product.clone(), location.clone(), *action, *quantity)],
             order_id.as_deref(),
             reason.as_deref(),
             false,
@@ -510,16 +587,29 @@ async fn execute(batch: &mut Batch<'_>, command: &Command) -> Result<Outcome, St
             Ok(entries) => applied(entries),
             Err(rejection) => Outcome::Refused(rejection),
         },
-        Command::Delete { product } => match batch.stock(product)? {
-            None => Outcome::Refused(Rejection::NotFound),
-            Some(stock) if stock.allocated() > 0 => Outcome::Refused(Rejection::HasAllocations),
-            Some(stock) => Outcome::Applied(Effect::Entry(batch.replace(
-                product,
-                Action::Delete,
-                stock.total(),
-                None,
-            ))),
-        },
+        Command::Delete { product } => {
+            let records = batch.records(product);
+            if records.is_empty() {
+                Outcome::Refused(Rejection::NotFound)
+            } else if records.iter().any(|(_, s)| s.allocated() > 0) {
+                Outcome::Refused(Rejection::HasAllocations)
+            } else {
+                let mut first = None;
+                for (location, stock) in records {
+                    let entry = batch.replace(product, &location, Action::Delete, stock.total(), None);
+                    first.get_or_insert(entry);
+                }
+                first
+                    .map(|e| Outcome::Applied(Effect::Entry(e)))
+                    .unwrap_or(Outcome::Refused(Rejection::NotFound))
+            }
+        }
+        Command::SetLocations { product, changes } => {
+            locations::set_locations(batch, product, changes).await?
+        }
+        Command::CreateLocation(_) | Command::DeleteLocation { .. } => {
+            locations::execute(batch, command).await?
+        }
         other => orders::execute(batch, other).await?,
     })
 }
@@ -532,6 +622,8 @@ fn encode(outcome: &Outcome) -> String {
         Outcome::Applied(Effect::Product(id)) => format!("product:{id}"),
         Outcome::Applied(Effect::Cart(id)) => format!("cart:{id}"),
         Outcome::Applied(Effect::Order(id)) => format!("order:{id}"),
+        Outcome::Applied(Effect::Location(id)) => format!("location:{id}"),
+        Outcome::Applied(Effect::Stock(id)) => format!("stock:{id}"),
         Outcome::Applied(Effect::Payment {
             order_id,
             payment_id,
@@ -566,6 +658,8 @@ async fn replay(batch: &mut Batch<'_>, outcome: &str) -> Result<Answer, StoreErr
         "product" => Effect::Product(ProductId::parse(id).map_err(|_| unreadable())?),
         "cart" => Effect::Cart(id.to_owned()),
         "order" => Effect::Order(id.to_owned()),
+        "location" => Effect::Location(id.to_owned()),
+        "stock" => Effect::Stock(ProductId::parse(id).map_err(|_| unreadable())?),
         "payment" => {
             let (order_id, payment_id) = id.split_once('/').ok_or_else(unreadable)?;
             Effect::Payment {

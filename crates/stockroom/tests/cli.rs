@@ -251,7 +251,7 @@ async fn verify_counts_what_it_checked_and_fails_on_a_tampered_record() {
     assert!(out.status.success(), "{}", text(&out.stdout));
     assert!(
         text(&out.stdout).contains(
-            "checked 2 stock records, 2 products with history, 4 history entries: all agree"
+            "checked 2 stock records, 2 records with history, 4 history entries: all agree"
         ),
         "{}",
         text(&out.stdout)

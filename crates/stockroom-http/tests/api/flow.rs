@@ -816,6 +816,7 @@ async fn an_overdue_payment_attempt_is_released_exactly_once(app: TestApp) {
                 },
                 lines: vec![Line {
                     product: ProductId::parse("p").expect("id"),
+                    location: String::new(),
                     quantity: Quantity::new(2).expect("q"),
                 }],
                 expires_at: expires,

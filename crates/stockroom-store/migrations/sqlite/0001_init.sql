@@ -1,19 +1,42 @@
 -- Stockroom's first schema (SQLite). Never edit once released: add a new migration instead.
 -- Times are microseconds since the Unix epoch (UTC), in both dialects.
 
+-- Places that hold stock (Elastic Path's multi-location inventory). The row with the empty id
+-- stands for "no location": classic stock that uses no locations. It is never shown.
+CREATE TABLE locations (
+    id           TEXT PRIMARY KEY NOT NULL,
+    slug         TEXT NOT NULL UNIQUE,
+    name         TEXT NOT NULL,
+    external_ref TEXT,
+    description  TEXT,
+    address      TEXT NOT NULL,
+    lat          REAL,
+    lon          REAL,
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL
+);
+INSERT INTO locations (id, slug, name, address, created_at, updated_at)
+VALUES ('', '', 'no location', '[]', 0, 0);
+
+-- One record per product and location (its slug; '' = no location). A location's slug can
+-- change only while it holds no stock, so history and records always name the same place.
 CREATE TABLE stock (
-    product_id TEXT PRIMARY KEY NOT NULL,
+    product_id TEXT NOT NULL,
+    location   TEXT NOT NULL DEFAULT '' REFERENCES locations (slug),
     total      INTEGER NOT NULL,
     allocated  INTEGER NOT NULL,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
+    PRIMARY KEY (product_id, location),
     CONSTRAINT stock_figures CHECK (allocated >= 0 AND allocated <= total AND total <= 1000000000000000)
 );
+CREATE INDEX stock_by_location ON stock (location);
 
 CREATE TABLE history (
     seq        INTEGER PRIMARY KEY AUTOINCREMENT,
     id         TEXT NOT NULL UNIQUE,
     product_id TEXT NOT NULL,
+    location   TEXT NOT NULL DEFAULT '',
     action     TEXT NOT NULL CHECK (action IN ('create','increment','decrement','allocate','deallocate','set','ship','delete')),
     quantity   INTEGER NOT NULL CHECK (quantity >= 0 AND quantity <= 1000000000000000),
     total      INTEGER NOT NULL,

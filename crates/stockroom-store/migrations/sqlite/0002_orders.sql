@@ -21,10 +21,11 @@ CREATE TABLE cart_items (
     id         TEXT PRIMARY KEY NOT NULL,
     cart_id    TEXT NOT NULL REFERENCES carts (id) ON DELETE CASCADE,
     product_id TEXT NOT NULL,
+    location   TEXT NOT NULL DEFAULT '',
     quantity   INTEGER NOT NULL CHECK (quantity >= 1 AND quantity <= 1000000000),
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
-    UNIQUE (cart_id, product_id)
+    UNIQUE (cart_id, product_id, location)
 );
 
 CREATE TABLE orders (
@@ -49,6 +50,7 @@ CREATE TABLE order_items (
     order_id     TEXT NOT NULL REFERENCES orders (id),
     position     INTEGER NOT NULL,
     product_id   TEXT NOT NULL,
+    location     TEXT NOT NULL DEFAULT '',
     name         TEXT NOT NULL,
     sku          TEXT NOT NULL,
     quantity     INTEGER NOT NULL CHECK (quantity >= 1 AND quantity <= 1000000000),
