@@ -343,4 +343,181 @@ mod tests {
         assert!(q("page[limit]=abc").is_err());
         assert!(q("page[limit]=-1").is_err());
     }
+
+    // ---- property tests: no input makes the parsers panic ---------------------------------
+
+    use proptest::prelude::*;
+
+    /// Only `Invalid` (a 400 naming the field) may come out of query and filter parsing.
+    fn invalid_or_ok<T: std::fmt::Debug>(result: &Result<T, ApiError>) -> bool {
+        matches!(result, Ok(_) | Err(ApiError::Invalid { .. }))
+    }
+
+    /// Strings likely to reach the interesting branches: filter and query syntax, times,
+    /// numbers, percent-escapes and non-ASCII.
+    fn query_like() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[a-z()\\[\\],:=&%0-9A-Fa-f+ _.TZ-]{0,40}",
+            "(eq|ge|gt|lt|le|EQ|x)?\\(?(action|created_at|status)?,?[a-z0-9:T.Z+-]{0,30}\\)?(:[a-z(),:]{0,10})?",
+            "page(\\[|%5B)(limit|offset)(\\]|%5D)=-?[0-9 ]{0,25}(&page\\[offset\\]=[0-9a-z]{0,8})?",
+            "[0-9]{1,6}-[0-9]{1,2}-[0-9]{1,2}T[0-9]{1,2}:[0-9]{1,2}:[0-9]{1,2}(\\.[0-9]{0,12})?(Z|[+-][0-9]{2}:[0-9]{2})?",
+        ]
+    }
+
+    /// Arbitrary JSON trees: scalars of every kind (including huge and fractional numbers),
+    /// arrays and objects, nested a few levels.
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            (-2_000_000_000i64..2_000_000_000).prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            any::<String>().prop_map(Value::String),
+            "(stock-transaction|cart_item|product|data|quantity|type)".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec(
+                    (
+                        prop_oneof![
+                            "(data|quantity|type|id|reason|action|sku)".boxed(),
+                            any::<String>().boxed()
+                        ],
+                        inner
+                    ),
+                    0..6
+                )
+                .prop_map(|pairs| Value::Object(pairs.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn filters_never_panic(raw in query_like()) {
+            let parsed = parse_filter(&raw);
+            prop_assert!(invalid_or_ok(&parsed), "{raw:?}: {parsed:?}");
+            if let Ok(terms) = parsed {
+                prop_assert!(terms.len() <= FILTER_TERMS_MAX);
+                for t in terms {
+                    prop_assert!(!t.op.is_empty() && t.op.bytes().all(|b| b.is_ascii_lowercase()));
+                }
+            }
+        }
+
+        #[test]
+        fn query_strings_and_pages_never_panic(raw in query_like()) {
+            let pairs = query_pairs(Some(&raw));
+            let parsed = page(&pairs);
+            prop_assert!(invalid_or_ok(&parsed), "{raw:?}: {parsed:?}");
+            if let Ok(p) = parsed {
+                prop_assert!((1..=PAGE_LIMIT_MAX).contains(&p.limit));
+                prop_assert!(p.offset <= PAGE_OFFSET_MAX);
+            }
+        }
+
+        #[test]
+        fn query_strings_of_arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+            // A query string reaches us as text, but its percent-escapes may decode to any bytes.
+            let escaped: String = bytes.iter().map(|b| format!("%{b:02X}")).collect();
+            let raw = String::from_utf8_lossy(&bytes).into_owned();
+            for q in [escaped, raw] {
+                let pairs = query_pairs(Some(&q));
+                prop_assert!(invalid_or_ok(&page(&pairs)));
+                for (_, v) in &pairs {
+                    prop_assert!(invalid_or_ok(&parse_filter(v)));
+                }
+            }
+            prop_assert!(query_pairs(None).is_empty());
+        }
+
+        #[test]
+        fn times_never_panic(raw in query_like()) {
+            let parsed = parse_time("filter", &raw);
+            prop_assert!(invalid_or_ok(&parsed), "{raw:?}: {parsed:?}");
+        }
+
+        #[test]
+        fn body_helpers_never_panic(body in json_value()) {
+            let as_map = |v: &Value| v.as_object().cloned().unwrap_or_default();
+            let data = data_object(&body);
+            prop_assert!(invalid_or_ok(&data));
+            prop_assert!(invalid_or_ok(&data_array(&body)));
+            let obj = match &data {
+                Ok(d) => (*d).clone(),
+                Err(_) => as_map(&body),
+            };
+            for field in ["quantity", "type", "id", "reason", "action", "sku", "data"] {
+                prop_assert!(invalid_or_ok(&quantity(&obj, field)));
+                prop_assert!(invalid_or_ok(&required_string(&obj, field)));
+                prop_assert!(invalid_or_ok(&optional_string(&obj, field, 8)));
+            }
+            prop_assert!(invalid_or_ok(&check_type(&obj, "stock-transaction")));
+        }
+
+        #[test]
+        fn quantities_are_exactly_the_integers_from_one_to_a_billion(value in json_value()) {
+            let obj: Map<String, Value> = [("quantity".to_owned(), value.clone())].into_iter().collect();
+            let expected = value
+                .as_i64()
+                .filter(|n| (1..=1_000_000_000).contains(n))
+                .filter(|_| value.is_i64() || value.is_u64());
+            match quantity(&obj, "quantity") {
+                Ok(q) => prop_assert_eq!(Some(q.get() as i64), expected, "{}", value),
+                Err(e) => {
+                    prop_assert!(expected.is_none(), "{} refused: {:?}", value, e);
+                    let named = matches!(e, ApiError::Invalid { source: Some("quantity"), .. });
+                    prop_assert!(named, "{:?}", e);
+                }
+            }
+        }
+
+        #[test]
+        fn integer_quantities_near_the_bounds(n in prop_oneof![
+            -5i64..5,
+            999_999_995i64..1_000_000_005,
+            any::<i64>(),
+        ]) {
+            let obj: Map<String, Value> = [("quantity".to_owned(), Value::from(n))].into_iter().collect();
+            let accepted = quantity(&obj, "quantity").map(|q| q.get());
+            if (1..=1_000_000_000).contains(&n) {
+                prop_assert_eq!(accepted, Ok(n as u64));
+            } else {
+                prop_assert!(accepted.is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn quantities_that_look_like_numbers_but_are_not_integers_are_refused() {
+        for raw in [
+            "1.0",
+            "1.5",
+            "\"5\"",
+            "1e3",
+            "-0",
+            "0",
+            "1000000001",
+            "true",
+            "[1]",
+        ] {
+            let value: Value = serde_json::from_str(raw).expect("json");
+            let obj: Map<String, Value> = [("quantity".to_owned(), value)].into_iter().collect();
+            let accepted = quantity(&obj, "quantity");
+            assert!(accepted.is_err(), "{raw} must be refused, got {accepted:?}");
+        }
+        let obj: Map<String, Value> = [("quantity".to_owned(), Value::from(1_000_000_000u64))]
+            .into_iter()
+            .collect();
+        assert_eq!(
+            quantity(&obj, "quantity").map(|q| q.get()),
+            Ok(1_000_000_000)
+        );
+    }
 }

@@ -9,7 +9,9 @@ pub mod clock;
 pub mod error;
 pub mod extract;
 mod inventory;
+mod locations;
 mod metrics;
+pub mod openapi;
 mod orders;
 pub mod payments;
 pub mod wire;
@@ -162,7 +164,14 @@ pub fn routes(state: AppState) -> (Router, Vec<RouteInfo>) {
     .add(M::POST, "/oauth/access_token", Public, auth::access_token)
     .add(M::GET, "/health", Public, health)
     .add(M::GET, "/metrics", Public, metrics::render)
+    .add(M::GET, "/openapi.json", Public, openapi::serve_document)
     .add(M::GET, "/v2/inventories", Shopper, inventory::list)
+    .add(M::POST, "/v2/inventories", Admin, inventory::create_multi)
+    .add(M::GET, "/v2/inventories/locations", Shopper, locations::list)
+    .add(M::POST, "/v2/inventories/locations", Admin, locations::create)
+    .add(M::GET, "/v2/inventories/locations/{location}", Shopper, locations::get)
+    .add(M::PUT, "/v2/inventories/locations/{location}", Admin, locations::update)
+    .add(M::DELETE, "/v2/inventories/locations/{location}", Admin, locations::delete)
     .add(
         M::POST,
         "/v2/inventories/multiple",
@@ -176,6 +185,7 @@ pub fn routes(state: AppState) -> (Router, Vec<RouteInfo>) {
         Admin,
         inventory::create,
     )
+    .add(M::PUT, "/v2/inventories/{product}", Admin, inventory::update_multi)
     .add(
         M::DELETE,
         "/v2/inventories/{product}",

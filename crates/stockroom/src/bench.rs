@@ -152,7 +152,7 @@ impl Scenario {
                 Step {
                     name: "add_to_cart",
                     success: 200,
-                    refusal: 0,
+                    refusal: 400,
                 },
                 Step {
                     name: "checkout",
@@ -420,6 +420,16 @@ fn cpu_secs(pid: &str) -> Option<f64> {
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
     Some((utime + stime) / 100.0)
+}
+
+/// The load averages over 1, 5 and 15 minutes, Linux only: other work on the machine skews
+/// the figures.
+fn load_average() -> Option<Vec<f64>> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    text.split_whitespace()
+        .take(3)
+        .map(|x| x.parse().ok())
+        .collect()
 }
 
 fn random_string(len: usize) -> String {
@@ -834,9 +844,12 @@ fn within(delta: i64, counted: u64, uncertain: u64) -> bool {
 
 fn describe(delta: i64, counted: u64, uncertain: u64) -> String {
     if uncertain == 0 {
-        format!("{delta} (expected {counted})")
+        format!("+{delta}, expected +{counted}")
     } else {
-        format!("{delta} (expected {counted} to {})", counted + uncertain)
+        format!(
+            "+{delta}, expected +{counted} to +{} ({uncertain} outcomes unknown)",
+            counted + uncertain
+        )
     }
 }
 
@@ -1108,6 +1121,7 @@ async fn drive(
             .sum::<Option<f64>>()
     };
     let cpu_before = (server_cpu(), cpu_secs("self"));
+    let load_before = load_average();
     start.wait().await;
     let started = Instant::now();
     let stop_progress = Arc::new(AtomicBool::new(false));
@@ -1256,7 +1270,7 @@ async fn drive(
             ok: mismatched.is_empty() && within(delta_alloc_sum, expected_sum, uncertain),
             detail: if mismatched.is_empty() {
                 format!(
-                    "over {n} sampled products: allocated +{}",
+                    "over {n} sampled products: allocated {}",
                     describe(delta_alloc_sum, expected_sum, uncertain)
                 )
             } else {
@@ -1268,7 +1282,7 @@ async fn drive(
             name: "history = successful allocations",
             ok: mismatched.is_empty() && within(delta_hist_sum, expected_sum, uncertain),
             detail: format!(
-                "over {n} sampled products: allocate entries +{}",
+                "over {n} sampled products: allocate entries {}",
                 describe(delta_hist_sum, expected_sum, uncertain)
             ),
         });
@@ -1292,7 +1306,7 @@ async fn drive(
                     name: "allocated = successes",
                     ok: within(a.allocated - b.allocated, won, uncertain),
                     detail: format!(
-                        "allocated +{} {what}",
+                        "allocated {} ({what})",
                         describe(a.allocated - b.allocated, won, uncertain)
                     ),
                 });
@@ -1300,7 +1314,7 @@ async fn drive(
                     name: "history = successes",
                     ok: within(a.allocations - b.allocations, won, uncertain),
                     detail: format!(
-                        "allocate entries +{}",
+                        "allocate entries {}",
                         describe(a.allocations - b.allocations, won, uncertain)
                     ),
                 });
@@ -1336,6 +1350,10 @@ async fn drive(
         "latency_ms": latency_json(op_latencies),
         "steps": steps_json,
         "bench_cpu_percent": cpu(cpu_before.1, cpu_after.1).map(round1),
+        "machine": {
+            "cpus": std::thread::available_parallelism().map(|n| n.get()).ok(),
+            "load_average_before": load_before,
+        },
     });
     if scenario == Scenario::Checkout {
         out["paid"] = json!(won);
@@ -1412,10 +1430,12 @@ fn print_report(out: &Value) {
         }
     }
     println!(
-        "  server       peak RSS {} MB, CPU {}%;  bench CPU {}%",
+        "  server       peak RSS {} MB, CPU {}%;  bench CPU {}%  ({} CPUs, load average {} before)",
         f(&out["server"]["max_peak_rss_mb"]),
         f(&out["server"]["cpu_percent"]),
         f(&out["bench_cpu_percent"]),
+        f(&out["machine"]["cpus"]),
+        f(&out["machine"]["load_average_before"][0]),
     );
     println!("checks");
     if let Some(checks) = out["checks"].as_array() {

@@ -274,9 +274,9 @@ async fn verify(db: DbArgs) -> anyhow::Result<ExitCode> {
         println!("MISMATCH {}: {}", p.product_id, p.detail);
     }
     println!(
-        "checked {} stock records, {} products with history, {} history entries: {}",
+        "checked {} stock records, {} records with history, {} history entries: {}",
         report.records_checked,
-        report.products_replayed,
+        report.records_replayed,
         report.entries_checked,
         if report.is_ok() {
             "all agree".to_owned()

@@ -3,6 +3,7 @@
 mod support;
 
 mod flow;
+mod locations;
 
 use std::sync::Arc;
 
@@ -34,6 +35,7 @@ on_both_backends!(
     sixty_four_clients_racing_for_fifty_units_get_exactly_fifty,
     percent_encoded_queries_work_like_raw_ones,
     health_and_metrics_answer,
+    the_openapi_document_covers_every_route,
 );
 
 async fn creating_stock_answers_201_with_the_figures(app: TestApp) {
@@ -1035,4 +1037,77 @@ async fn health_and_metrics_answer(app: TestApp) {
         text.contains("stockroom_http_responses_total{code=\"200\"}"),
         "{text}"
     );
+}
+
+async fn the_openapi_document_covers_every_route(app: TestApp) {
+    // Public: no token needed.
+    let r = app.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.headers.get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/json")
+    );
+    let doc = &r.body;
+    assert!(
+        doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1")),
+        "openapi: {}",
+        doc["openapi"]
+    );
+    let errors_ref = "#/components/schemas/Errors";
+    assert!(doc["components"]["schemas"]["Errors"]["properties"]["errors"].is_object());
+    assert!(!app.routes.is_empty());
+    for route in &app.routes {
+        let method = route.method.as_str().to_ascii_lowercase();
+        // axum 0.8 and OpenAPI both write path parameters as `{name}`.
+        let op = &doc["paths"][route.path][&method];
+        assert!(
+            op.is_object(),
+            "{} {} is not in the document",
+            route.method,
+            route.path
+        );
+        let responses = op["responses"].as_object().expect("responses");
+        assert!(
+            responses.keys().any(|s| s.starts_with('2')),
+            "{method} {}: a success answer",
+            route.path
+        );
+        for (status, response) in responses {
+            if status.starts_with('2') {
+                continue;
+            }
+            assert_eq!(
+                response["content"]["application/json"]["schema"]["$ref"], errors_ref,
+                "{method} {} {status} must carry the errors body",
+                route.path
+            );
+        }
+        let expect_auth = route.access != stockroom_http::Access::Public;
+        assert_eq!(
+            responses.contains_key("401"),
+            expect_auth || route.path == "/oauth/access_token",
+            "{method} {}",
+            route.path
+        );
+        assert_eq!(
+            responses.contains_key("403"),
+            route.access == stockroom_http::Access::Admin,
+            "{method} {}",
+            route.path
+        );
+        assert!(responses.contains_key("503"), "{method} {}", route.path);
+    }
+    // Nothing documented that the server does not route.
+    let documented: usize = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .values()
+        .map(|item| item.as_object().map_or(0, |ops| ops.len()))
+        .sum();
+    assert_eq!(documented, app.routes.len());
+    // The document is served the same way every time.
+    let again = app.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(&again.body, doc);
 }
