@@ -12,7 +12,13 @@ pub enum IdError {
     TooLong { max: usize },
     #[error("may only contain letters, digits, '-', '_', '.' and ':'")]
     BadCharacter,
+    #[error("is a reserved word (the API's paths use it)")]
+    Reserved,
 }
+
+/// Ids that would collide with the API's own paths (`/v2/inventories/multiple`,
+/// `/v2/inventories/locations`).
+const RESERVED_PRODUCT_IDS: [&str; 2] = ["multiple", "locations"];
 
 /// The id of a product, and so of its stock record: 1 to 64 characters of `[A-Za-z0-9-_.:]`
 /// (UUIDs, SKUs and slugs all fit).
@@ -22,6 +28,9 @@ pub struct ProductId(String);
 impl ProductId {
     pub fn parse(raw: &str) -> Result<Self, IdError> {
         check_id(raw, PRODUCT_ID_LEN_MAX)?;
+        if RESERVED_PRODUCT_IDS.contains(&raw) {
+            return Err(IdError::Reserved);
+        }
         Ok(ProductId(raw.to_owned()))
     }
 
@@ -72,5 +81,7 @@ mod tests {
         assert_eq!(ProductId::parse("a/b"), Err(IdError::BadCharacter));
         assert_eq!(ProductId::parse("a b"), Err(IdError::BadCharacter));
         assert_eq!(ProductId::parse("é"), Err(IdError::BadCharacter));
+        assert_eq!(ProductId::parse("multiple"), Err(IdError::Reserved));
+        assert_eq!(ProductId::parse("locations"), Err(IdError::Reserved));
     }
 }
