@@ -35,7 +35,11 @@ pub fn multi_location(headers: &HeaderMap) -> bool {
 }
 
 fn render_stock(headers: &HeaderMap, stock: &ProductStock) -> Value {
-    if multi_location(headers) {
+    render_stock_as(multi_location(headers), stock)
+}
+
+fn render_stock_as(multi_location: bool, stock: &ProductStock) -> Value {
+    if multi_location {
         wire::stock_mli(stock)
     } else {
         wire::stock(stock)
@@ -111,7 +115,7 @@ pub async fn get(
 /// Runs a write that changes a product's stock as a whole and answers with the stock after it.
 async fn write_stock(
     state: &AppState,
-    headers: &HeaderMap,
+    multi_location: bool,
     request: WriteRequest,
     product: &ProductId,
     status: StatusCode,
@@ -121,7 +125,11 @@ async fn write_stock(
         return Err(rejection.into());
     }
     let stock = state.store.stock(product).await?.ok_or(ApiError::NotFound)?;
-    Ok((status, Json(json!({ "data": render_stock(headers, &stock) }))).into_response())
+    Ok((
+        status,
+        Json(json!({ "data": render_stock_as(multi_location, &stock) })),
+    )
+        .into_response())
 }
 
 /// `POST /v2/inventories/{id}` (classic): stock with no location.
@@ -148,7 +156,7 @@ pub async fn create(
         idempotency,
     };
     if multi_location(&headers) {
-        return write_stock(&state, &headers, request, &product, StatusCode::CREATED).await;
+        return write_stock(&state, true, request, &product, StatusCode::CREATED).await;
     }
     let answer = state.store.execute(request).await?;
     match answer.outcome {
@@ -234,9 +242,7 @@ pub async fn create_multi(
         },
         idempotency,
     };
-    let mut headers = headers;
-    headers.insert("ep-inventories-multi-location", "true".parse().map_err(|_| ApiError::Internal)?);
-    write_stock(&state, &headers, request, &product, StatusCode::CREATED).await
+    write_stock(&state, true, request, &product, StatusCode::CREATED).await
 }
 
 /// `PUT /v2/inventories/{id}` (multi-location): per-location `available`; `null` removes a
@@ -244,7 +250,6 @@ pub async fn create_multi(
 pub async fn update_multi(
     State(state): State<AppState>,
     Path(product): Path<String>,
-    headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let product = path_product(&product)?;
@@ -259,9 +264,7 @@ pub async fn update_multi(
         product: product.clone(),
         changes,
     });
-    let mut headers = headers;
-    headers.insert("ep-inventories-multi-location", "true".parse().map_err(|_| ApiError::Internal)?);
-    write_stock(&state, &headers, request, &product, StatusCode::OK).await
+    write_stock(&state, true, request, &product, StatusCode::OK).await
 }
 
 pub async fn delete(
