@@ -53,19 +53,21 @@ pub(crate) const SQLITE: Dialect = Dialect {
                     WHERE stock.product_id = j.p AND stock.location = j.l",
 };
 
+/// `= ANY (ARRAY(…))` rather than `IN (SELECT …)`: PostgreSQL plans it as an index lookup even
+/// before the table has statistics; the `IN` form could scan the whole table on every batch.
 pub(crate) const POSTGRES: Dialect = Dialect {
     kind: Kind::Postgres,
     begin_write: "BEGIN",
     lock_stocks: "SELECT product_id, location, total, allocated, created_at, updated_at \
                   FROM stock \
-                  WHERE product_id IN (SELECT jsonb_array_elements_text(CAST($1 AS jsonb))) \
+                  WHERE product_id = ANY (ARRAY(SELECT jsonb_array_elements_text(CAST($1 AS jsonb)))) \
                   ORDER BY product_id, location FOR UPDATE",
     stocks_by_ids: "SELECT product_id, location, total, allocated, created_at, updated_at \
                     FROM stock \
-                    WHERE product_id IN (SELECT jsonb_array_elements_text(CAST($1 AS jsonb))) \
+                    WHERE product_id = ANY (ARRAY(SELECT jsonb_array_elements_text(CAST($1 AS jsonb)))) \
                     ORDER BY product_id, location",
     lock_orders: "SELECT id FROM orders \
-                  WHERE id IN (SELECT jsonb_array_elements_text(CAST($1 AS jsonb))) \
+                  WHERE id = ANY (ARRAY(SELECT jsonb_array_elements_text(CAST($1 AS jsonb)))) \
                   ORDER BY id FOR UPDATE",
     insert_history: "INSERT INTO history (id, product_id, location, action, quantity, total, \
                      allocated, order_id, reason, created_at) \

@@ -789,35 +789,29 @@ async fn add_to_cart(
     if let Some(rejection) = short(batch, &wanted)? {
         return Ok(Outcome::Refused(rejection));
     }
-    // One currency per cart: the lines', and that of what the cart holds already.
-    let mut currencies: Vec<String> = lines.iter().filter_map(|l| l.currency.clone()).collect();
-    let held = sqlx::query(
-        "SELECT DISTINCT p.currency FROM cart_items ci JOIN products p ON p.id = ci.product_id \
-         WHERE ci.cart_id = $1",
+    // What the cart holds already, with its products' currencies: one currency per cart.
+    let existing = sqlx::query(
+        "SELECT ci.id, ci.product_id, ci.location, ci.quantity, p.currency FROM cart_items ci \
+         LEFT JOIN products p ON p.id = ci.product_id WHERE ci.cart_id = $1",
     )
     .bind(cart_id.to_owned())
     .fetch_all(&mut *batch.conn)
     .await?;
-    for row in &held {
-        currencies.push(row.try_get("currency")?);
+    let mut currencies: Vec<String> = lines.iter().filter_map(|l| l.currency.clone()).collect();
+    let mut in_cart: BTreeMap<(String, String), (String, i64)> = BTreeMap::new();
+    for row in &existing {
+        if let Some(currency) = row.try_get::<Option<String>, _>("currency")? {
+            currencies.push(currency);
+        }
+        in_cart.insert(
+            (row.try_get("product_id")?, row.try_get("location")?),
+            (row.try_get("id")?, row.try_get("quantity")?),
+        );
     }
     currencies.sort();
     currencies.dedup();
     if currencies.len() > 1 {
         return Ok(Outcome::Refused(Rejection::CurrencyMismatch));
-    }
-    let existing = sqlx::query(
-        "SELECT id, product_id, location, quantity FROM cart_items WHERE cart_id = $1",
-    )
-    .bind(cart_id.to_owned())
-    .fetch_all(&mut *batch.conn)
-    .await?;
-    let mut in_cart: BTreeMap<(String, String), (String, i64)> = BTreeMap::new();
-    for row in &existing {
-        in_cart.insert(
-            (row.try_get("product_id")?, row.try_get("location")?),
-            (row.try_get("id")?, row.try_get("quantity")?),
-        );
     }
     let line_key = |(p, l): &(ProductId, String)| (p.as_str().to_owned(), l.clone());
     let new_lines = wanted

@@ -367,7 +367,11 @@ async fn apply_and_write_inner(
         products.extend(r.command.products().into_iter().cloned());
         if let Some(order_id) = r.command.order_id() {
             order_ids.insert(order_id.to_owned());
-            products.extend(orders::allocated_products(conn, order_id).await?);
+            // Paying names its lines itself; settling, shipping and cancelling resolve the
+            // allocation the order holds, whose lines are read here to lock them.
+            if !matches!(r.command, Command::Pay { .. }) {
+                products.extend(orders::allocated_products(conn, order_id).await?);
+            }
         }
     }
 
