@@ -879,9 +879,7 @@ def classify_resolution(run: Run, req: Req) -> str:
     """For a request whose first outcome was unknown: did it commit before the kill (the re-send
     replayed it), apply on the re-send, or was it refused?"""
     if not req.ok:
-        if req.kind == "pay" and error_title(req.resp) == "Payment failed":
-            return "committed before the kill, released after its timeout"
-        return f"refused ({req.status})"
+        return f"answered {req.status} {error_title(req.resp)}"
     t = answer_time(req)
     kill = run.kill_times.get(req.unknown_gens[0])
     if t is None or kill is None:
@@ -1315,7 +1313,7 @@ def check_acked_batch(run: Run, label: str, reqs: list[Req]) -> None:
     run.acked_checked += len(todo)
     run.results.check(
         f"{label}: every acknowledged request is in the database", problems,
-        f"{len(todo)} acknowledged requests found with their figures",
+        f"{len(todo)} acknowledged requests looked up and found with their figures",
     )
 
 
@@ -1325,7 +1323,13 @@ def cycle_checks(run: Run, label: str, rng: random.Random, final: bool = False) 
         run.checked_upto = len(run.log.acked)
         everything = list(run.log.acked)
     resolve_pending(run, label)
-    check_acked_batch(run, label, everything if final else new)
+    if final:
+        check_acked_batch(run, label, everything)
+    else:
+        # The requests acknowledged since the last check, and a sample of older ones (a kill
+        # must not lose what earlier restarts kept; the final check looks at every one again).
+        older = everything[: len(everything) - len(new)]
+        check_acked_batch(run, label, new + rng.sample(older, min(200, len(older))))
     touched = None
     if not final:
         touched = sorted({r.meta["order"] for r in new if "order" in r.meta}
@@ -1453,10 +1457,10 @@ def main() -> int:
             w.start()
         for k in range(1, args.kills + 1):
             run.gate.open()
-            time.sleep(rng.uniform(lo, hi))
+            load = rng.uniform(lo, hi)
+            time.sleep(load)
             if run.abort:
                 raise Abort("a worker stopped")
-            in_flight = run.gate.busy
             run.last_killed_gen = run.server.gen
             run.kill_times[run.server.gen] = time.time()
             run.server.kill()
@@ -1469,12 +1473,15 @@ def main() -> int:
             if run.abort:
                 raise Abort("a worker stopped")
             with run.log.lock:
-                unknown_now = sum(1 for r in run.log.reqs if run.last_killed_gen in r.unknown_gens)
-            run.in_flight_at_kill.append(unknown_now)
-            with run.log.lock:
+                hit = [r for r in run.log.reqs if run.last_killed_gen in r.unknown_gens]
                 n_reqs = len(run.log.reqs)
-            print(f"kill {k}/{args.kills}: {in_flight} workers mid-request, {unknown_now} requests with an unknown "
-                  f"outcome (re-sent), restarted in {took:.2f}s; {n_reqs} requests so far", flush=True)
+            run.in_flight_at_kill.append(len(hit))
+            kinds = collections.Counter(
+                r.kind + ("/" + r.meta["gateway"] if r.kind == "pay" else "") for r in hit
+            )
+            print(f"kill {k}/{args.kills} after {load:.1f}s of load: {len(hit)} requests in flight, outcome unknown "
+                  f"({', '.join(f'{n} {kd}' for kd, n in sorted(kinds.items()))}); restarted in {took:.2f}s; "
+                  f"{n_reqs} requests so far", flush=True)
             cycle_checks(run, f"kill {k}", rng)
         # The end: stop the load, then check everything once more.
         run.gate.stop()
