@@ -57,9 +57,10 @@ if [ "$have_pg" = 1 ] && [ -z "$PGBENCH" ]; then
   note "!! /usr/lib/postgresql/*/bin): NO NAIVE BASELINE, so no ratios"
   have_pgbench=0
 fi
-psql_q() { "$PSQL" -v ON_ERROR_STOP=1 -Atqc "$1"; }
+psql_q() { PGOPTIONS="-c client_min_messages=warning" "$PSQL" -v ON_ERROR_STOP=1 -Atqc "$1"; }
 
 declare -A NAIVE_TPS NAIVE_LAT
+note "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo ?)"
 step "1. naive baseline (pgbench, one transaction per allocation, ${SECS} s per run)"
 if [ "$have_pgbench" = 1 ]; then
   note "pgbench: $PGBENCH ($("$PGBENCH" --version)); server: $(psql_q 'show server_version'), fsync=$(psql_q 'show fsync'), synchronous_commit=$(psql_q 'show synchronous_commit')"
@@ -85,7 +86,6 @@ SQL
         action text NOT NULL, quantity bigint NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
       INSERT INTO naive_bench.naive_stock (product_id, total)
         SELECT g, 1000000000000 FROM generate_series(1, $NAIVE_PRODUCTS) g;" >/dev/null
-    psql_q "VACUUM ANALYZE naive_bench.naive_stock" >/dev/null
   }
   for scenario in hot spread; do
     for c in $CLIENTS; do
@@ -96,6 +96,7 @@ SQL
       "$PGBENCH" -n -c "$c" -j "$threads" -T "$SECS" ${PGBENCH_ARGS:-} \
         -f "$OUT/naive-$scenario.sql" "$PGDATABASE" >"$log" 2>&1
       tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$log" | head -n1)
+      [ -n "$tps" ] && tps=$(printf '%.1f' "$tps")
       lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$log" | head -n1)
       sanity=$(psql_q "SELECT (SELECT sum(allocated) FROM naive_bench.naive_stock) = (SELECT count(*) FROM naive_bench.naive_history)")
       NAIVE_TPS[$scenario-$c]=${tps:-}
@@ -163,14 +164,14 @@ run "sqlite-checkout-64" sqlite checkout 64 1
 
 # ---- the table ------------------------------------------------------------------------------
 
-ratio() { # ratio THROUGHPUT BASELINE
-  if [ -n "$2" ] && [ -n "$1" ]; then awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; else echo "n/a"; fi
+ratio() { # ratio THROUGHPUT BASELINE: "12.34x", or "n/a" without both figures
+  if [ -n "$2" ] && [ -n "$1" ]; then awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; else echo "n/a"; fi
 }
 
 step "4. results (naive baseline: pgbench, one transaction per allocation)"
 {
-  printf '%-22s %9s %10s %9s %9s %9s %9s %8s %7s %9s %7s\n' \
-    run ops/s naive/s ratio p50_ms p95_ms p99_ms max_ms errors rss_MB checks
+  printf '%-22s %9s %10s %9s %9s %9s %9s %8s %7s %9s %7s %6s\n' \
+    run ops/s naive/s ratio p50_ms p95_ms p99_ms max_ms errors rss_MB checks load
   if [ "$have_pgbench" = 1 ]; then
     for scenario in hot spread; do
       for c in $CLIENTS; do
@@ -191,46 +192,53 @@ step "4. results (naive baseline: pgbench, one transaction per allocation)"
     base_key="$scenario-$clients"
     [ "$scenario" = checkout ] && base_key="hot-$clients"
     base=${NAIVE_TPS[$base_key]:-}
-    printf '%-22s %9s %10s %9s %9s %9s %9s %8s %7s %9s %7s\n' "$name" "$tput" "${base:-n/a}" \
-      "$(ratio "$tput" "$base")x" \
+    printf '%-22s %9s %10s %9s %9s %9s %9s %8s %7s %9s %7s %6s\n' "$name" "$tput" "${base:-n/a}" \
+      "$(ratio "$tput" "$base")" \
       "$(jq -r .latency_ms.p50 "$f")" "$(jq -r .latency_ms.p95 "$f")" \
       "$(jq -r .latency_ms.p99 "$f")" "$(jq -r .latency_ms.max "$f")" \
       "$(jq -r .errors "$f")" "$(jq -r .server.max_peak_rss_mb "$f")" \
-      "$(jq -r 'if .passed then "ok" else "FAIL" end' "$f")"
+      "$(jq -r 'if .passed then "ok" else "FAIL" end' "$f")" \
+      "$(jq -r '.machine.load_average_before[0] // "?"' "$f")"
   done
   echo
   echo "ops/s: successful allocations/s (checkout: paid orders/s, compared with the naive hot figure);"
   echo "latency: per request (checkout: per shopper, add to cart + checkout + pay)."
   echo "Stockroom spread: $PRODUCTS products; naive spread: $NAIVE_PRODUCTS products."
+  echo "load: the machine's 1-minute load average when the run started ($(nproc) CPUs); other work skews the figures."
 } | tee "$OUT/table.txt"
 
 # ---- the goals ------------------------------------------------------------------------------
 
 fig() { [ -f "$OUT/$1.json" ] && jq -r "$2 // empty" "$OUT/$1.json" 2>/dev/null; }
-verdict() { if awk "BEGIN { exit !($1) }" 2>/dev/null; then echo PASS; else echo MISS; fi; }
+# verdict CONDITION [FIGURE...]: PASS or MISS, or "no figure" when one of the figures is missing.
+verdict() {
+  local cond=$1; shift
+  for x in "$@"; do case $x in ""|n/a|null|"?") echo "no figure"; return;; esac; done
+  if awk "BEGIN { exit !($cond) }" 2>/dev/null; then echo PASS; else echo MISS; fi
+}
 step "goals (issue 5)"
 {
   t=$(fig sqlite-hot-64 .throughput); p99=$(fig sqlite-hot-64 .latency_ms.p99)
   r=$(ratio "$t" "${NAIVE_TPS[hot-64]:-}")
-  echo "hot, SQLite, 64 clients >= 10x naive and p99 < 20 ms: ${r}x, p99 ${p99:-?} ms -> $(verdict "${r/n\/a/0} >= 10 && ${p99:-999} < 20")"
+  echo "hot, SQLite, 64 clients >= 10x naive and p99 < 20 ms: $r, p99 ${p99:-?} ms -> $(verdict "${r%x} >= 10 && $p99 < 20" "$r" "$p99")"
   t=$(fig postgres-hot-64-x2 .throughput)
   r=$(ratio "$t" "${NAIVE_TPS[hot-64]:-}")
-  echo "hot, PostgreSQL, 64 clients, 2 instances >= 4x naive: ${r}x -> $(verdict "${r/n\/a/0} >= 4")"
+  echo "hot, PostgreSQL, 64 clients, 2 instances >= 4x naive: $r -> $(verdict "${r%x} >= 4" "$r")"
   for backend in sqlite postgres; do
     for c in $CLIENTS; do
       t=$(fig "$backend-spread-$c" .throughput)
       r=$(ratio "$t" "${NAIVE_TPS[spread-$c]:-}")
-      echo "spread, $backend, $c clients >= 2x naive spread: ${r}x -> $(verdict "${r/n\/a/0} >= 2")"
+      echo "spread, $backend, $c clients >= 2x naive spread: $r -> $(verdict "${r%x} >= 2" "$r")"
     done
   done
   t=$(fig sqlite-checkout-64 .paid_per_sec); ok=$(fig sqlite-checkout-64 .passed)
-  echo "checkout, SQLite, 64 clients >= 3000 paid orders/s, no oversell: ${t:-?}/s, checks ${ok:-?} -> $(verdict "${t:-0} >= 3000 && \"$ok\" == \"true\"")"
+  echo "checkout, SQLite, 64 clients >= 3000 paid orders/s, no oversell: ${t:-?}/s, checks ${ok:-?} -> $(verdict "$t >= 3000 && \"$ok\" == \"true\"" "$t" "$ok")"
   rss=$(for name in "${RUNS[@]}"; do fig "$name" .server.max_peak_rss_mb; done | sort -g | tail -n1)
-  echo "peak RSS of the server < 150 MB in every run: max ${rss:-?} MB -> $(verdict "${rss:-999} < 150")"
+  echo "peak RSS of the server < 150 MB in every run: max ${rss:-?} MB -> $(verdict "$rss < 150" "$rss")"
 } | tee "$OUT/goals.txt"
 
 note ""
-note "raw results: $OUT"
+note "raw results: $OUT (total time ${SECONDS} s)"
 if [ "$failures" -gt 0 ]; then
   note "$failures run(s) failed or failed a correctness check"
   exit 1
