@@ -226,7 +226,8 @@ impl From<Rejection> for ApiError {
             },
             Rejection::Order(e) => ApiError::OrderConflict(e),
             Rejection::LocationRequired => ApiError::Invalid {
-                detail: "This product's stock is held at locations: name one with `location`".into(),
+                detail: "This product's stock is held at locations: name one with `location`"
+                    .into(),
                 source: Some("location"),
             },
             Rejection::LocationInUse => ApiError::Conflict(

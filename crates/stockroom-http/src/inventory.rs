@@ -89,7 +89,11 @@ pub async fn list(
         }
     }
     let found = state.store.stocks(page, location.as_deref()).await?;
-    let items = found.items.iter().map(|s| render_stock(&headers, s)).collect();
+    let items = found
+        .items
+        .iter()
+        .map(|s| render_stock(&headers, s))
+        .collect();
     let extra = filter_of(&pairs)
         .map(|f| format!("&filter={f}"))
         .unwrap_or_default();
@@ -108,7 +112,11 @@ pub async fn get(
     Path(product): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let product = path_product(&product)?;
-    let stock = state.store.stock(&product).await?.ok_or(ApiError::NotFound)?;
+    let stock = state
+        .store
+        .stock(&product)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     Ok(Json(json!({ "data": render_stock(&headers, &stock) })))
 }
 
@@ -124,7 +132,11 @@ async fn write_stock(
     if let Outcome::Refused(rejection) = answer.outcome {
         return Err(rejection.into());
     }
-    let stock = state.store.stock(product).await?.ok_or(ApiError::NotFound)?;
+    let stock = state
+        .store
+        .stock(product)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     Ok((
         status,
         Json(json!({ "data": render_stock_as(multi_location, &stock) })),
@@ -143,11 +155,7 @@ pub async fn create(
         .map_err(|e| ApiError::invalid("id", format!("product id {e}")))?;
     let data = data_object(&body)?;
     let quantity = quantity(data, "quantity")?;
-    let idempotency = idempotency_key(
-        &headers,
-        format!("POST /v2/inventories/{product}"),
-        &body,
-    )?;
+    let idempotency = idempotency_key(&headers, format!("POST /v2/inventories/{product}"), &body)?;
     let request = WriteRequest {
         command: Command::Create {
             product: product.clone(),
@@ -177,7 +185,10 @@ async fn location_changes(
 ) -> Result<Vec<(String, Option<Quantity>)>, ApiError> {
     let mut changes = Vec::new();
     if attributes.get("available").is_some_and(|v| !v.is_null()) {
-        changes.push((NO_LOCATION.to_owned(), Some(quantity(attributes, "available")?)));
+        changes.push((
+            NO_LOCATION.to_owned(),
+            Some(quantity(attributes, "available")?),
+        ));
     }
     match attributes.get("locations") {
         None | Some(Value::Null) => {}
@@ -200,7 +211,12 @@ async fn location_changes(
                 changes.push((slug.clone(), change));
             }
         }
-        Some(_) => return Err(ApiError::invalid("locations", "locations must be an object")),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "locations",
+                "locations must be an object",
+            ))
+        }
     }
     Ok(changes)
 }
@@ -209,7 +225,10 @@ fn stock_attributes(data: &Map<String, Value>) -> Result<&Map<String, Value>, Ap
     check_type(data, "stock")?;
     match data.get("attributes") {
         Some(Value::Object(a)) => Ok(a),
-        _ => Err(ApiError::invalid("attributes", "data.attributes must be an object")),
+        _ => Err(ApiError::invalid(
+            "attributes",
+            "data.attributes must be an object",
+        )),
     }
 }
 
@@ -227,12 +246,16 @@ pub async fn create_multi(
     let records = changes
         .into_iter()
         .map(|(slug, q)| {
-            q.map(|q| (slug, q))
-                .ok_or_else(|| ApiError::invalid("locations", "a new location needs an available quantity"))
+            q.map(|q| (slug, q)).ok_or_else(|| {
+                ApiError::invalid("locations", "a new location needs an available quantity")
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
     if records.is_empty() {
-        return Err(ApiError::invalid("attributes", "give available or locations"));
+        return Err(ApiError::invalid(
+            "attributes",
+            "give available or locations",
+        ));
     }
     let idempotency = idempotency_key(&headers, "POST /v2/inventories".into(), &body)?;
     let request = WriteRequest {
@@ -256,7 +279,10 @@ pub async fn update_multi(
     let data = data_object(&body)?;
     if let Some(id) = data.get("id").and_then(Value::as_str) {
         if id != product.as_str() {
-            return Err(ApiError::invalid("id", "data.id must be the product in the path"));
+            return Err(ApiError::invalid(
+                "id",
+                "data.id must be the product in the path",
+            ));
         }
     }
     let changes = location_changes(&state, stock_attributes(data)?).await?;
@@ -322,7 +348,10 @@ fn transaction_fields(data: &Map<String, Value>) -> Result<&Map<String, Value>, 
             check_type(attributes, "stock-transaction")?;
             Ok(attributes)
         }
-        Some(_) => Err(ApiError::invalid("attributes", "data.attributes must be an object")),
+        Some(_) => Err(ApiError::invalid(
+            "attributes",
+            "data.attributes must be an object",
+        )),
         None => {
             check_type(data, "stock-transaction")?;
             Ok(data)
@@ -360,7 +389,11 @@ pub async fn post_transaction(
         })?;
     let quantity = quantity(fields, "quantity")?;
     let reason = optional_string(fields, "reason", REASON_LEN_MAX)?;
-    let location = match optional_string(fields, "location", stockroom_domain::limits::LOCATION_SLUG_LEN_MAX)? {
+    let location = match optional_string(
+        fields,
+        "location",
+        stockroom_domain::limits::LOCATION_SLUG_LEN_MAX,
+    )? {
         Some(slug) => location_slug(&state, &slug).await?,
         None => NO_LOCATION.to_owned(),
     };
@@ -456,7 +489,11 @@ pub async fn list_transactions(
     }
     let extra = filter.map(|f| format!("&filter={f}")).unwrap_or_default();
     Ok(Json(wire::list(
-        found.items.iter().map(|e| render_transaction(&headers, e)).collect(),
+        found
+            .items
+            .iter()
+            .map(|e| render_transaction(&headers, e))
+            .collect(),
         found.total,
         page,
         &format!("/v2/inventories/{product}/transactions"),
@@ -475,5 +512,7 @@ pub async fn get_transaction(
         .history_entry(&product, &id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok(Json(json!({ "data": render_transaction(&headers, &entry) })))
+    Ok(Json(
+        json!({ "data": render_transaction(&headers, &entry) }),
+    ))
 }

@@ -37,7 +37,6 @@ pub use error::ApiError;
 pub use metrics::Metrics;
 pub use payments::{HttpGateway, PaymentSettings};
 
-
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
@@ -167,11 +166,36 @@ pub fn routes(state: AppState) -> (Router, Vec<RouteInfo>) {
     .add(M::GET, "/openapi.json", Public, openapi::serve_document)
     .add(M::GET, "/v2/inventories", Shopper, inventory::list)
     .add(M::POST, "/v2/inventories", Admin, inventory::create_multi)
-    .add(M::GET, "/v2/inventories/locations", Shopper, locations::list)
-    .add(M::POST, "/v2/inventories/locations", Admin, locations::create)
-    .add(M::GET, "/v2/inventories/locations/{location}", Shopper, locations::get)
-    .add(M::PUT, "/v2/inventories/locations/{location}", Admin, locations::update)
-    .add(M::DELETE, "/v2/inventories/locations/{location}", Admin, locations::delete)
+    .add(
+        M::GET,
+        "/v2/inventories/locations",
+        Shopper,
+        locations::list,
+    )
+    .add(
+        M::POST,
+        "/v2/inventories/locations",
+        Admin,
+        locations::create,
+    )
+    .add(
+        M::GET,
+        "/v2/inventories/locations/{location}",
+        Shopper,
+        locations::get,
+    )
+    .add(
+        M::PUT,
+        "/v2/inventories/locations/{location}",
+        Admin,
+        locations::update,
+    )
+    .add(
+        M::DELETE,
+        "/v2/inventories/locations/{location}",
+        Admin,
+        locations::delete,
+    )
     .add(
         M::POST,
         "/v2/inventories/multiple",
@@ -185,7 +209,12 @@ pub fn routes(state: AppState) -> (Router, Vec<RouteInfo>) {
         Admin,
         inventory::create,
     )
-    .add(M::PUT, "/v2/inventories/{product}", Admin, inventory::update_multi)
+    .add(
+        M::PUT,
+        "/v2/inventories/{product}",
+        Admin,
+        inventory::update_multi,
+    )
     .add(
         M::DELETE,
         "/v2/inventories/{product}",

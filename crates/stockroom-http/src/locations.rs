@@ -85,8 +85,14 @@ fn apply_attributes(location: &mut Location, attrs: &Map<String, Value>) -> Resu
         None => {}
         Some(Value::Null) => location.geolocation = None,
         Some(Value::Object(g)) => {
-            let lat = g.get("lat").and_then(Value::as_f64).filter(|v| (-90.0..=90.0).contains(v));
-            let lon = g.get("lon").and_then(Value::as_f64).filter(|v| (-180.0..=180.0).contains(v));
+            let lat = g
+                .get("lat")
+                .and_then(Value::as_f64)
+                .filter(|v| (-90.0..=90.0).contains(v));
+            let lon = g
+                .get("lon")
+                .and_then(Value::as_f64)
+                .filter(|v| (-180.0..=180.0).contains(v));
             match lat.zip(lon) {
                 Some(point) => location.geolocation = Some(point),
                 None => {
@@ -97,7 +103,12 @@ fn apply_attributes(location: &mut Location, attrs: &Map<String, Value>) -> Resu
                 }
             }
         }
-        Some(_) => return Err(ApiError::invalid("geolocation", "geolocation must be an object")),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "geolocation",
+                "geolocation must be an object",
+            ))
+        }
     }
     Ok(())
 }
@@ -107,7 +118,10 @@ fn attributes(body: &Value) -> Result<&Map<String, Value>, ApiError> {
     check_type(data, "inventory_location")?;
     match data.get("attributes") {
         Some(Value::Object(a)) => Ok(a),
-        _ => Err(ApiError::invalid("attributes", "data.attributes must be an object")),
+        _ => Err(ApiError::invalid(
+            "attributes",
+            "data.attributes must be an object",
+        )),
     }
 }
 
@@ -173,7 +187,11 @@ pub async fn create(
         Outcome::Refused(rejection) => return Err(rejection.into()),
     };
     let location = state.store.location(&id).await?.ok_or(ApiError::NotFound)?;
-    Ok((StatusCode::CREATED, Json(json!({"data": wire::location(&location)}))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"data": wire::location(&location)})),
+    )
+        .into_response())
 }
 
 pub async fn update(

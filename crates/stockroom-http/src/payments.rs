@@ -128,7 +128,8 @@ pub async fn housekeeping_forever(state: AppState, every: Duration) {
             Ok(n) => tracing::info!(released = n, "released overdue payment attempts"),
             Err(e) => tracing::warn!(error = %e, "releasing overdue payment attempts failed"),
         }
-        let before = Timestamp::from_secs(state.clock.now().secs() - IDEMPOTENCY_KEY_RETENTION_SECS);
+        let before =
+            Timestamp::from_secs(state.clock.now().secs() - IDEMPOTENCY_KEY_RETENTION_SECS);
         if let Err(e) = state.store.prune_idempotency(before).await {
             tracing::warn!(error = %e, "forgetting old idempotency keys failed");
         }

@@ -40,7 +40,11 @@ fn figures(total: u64, allocated: u64) -> Value {
 
 /// A stable id for a product's stock (`meta.stock_id`): a UUID made from the product id.
 pub fn stock_id(p: &ProductStock) -> String {
-    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, format!("stockroom:stock:{}", p.product_id).as_bytes()).to_string()
+    uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_URL,
+        format!("stockroom:stock:{}", p.product_id).as_bytes(),
+    )
+    .to_string()
 }
 
 /// A product's stock in the multi-location shape: the sums, and each location's figures.
@@ -49,7 +53,12 @@ pub fn stock_mli(p: &ProductStock) -> Value {
         .records
         .iter()
         .filter(|r| r.location != NO_LOCATION)
-        .map(|r| (r.location.clone(), figures(r.stock.total(), r.stock.allocated())))
+        .map(|r| {
+            (
+                r.location.clone(),
+                figures(r.stock.total(), r.stock.allocated()),
+            )
+        })
         .collect();
     let mut attributes = figures(p.total, p.allocated);
     attributes["locations"] = Value::Object(locations);

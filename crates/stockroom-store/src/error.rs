@@ -34,9 +34,7 @@ impl From<sqlx::Error> for StoreError {
                 // unique and foreign-key violations, serialization failure, deadlock
                 // (PostgreSQL); the same violations in SQLite's extended codes
                 Some("23505") | Some("23503") | Some("40001") | Some("40P01") | Some("2067")
-                | Some("1555") | Some("787") => {
-                    StoreError::Conflict
-                }
+                | Some("1555") | Some("787") => StoreError::Conflict,
                 // SQLITE_BUSY / SQLITE_LOCKED: another process holds the lock past the timeout
                 Some("5") | Some("6") | Some("517") => StoreError::Unavailable(e.to_string()),
                 _ => StoreError::Internal(e.to_string()),

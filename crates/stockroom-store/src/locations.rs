@@ -123,7 +123,10 @@ pub(crate) async fn exists(batch: &mut Batch<'_>, slug: &str) -> Result<bool, St
     Ok(row.is_some())
 }
 
-pub(crate) async fn execute(batch: &mut Batch<'_>, command: &Command) -> Result<Outcome, StoreError> {
+pub(crate) async fn execute(
+    batch: &mut Batch<'_>,
+    command: &Command,
+) -> Result<Outcome, StoreError> {
     Ok(match command {
         Command::CreateLocation(l) => {
             let done = sqlx::query(

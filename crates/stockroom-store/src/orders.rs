@@ -587,9 +587,7 @@ type Wanted = BTreeMap<(ProductId, String), u64>;
 fn short(batch: &Batch<'_>, wanted: &Wanted) -> Result<Option<Rejection>, StoreError> {
     for ((product, location), quantity) in wanted {
         match batch.stock(product, location)? {
-            Some(stock) if stock.available() < *quantity => {
-                return Ok(Some(Rejection::OutOfStock))
-            }
+            Some(stock) if stock.available() < *quantity => return Ok(Some(Rejection::OutOfStock)),
             Some(_) => {}
             // Not stock-managed: any quantity may be bought.
             None if !batch.managed(product) => {}
@@ -965,7 +963,14 @@ async fn pay(
     let lines: Vec<_> = payment
         .lines
         .iter()
-        .map(|l| (l.product.clone(), l.location.clone(), Action::Allocate, l.quantity))
+        .map(|l| {
+            (
+                l.product.clone(),
+                l.location.clone(),
+                Action::Allocate,
+                l.quantity,
+            )
+        })
         .collect();
     let entries = match batch.apply_lines(&lines, Some(order_id), None, true)? {
         Ok(entries) => entries,

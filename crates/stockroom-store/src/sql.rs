@@ -14,8 +14,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::dialect::{Dialect, Kind, POSTGRES, SQLITE};
 use crate::error::{OpenError, StoreError};
-use crate::model::*;
 use crate::locations;
+use crate::model::*;
 use crate::orders;
 use crate::verify::{self, VerifyReport};
 use crate::writer::{self, Job};

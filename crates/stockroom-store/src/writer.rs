@@ -32,8 +32,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::dialect::Dialect;
 use crate::error::StoreError;
-use crate::model::*;
 use crate::locations;
+use crate::model::*;
 use crate::orders;
 use crate::sql::{history_columns, history_entry, ids_json, stock_record};
 
@@ -214,7 +214,12 @@ impl Batch<'_> {
 
     /// Why a line's record is missing: the product is not stock-managed (`None`, when
     /// `skip_unmanaged`), needs a location, or is not held where asked.
-    fn missing(&self, product: &ProductId, location: &str, skip_unmanaged: bool) -> Option<Rejection> {
+    fn missing(
+        &self,
+        product: &ProductId,
+        location: &str,
+        skip_unmanaged: bool,
+    ) -> Option<Rejection> {
         if !self.managed(product) {
             return (!skip_unmanaged).then_some(Rejection::NotFound);
         }
@@ -600,7 +605,8 @@ async fn execute(batch: &mut Batch<'_>, command: &Command) -> Result<Outcome, St
             } else {
                 let mut first = None;
                 for (location, stock) in records {
-                    let entry = batch.replace(product, &location, Action::Delete, stock.total(), None);
+                    let entry =
+                        batch.replace(product, &location, Action::Delete, stock.total(), None);
                     first.get_or_insert(entry);
                 }
                 first

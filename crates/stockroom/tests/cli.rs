@@ -345,15 +345,33 @@ fn sigterm_stops_the_server_cleanly() {
 }
 
 async fn post(http: &reqwest::Client, url: String, token: &str, body: Value) -> (u16, Value) {
-    let r = http.post(url).bearer_auth(token).json(&body).send().await.expect("request");
+    let r = http
+        .post(url)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
 /// An order of `lines` (product, quantity) through cart and checkout; its id.
-async fn order_of(http: &reqwest::Client, base: &str, token: &str, cart: &str, lines: &[(&str, u64)]) -> String {
+async fn order_of(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    cart: &str,
+    lines: &[(&str, u64)],
+) -> String {
     for (product, q) in lines {
-        let (status, body) = post(http, format!("{base}/v2/carts/{cart}/items"), token, json!({"data": {"type": "cart_item", "id": product, "quantity": q}})).await;
+        let (status, body) = post(
+            http,
+            format!("{base}/v2/carts/{cart}/items"),
+            token,
+            json!({"data": {"type": "cart_item", "id": product, "quantity": q}}),
+        )
+        .await;
         assert_eq!(status, 200, "{body}");
     }
     let (status, body) = post(
@@ -368,8 +386,19 @@ async fn order_of(http: &reqwest::Client, base: &str, token: &str, cart: &str, l
 }
 
 async fn figures(http: &reqwest::Client, base: &str, token: &str, product: &str) -> (u64, u64) {
-    let r: Value = http.get(format!("{base}/v2/inventories/{product}")).bearer_auth(token).send().await.expect("get").json().await.expect("json");
-    (r["data"]["total"].as_u64().expect("total"), r["data"]["allocated"].as_u64().expect("allocated"))
+    let r: Value = http
+        .get(format!("{base}/v2/inventories/{product}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    (
+        r["data"]["total"].as_u64().expect("total"),
+        r["data"]["allocated"].as_u64().expect("allocated"),
+    )
 }
 
 /// Two `stockroom serve` processes over one PostgreSQL database; 200 clients split across
@@ -383,35 +412,72 @@ async fn two_instances_over_one_postgres_database_never_oversell() {
     let Some(url) = fresh_database(Backend::Postgres, dir.path()).await else {
         return;
     };
-    let env = [("STOCKROOM_CLIENT_ID", ADMIN_ID), ("STOCKROOM_CLIENT_SECRET", ADMIN_SECRET)];
+    let env = [
+        ("STOCKROOM_CLIENT_ID", ADMIN_ID),
+        ("STOCKROOM_CLIENT_SECRET", ADMIN_SECRET),
+    ];
     let a = serve(&url, &env);
     let b = serve(&url, &env);
-    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build().expect("client");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .expect("client");
     let ta = token(&http, &a.base, ADMIN_ID, ADMIN_SECRET).await;
     let tb = token(&http, &b.base, ADMIN_ID, ADMIN_SECRET).await;
     for (p, q) in [("hot", 100), ("side", 1000)] {
-        let (status, _) = post(&http, format!("{}/v2/inventories/{p}", a.base), &ta, json!({"data": {"quantity": q}})).await;
+        let (status, _) = post(
+            &http,
+            format!("{}/v2/inventories/{p}", a.base),
+            &ta,
+            json!({"data": {"quantity": q}}),
+        )
+        .await;
         assert_eq!(status, 201);
     }
     let mut orders = Vec::new();
     for i in 0..100 {
-        orders.push(order_of(&http, &b.base, &tb, &format!("cart-{i}"), &[("hot", 1), ("side", 1)]).await);
+        orders.push(
+            order_of(
+                &http,
+                &b.base,
+                &tb,
+                &format!("cart-{i}"),
+                &[("hot", 1), ("side", 1)],
+            )
+            .await,
+        );
     }
     let barrier = Arc::new(tokio::sync::Barrier::new(200));
     let tasks: Vec<_> = (0..200)
         .map(|i| {
             let (http, barrier) = (http.clone(), barrier.clone());
-            let (base, t) = if i % 2 == 0 { (a.base.clone(), ta.clone()) } else { (b.base.clone(), tb.clone()) };
+            let (base, t) = if i % 2 == 0 {
+                (a.base.clone(), ta.clone())
+            } else {
+                (b.base.clone(), tb.clone())
+            };
             let order = (i % 4 >= 2).then(|| orders[(i / 4) * 2 + (i % 4 - 2)].clone());
             tokio::spawn(async move {
                 barrier.wait().await;
                 match &order {
                     Some(order) => {
-                        let (status, _) = post(&http, format!("{base}/v2/orders/{order}/payments"), &t, json!({"data": {"gateway": "manual", "method": "purchase"}})).await;
+                        let (status, _) = post(
+                            &http,
+                            format!("{base}/v2/orders/{order}/payments"),
+                            &t,
+                            json!({"data": {"gateway": "manual", "method": "purchase"}}),
+                        )
+                        .await;
                         (status, order.clone())
                     }
                     None => {
-                        let (status, _) = post(&http, format!("{base}/v2/inventories/hot/transactions"), &t, json!({"data": {"action": "allocate", "quantity": 1}})).await;
+                        let (status, _) = post(
+                            &http,
+                            format!("{base}/v2/inventories/hot/transactions"),
+                            &t,
+                            json!({"data": {"action": "allocate", "quantity": 1}}),
+                        )
+                        .await;
                         (if status == 422 { 400 } else { status }, String::new())
                     }
                 }
@@ -430,11 +496,19 @@ async fn two_instances_over_one_postgres_database_never_oversell() {
     }
     assert_eq!(won, 100);
     assert_eq!(figures(&http, &b.base, &tb, "hot").await, (100, 100));
-    assert_eq!(figures(&http, &a.base, &ta, "side").await, (1000, paid_orders), "each paid order allocated its second line too, each refused one nothing");
+    assert_eq!(
+        figures(&http, &a.base, &ta, "side").await,
+        (1000, paid_orders),
+        "each paid order allocated its second line too, each refused one nothing"
+    );
     drop((a, b));
     let out = run(&["verify", "--database-url", &url]);
     assert!(out.status.success(), "{}", text(&out.stdout));
-    assert!(text(&out.stdout).contains(&format!("{} history entries", 2 + 100 + paid_orders)), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains(&format!("{} history entries", 2 + 100 + paid_orders)),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 /// SIGKILL while a payment waits on a gateway that never answers; after a restart the
@@ -453,7 +527,9 @@ async fn a_payment_pending_when_the_process_dies_is_released_after_restart() {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let gateway_url = format!("http://{}/pay", listener.local_addr().expect("addr"));
     tokio::spawn(async move { axum::serve(listener, gateway).await });
 
@@ -469,17 +545,37 @@ async fn a_payment_pending_when_the_process_dies_is_released_after_restart() {
     let mut server = serve(&url, &env);
     let http = reqwest::Client::new();
     let t = token(&http, &server.base, ADMIN_ID, ADMIN_SECRET).await;
-    post(&http, format!("{}/v2/inventories/p", server.base), &t, json!({"data": {"quantity": 5}})).await;
+    post(
+        &http,
+        format!("{}/v2/inventories/p", server.base),
+        &t,
+        json!({"data": {"quantity": 5}}),
+    )
+    .await;
     let order = order_of(&http, &server.base, &t, "c", &[("p", 2)]).await;
     let paying = tokio::spawn({
         let (http, base, t, order) = (http.clone(), server.base.clone(), t.clone(), order.clone());
-        async move { http.post(format!("{base}/v2/orders/{order}/payments")).bearer_auth(t).json(&json!({"data": {"gateway": "http", "method": "purchase"}})).send().await.map(|r| r.status().as_u16()) }
+        async move {
+            http.post(format!("{base}/v2/orders/{order}/payments"))
+                .bearer_auth(t)
+                .json(&json!({"data": {"gateway": "http", "method": "purchase"}}))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }
     });
     seen.recv().await.expect("the gateway was asked");
-    assert_eq!(figures(&http, &server.base, &t, "p").await, (5, 2), "allocated while pending");
+    assert_eq!(
+        figures(&http, &server.base, &t, "p").await,
+        (5, 2),
+        "allocated while pending"
+    );
     server.child.kill().expect("SIGKILL");
     server.child.wait().expect("wait");
-    assert!(paying.await.expect("task").is_err(), "the payer never got an answer");
+    assert!(
+        paying.await.expect("task").is_err(),
+        "the payer never got an answer"
+    );
 
     let server = serve(&url, &env);
     let t = token(&http, &server.base, ADMIN_ID, ADMIN_SECRET).await;
@@ -493,10 +589,32 @@ async fn a_payment_pending_when_the_process_dies_is_released_after_restart() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(released, "the allocation was released after the timeout");
-    let history: Value = http.get(format!("{}/v2/inventories/p/transactions", server.base)).bearer_auth(&t).send().await.expect("get").json().await.expect("json");
-    let actions: Vec<&str> = history["data"].as_array().expect("data").iter().filter(|e| e["order_id"] == order.as_str()).filter_map(|e| e["action"].as_str()).collect();
+    let history: Value = http
+        .get(format!("{}/v2/inventories/p/transactions", server.base))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    let actions: Vec<&str> = history["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter(|e| e["order_id"] == order.as_str())
+        .filter_map(|e| e["action"].as_str())
+        .collect();
     assert_eq!(actions, ["deallocate", "allocate"], "released exactly once");
-    let r: Value = http.get(format!("{}/v2/orders/{order}", server.base)).bearer_auth(&t).send().await.expect("get").json().await.expect("json");
+    let r: Value = http
+        .get(format!("{}/v2/orders/{order}", server.base))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(r["data"]["payment"], "unpaid");
     drop(server);
     let out = run(&["verify", "--database-url", &url]);

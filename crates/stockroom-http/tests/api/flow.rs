@@ -979,10 +979,16 @@ async fn load_beyond_the_limit_is_shed_and_slow_requests_time_out(backend: Backe
     let mode = Arc::new(AtomicU8::new(3));
     let (url, mut seen) = spawn_gateway(mode.clone()).await;
     let settings = PaymentSettings {
-        http: Some(HttpGateway { url, timeout: Duration::from_millis(1500) }),
+        http: Some(HttpGateway {
+            url,
+            timeout: Duration::from_millis(1500),
+        }),
         pending_timeout: Duration::from_secs(60),
     };
-    let limits = Limits { max_concurrent_requests: 1, request_timeout: Duration::from_millis(500) };
+    let limits = Limits {
+        max_concurrent_requests: 1,
+        request_timeout: Duration::from_millis(500),
+    };
     let Some(app) = spawn_app_limited(backend, settings, limits).await else {
         return;
     };
@@ -996,9 +1002,20 @@ async fn load_beyond_the_limit_is_shed_and_slow_requests_time_out(backend: Backe
     });
     // Once the gateway has the payment, the payment holds the only slot.
     seen.recv().await.expect("the gateway was asked");
-    let shed = app.call(Method::GET, "/v2/inventories/p", Some(&app.admin), None).await;
-    assert_eq!(shed.error_status(), 503, "a request beyond the limit is shed");
-    assert_eq!(shed.headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    let shed = app
+        .call(Method::GET, "/v2/inventories/p", Some(&app.admin), None)
+        .await;
+    assert_eq!(
+        shed.error_status(),
+        503,
+        "a request beyond the limit is shed"
+    );
+    assert_eq!(
+        shed.headers
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
     let r = stuck.await.expect("task");
     assert_eq!(r.error_status(), 503);
     assert_eq!(r.body["errors"][0]["title"], "Request timed out");

@@ -21,7 +21,8 @@ const MLI: (&str, &str) = ("EP-Inventories-Multi-Location", "true");
 impl TestApp {
     async fn mli(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
         let raw = body.map(|b| b.to_string());
-        self.call_raw(method, path, Some(&self.admin), raw.as_deref(), &[MLI]).await
+        self.call_raw(method, path, Some(&self.admin), raw.as_deref(), &[MLI])
+            .await
     }
 
     async fn create_location(&self, slug: &str) -> String {
@@ -29,10 +30,12 @@ impl TestApp {
             .mli(
                 Method::POST,
                 "/v2/inventories/locations",
-                Some(json!({"data": {"type": "inventory_location", "attributes": {
+                Some(
+                    json!({"data": {"type": "inventory_location", "attributes": {
                     "name": format!("Warehouse {slug}"), "slug": slug, "external_ref": "ext",
                     "description": "a place", "address": ["1 Road", "Town"],
-                    "geolocation": {"lat": 51.47, "lon": -0.0015}}}})),
+                    "geolocation": {"lat": 51.47, "lon": -0.0015}}}}),
+                ),
             )
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
@@ -41,7 +44,9 @@ impl TestApp {
 
     /// (total, allocated, available) at one location, from the multi-location view.
     async fn at(&self, product: &str, slug: &str) -> Option<(u64, u64, u64)> {
-        let r = self.mli(Method::GET, &format!("/v2/inventories/{product}"), None).await;
+        let r = self
+            .mli(Method::GET, &format!("/v2/inventories/{product}"), None)
+            .await;
         let l = &r.body["data"]["attributes"]["locations"][slug];
         let f = |k: &str| l[k].as_u64();
         Some((f("total")?, f("allocated")?, f("available")?))
@@ -50,17 +55,37 @@ impl TestApp {
 
 async fn locations_are_created_read_updated_and_deleted(app: TestApp) {
     let id = app.create_location("milton-keynes").await;
-    let r = app.call(Method::GET, &format!("/v2/inventories/locations/{id}"), Some(&app.shopper), None).await;
+    let r = app
+        .call(
+            Method::GET,
+            &format!("/v2/inventories/locations/{id}"),
+            Some(&app.shopper),
+            None,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     let a = &r.body["data"]["attributes"];
     assert_eq!(r.body["data"]["type"], "inventory_location");
-    assert_eq!((a["slug"].clone(), a["name"].clone()), (json!("milton-keynes"), json!("Warehouse milton-keynes")));
+    assert_eq!(
+        (a["slug"].clone(), a["name"].clone()),
+        (json!("milton-keynes"), json!("Warehouse milton-keynes"))
+    );
     assert_eq!(a["address"], json!(["1 Road", "Town"]));
     assert_eq!(a["geolocation"]["lat"], 51.47);
-    let r = app.mli(Method::GET, "/v2/inventories/locations", None).await;
-    assert_eq!(r.body["meta"]["results"]["total"], 1, "the no-location sentinel is never listed");
+    let r = app
+        .mli(Method::GET, "/v2/inventories/locations", None)
+        .await;
+    assert_eq!(
+        r.body["meta"]["results"]["total"], 1,
+        "the no-location sentinel is never listed"
+    );
     let dup = json!({"data": {"type": "inventory_location", "attributes": {"name": "Another", "slug": "milton-keynes"}}});
-    assert_eq!(app.mli(Method::POST, "/v2/inventories/locations", Some(dup)).await.error_status(), 409);
+    assert_eq!(
+        app.mli(Method::POST, "/v2/inventories/locations", Some(dup))
+            .await
+            .error_status(),
+        409
+    );
     let long_slug = "s".repeat(129);
     for bad in [
         json!({"data": {"type": "inventory_location", "attributes": {"name": "ab", "slug": "x"}}}),
@@ -72,25 +97,75 @@ async fn locations_are_created_read_updated_and_deleted(app: TestApp) {
         json!({"data": {"type": "inventory_location", "attributes": {"name": "Place", "slug": "x", "geolocation": {"lat": 91, "lon": 0}}}}),
         json!({"data": {"type": "stock", "attributes": {"name": "Place", "slug": "x"}}}),
     ] {
-        assert_eq!(app.mli(Method::POST, "/v2/inventories/locations", Some(bad.clone())).await.error_status(), 400, "{bad}");
+        assert_eq!(
+            app.mli(Method::POST, "/v2/inventories/locations", Some(bad.clone()))
+                .await
+                .error_status(),
+            400,
+            "{bad}"
+        );
     }
     let ok_slug = json!({"data": {"type": "inventory_location", "attributes": {"name": "Place", "slug": "s".repeat(128), "address": ["1","2","3","4","5","6","7","8"]}}});
-    assert_eq!(app.mli(Method::POST, "/v2/inventories/locations", Some(ok_slug)).await.status, StatusCode::CREATED, "the limits themselves are allowed");
+    assert_eq!(
+        app.mli(Method::POST, "/v2/inventories/locations", Some(ok_slug))
+            .await
+            .status,
+        StatusCode::CREATED,
+        "the limits themselves are allowed"
+    );
     let r = app.mli(Method::PUT, &format!("/v2/inventories/locations/{id}"), Some(json!({"data": {"type": "inventory_location", "id": id, "attributes": {"name": "MK Warehouse", "slug": "mk"}}}))).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["data"]["attributes"]["slug"], "mk");
-    assert_eq!(r.body["data"]["attributes"]["address"], json!(["1 Road", "Town"]), "untouched fields stay");
+    assert_eq!(
+        r.body["data"]["attributes"]["address"],
+        json!(["1 Road", "Town"]),
+        "untouched fields stay"
+    );
     // A location holding stock keeps its slug and cannot be deleted.
     let r = app.mli(Method::POST, "/v2/inventories", Some(json!({"data": {"type": "stock", "id": "p", "attributes": {"locations": {"mk": {"available": 3}}}}}))).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let r = app.mli(Method::PUT, &format!("/v2/inventories/locations/{id}"), Some(json!({"data": {"type": "inventory_location", "attributes": {"slug": "elsewhere"}}}))).await;
     assert_eq!(r.error_status(), 409);
-    assert_eq!(app.mli(Method::DELETE, &format!("/v2/inventories/locations/{id}"), None).await.error_status(), 409);
-    let r = app.call(Method::POST, "/v2/inventories/locations", Some(&app.shopper), Some(json!({"data": {}}))).await;
+    assert_eq!(
+        app.mli(
+            Method::DELETE,
+            &format!("/v2/inventories/locations/{id}"),
+            None
+        )
+        .await
+        .error_status(),
+        409
+    );
+    let r = app
+        .call(
+            Method::POST,
+            "/v2/inventories/locations",
+            Some(&app.shopper),
+            Some(json!({"data": {}})),
+        )
+        .await;
     assert_eq!(r.error_status(), 403);
     app.mli(Method::PUT, "/v2/inventories/p", Some(json!({"data": {"type": "stock", "id": "p", "attributes": {"locations": {"mk": null}}}}))).await;
-    assert_eq!(app.mli(Method::DELETE, &format!("/v2/inventories/locations/{id}"), None).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(app.mli(Method::GET, &format!("/v2/inventories/locations/{id}"), None).await.error_status(), 404);
+    assert_eq!(
+        app.mli(
+            Method::DELETE,
+            &format!("/v2/inventories/locations/{id}"),
+            None
+        )
+        .await
+        .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.mli(
+            Method::GET,
+            &format!("/v2/inventories/locations/{id}"),
+            None
+        )
+        .await
+        .error_status(),
+        404
+    );
     app.verify_ok().await;
 }
 
@@ -100,17 +175,52 @@ async fn stock_is_created_updated_and_summed_per_location(app: TestApp) {
     let r = app.mli(Method::POST, "/v2/inventories", Some(json!({"data": {"type": "stock", "id": "p", "attributes": {"locations": {"a": {"available": 7}, "b": {"available": 3}}}}}))).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let d = &r.body["data"];
-    assert_eq!((d["attributes"]["total"].clone(), d["attributes"]["available"].clone()), (json!(10), json!(10)));
-    assert_eq!(d["attributes"]["locations"]["a"], json!({"total": 7, "allocated": 0, "available": 7}));
-    assert!(d["meta"]["stock_id"].as_str().is_some_and(|s| s.len() == 36));
-    assert_eq!(app.figures("p").await, (10, 0, 10), "the classic view shows the sums");
+    assert_eq!(
+        (
+            d["attributes"]["total"].clone(),
+            d["attributes"]["available"].clone()
+        ),
+        (json!(10), json!(10))
+    );
+    assert_eq!(
+        d["attributes"]["locations"]["a"],
+        json!({"total": 7, "allocated": 0, "available": 7})
+    );
+    assert!(d["meta"]["stock_id"]
+        .as_str()
+        .is_some_and(|s| s.len() == 36));
+    assert_eq!(
+        app.figures("p").await,
+        (10, 0, 10),
+        "the classic view shows the sums"
+    );
     let again = json!({"data": {"type": "stock", "id": "p", "attributes": {"available": 1}}});
-    assert_eq!(app.mli(Method::POST, "/v2/inventories", Some(again)).await.error_status(), 409);
+    assert_eq!(
+        app.mli(Method::POST, "/v2/inventories", Some(again))
+            .await
+            .error_status(),
+        409
+    );
     let unknown = json!({"data": {"type": "stock", "id": "q", "attributes": {"locations": {"nowhere": {"available": 1}}}}});
-    assert_eq!(app.mli(Method::POST, "/v2/inventories", Some(unknown)).await.error_status(), 404);
-    let r = app.mli(Method::POST, "/v2/inventories", Some(json!({"data": {"type": "stock", "id": "plain", "attributes": {"available": 4}}}))).await;
+    assert_eq!(
+        app.mli(Method::POST, "/v2/inventories", Some(unknown))
+            .await
+            .error_status(),
+        404
+    );
+    let r = app
+        .mli(
+            Method::POST,
+            "/v2/inventories",
+            Some(json!({"data": {"type": "stock", "id": "plain", "attributes": {"available": 4}}})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED);
-    assert_eq!(app.figures("plain").await, (4, 0, 4), "available alone makes stock with no location");
+    assert_eq!(
+        app.figures("plain").await,
+        (4, 0, 4),
+        "available alone makes stock with no location"
+    );
     let r = app.mli(Method::POST, "/v2/inventories/p/transactions", Some(json!({"data": {"attributes": {"type": "stock-transaction", "action": "allocate", "quantity": 2, "product_id": "p", "location": "b"}}}))).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let r = app.mli(Method::PUT, "/v2/inventories/p", Some(json!({"data": {"type": "stock", "id": "p", "attributes": {"locations": {"a": {"available": 9}, "b": null}}}}))).await;
@@ -119,13 +229,32 @@ async fn stock_is_created_updated_and_summed_per_location(app: TestApp) {
     app.mli(Method::POST, "/v2/inventories/p/transactions", Some(json!({"data": {"type": "stock-transaction", "attributes": {"action": "deallocate", "quantity": 2, "location": "b"}}}))).await;
     let r = app.mli(Method::PUT, "/v2/inventories/p", Some(json!({"data": {"type": "stock", "id": "p", "attributes": {"locations": {"a": {"available": 9}, "b": null}}}}))).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(r.body["data"]["attributes"]["locations"], json!({"a": {"total": 9, "allocated": 0, "available": 9}}));
+    assert_eq!(
+        r.body["data"]["attributes"]["locations"],
+        json!({"a": {"total": 9, "allocated": 0, "available": 9}})
+    );
     assert_eq!(app.figures("p").await, (9, 0, 9));
-    let r = app.mli(Method::GET, "/v2/inventories?filter=eq(locations,a)", None).await;
-    let ids: Vec<&str> = r.body["data"].as_array().expect("data").iter().filter_map(|s| s["id"].as_str()).collect();
+    let r = app
+        .mli(Method::GET, "/v2/inventories?filter=eq(locations,a)", None)
+        .await;
+    let ids: Vec<&str> = r.body["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
     assert_eq!(ids, ["p"]);
-    let r = app.mli(Method::POST, "/v2/inventories/multiple", Some(json!({"data": [{"type": "stock", "id": "p"}]}))).await;
-    assert_eq!(r.body["data"][0]["attributes"]["locations"]["a"]["total"], 9);
+    let r = app
+        .mli(
+            Method::POST,
+            "/v2/inventories/multiple",
+            Some(json!({"data": [{"type": "stock", "id": "p"}]})),
+        )
+        .await;
+    assert_eq!(
+        r.body["data"][0]["attributes"]["locations"]["a"]["total"],
+        9
+    );
     app.verify_ok().await;
 }
 
@@ -135,35 +264,90 @@ async fn transactions_name_their_location_in_either_body_shape(app: TestApp) {
     app.mli(Method::POST, "/v2/inventories", Some(json!({"data": {"type": "stock", "id": "p", "attributes": {"locations": {"a": {"available": 10}, "b": {"available": 10}}}}}))).await;
     // The SDK's shape: `type` inside attributes, no data.type.
     let sdk = json!({"data": {"attributes": {"type": "stock-transaction", "action": "increment", "quantity": 5, "product_id": "p", "location": "a"}}});
-    let r = app.mli(Method::POST, "/v2/inventories/p/transactions", Some(sdk)).await;
+    let r = app
+        .mli(Method::POST, "/v2/inventories/p/transactions", Some(sdk))
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     assert_eq!(r.body["data"]["attributes"]["location"], "a");
     assert!(r.body["data"]["meta"]["timestamps"]["created_at"].is_string());
     // The spec's shape: data.type and attributes.
     let spec = json!({"data": {"type": "stock-transaction", "attributes": {"action": "set", "quantity": 4, "location": "b"}}});
-    assert_eq!(app.mli(Method::POST, "/v2/inventories/p/transactions", Some(spec)).await.status, StatusCode::CREATED);
+    assert_eq!(
+        app.mli(Method::POST, "/v2/inventories/p/transactions", Some(spec))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
     for (action, q) in [("allocate", 3), ("deallocate", 1), ("decrement", 2)] {
         let body = json!({"data": {"attributes": {"type": "stock-transaction", "action": action, "quantity": q, "location": "a"}}});
-        assert_eq!(app.mli(Method::POST, "/v2/inventories/p/transactions", Some(body)).await.status, StatusCode::CREATED);
+        assert_eq!(
+            app.mli(Method::POST, "/v2/inventories/p/transactions", Some(body))
+                .await
+                .status,
+            StatusCode::CREATED
+        );
     }
     assert_eq!(app.at("p", "a").await, Some((13, 2, 11)));
     assert_eq!(app.at("p", "b").await, Some((4, 0, 4)));
     let too_much = json!({"data": {"attributes": {"type": "stock-transaction", "action": "allocate", "quantity": 5, "location": "b"}}});
-    assert_eq!(app.mli(Method::POST, "/v2/inventories/p/transactions", Some(too_much)).await.error_status(), 422);
-    let r = app.mli(Method::GET, "/v2/inventories/p/transactions?filter=eq(location,b)", None).await;
+    assert_eq!(
+        app.mli(
+            Method::POST,
+            "/v2/inventories/p/transactions",
+            Some(too_much)
+        )
+        .await
+        .error_status(),
+        422
+    );
+    let r = app
+        .mli(
+            Method::GET,
+            "/v2/inventories/p/transactions?filter=eq(location,b)",
+            None,
+        )
+        .await;
     assert_eq!(r.body["meta"]["results"]["total"], 2, "create and set at b");
-    let r = app.mli(Method::GET, "/v2/inventories/p/transactions?filter=eq(locations,a):eq(action,allocate)", None).await;
+    let r = app
+        .mli(
+            Method::GET,
+            "/v2/inventories/p/transactions?filter=eq(locations,a):eq(action,allocate)",
+            None,
+        )
+        .await;
     assert_eq!(r.body["meta"]["results"]["total"], 1);
     // Without a location, a product held only at locations needs one named.
     let r = app.transact("p", "increment", 1).await;
     assert_eq!(r.error_status(), 400);
     let nowhere = json!({"data": {"attributes": {"type": "stock-transaction", "action": "increment", "quantity": 1, "location": "nowhere"}}});
-    assert_eq!(app.mli(Method::POST, "/v2/inventories/p/transactions", Some(nowhere)).await.error_status(), 404);
+    assert_eq!(
+        app.mli(
+            Method::POST,
+            "/v2/inventories/p/transactions",
+            Some(nowhere)
+        )
+        .await
+        .error_status(),
+        404
+    );
     let other = json!({"data": {"attributes": {"type": "stock-transaction", "action": "increment", "quantity": 1, "product_id": "other", "location": "a"}}});
-    assert_eq!(app.mli(Method::POST, "/v2/inventories/p/transactions", Some(other)).await.error_status(), 400);
+    assert_eq!(
+        app.mli(Method::POST, "/v2/inventories/p/transactions", Some(other))
+            .await
+            .error_status(),
+        400
+    );
     // Classic stock reads and writes exactly as before, with or without the header.
     app.create_stock("classic", 5).await;
-    let r = app.mli(Method::POST, "/v2/inventories/classic/transactions", Some(json!({"data": {"type": "stock-transaction", "action": "allocate", "quantity": 2}}))).await;
+    let r = app
+        .mli(
+            Method::POST,
+            "/v2/inventories/classic/transactions",
+            Some(
+                json!({"data": {"type": "stock-transaction", "action": "allocate", "quantity": 2}}),
+            ),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED);
     assert_eq!(app.figures("classic").await, (5, 2, 3));
     app.verify_ok().await;
@@ -181,38 +365,94 @@ async fn the_order_flow_takes_stock_at_each_line_location(app: TestApp) {
             if let Some(loc) = loc {
                 item["location"] = json!(loc);
             }
-            app.shopper(Method::POST, &format!("/v2/carts/{cart}/items"), Some(json!({"data": item}))).await
+            app.shopper(
+                Method::POST,
+                &format!("/v2/carts/{cart}/items"),
+                Some(json!({"data": item})),
+            )
+            .await
         }
     };
-    assert_eq!(add("c", Some("north"), 3).await.error_status(), 400, "north holds 2");
-    assert_eq!(add("c", None, 1).await.error_status(), 400, "a line must name a location");
+    assert_eq!(
+        add("c", Some("north"), 3).await.error_status(),
+        400,
+        "north holds 2"
+    );
+    assert_eq!(
+        add("c", None, 1).await.error_status(),
+        400,
+        "a line must name a location"
+    );
     assert_eq!(add("c", Some("nowhere"), 1).await.error_status(), 404);
     let r = add("c", Some("north"), 2).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["data"][0]["location"], "north");
     let r = add("c", Some("south"), 5).await;
-    assert_eq!(r.body["data"].as_array().map(Vec::len), Some(2), "one line per location");
-    let order = app.checkout("c").await.body["data"]["id"].as_str().expect("order").to_owned();
-    let r = app.shopper(Method::GET, &format!("/v2/orders/{order}/items"), None).await;
-    let mut locations: Vec<&str> = r.body["data"].as_array().expect("items").iter().filter_map(|i| i["location"].as_str()).collect();
+    assert_eq!(
+        r.body["data"].as_array().map(Vec::len),
+        Some(2),
+        "one line per location"
+    );
+    let order = app.checkout("c").await.body["data"]["id"]
+        .as_str()
+        .expect("order")
+        .to_owned();
+    let r = app
+        .shopper(Method::GET, &format!("/v2/orders/{order}/items"), None)
+        .await;
+    let mut locations: Vec<&str> = r.body["data"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["location"].as_str())
+        .collect();
     locations.sort_unstable();
     assert_eq!(locations, ["north", "south"]);
-    assert_eq!(app.pay(&order, "manual", "purchase").await.status, StatusCode::OK);
+    assert_eq!(
+        app.pay(&order, "manual", "purchase").await.status,
+        StatusCode::OK
+    );
     assert_eq!(app.at("p", "north").await, Some((2, 2, 0)));
     assert_eq!(app.at("p", "south").await, Some((50, 5, 45)));
-    app.admin(Method::PUT, &format!("/v2/orders/{order}"), Some(json!({"data": {"type": "order", "shipping": "fulfilled"}}))).await;
+    app.admin(
+        Method::PUT,
+        &format!("/v2/orders/{order}"),
+        Some(json!({"data": {"type": "order", "shipping": "fulfilled"}})),
+    )
+    .await;
     assert_eq!(app.at("p", "north").await, Some((0, 0, 0)));
     assert_eq!(app.at("p", "south").await, Some((45, 0, 45)));
     // South has plenty; an order for north, now empty, is refused at payment.
     let r = add("d", Some("south"), 1).await;
     assert_eq!(r.status, StatusCode::OK);
-    let second = app.checkout("d").await.body["data"]["id"].as_str().expect("order").to_owned();
+    let second = app.checkout("d").await.body["data"]["id"]
+        .as_str()
+        .expect("order")
+        .to_owned();
     let r = app.pay(&second, "manual", "authorize").await;
     assert_eq!(r.status, StatusCode::OK);
-    app.admin(Method::PUT, &format!("/v2/orders/{second}"), Some(json!({"data": {"type": "order", "status": "cancelled"}}))).await;
-    assert_eq!(app.at("p", "south").await, Some((45, 0, 45)), "released at its location");
-    let entries = app.mli(Method::GET, "/v2/inventories/p/transactions?filter=eq(location,south)", None).await;
-    assert_eq!(entries.body["meta"]["results"]["total"], 5, "create, allocate, ship, allocate, deallocate");
+    app.admin(
+        Method::PUT,
+        &format!("/v2/orders/{second}"),
+        Some(json!({"data": {"type": "order", "status": "cancelled"}})),
+    )
+    .await;
+    assert_eq!(
+        app.at("p", "south").await,
+        Some((45, 0, 45)),
+        "released at its location"
+    );
+    let entries = app
+        .mli(
+            Method::GET,
+            "/v2/inventories/p/transactions?filter=eq(location,south)",
+            None,
+        )
+        .await;
+    assert_eq!(
+        entries.body["meta"]["results"]["total"], 5,
+        "create, allocate, ship, allocate, deallocate"
+    );
     app.verify_ok().await;
 }
 
