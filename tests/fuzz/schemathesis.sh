@@ -146,8 +146,7 @@ ARGS=(
   # filters) is not thread-safe and fails with "AST constructor recursion depth mismatch".
   --workers 1
   --request-timeout 30
-  # NUL characters in strings: PostgreSQL refuses them in text, so FUZZ_ALLOW_X00=false keeps a
-  # run against FUZZ_DATABASE_URL=postgres://… to the other bugs while that one is open.
+  # NUL characters in strings: the server refuses them with 400 (PostgreSQL cannot store them).
   --generation-allow-x00 "${FUZZ_ALLOW_X00:-true}"
   --report junit
   --report-dir "$WORK/report"

@@ -206,6 +206,12 @@ pub async fn access_token(
             .collect(),
         _ => form_urlencoded::parse(&body).into_owned().collect(),
     };
+    if fields
+        .iter()
+        .any(|(k, v)| k.contains('\0') || v.contains('\0'))
+    {
+        return Err(crate::extract::nul_refused());
+    }
     let field = |name: &str| {
         fields
             .iter()

@@ -56,10 +56,50 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(JsonBody(Value::Null));
         }
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|e| ApiError::BadJson(e.to_string()))
+        let value: Value =
+            serde_json::from_slice(&bytes).map_err(|e| ApiError::BadJson(e.to_string()))?;
+        if has_nul(&value) {
+            return Err(nul_refused());
+        }
+        Ok(JsonBody(value))
     }
+}
+
+/// Whether any string (or key) in a JSON value holds a NUL character, which no field accepts
+/// (PostgreSQL cannot store it in text, and no id, name or address needs it).
+fn has_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
+pub fn nul_refused() -> ApiError {
+    ApiError::Invalid {
+        detail: "text may not contain NUL characters".into(),
+        source: None,
+    }
+}
+
+/// Refuses requests whose path or query holds an encoded NUL character (`%00`), before any
+/// handler sees the decoded text.
+pub async fn refuse_nul_in_uri(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let uri = req.uri();
+    let encoded_nul = |s: &str| {
+        s.as_bytes()
+            .windows(3)
+            .any(|w| w.eq_ignore_ascii_case(b"%00"))
+    };
+    if encoded_nul(uri.path()) || uri.query().is_some_and(encoded_nul) {
+        return nul_refused().into_response();
+    }
+    next.run(req).await
 }
 
 /// `body.data` as an object.

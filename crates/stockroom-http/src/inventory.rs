@@ -132,11 +132,19 @@ async fn write_stock(
     if let Outcome::Refused(rejection) = answer.outcome {
         return Err(rejection.into());
     }
+    // A change that removed the product's last record leaves it with no stock: show that.
     let stock = state
         .store
         .stock(product)
         .await?
-        .ok_or(ApiError::NotFound)?;
+        .unwrap_or_else(|| ProductStock {
+            product_id: product.clone(),
+            total: 0,
+            allocated: 0,
+            created_at: state.clock.now(),
+            updated_at: state.clock.now(),
+            records: Vec::new(),
+        });
     Ok((
         status,
         Json(json!({ "data": render_stock_as(multi_location, &stock) })),

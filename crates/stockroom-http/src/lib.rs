@@ -326,6 +326,7 @@ pub fn routes(state: AppState) -> (Router, Vec<RouteInfo>) {
         .layer(from_fn_with_state(state.clone(), shed_and_time_out))
         .layer(from_fn_with_state(state.clone(), metrics::count))
         .layer(TraceLayer::new_for_http())
+        .layer(from_fn(extract::refuse_nul_in_uri))
         .layer(from_fn(json_errors_for_bad_paths))
         .with_state(state);
     (router, routes.table)

@@ -145,7 +145,20 @@ async fn locations_are_created_read_updated_and_deleted(app: TestApp) {
         )
         .await;
     assert_eq!(r.error_status(), 403);
-    app.mli(Method::PUT, "/v2/inventories/p", Some(json!({"data": {"type": "stock", "id": "p", "attributes": {"locations": {"mk": null}}}}))).await;
+    let r = app.mli(Method::PUT, "/v2/inventories/p", Some(json!({"data": {"type": "stock", "id": "p", "attributes": {"locations": {"mk": null}}}}))).await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "removing the last location is applied and says so"
+    );
+    assert_eq!(r.body["data"]["attributes"]["total"], 0);
+    assert_eq!(
+        app.mli(Method::GET, "/v2/inventories/p", None)
+            .await
+            .error_status(),
+        404,
+        "no stock left"
+    );
     assert_eq!(
         app.mli(
             Method::DELETE,
