@@ -13,8 +13,8 @@ pub mod stock;
 pub use clock::{Clock, Timestamp};
 pub use ids::{IdError, ProductId};
 pub use stock::{
-    replay_step, Action, InvariantViolation, Quantity, QuantityError, Refusal, ReplayError, Stock,
-    UnknownAction,
+    replay_step, Action, InvariantViolation, Origin, Quantity, QuantityError, Refusal, ReplayError,
+    Stock, UnknownAction,
 };
 
 /// Who a token speaks for (SPEC §3, "Who may do what").

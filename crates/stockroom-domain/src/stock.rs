@@ -117,12 +117,24 @@ pub enum Refusal {
     NotApplicable,
 }
 
-/// A stock record's figures. `0 <= allocated <= total <= STOCK_TOTAL_MAX` always holds: the
-/// fields are private and every constructor and transition checks it.
+/// A stock record's figures. `0 <= held <= allocated <= total <= STOCK_TOTAL_MAX` always
+/// holds: the fields are private and every constructor and transition checks it.
+///
+/// `held` is the part of `allocated` that orders hold (allocated at payment, resolved by
+/// shipping or release). An administrator's `deallocate` can release only the rest, so an
+/// order's allocation can never be taken from under it and is always resolved exactly once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Stock {
     total: u64,
     allocated: u64,
+    held: u64,
+}
+
+/// Who changes stock: an administrator posting a transaction, or the order flow for an order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Manual,
+    Order,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -144,7 +156,17 @@ impl Stock {
         Ok(Stock {
             total: t,
             allocated: a,
+            held: 0,
         })
+    }
+
+    /// Figures as a stock record stores them, with the units orders hold.
+    pub fn from_stored(total: i64, allocated: i64, held: i64) -> Result<Self, InvariantViolation> {
+        let stock = Stock::from_figures(total, allocated)?;
+        match u64::try_from(held) {
+            Ok(h) if h <= stock.allocated => Ok(Stock { held: h, ..stock }),
+            _ => Err(InvariantViolation { total, allocated }),
+        }
     }
 
     /// A new record holding `q` units.
@@ -152,7 +174,13 @@ impl Stock {
         Stock {
             total: q.get(),
             allocated: 0,
+            held: 0,
         }
+    }
+
+    /// Allocated units that orders hold.
+    pub fn held(&self) -> u64 {
+        self.held
     }
 
     pub fn total(&self) -> u64 {
@@ -167,9 +195,39 @@ impl Stock {
         self.total - self.allocated
     }
 
-    /// Applies one action to an existing record, returning the figures after it.
+    /// Applies an administrator's action to an existing record, returning the figures after it.
     pub fn apply(self, action: Action, q: Quantity) -> Result<Stock, Refusal> {
+        self.apply_as(Origin::Manual, action, q)
+    }
+
+    /// Applies an action of the order flow: allocating for an order, and shipping or releasing
+    /// what orders hold.
+    pub fn apply_for_order(self, action: Action, q: Quantity) -> Result<Stock, Refusal> {
+        self.apply_as(Origin::Order, action, q)
+    }
+
+    pub fn apply_as(self, origin: Origin, action: Action, q: Quantity) -> Result<Stock, Refusal> {
         let q = q.get();
+        let held = self.held;
+        if origin == Origin::Order {
+            let (total, allocated, held) = match action {
+                Action::Allocate if self.available() >= q => {
+                    (self.total, self.allocated + q, held + q)
+                }
+                Action::Allocate => return Err(Refusal::InsufficientAvailable),
+                Action::Deallocate if held >= q => (self.total, self.allocated - q, held - q),
+                Action::Ship if held >= q => (self.total - q, self.allocated - q, held - q),
+                Action::Deallocate | Action::Ship => return Err(Refusal::InsufficientAllocated),
+                _ => return Err(Refusal::NotApplicable),
+            };
+            return Ok(Stock {
+                total,
+                allocated,
+                held,
+            });
+        }
+        // By hand, only allocations that no order holds can be released or shipped.
+        let free = self.allocated - held;
         let (total, allocated) = match action {
             Action::Increment => {
                 let total = self.total + q;
@@ -191,7 +249,7 @@ impl Stock {
                 (self.total, self.allocated + q)
             }
             Action::Deallocate => {
-                if self.allocated < q {
+                if free < q {
                     return Err(Refusal::InsufficientAllocated);
                 }
                 (self.total, self.allocated - q)
@@ -203,14 +261,18 @@ impl Stock {
                 (q, self.allocated)
             }
             Action::Ship => {
-                if self.allocated < q {
+                if free < q {
                     return Err(Refusal::InsufficientAllocated);
                 }
                 (self.total - q, self.allocated - q)
             }
             Action::Create | Action::Delete => return Err(Refusal::NotApplicable),
         };
-        Ok(Stock { total, allocated })
+        Ok(Stock {
+            total,
+            allocated,
+            held,
+        })
     }
 }
 
@@ -230,12 +292,14 @@ pub enum ReplayError {
     },
 }
 
-/// One step of replaying the history: the record before an entry (or none), the entry's action
-/// and quantity, and the record after it (none once deleted).
+/// One step of replaying the history: the record before an entry (or none), the entry's action,
+/// quantity and origin (entries with an order id come from the order flow), and the record after
+/// it (none once deleted).
 pub fn replay_step(
     before: Option<Stock>,
     action: Action,
     quantity: i64,
+    origin: Origin,
 ) -> Result<Option<Stock>, ReplayError> {
     match (before, action) {
         (None, Action::Create) => Ok(Some(Stock::created(
@@ -247,7 +311,7 @@ pub fn replay_step(
         (Some(stock), action) => {
             let q = Quantity::new(quantity).map_err(|_| ReplayError::BadQuantity(quantity))?;
             stock
-                .apply(action, q)
+                .apply_as(origin, action, q)
                 .map(Some)
                 .map_err(|refusal| ReplayError::Refused {
                     action,
@@ -312,6 +376,39 @@ mod tests {
         );
         let s = s.apply(Action::Deallocate, q(1)).expect("deallocate");
         assert_eq!((s.total(), s.allocated(), s.available()), (6, 0, 6));
+    }
+
+    #[test]
+    fn what_orders_hold_cannot_be_released_by_hand() {
+        let s = Stock::created(q(10))
+            .apply_for_order(Action::Allocate, q(4))
+            .expect("order allocates");
+        let s = s.apply(Action::Allocate, q(2)).expect("admin allocates");
+        assert_eq!((s.allocated(), s.held()), (6, 4));
+        assert_eq!(
+            s.apply(Action::Deallocate, q(3)),
+            Err(Refusal::InsufficientAllocated),
+            "only the 2 allocated by hand may be released by hand"
+        );
+        let s = s
+            .apply(Action::Deallocate, q(2))
+            .expect("admin releases its own");
+        assert_eq!(
+            s.apply_for_order(Action::Deallocate, q(5)),
+            Err(Refusal::InsufficientAllocated)
+        );
+        let s = s.apply_for_order(Action::Ship, q(3)).expect("ship");
+        assert_eq!((s.total(), s.allocated(), s.held()), (7, 1, 1));
+        let s = s
+            .apply_for_order(Action::Deallocate, q(1))
+            .expect("release");
+        assert_eq!((s.total(), s.allocated(), s.held()), (7, 0, 0));
+        assert_eq!(
+            s.apply_for_order(Action::Increment, q(1)),
+            Err(Refusal::NotApplicable)
+        );
+        assert!(Stock::from_stored(5, 3, 4).is_err(), "held above allocated");
+        assert_eq!(Stock::from_stored(5, 3, 2).map(|s| s.held()), Ok(2));
     }
 
     #[test]
@@ -427,7 +524,7 @@ mod tests {
             }
             let mut replayed = None;
             for (action, n) in history {
-                replayed = replay_step(replayed, action, n).expect("history replays");
+                replayed = replay_step(replayed, action, n, Origin::Manual).expect("history replays");
             }
             prop_assert_eq!(replayed, Some(stock));
         }
@@ -436,23 +533,23 @@ mod tests {
     #[test]
     fn replay_refuses_impossible_histories() {
         assert_eq!(
-            replay_step(None, Action::Allocate, 1),
+            replay_step(None, Action::Allocate, 1, Origin::Manual),
             Err(ReplayError::NoRecord {
                 action: Action::Allocate
             })
         );
         let s = Some(Stock::created(q(1)));
         assert_eq!(
-            replay_step(s, Action::Create, 1),
+            replay_step(s, Action::Create, 1, Origin::Manual),
             Err(ReplayError::AlreadyExists)
         );
         assert!(matches!(
-            replay_step(s, Action::Allocate, 2),
+            replay_step(s, Action::Allocate, 2, Origin::Manual),
             Err(ReplayError::Refused { .. })
         ));
-        assert_eq!(replay_step(s, Action::Delete, 1), Ok(None));
+        assert_eq!(replay_step(s, Action::Delete, 1, Origin::Manual), Ok(None));
         assert_eq!(
-            replay_step(s, Action::Allocate, 0),
+            replay_step(s, Action::Allocate, 0, Origin::Manual),
             Err(ReplayError::BadQuantity(0))
         );
     }

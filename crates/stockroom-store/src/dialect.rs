@@ -31,10 +31,10 @@ pub(crate) struct Dialect {
 pub(crate) const SQLITE: Dialect = Dialect {
     kind: Kind::Sqlite,
     begin_write: "BEGIN IMMEDIATE",
-    lock_stocks: "SELECT product_id, location, total, allocated, created_at, updated_at \
+    lock_stocks: "SELECT product_id, location, total, allocated, held, created_at, updated_at \
                   FROM stock WHERE product_id IN (SELECT value FROM json_each($1)) \
                   ORDER BY product_id, location",
-    stocks_by_ids: "SELECT product_id, location, total, allocated, created_at, updated_at \
+    stocks_by_ids: "SELECT product_id, location, total, allocated, held, created_at, updated_at \
                     FROM stock WHERE product_id IN (SELECT value FROM json_each($1)) \
                     ORDER BY product_id, location",
     lock_orders: "SELECT id FROM orders WHERE id IN (SELECT value FROM json_each($1)) ORDER BY id",
@@ -46,9 +46,10 @@ pub(crate) const SQLITE: Dialect = Dialect {
                      json_extract(value, '$.t'), json_extract(value, '$.a'), \
                      json_extract(value, '$.order'), json_extract(value, '$.reason'), \
                      json_extract(value, '$.at') FROM json_each($1) ORDER BY key",
-    update_stocks: "UPDATE stock SET total = j.t, allocated = j.a, updated_at = $2 \
+    update_stocks: "UPDATE stock SET total = j.t, allocated = j.a, held = j.h, updated_at = $2 \
                     FROM (SELECT json_extract(value, '$.p') AS p, json_extract(value, '$.t') AS t, \
-                    json_extract(value, '$.a') AS a, json_extract(value, '$.l') AS l \
+                    json_extract(value, '$.a') AS a, json_extract(value, '$.h') AS h, \
+                    json_extract(value, '$.l') AS l \
                     FROM json_each($1)) AS j \
                     WHERE stock.product_id = j.p AND stock.location = j.l",
 };
@@ -58,11 +59,11 @@ pub(crate) const SQLITE: Dialect = Dialect {
 pub(crate) const POSTGRES: Dialect = Dialect {
     kind: Kind::Postgres,
     begin_write: "BEGIN",
-    lock_stocks: "SELECT product_id, location, total, allocated, created_at, updated_at \
+    lock_stocks: "SELECT product_id, location, total, allocated, held, created_at, updated_at \
                   FROM stock \
                   WHERE product_id = ANY (ARRAY(SELECT jsonb_array_elements_text(CAST($1 AS jsonb)))) \
                   ORDER BY product_id, location FOR UPDATE",
-    stocks_by_ids: "SELECT product_id, location, total, allocated, created_at, updated_at \
+    stocks_by_ids: "SELECT product_id, location, total, allocated, held, created_at, updated_at \
                     FROM stock \
                     WHERE product_id = ANY (ARRAY(SELECT jsonb_array_elements_text(CAST($1 AS jsonb)))) \
                     ORDER BY product_id, location",
@@ -78,7 +79,8 @@ pub(crate) const POSTGRES: Dialect = Dialect {
                      FROM jsonb_array_elements(CAST($1 AS jsonb)) WITH ORDINALITY AS e(v, n) \
                      ORDER BY e.n",
     update_stocks: "UPDATE stock SET total = CAST(j.v->>'t' AS BIGINT), \
-                    allocated = CAST(j.v->>'a' AS BIGINT), updated_at = $2 \
+                    allocated = CAST(j.v->>'a' AS BIGINT), held = CAST(j.v->>'h' AS BIGINT), \
+                    updated_at = $2 \
                     FROM jsonb_array_elements(CAST($1 AS jsonb)) AS j(v) \
                     WHERE stock.product_id = j.v->>'p' AND stock.location = j.v->>'l'",
 };

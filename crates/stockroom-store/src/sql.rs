@@ -209,8 +209,12 @@ pub(crate) fn stock_record(row: &AnyRow) -> Result<StockRecord, StoreError> {
         product_id: ProductId::parse(&id)
             .map_err(|e| StoreError::Internal(format!("bad product id {id:?}: {e}")))?,
         location: row.try_get("location")?,
-        stock: Stock::from_figures(row.try_get("total")?, row.try_get("allocated")?)
-            .map_err(|e| StoreError::Internal(e.to_string()))?,
+        stock: Stock::from_stored(
+            row.try_get("total")?,
+            row.try_get("allocated")?,
+            row.try_get("held")?,
+        )
+        .map_err(|e| StoreError::Internal(e.to_string()))?,
         created_at: Timestamp(row.try_get("created_at")?),
         updated_at: Timestamp(row.try_get("updated_at")?),
     })
@@ -274,8 +278,8 @@ impl Store for SqlStore {
 
     async fn stock(&self, product: &ProductId) -> Result<Option<ProductStock>, StoreError> {
         let rows = sqlx::query(
-            "SELECT product_id, location, total, allocated, created_at, updated_at FROM stock \
-             WHERE product_id = $1 ORDER BY location",
+            "SELECT product_id, location, total, allocated, held, created_at, updated_at \
+             FROM stock WHERE product_id = $1 ORDER BY location",
         )
         .bind(product.as_str())
         .fetch_all(&self.read)

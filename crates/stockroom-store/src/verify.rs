@@ -2,7 +2,7 @@
 
 use futures::TryStreamExt;
 use sqlx::{AnyPool, Row};
-use stockroom_domain::{replay_step, Action, Stock};
+use stockroom_domain::{replay_step, Action, Origin, Stock};
 
 use crate::error::StoreError;
 
@@ -33,12 +33,13 @@ pub struct Problem {
 
 /// Per product, in one statement (so one consistent snapshot even while the service runs):
 /// its history entries in the order they were applied, then its stock record if it has one.
+/// An entry with an order id came from the order flow (so its units are, or were, held).
 const REPLAY: &str =
-    "SELECT product_id, location, 0 AS kind, seq, action, quantity, total, allocated, id \
-     FROM history \
+    "SELECT product_id, location, 0 AS kind, seq, action, quantity, total, allocated, 0 AS held, \
+     id, order_id FROM history \
      UNION ALL \
      SELECT product_id, location, 1 AS kind, 0 AS seq, NULL AS action, 0 AS quantity, total, \
-     allocated, NULL AS id FROM stock \
+     allocated, held, NULL AS id, NULL AS order_id FROM stock \
      ORDER BY product_id, location, kind, seq";
 
 struct Replay {
@@ -83,7 +84,7 @@ pub(crate) async fn run(pool: &AnyPool) -> Result<VerifyReport, StoreError> {
         if kind == 1 {
             report.records_checked += 1;
             replay.has_record = true;
-            let record = Stock::from_figures(total, allocated);
+            let record = Stock::from_stored(total, allocated, row.try_get("held")?);
             match (record, replay.state) {
                 (Ok(record), Some(state)) if record == state => {}
                 _ if replay.broken => {}
@@ -114,11 +115,21 @@ pub(crate) async fn run(pool: &AnyPool) -> Result<VerifyReport, StoreError> {
             });
             continue;
         };
-        match replay_step(replay.state, action, quantity) {
+        let order_id: Option<String> = row.try_get("order_id")?;
+        let origin = if order_id.is_some() {
+            Origin::Order
+        } else {
+            Origin::Manual
+        };
+        match replay_step(replay.state, action, quantity, origin) {
             Ok(after) => {
-                // A delete entry records the figures of no record: zero.
+                // An entry records total and allocated (a delete entry zero for both).
                 let recorded = Stock::from_figures(total, allocated).ok();
-                if recorded != Some(after.unwrap_or_default()) {
+                let replayed = after.unwrap_or_default();
+                let agrees = recorded.is_some_and(|r| {
+                    (r.total(), r.allocated()) == (replayed.total(), replayed.allocated())
+                });
+                if !agrees {
                     replay.broken = true;
                     report.problems.push(Problem {
                         product_id: product,
@@ -163,6 +174,12 @@ fn finish(replay: Replay, report: &mut VerifyReport) {
 
 fn describe(stock: Option<Stock>) -> String {
     match stock {
+        Some(s) if s.held() > 0 => format!(
+            "total {} allocated {} (held by orders {})",
+            s.total(),
+            s.allocated(),
+            s.held()
+        ),
         Some(s) => format!("total {} allocated {}", s.total(), s.allocated()),
         None => "no record".to_owned(),
     }

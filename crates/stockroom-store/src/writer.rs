@@ -27,7 +27,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Row};
-use stockroom_domain::{Action, Clock, ProductId, Stock, Timestamp};
+use stockroom_domain::{Action, Clock, Origin, ProductId, Stock, Timestamp};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::dialect::Dialect;
@@ -256,7 +256,12 @@ impl Batch<'_> {
                     },
                 },
             };
-            let after = match current.apply(*action, *quantity) {
+            let origin = if order_id.is_some() {
+                Origin::Order
+            } else {
+                Origin::Manual
+            };
+            let after = match current.apply_as(origin, *action, *quantity) {
                 Ok(after) => after,
                 Err(refusal) => return Ok(Err(Rejection::Stock(refusal))),
             };
@@ -454,14 +459,15 @@ async fn apply_and_write_inner(
             (None, None) => {}
             (None, Some(stock)) => {
                 let done = sqlx::query(
-                    "INSERT INTO stock (product_id, location, total, allocated, created_at, \
-                     updated_at) VALUES ($1, $2, $3, $4, $5, $5) \
+                    "INSERT INTO stock (product_id, location, total, allocated, held, created_at, \
+                     updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) \
                      ON CONFLICT (product_id, location) DO NOTHING",
                 )
                 .bind(product.as_str().to_owned())
                 .bind(location.clone())
                 .bind(figure(stock.total()))
                 .bind(figure(stock.allocated()))
+                .bind(figure(stock.held()))
                 .bind(now.micros())
                 .execute(&mut *conn)
                 .await?;
@@ -483,6 +489,7 @@ async fn apply_and_write_inner(
                     "l": location,
                     "t": figure(stock.total()),
                     "a": figure(stock.allocated()),
+                    "h": figure(stock.held()),
                 }));
             }
             (Some(_), Some(_)) => {}

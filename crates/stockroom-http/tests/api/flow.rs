@@ -26,6 +26,7 @@ crate::on_both_backends!(
     carts_are_bounded,
     products_without_stock_are_not_stock_managed,
     an_overdue_payment_attempt_is_released_exactly_once,
+    orders_keep_their_allocation_against_manual_releases,
 );
 
 crate::on_both_backends_raw!(
@@ -1029,5 +1030,39 @@ async fn load_beyond_the_limit_is_shed_and_slow_requests_time_out(backend: Backe
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(released, "the stuck attempt was settled and released");
+    app.verify_ok().await;
+}
+
+/// An administrator's `deallocate` can release only what was allocated by hand: the units a
+/// paid order holds stay held until the order ships or is cancelled, which resolves them once.
+async fn orders_keep_their_allocation_against_manual_releases(app: TestApp) {
+    app.create_product("p", "P", 100).await;
+    app.create_stock("p", 10).await;
+    let order = app.order_of("c", &[("p", 4)]).await;
+    app.pay(&order, "manual", "purchase").await;
+    assert_eq!(
+        app.transact("p", "allocate", 2).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(app.transact("p", "deallocate", 3).await.error_status(), 422);
+    assert_eq!(
+        app.transact("p", "set", 5).await.error_status(),
+        422,
+        "not below what is allocated"
+    );
+    assert_eq!(
+        app.transact("p", "deallocate", 2).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(app.figures("p").await, (10, 4, 6));
+    let r = app
+        .admin(
+            Method::PUT,
+            &format!("/v2/orders/{order}"),
+            Some(json!({"data": {"type": "order", "status": "cancelled"}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(app.figures("p").await, (10, 0, 10));
     app.verify_ok().await;
 }

@@ -25,10 +25,13 @@ CREATE TABLE stock (
     location   TEXT NOT NULL DEFAULT '' REFERENCES locations (slug),
     total      BIGINT NOT NULL,
     allocated  BIGINT NOT NULL,
+    -- the part of allocated that orders hold (released or shipped only by the order flow)
+    held       BIGINT NOT NULL DEFAULT 0,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL,
     PRIMARY KEY (product_id, location),
-    CONSTRAINT stock_figures CHECK (allocated >= 0 AND allocated <= total AND total <= 1000000000000000)
+    CONSTRAINT stock_figures CHECK (held >= 0 AND held <= allocated AND allocated <= total
+                                    AND total <= 1000000000000000)
 );
 CREATE INDEX stock_by_location ON stock (location);
 
