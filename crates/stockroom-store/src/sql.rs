@@ -191,6 +191,19 @@ impl SqlStore {
     pub fn kind(&self) -> Kind {
         self.dialect.kind
     }
+
+    /// Writes a consistent snapshot of a SQLite database to a new file (`VACUUM INTO`, which
+    /// reads inside one transaction while writers carry on).
+    pub async fn backup_to(&self, path: &str) -> Result<(), StoreError> {
+        if self.dialect.kind != Kind::Sqlite {
+            return Err(StoreError::Internal("backup_to is for SQLite".into()));
+        }
+        sqlx::query("VACUUM INTO $1")
+            .bind(path.to_owned())
+            .execute(&self.read)
+            .await?;
+        Ok(())
+    }
 }
 
 pub(crate) fn ids_json(ids: &[&ProductId]) -> String {

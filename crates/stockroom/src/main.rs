@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use stockroom_domain::{Clock, Role};
 use stockroom_http::clock::SystemClock;
-use stockroom_http::{auth, AppState, HttpGateway, PaymentSettings};
+use stockroom_http::{auth, AppState, HttpGateway, Limits, PaymentSettings};
 use stockroom_store::{OpenOptions, SqlStore, Store, StoreError};
 use tokio::net::TcpListener;
 
@@ -42,6 +42,15 @@ enum Command {
     },
     /// Load-test a server over HTTP (its own, or --url) and check the figures afterwards.
     Bench(bench::BenchArgs),
+    /// Copy a consistent snapshot of a SQLite database to a new file, while the service runs
+    /// (for PostgreSQL use pg_dump).
+    Backup {
+        /// The file to write; it must not exist yet.
+        #[arg(long)]
+        to: std::path::PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -110,6 +119,20 @@ struct ServeArgs {
         default_value_t = 120_000
     )]
     payment_pending_timeout_ms: u64,
+
+    /// Requests handled at once; beyond it requests are answered 503 with Retry-After at once
+    /// rather than queued.
+    #[arg(
+        long,
+        env = "STOCKROOM_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 1024
+    )]
+    max_concurrent_requests: usize,
+
+    /// Milliseconds one request may take before it is answered 503 (its outcome then unknown:
+    /// retry with the same Idempotency-Key). Must exceed the payment gateway timeout.
+    #[arg(long, env = "STOCKROOM_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    request_timeout_ms: u64,
 
     /// Log format: text for people, json for log collectors. The level comes from
     /// STOCKROOM_LOG (e.g. info, debug, stockroom_store=debug).
@@ -181,6 +204,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = open(&args.db, clock.clone()).await?;
     ensure_credential(&*store, &args, &*clock).await?;
+    if args.request_timeout_ms <= args.payment_gateway_timeout_ms {
+        anyhow::bail!(
+            "--request-timeout-ms ({}) must exceed --payment-gateway-timeout-ms ({})",
+            args.request_timeout_ms,
+            args.payment_gateway_timeout_ms
+        );
+    }
     if args.payment_pending_timeout_ms <= args.payment_gateway_timeout_ms {
         anyhow::bail!(
             "--payment-pending-timeout-ms ({}) must exceed --payment-gateway-timeout-ms ({}), \
@@ -199,7 +229,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let state = AppState::new(store.clone(), clock)
         .await
         .context("loading the token signing key")?
-        .with_payments(payments);
+        .with_payments(payments)
+        .with_limits(Limits {
+            max_concurrent_requests: args.max_concurrent_requests.max(1),
+            request_timeout: Duration::from_millis(args.request_timeout_ms),
+        });
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -291,6 +325,24 @@ async fn verify(db: DbArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+async fn backup(to: std::path::PathBuf, db: DbArgs) -> anyhow::Result<()> {
+    if !db.database_url.starts_with("sqlite:") {
+        anyhow::bail!(
+            "backup copies SQLite databases; for PostgreSQL use pg_dump (see docs/operations.md)"
+        );
+    }
+    if to.exists() {
+        anyhow::bail!("{} exists already; give a new file", to.display());
+    }
+    let store = open(&db, Arc::new(SystemClock)).await?;
+    let path = to
+        .to_str()
+        .with_context(|| format!("{} is not a UTF-8 path", to.display()))?;
+    store.backup_to(path).await?;
+    println!("backed up to {}", to.display());
+    Ok(())
+}
+
 async fn keys_create(name: String, role: RoleArg, db: DbArgs) -> anyhow::Result<()> {
     let clock = SystemClock;
     let store = open(&db, Arc::new(SystemClock)).await?;
@@ -326,6 +378,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
             Command::Verify(db) => verify(db).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Backup { to, db } => backup(to, db).await.map(|()| ExitCode::SUCCESS),
             Command::Keys {
                 command: KeysCommand::Create { name, role, db },
             } => keys_create(name, role, db)

@@ -620,3 +620,62 @@ async fn a_payment_pending_when_the_process_dies_is_released_after_restart() {
     let out = run(&["verify", "--database-url", &url]);
     assert!(out.status.success(), "{}", text(&out.stdout));
 }
+
+#[tokio::test]
+async fn backup_copies_a_consistent_sqlite_snapshot() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = sqlite_url(dir.path());
+    let server = serve(
+        &url,
+        &[
+            ("STOCKROOM_CLIENT_ID", ADMIN_ID),
+            ("STOCKROOM_CLIENT_SECRET", ADMIN_SECRET),
+        ],
+    );
+    let http = reqwest::Client::new();
+    let t = token(&http, &server.base, ADMIN_ID, ADMIN_SECRET).await;
+    post(
+        &http,
+        format!("{}/v2/inventories/p", server.base),
+        &t,
+        json!({"data": {"quantity": 7}}),
+    )
+    .await;
+    let copy = dir.path().join("copy.db");
+    let out = run(&[
+        "backup",
+        "--to",
+        copy.to_str().expect("path"),
+        "--database-url",
+        &url,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    drop(server);
+    let copy_url = format!("sqlite://{}", copy.display());
+    let out = run(&["verify", "--database-url", &copy_url]);
+    assert!(
+        text(&out.stdout).contains("checked 1 stock records"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run(&[
+        "backup",
+        "--to",
+        copy.to_str().expect("path"),
+        "--database-url",
+        &url,
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an existing file is never overwritten"
+    );
+    let out = run(&[
+        "backup",
+        "--to",
+        "/tmp/x.db",
+        "--database-url",
+        "postgres://u@127.0.0.1:1/db",
+    ]);
+    assert!(text(&out.stderr).contains("pg_dump"));
+}
