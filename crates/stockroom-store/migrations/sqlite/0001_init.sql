@@ -65,6 +65,8 @@ CREATE TABLE idempotency (
     created_at  INTEGER NOT NULL,
     PRIMARY KEY (scope, key)
 );
+-- Keys are forgotten after a day; this finds the old ones without a scan.
+CREATE INDEX idempotency_by_age ON idempotency (created_at);
 
 CREATE TABLE credentials (
     client_id   TEXT PRIMARY KEY NOT NULL,
