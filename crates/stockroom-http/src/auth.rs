@@ -188,6 +188,16 @@ fn decoy_hash() -> &'static str {
     DECOY.get_or_init(|| hash_secret("decoy secret that matches nothing").unwrap_or_default())
 }
 
+/// Secret checks allowed at once: twice the cores.
+fn secret_checks() -> &'static std::sync::Arc<tokio::sync::Semaphore> {
+    static CHECKS: std::sync::OnceLock<std::sync::Arc<tokio::sync::Semaphore>> =
+        std::sync::OnceLock::new();
+    CHECKS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        std::sync::Arc::new(tokio::sync::Semaphore::new(2 * cores))
+    })
+}
+
 /// Most bytes of a token request body.
 const TOKEN_REQUEST_BYTES_MAX: usize = 4096;
 
@@ -231,6 +241,17 @@ pub async fn access_token(
                 .as_ref()
                 .map(|c| c.secret_hash.clone())
                 .unwrap_or_else(|| decoy_hash().to_owned());
+            // Each check costs ~19 MiB and a core for a few milliseconds: only a few run at once,
+            // others wait a little, then are told to come back, so token requests cannot
+            // exhaust memory.
+            let permit = tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                secret_checks().clone().acquire_owned(),
+            )
+            .await;
+            let Ok(Ok(_permit)) = permit else {
+                return Err(ApiError::Unavailable);
+            };
             let matches = tokio::task::spawn_blocking(move || secret_matches(&secret, &hash))
                 .await
                 .map_err(|_| ApiError::Internal)?;

@@ -311,20 +311,25 @@ pub fn idempotency_key(
                 ),
             )
         })?;
-    let mut hash = Sha256::new();
-    hash.update(scope.as_bytes());
-    hash.update(b"\n");
+    let hex = |hash: Sha256| {
+        hash.finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let mut fingerprint = Sha256::new();
+    fingerprint.update(scope.as_bytes());
+    fingerprint.update(b"\n");
     // serde_json's maps are ordered, so equal JSON gives equal bytes whatever the spacing.
-    hash.update(body.to_string().as_bytes());
-    let fingerprint = hash
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>();
+    fingerprint.update(body.to_string().as_bytes());
+    // The scope is stored hashed: paths carry ids of any length, and a key's row must fit an
+    // index entry whatever the path.
+    let mut scope_hash = Sha256::new();
+    scope_hash.update(scope.as_bytes());
     Ok(Some(IdempotencyKey {
-        scope,
+        scope: hex(scope_hash),
         key: key.to_owned(),
-        fingerprint,
+        fingerprint: hex(fingerprint),
     }))
 }
 

@@ -431,6 +431,18 @@ pub async fn checkout(
     if found.items.is_empty() {
         return Err(ApiError::invalid("cart", "the cart is empty"));
     }
+    // One currency per cart was checked when items were added; a product's price may have
+    // changed currency since.
+    let mut currencies: Vec<&str> = found
+        .items
+        .iter()
+        .filter_map(|i| i.product.as_ref().map(|p| p.price.currency.as_str()))
+        .collect();
+    currencies.sort_unstable();
+    currencies.dedup();
+    if currencies.len() > 1 {
+        return Err(stockroom_store::Rejection::CurrencyMismatch.into());
+    }
     let currency = wire::cart_currency(Some(&found));
     let items = found
         .items
@@ -696,15 +708,7 @@ pub async fn pay(
             let asked = payment.clone();
             let settled = tokio::spawn(async move {
                 let verdict = ask_gateway(&task_state.http_client, &http, &asked).await;
-                task_state
-                    .store
-                    .execute(WriteRequest::new(Command::Settle {
-                        order_id: asked.order_id.clone(),
-                        payment_id: asked.id.clone(),
-                        approved: verdict.approved,
-                        failure: verdict.failure,
-                    }))
-                    .await
+                crate::payments::record_verdict(&task_state, &asked, verdict).await
             })
             .await
             .map_err(|_| ApiError::Internal)?;

@@ -86,6 +86,37 @@ pub async fn ask_gateway(
     }
 }
 
+/// Records the gateway's verdict on an attempt. A verdict is money that has moved (or not), so
+/// a write that fails for a passing reason (the database busy or briefly unreachable) is tried
+/// again until it lands or the attempt's deadline passes; only then may the overdue sweep
+/// release the attempt.
+pub async fn record_verdict(
+    state: &AppState,
+    payment: &PaymentTx,
+    verdict: Verdict,
+) -> Result<(), StoreError> {
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let settled = state
+            .store
+            .execute(WriteRequest::new(Command::Settle {
+                order_id: payment.order_id.clone(),
+                payment_id: payment.id.clone(),
+                approved: verdict.approved,
+                failure: verdict.failure.clone(),
+            }))
+            .await;
+        match settled {
+            Err(StoreError::Unavailable(cause)) if state.clock.now() < payment.expires_at => {
+                tracing::warn!(%cause, payment = %payment.id, "recording a payment verdict failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            other => return other.map(|_| ()),
+        }
+    }
+}
+
 /// Releases every payment attempt whose outcome is overdue; returns how many it released.
 /// Every instance may run this at once: releasing is conditional on the attempt still being
 /// pending, inside the writer's transaction, so each is released exactly once.
@@ -98,19 +129,27 @@ pub async fn release_overdue(state: &AppState) -> Result<usize, StoreError> {
             .expired_payments(state.clock.now(), BATCH)
             .await?;
         let n = overdue.len();
+        let before = released;
         for p in overdue {
-            state
+            let settled = state
                 .store
                 .execute(WriteRequest::new(Command::Settle {
                     order_id: p.order_id,
-                    payment_id: p.id,
+                    payment_id: p.id.clone(),
                     approved: false,
                     failure: Some("no outcome was recorded before the attempt expired".into()),
                 }))
-                .await?;
-            released += 1;
+                .await;
+            match settled {
+                Ok(_) => released += 1,
+                // One attempt that cannot be settled now must not hold up the others.
+                Err(e) => {
+                    tracing::warn!(error = %e, payment = %p.id, "releasing an overdue attempt failed")
+                }
+            }
         }
-        if (n as u64) < BATCH {
+        // Done when the list ran short, or when a whole batch failed (the next sweep retries).
+        if (n as u64) < BATCH || released == before {
             return Ok(released);
         }
     }

@@ -161,10 +161,10 @@ pub(crate) async fn execute(
             };
             let slug: String = row.try_get("slug")?;
             let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stock WHERE location = $1")
-                .bind(slug)
+                .bind(slug.clone())
                 .fetch_one(&mut *batch.conn)
                 .await?;
-            if held > 0 {
+            if held > 0 || batch.holds_stock_at(&slug) {
                 return Ok(Outcome::Refused(Rejection::LocationInUse));
             }
             // A record created at this location by another instance meanwhile makes this

@@ -834,31 +834,23 @@ async fn add_to_cart(
     .bind(now)
     .execute(&mut *batch.conn)
     .await?;
+    // Added to what the line holds *now*, so two instances adding to one cart at once both
+    // count (the read above was for the checks; on PostgreSQL it took no lock).
     for (key, quantity) in wanted {
-        match in_cart.get(&line_key(&key)) {
-            Some((item_id, held)) => {
-                sqlx::query("UPDATE cart_items SET quantity = $2, updated_at = $3 WHERE id = $1")
-                    .bind(item_id.clone())
-                    .bind(held + figure(quantity))
-                    .bind(now)
-                    .execute(&mut *batch.conn)
-                    .await?;
-            }
-            None => {
-                sqlx::query(
-                    "INSERT INTO cart_items (id, cart_id, product_id, location, quantity, \
-                     created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
-                )
-                .bind(uuid::Uuid::new_v4().to_string())
-                .bind(cart_id.to_owned())
-                .bind(key.0.as_str().to_owned())
-                .bind(key.1.clone())
-                .bind(figure(quantity))
-                .bind(now)
-                .execute(&mut *batch.conn)
-                .await?;
-            }
-        }
+        sqlx::query(
+            "INSERT INTO cart_items (id, cart_id, product_id, location, quantity, created_at, \
+             updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) \
+             ON CONFLICT (cart_id, product_id, location) DO UPDATE \
+             SET quantity = cart_items.quantity + excluded.quantity, updated_at = excluded.updated_at",
+        )
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(cart_id.to_owned())
+        .bind(key.0.as_str().to_owned())
+        .bind(key.1.clone())
+        .bind(figure(quantity))
+        .bind(now)
+        .execute(&mut *batch.conn)
+        .await?;
     }
     Ok(Outcome::Applied(Effect::Cart(cart_id.to_owned())))
 }

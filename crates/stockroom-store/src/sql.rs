@@ -35,6 +35,9 @@ pub struct OpenOptions {
     pub write_queue_capacity: usize,
     /// Most writes committed in one database transaction.
     pub write_batch_max: usize,
+    /// Whether a SQLite database that does not exist is created (`serve`), or is an error
+    /// (`verify`, `backup`: a mistyped path must not pass as an empty database).
+    pub create_if_missing: bool,
 }
 
 impl Default for OpenOptions {
@@ -44,6 +47,7 @@ impl Default for OpenOptions {
             acquire_timeout: Duration::from_secs(5),
             write_queue_capacity: 4096,
             write_batch_max: 256,
+            create_if_missing: true,
         }
     }
 }
@@ -96,8 +100,8 @@ fn kind_of(url: &str) -> Result<Kind, OpenError> {
     }
 }
 
-/// A SQLite URL that creates the file on first run unless the URL says otherwise.
-fn sqlite_url(url: &str) -> Result<String, OpenError> {
+/// A SQLite URL that creates the file on first run (when `create`) unless the URL says otherwise.
+fn sqlite_url(url: &str, create: bool) -> Result<String, OpenError> {
     if url.contains(":memory:") || url.contains("mode=memory") {
         return Err(OpenError::BadUrl {
             url: url.to_owned(),
@@ -108,7 +112,8 @@ fn sqlite_url(url: &str) -> Result<String, OpenError> {
         return Ok(url.to_owned());
     }
     let sep = if url.contains('?') { '&' } else { '?' };
-    Ok(format!("{url}{sep}mode=rwc"))
+    let mode = if create { "rwc" } else { "rw" };
+    Ok(format!("{url}{sep}mode={mode}"))
 }
 
 impl SqlStore {
@@ -124,7 +129,7 @@ impl SqlStore {
         let kind = kind_of(url)?;
         let redacted = redact_url(url);
         let (dialect, url) = match kind {
-            Kind::Sqlite => (&SQLITE, sqlite_url(url)?),
+            Kind::Sqlite => (&SQLITE, sqlite_url(url, options.create_if_missing)?),
             Kind::Postgres => (&POSTGRES, url.to_owned()),
         };
         sqlx::any::AnyConnectOptions::from_str(&url).map_err(|e| OpenError::BadUrl {

@@ -77,7 +77,8 @@ async fn commit(
 ) -> Vec<Reply> {
     match commit_with_retries(pool, dialect, clock, requests).await {
         Ok(answers) => answers,
-        Err(e) if requests.len() == 1 => vec![Err(e)],
+        Err(e) if requests.len() == 1 => vec![Err(contention_is_unavailable(e))],
+        // The database is down or out of connections: trying each job alone would not help.
         Err(StoreError::Unavailable(e)) => requests
             .iter()
             .map(|_| Err(StoreError::Unavailable(e.clone())))
@@ -89,11 +90,22 @@ async fn commit(
                 answers.push(
                     commit_with_retries(pool, dialect, clock, &[*request])
                         .await
+                        .map_err(contention_is_unavailable)
                         .and_then(|mut a| a.remove(0)),
                 );
             }
             answers
         }
+    }
+}
+
+/// A job that still conflicts after every attempt is answered "try again".
+fn contention_is_unavailable(e: StoreError) -> StoreError {
+    match e {
+        StoreError::Conflict => {
+            StoreError::Unavailable("too much contention between writers".into())
+        }
+        other => other,
     }
 }
 
@@ -109,12 +121,11 @@ async fn commit_with_retries(
         match commit_once(pool, dialect, clock.now(), requests).await {
             Err(e) if e.is_retryable() && attempt < BATCH_ATTEMPTS_MAX => {
                 tracing::debug!(error = %e, attempt, "batch lost a race; re-running it");
+                // Let the other writer finish before running into it again.
+                tokio::time::sleep(std::time::Duration::from_millis(u64::from(attempt))).await;
             }
-            Err(StoreError::Conflict) => {
-                return Err(StoreError::Unavailable(
-                    "too much contention between writers".into(),
-                ))
-            }
+            // Still losing after every attempt (or one job always conflicts): the caller tries
+            // the batch's jobs one by one, so one such job cannot fail its neighbours.
             other => return other,
         }
     }
@@ -201,6 +212,13 @@ impl Batch<'_> {
             .range((product.clone(), String::new())..)
             .take_while(|((p, _), _)| p == product)
             .any(|(_, slot)| slot.current.is_some())
+    }
+
+    /// Whether any record at this location exists now (including ones this batch created).
+    pub fn holds_stock_at(&self, location: &str) -> bool {
+        self.slots
+            .iter()
+            .any(|((_, l), slot)| l == location && slot.current.is_some())
     }
 
     /// The records of a product that exist now: (location, stock).

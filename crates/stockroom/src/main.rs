@@ -190,9 +190,23 @@ fn init_logs(format: LogFormat) {
 }
 
 async fn open(db: &DbArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<SqlStore>> {
+    open_with(db, clock, true).await
+}
+
+/// Opens an existing database only: for commands that read one (`verify`, `backup`).
+async fn open_existing(db: &DbArgs) -> anyhow::Result<Arc<SqlStore>> {
+    open_with(db, Arc::new(SystemClock), false).await
+}
+
+async fn open_with(
+    db: &DbArgs,
+    clock: Arc<dyn Clock>,
+    create_if_missing: bool,
+) -> anyhow::Result<Arc<SqlStore>> {
     let options = OpenOptions {
         pool_size: db.pool_size,
         acquire_timeout: Duration::from_millis(db.acquire_timeout_ms),
+        create_if_missing,
         ..OpenOptions::default()
     };
     // OpenError's messages never carry the URL's password.
@@ -302,7 +316,7 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 }
 
 async fn verify(db: DbArgs) -> anyhow::Result<ExitCode> {
-    let store = open(&db, Arc::new(SystemClock)).await?;
+    let store = open_existing(&db).await?;
     let report = store.verify().await?;
     for p in &report.problems {
         println!("MISMATCH {}: {}", p.product_id, p.detail);
@@ -334,7 +348,7 @@ async fn backup(to: std::path::PathBuf, db: DbArgs) -> anyhow::Result<()> {
     if to.exists() {
         anyhow::bail!("{} exists already; give a new file", to.display());
     }
-    let store = open(&db, Arc::new(SystemClock)).await?;
+    let store = open_existing(&db).await?;
     let path = to
         .to_str()
         .with_context(|| format!("{} is not a UTF-8 path", to.display()))?;

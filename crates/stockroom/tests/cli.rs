@@ -679,3 +679,16 @@ async fn backup_copies_a_consistent_sqlite_snapshot() {
     ]);
     assert!(text(&out.stderr).contains("pg_dump"));
 }
+
+#[test]
+fn verify_refuses_a_database_that_does_not_exist() {
+    let dir = tempfile::tempdir().expect("dir");
+    let missing = dir.path().join("typo.db");
+    let out = run(&[
+        "verify",
+        "--database-url",
+        &format!("sqlite://{}", missing.display()),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(!missing.exists(), "verify created no database");
+}

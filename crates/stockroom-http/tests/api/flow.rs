@@ -748,6 +748,19 @@ async fn carts_are_bounded(app: TestApp) {
         400,
         "one currency per cart"
     );
+    app.create_product("usd2", "USD-2", 100).await;
+    app.add_to_cart("mixed", "usd2", 1).await;
+    app.admin(
+        Method::PUT,
+        "/v2/products/usd2",
+        Some(json!({"data": {"type": "product", "attributes": {"price": {"amount": 100, "currency": "EUR"}}}})),
+    )
+    .await;
+    assert_eq!(
+        app.checkout("mixed").await.error_status(),
+        400,
+        "a price that changed currency since is caught at checkout"
+    );
 }
 
 async fn products_without_stock_are_not_stock_managed(app: TestApp) {
