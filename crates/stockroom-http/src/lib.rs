@@ -319,22 +319,22 @@ pub fn routes(state: AppState) -> (Router, Vec<RouteInfo>) {
         Admin,
         orders::capture,
     );
-    let router = routes
-        .router
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(from_fn_with_state(state.clone(), shed_and_time_out))
-        .layer(from_fn_with_state(state.clone(), metrics::count))
-        // Failed requests are answered and counted (`/metrics`); the causes worth an operator's
-        // attention (storage errors) are logged where they happen. Logging every shed 503 at
-        // error level would turn an overload into a logging storm.
-        .layer(
-            TraceLayer::new_for_http()
-                .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG)),
-        )
-        .layer(from_fn(extract::refuse_nul_in_uri))
-        .layer(from_fn(json_errors_for_bad_paths))
-        .with_state(state);
+    let router =
+        routes
+            .router
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
+            .layer(from_fn_with_state(state.clone(), shed_and_time_out))
+            .layer(from_fn_with_state(state.clone(), metrics::count))
+            // Failed requests are answered and counted (`/metrics`); the causes worth an operator's
+            // attention (storage errors) are logged where they happen. Logging every shed 503 at
+            // error level would turn an overload into a logging storm.
+            .layer(TraceLayer::new_for_http().on_failure(
+                tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
+            ))
+            .layer(from_fn(extract::refuse_nul_in_uri))
+            .layer(from_fn(json_errors_for_bad_paths))
+            .with_state(state);
     (router, routes.table)
 }
 
