@@ -179,13 +179,24 @@ impl SqlStore {
         let write = pool(1).connect(&url).await.map_err(connect_err)?;
 
         let (tx, rx) = mpsc::channel(options.write_queue_capacity.max(1));
-        tokio::spawn(writer::run(
-            write,
-            dialect,
-            clock,
-            rx,
-            options.write_batch_max.max(1),
-        ));
+        // The writer runs on a thread and runtime of its own: every statement it awaits wakes
+        // it at once, instead of queueing behind the HTTP work on the shared workers — its chain
+        // of statements is the hot path.
+        let batch_max = options.write_batch_max.max(1);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| OpenError::Connect {
+                url: redacted.clone(),
+                reason: format!("cannot start the writer: {e}"),
+            })?;
+        std::thread::Builder::new()
+            .name("stockroom-writer".into())
+            .spawn(move || runtime.block_on(writer::run(write, dialect, clock, rx, batch_max)))
+            .map_err(|e| OpenError::Connect {
+                url: redacted.clone(),
+                reason: format!("cannot start the writer: {e}"),
+            })?;
         Ok(Arc::new(SqlStore {
             dialect,
             read,
