@@ -87,7 +87,8 @@ pub(crate) async fn update_location(
 ) -> Result<Option<Location>, StoreError> {
     let done = sqlx::query(
         "UPDATE locations SET slug = $2, name = $3, external_ref = $4, description = $5, \
-         address = $6, lat = $7, lon = $8, updated_at = $9 \
+         address = $6, lat = CASE WHEN $10 = 1 THEN $7 END, lon = CASE WHEN $10 = 1 THEN $8 END, \
+         updated_at = $9 \
          WHERE id = $1 AND id <> '' AND (slug = $2 OR NOT EXISTS \
          (SELECT 1 FROM stock WHERE stock.location = locations.slug))",
     )
@@ -97,9 +98,10 @@ pub(crate) async fn update_location(
     .bind(location.external_ref.clone())
     .bind(location.description.clone())
     .bind(serde_json::to_string(&location.address).unwrap_or_else(|_| "[]".into()))
-    .bind(location.geolocation.map(|g| g.0))
-    .bind(location.geolocation.map(|g| g.1))
+    .bind(point(location).0)
+    .bind(point(location).1)
     .bind(location.updated_at.micros())
+    .bind(point(location).2)
     .execute(pool)
     .await?;
     if done.rows_affected() == 0 {
@@ -109,6 +111,16 @@ pub(crate) async fn update_location(
         };
     }
     self::location(pool, &location.id).await
+}
+
+/// A location's point as always-present numbers and a flag: sqlx's `Any` driver declares a
+/// missing `f64` with another type, and PostgreSQL then refuses a later real number on the
+/// same prepared statement ("incorrect binary data format"), so no `Option<f64>` is ever bound.
+fn point(l: &Location) -> (f64, f64, i64) {
+    match l.geolocation {
+        Some((lat, lon)) => (lat, lon, 1),
+        None => (0.0, 0.0, 0),
+    }
 }
 
 /// Whether a location with this slug exists (always, for no location).
@@ -131,7 +143,8 @@ pub(crate) async fn execute(
         Command::CreateLocation(l) => {
             let done = sqlx::query(
                 "INSERT INTO locations (id, slug, name, external_ref, description, address, lat, \
-                 lon, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
+                 lon, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, \
+                 CASE WHEN $10 = 1 THEN $7 END, CASE WHEN $10 = 1 THEN $8 END, $9, $9) \
                  ON CONFLICT DO NOTHING",
             )
             .bind(l.id.clone())
@@ -140,9 +153,10 @@ pub(crate) async fn execute(
             .bind(l.external_ref.clone())
             .bind(l.description.clone())
             .bind(serde_json::to_string(&l.address).unwrap_or_else(|_| "[]".into()))
-            .bind(l.geolocation.map(|g| g.0))
-            .bind(l.geolocation.map(|g| g.1))
+            .bind(point(l).0)
+            .bind(point(l).1)
             .bind(batch.now.micros())
+            .bind(point(l).2)
             .execute(&mut *batch.conn)
             .await?;
             if done.rows_affected() == 0 {
