@@ -32,6 +32,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 
 import * as elasticpath from '@elasticpath/js-sdk';
+import { rejectsWithStatus } from './helpers.mjs';
 
 function requiredEnv(name) {
   const value = process.env[name];
@@ -66,31 +67,6 @@ function makeGateway() {
   });
 }
 
-/** Awaits a promise that must reject with an `{"errors":[{status, …}]}` body. */
-async function rejectsWithStatus(promise, status, what) {
-  let rejection;
-  let resolved;
-  try {
-    resolved = await promise;
-  } catch (err) {
-    rejection = err;
-  }
-  assert.ok(
-    rejection !== undefined,
-    `${what}: expected a rejection with status ${status}, but it resolved with ${JSON.stringify(resolved)}`,
-  );
-  const shown = rejection instanceof Error ? `${rejection.name}: ${rejection.message}` : JSON.stringify(rejection);
-  assert.ok(
-    rejection && Array.isArray(rejection.errors) && rejection.errors.length > 0,
-    `${what}: expected an {"errors":[…]} body, got ${shown}`,
-  );
-  assert.equal(
-    rejection.errors[0].status,
-    status,
-    `${what}: expected errors[0].status ${status} (an integer), got ${JSON.stringify(rejection)}`,
-  );
-  return rejection;
-}
 
 /** Every item of a list endpoint, walking pages of 100; resets the endpoint's paging state. */
 async function listEverything(endpoint, what, filter) {

@@ -19,6 +19,7 @@ import { randomUUID } from 'node:crypto';
 
 import * as elasticpath from '@elasticpath/js-sdk';
 import * as moltin from '@moltin/sdk';
+import { rejectsWithStatus } from './helpers.mjs';
 
 function requiredEnv(name) {
   const value = process.env[name];
@@ -112,31 +113,6 @@ async function createProduct(token, { id, name, sku, amount }) {
   return JSON.parse(text);
 }
 
-/** Awaits a promise that must reject with an `{"errors":[{status, …}]}` body. */
-async function rejectsWithStatus(promise, status, what) {
-  let rejection;
-  let resolved;
-  try {
-    resolved = await promise;
-  } catch (err) {
-    rejection = err;
-  }
-  assert.ok(
-    rejection !== undefined,
-    `${what}: expected a rejection with status ${status}, but it resolved with ${JSON.stringify(resolved)}`,
-  );
-  const shown = rejection instanceof Error ? `${rejection.name}: ${rejection.message}` : JSON.stringify(rejection);
-  assert.ok(
-    rejection && Array.isArray(rejection.errors) && rejection.errors.length > 0,
-    `${what}: expected an {"errors":[…]} body, got ${shown}`,
-  );
-  assert.equal(
-    rejection.errors[0].status,
-    status,
-    `${what}: expected errors[0].status ${status} (an integer), got ${JSON.stringify(rejection)}`,
-  );
-  return rejection;
-}
 
 async function rejectsInsufficientStock(promise, what) {
   const rejection = await rejectsWithStatus(promise, 400, what);
