@@ -18,14 +18,109 @@ pub(crate) struct Dialect {
     pub lock_stocks: &'static str,
     /// Reads the stock rows whose ids are in the JSON array `$1`.
     pub stocks_by_ids: &'static str,
-    /// Locks (on PostgreSQL) the orders whose ids are in the JSON array `$1`, in id order.
+    /// Reads the state of the orders whose ids are in the JSON array `$1`, with how many
+    /// payment transactions each has, locking them (on PostgreSQL) in id order.
     pub lock_orders: &'static str,
+    /// The items of the carts whose ids are in the JSON array `$1`, with their products'
+    /// currencies.
+    pub cart_items_of: &'static str,
+    /// The order flow's rows of a batch, one statement per table.
+    pub bulk: Bulk,
     /// Inserts the history entries in the JSON array `$1`, in array order (so sequence numbers
     /// follow the order the batch applied them in): one statement per batch.
     pub insert_history: &'static str,
     /// Sets the figures of the stock rows in the JSON array `$1` (`p`, `t`, `a`) and their
     /// `updated_at` to `$2`: one statement per batch.
     pub update_stocks: &'static str,
+}
+
+/// Statements that write many rows of one table from a JSON array of objects in `$1` (`$2` is
+/// the batch's time where a statement needs it). Both dialects spell a field `j.value ->> 'name'`
+/// and only the row source differs: `json_each` on SQLite, `jsonb_array_elements` on
+/// PostgreSQL. The `WHERE true` before `ON CONFLICT` is SQLite's way to tell an upsert from a
+/// join.
+pub(crate) struct Bulk {
+    /// Cart ids (`id`): created, or their `updated_at` set.
+    pub upsert_carts: &'static str,
+    /// Cart lines (`id`, `cart`, `p`, `l`, `q`): created, or `q` added to what the line holds.
+    pub upsert_cart_items: &'static str,
+    pub insert_orders: &'static str,
+    pub insert_order_items: &'static str,
+    pub insert_payments: &'static str,
+    /// Order states (`id`, `status`, `payment`, `shipping`, `paying`).
+    pub update_orders: &'static str,
+}
+
+/// How many payment transactions the order of the row has: the next one's position - 1.
+macro_rules! payment_count {
+    () => {
+        "(SELECT COUNT(*) FROM payments p WHERE p.order_id = orders.id) AS payments"
+    };
+}
+
+macro_rules! cart_items_of {
+    () => {
+        "SELECT ci.cart_id, ci.product_id, ci.location, ci.quantity, p.currency \
+         FROM cart_items ci LEFT JOIN products p ON p.id = ci.product_id"
+    };
+}
+
+macro_rules! bulk {
+    ($rows:literal) => {
+        Bulk {
+            upsert_carts: concat!(
+                "INSERT INTO carts (id, created_at, updated_at) \
+                 SELECT j.value ->> 'id', $2, $2 FROM ",
+                $rows,
+                " WHERE true ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at"
+            ),
+            upsert_cart_items: concat!(
+                "INSERT INTO cart_items (id, cart_id, product_id, location, quantity, created_at, \
+                 updated_at) SELECT j.value ->> 'id', j.value ->> 'cart', j.value ->> 'p', \
+                 j.value ->> 'l', CAST(j.value ->> 'q' AS BIGINT), $2, $2 FROM ",
+                $rows,
+                " WHERE true ON CONFLICT (cart_id, product_id, location) DO UPDATE \
+                 SET quantity = cart_items.quantity + excluded.quantity, \
+                 updated_at = excluded.updated_at"
+            ),
+            insert_orders: concat!(
+                "INSERT INTO orders (id, cart_id, status, payment, shipping, paying, customer, \
+                 billing_address, shipping_address, total_amount, currency, created_at, \
+                 updated_at) SELECT j.value ->> 'id', j.value ->> 'cart', j.value ->> 'status', \
+                 j.value ->> 'payment', j.value ->> 'shipping', j.value ->> 'paying', \
+                 j.value ->> 'customer', j.value ->> 'billing', j.value ->> 'shipping_address', \
+                 CAST(j.value ->> 'amount' AS BIGINT), j.value ->> 'currency', $2, $2 FROM ",
+                $rows
+            ),
+            insert_order_items: concat!(
+                "INSERT INTO order_items (id, order_id, position, product_id, location, name, \
+                 sku, quantity, unit_amount, currency, includes_tax) \
+                 SELECT j.value ->> 'id', j.value ->> 'order', \
+                 CAST(j.value ->> 'position' AS BIGINT), j.value ->> 'p', j.value ->> 'l', \
+                 j.value ->> 'name', j.value ->> 'sku', CAST(j.value ->> 'q' AS BIGINT), \
+                 CAST(j.value ->> 'amount' AS BIGINT), j.value ->> 'currency', \
+                 CAST(j.value ->> 'tax' AS BIGINT) FROM ",
+                $rows
+            ),
+            insert_payments: concat!(
+                "INSERT INTO payments (id, order_id, position, gateway, transaction_type, status, \
+                 amount, currency, lines, allocation, failure, expires_at, created_at, \
+                 updated_at) SELECT j.value ->> 'id', j.value ->> 'order', \
+                 CAST(j.value ->> 'position' AS BIGINT), j.value ->> 'gateway', \
+                 j.value ->> 'type', j.value ->> 'status', CAST(j.value ->> 'amount' AS BIGINT), \
+                 j.value ->> 'currency', j.value ->> 'lines', j.value ->> 'allocation', NULL, \
+                 CAST(j.value ->> 'expires' AS BIGINT), $2, $2 FROM ",
+                $rows
+            ),
+            update_orders: concat!(
+                "UPDATE orders SET status = j.value ->> 'status', \
+                 payment = j.value ->> 'payment', shipping = j.value ->> 'shipping', \
+                 paying = j.value ->> 'paying', updated_at = $2 FROM ",
+                $rows,
+                " WHERE orders.id = j.value ->> 'id'"
+            ),
+        }
+    };
 }
 
 pub(crate) const SQLITE: Dialect = Dialect {
@@ -37,7 +132,16 @@ pub(crate) const SQLITE: Dialect = Dialect {
     stocks_by_ids: "SELECT product_id, location, total, allocated, held, created_at, updated_at \
                     FROM stock WHERE product_id IN (SELECT value FROM json_each($1)) \
                     ORDER BY product_id, location",
-    lock_orders: "SELECT id FROM orders WHERE id IN (SELECT value FROM json_each($1)) ORDER BY id",
+    lock_orders: concat!(
+        "SELECT id, status, payment, shipping, paying, ",
+        payment_count!(),
+        " FROM orders WHERE id IN (SELECT value FROM json_each($1)) ORDER BY id"
+    ),
+    cart_items_of: concat!(
+        cart_items_of!(),
+        " WHERE ci.cart_id IN (SELECT value FROM json_each($1))"
+    ),
+    bulk: bulk!("json_each($1) AS j"),
     insert_history: "INSERT INTO history (id, product_id, location, action, quantity, total, \
                      allocated, order_id, reason, created_at) \
                      SELECT json_extract(value, '$.id'), json_extract(value, '$.p'), \
@@ -67,9 +171,18 @@ pub(crate) const POSTGRES: Dialect = Dialect {
                     FROM stock \
                     WHERE product_id = ANY (ARRAY(SELECT jsonb_array_elements_text(CAST($1 AS jsonb)))) \
                     ORDER BY product_id, location",
-    lock_orders: "SELECT id FROM orders \
-                  WHERE id = ANY (ARRAY(SELECT jsonb_array_elements_text(CAST($1 AS jsonb)))) \
-                  ORDER BY id FOR UPDATE",
+    lock_orders: concat!(
+        "SELECT id, status, payment, shipping, paying, ",
+        payment_count!(),
+        " FROM orders \
+         WHERE id = ANY (ARRAY(SELECT jsonb_array_elements_text(CAST($1 AS jsonb)))) \
+         ORDER BY id FOR UPDATE"
+    ),
+    cart_items_of: concat!(
+        cart_items_of!(),
+        " WHERE ci.cart_id = ANY (ARRAY(SELECT jsonb_array_elements_text(CAST($1 AS jsonb))))"
+    ),
+    bulk: bulk!("jsonb_array_elements(CAST($1 AS jsonb)) AS j(value)"),
     insert_history: "INSERT INTO history (id, product_id, location, action, quantity, total, \
                      allocated, order_id, reason, created_at) \
                      SELECT e.v->>'id', e.v->>'p', e.v->>'l', e.v->>'action', \

@@ -130,7 +130,7 @@ pub(crate) async fn exists(batch: &mut Batch<'_>, slug: &str) -> Result<bool, St
     }
     let row = sqlx::query("SELECT id FROM locations WHERE slug = $1")
         .bind(slug.to_owned())
-        .fetch_optional(&mut *batch.conn)
+        .fetch_optional(batch.sql().await?)
         .await?;
     Ok(row.is_some())
 }
@@ -157,7 +157,7 @@ pub(crate) async fn execute(
             .bind(point(l).1)
             .bind(batch.now.micros())
             .bind(point(l).2)
-            .execute(&mut *batch.conn)
+            .execute(batch.sql().await?)
             .await?;
             if done.rows_affected() == 0 {
                 Outcome::Refused(Rejection::LocationInUse)
@@ -168,7 +168,7 @@ pub(crate) async fn execute(
         Command::DeleteLocation { id } => {
             let row = sqlx::query("SELECT slug FROM locations WHERE id = $1 AND id <> ''")
                 .bind(id.clone())
-                .fetch_optional(&mut *batch.conn)
+                .fetch_optional(batch.sql().await?)
                 .await?;
             let Some(row) = row else {
                 return Ok(Outcome::Refused(Rejection::NotFound));
@@ -176,7 +176,7 @@ pub(crate) async fn execute(
             let slug: String = row.try_get("slug")?;
             let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stock WHERE location = $1")
                 .bind(slug.clone())
-                .fetch_one(&mut *batch.conn)
+                .fetch_one(batch.sql().await?)
                 .await?;
             if held > 0 || batch.holds_stock_at(&slug) {
                 return Ok(Outcome::Refused(Rejection::LocationInUse));
@@ -185,7 +185,7 @@ pub(crate) async fn execute(
             // fail on the foreign key: the batch is re-run and then sees it.
             sqlx::query("DELETE FROM locations WHERE id = $1")
                 .bind(id.clone())
-                .execute(&mut *batch.conn)
+                .execute(batch.sql().await?)
                 .await?;
             Outcome::Applied(Effect::Location(id.clone()))
         }

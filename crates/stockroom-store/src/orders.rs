@@ -11,6 +11,7 @@ use stockroom_domain::order::{OnCancel, OrderState, Payment, PaymentMethod, Ship
 use stockroom_domain::{Action, ProductId, Quantity, Timestamp};
 
 use crate::error::StoreError;
+use crate::flow::CartLineSeen;
 use crate::model::*;
 use crate::writer::{figure, Batch};
 
@@ -193,49 +194,49 @@ pub(crate) async fn delete_product(pool: &AnyPool, id: &ProductId) -> Result<boo
     Ok(done.rows_affected() > 0)
 }
 
+/// A cart with its items, each with its catalog product: one statement.
 pub(crate) async fn cart(pool: &AnyPool, cart_id: &str) -> Result<Option<Cart>, StoreError> {
-    let Some(row) = sqlx::query("SELECT id, created_at, updated_at FROM carts WHERE id = $1")
-        .bind(cart_id.to_owned())
-        .fetch_optional(pool)
-        .await?
-    else {
-        return Ok(None);
-    };
-    let items = sqlx::query(
-        "SELECT ci.id AS item_id, ci.product_id AS item_product, ci.location AS item_location, \
+    let rows = sqlx::query(
+        "SELECT c.id AS cart_id, c.created_at AS cart_created, c.updated_at AS cart_updated, \
+         ci.id AS item_id, ci.product_id AS item_product, ci.location AS item_location, \
          ci.quantity AS item_quantity, \
          ci.created_at AS item_created, ci.updated_at AS item_updated, \
          (SELECT COUNT(*) FROM stock s WHERE s.product_id = ci.product_id) AS managed, \
          p.id, p.sku, p.name, p.price_amount, p.currency, p.includes_tax, p.created_at, p.updated_at \
-         FROM cart_items ci LEFT JOIN products p ON p.id = ci.product_id \
-         WHERE ci.cart_id = $1 ORDER BY ci.created_at, ci.id",
+         FROM carts c LEFT JOIN cart_items ci ON ci.cart_id = c.id \
+         LEFT JOIN products p ON p.id = ci.product_id \
+         WHERE c.id = $1 ORDER BY ci.created_at, ci.id",
     )
     .bind(cart_id.to_owned())
     .fetch_all(pool)
     .await?;
-    let items = items
-        .iter()
-        .map(|r| {
-            let pid: String = r.try_get("item_product")?;
-            let catalog: Option<String> = r.try_get("id")?;
-            let managed: i64 = r.try_get("managed")?;
-            Ok(CartItem {
-                id: r.try_get("item_id")?,
-                product_id: product_id(&pid)?,
-                location: r.try_get("item_location")?,
-                quantity: u64::try_from(r.try_get::<i64, _>("item_quantity")?).unwrap_or(0),
-                product: catalog.map(|_| product_row(r)).transpose()?,
-                managed: managed > 0,
-                created_at: Timestamp(r.try_get("item_created")?),
-                updated_at: Timestamp(r.try_get("item_updated")?),
-            })
-        })
-        .collect::<Result<_, StoreError>>()?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let mut items = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let Some(item_id) = r.try_get::<Option<String>, _>("item_id")? else {
+            continue; // an empty cart: its one row has no item
+        };
+        let pid: String = r.try_get("item_product")?;
+        let catalog: Option<String> = r.try_get("id")?;
+        let managed: i64 = r.try_get("managed")?;
+        items.push(CartItem {
+            id: item_id,
+            product_id: product_id(&pid)?,
+            location: r.try_get("item_location")?,
+            quantity: u64::try_from(r.try_get::<i64, _>("item_quantity")?).unwrap_or(0),
+            product: catalog.map(|_| product_row(r)).transpose()?,
+            managed: managed > 0,
+            created_at: Timestamp(r.try_get("item_created")?),
+            updated_at: Timestamp(r.try_get("item_updated")?),
+        });
+    }
     Ok(Some(Cart {
-        id: row.try_get("id")?,
+        id: first.try_get("cart_id")?,
         items,
-        created_at: Timestamp(row.try_get("created_at")?),
-        updated_at: Timestamp(row.try_get("updated_at")?),
+        created_at: Timestamp(first.try_get("cart_created")?),
+        updated_at: Timestamp(first.try_get("cart_updated")?),
     }))
 }
 
@@ -271,7 +272,7 @@ macro_rules! order_columns {
     };
 }
 
-fn order_state(row: &AnyRow) -> Result<OrderState, StoreError> {
+pub(crate) fn order_state(row: &AnyRow) -> Result<OrderState, StoreError> {
     let bad = |what: &str, v: &str| StoreError::Internal(format!("unknown order {what} {v:?}"));
     let status: String = row.try_get("status")?;
     let payment: String = row.try_get("payment")?;
@@ -304,48 +305,68 @@ fn order_row(row: &AnyRow, items: Vec<OrderItem>) -> Result<Order, StoreError> {
     })
 }
 
+/// The item columns of `order_items` (aliased `i`), named apart from the order's.
+macro_rules! order_item_columns {
+    () => {
+        "i.id AS item_id, i.product_id AS item_product, i.location AS item_location, \
+         i.name AS item_name, i.sku AS item_sku, i.quantity AS item_quantity, \
+         i.unit_amount AS item_amount, i.currency AS item_currency, i.includes_tax AS item_tax"
+    };
+}
+
+fn order_item_row(r: &AnyRow) -> Result<OrderItem, StoreError> {
+    let pid: String = r.try_get("item_product")?;
+    let includes_tax: i64 = r.try_get("item_tax")?;
+    Ok(OrderItem {
+        id: r.try_get("item_id")?,
+        product_id: product_id(&pid)?,
+        location: r.try_get("item_location")?,
+        name: r.try_get("item_name")?,
+        sku: r.try_get("item_sku")?,
+        quantity: quantity(r.try_get("item_quantity")?)?,
+        unit_price: Money {
+            amount: r.try_get("item_amount")?,
+            currency: r.try_get("item_currency")?,
+            includes_tax: includes_tax != 0,
+        },
+    })
+}
+
 async fn order_items(pool: &AnyPool, order_id: &str) -> Result<Vec<OrderItem>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT id, product_id, location, name, sku, quantity, unit_amount, currency, includes_tax \
-         FROM order_items WHERE order_id = $1 ORDER BY position",
-    )
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        order_item_columns!(),
+        " FROM order_items i WHERE i.order_id = $1 ORDER BY i.position"
+    ))
     .bind(order_id.to_owned())
     .fetch_all(pool)
     .await?;
-    rows.iter()
-        .map(|r| {
-            let pid: String = r.try_get("product_id")?;
-            let includes_tax: i64 = r.try_get("includes_tax")?;
-            Ok(OrderItem {
-                id: r.try_get("id")?,
-                product_id: product_id(&pid)?,
-                location: r.try_get("location")?,
-                name: r.try_get("name")?,
-                sku: r.try_get("sku")?,
-                quantity: quantity(r.try_get("quantity")?)?,
-                unit_price: Money {
-                    amount: r.try_get("unit_amount")?,
-                    currency: r.try_get("currency")?,
-                    includes_tax: includes_tax != 0,
-                },
-            })
-        })
-        .collect()
+    rows.iter().map(order_item_row).collect()
 }
 
+/// An order with its items: one statement.
 pub(crate) async fn order(pool: &AnyPool, id: &str) -> Result<Option<Order>, StoreError> {
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        order_columns!(),
-        " FROM orders WHERE id = $1"
+    let rows = sqlx::query(concat!(
+        "SELECT o.id, o.cart_id, o.status, o.payment, o.shipping, o.paying, o.customer, \
+         o.billing_address, o.shipping_address, o.total_amount, o.currency, o.created_at, \
+         o.updated_at, ",
+        order_item_columns!(),
+        " FROM orders o LEFT JOIN order_items i ON i.order_id = o.id WHERE o.id = $1 \
+         ORDER BY i.position"
     ))
     .bind(id.to_owned())
-    .fetch_optional(pool)
+    .fetch_all(pool)
     .await?;
-    match row {
-        Some(row) => Ok(Some(order_row(&row, order_items(pool, id).await?)?)),
-        None => Ok(None),
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let mut items = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if row.try_get::<Option<String>, _>("item_id")?.is_some() {
+            items.push(order_item_row(row)?);
+        }
     }
+    Ok(Some(order_row(first, items)?))
 }
 
 pub(crate) async fn orders(
@@ -493,36 +514,17 @@ pub(crate) async fn expired_payments(
 
 // ---- writes, inside the writer's batch -----------------------------------------------------
 
-async fn load_state(
-    batch: &mut Batch<'_>,
-    order_id: &str,
-) -> Result<Option<OrderState>, StoreError> {
-    let row = sqlx::query("SELECT status, payment, shipping, paying FROM orders WHERE id = $1")
-        .bind(order_id.to_owned())
-        .fetch_optional(&mut *batch.conn)
-        .await?;
-    row.as_ref().map(order_state).transpose()
+fn load_state(batch: &Batch<'_>, order_id: &str) -> Result<Option<OrderState>, StoreError> {
+    Ok(batch.flow.order(order_id)?.map(|slot| slot.state))
 }
 
-async fn save_state(
+fn save_state(
     batch: &mut Batch<'_>,
     order_id: &str,
     state: OrderState,
     paying: Option<&str>,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE orders SET status = $2, payment = $3, shipping = $4, paying = $5, updated_at = $6 \
-         WHERE id = $1",
-    )
-    .bind(order_id.to_owned())
-    .bind(state.status.as_str())
-    .bind(state.payment.as_str())
-    .bind(state.shipping.as_str())
-    .bind(paying.map(str::to_owned))
-    .bind(batch.now.micros())
-    .execute(&mut *batch.conn)
-    .await?;
-    Ok(())
+    batch.flow.set_state(order_id, state, paying)
 }
 
 /// The payment of an order whose allocation is held, if any.
@@ -536,7 +538,7 @@ async fn held_payment(
         " FROM payments WHERE order_id = $1 AND allocation = 'held'"
     ))
     .bind(order_id.to_owned())
-    .fetch_optional(&mut *batch.conn)
+    .fetch_optional(batch.sql().await?)
     .await?;
     row.as_ref().map(payment_row).transpose()
 }
@@ -559,7 +561,7 @@ async fn resolve_allocation(
     .bind(payment.id.clone())
     .bind(state)
     .bind(batch.now.micros())
-    .execute(&mut *batch.conn)
+    .execute(batch.sql().await?)
     .await?;
     if done.rows_affected() != 1 {
         return Err(StoreError::Conflict);
@@ -616,7 +618,7 @@ pub(crate) async fn execute(
             .bind(p.price.currency.clone())
             .bind(i64::from(p.price.includes_tax))
             .bind(batch.now.micros())
-            .execute(&mut *batch.conn)
+            .execute(batch.sql().await?)
             .await?;
             if done.rows_affected() == 0 {
                 Refused(Rejection::ProductTaken)
@@ -636,7 +638,7 @@ pub(crate) async fn execute(
                 sqlx::query("SELECT product_id FROM cart_items WHERE id = $1 AND cart_id = $2")
                     .bind(item_id.clone())
                     .bind(cart_id.clone())
-                    .fetch_optional(&mut *batch.conn)
+                    .fetch_optional(batch.sql().await?)
                     .await?;
             let Some(row) = row else {
                 return Ok(Refused(Rejection::NotFound));
@@ -653,13 +655,14 @@ pub(crate) async fn execute(
                 .bind(item_id.clone())
                 .bind(figure(quantity.get()))
                 .bind(batch.now.micros())
-                .execute(&mut *batch.conn)
+                .execute(batch.sql().await?)
                 .await?;
             sqlx::query("UPDATE carts SET updated_at = $2 WHERE id = $1")
                 .bind(cart_id.clone())
                 .bind(batch.now.micros())
-                .execute(&mut *batch.conn)
+                .execute(batch.sql().await?)
                 .await?;
+            batch.flow.forget_cart(cart_id);
             Applied(Effect::Cart(cart_id.clone()))
         }
         Command::Checkout(order) => checkout(batch, order).await?,
@@ -679,7 +682,7 @@ pub(crate) async fn execute(
             authorization_id,
             capture_id,
         } => {
-            let Some(state) = load_state(batch, order_id).await? else {
+            let Some(state) = load_state(batch, order_id)? else {
                 return Ok(Refused(Rejection::NotFound));
             };
             let row = sqlx::query(concat!(
@@ -689,7 +692,7 @@ pub(crate) async fn execute(
             ))
             .bind(authorization_id.clone())
             .bind(order_id.clone())
-            .fetch_optional(&mut *batch.conn)
+            .fetch_optional(batch.sql().await?)
             .await?;
             let Some(authorization) = row.as_ref().map(payment_row).transpose()? else {
                 return Ok(Refused(Rejection::NotFound));
@@ -719,16 +722,15 @@ pub(crate) async fn execute(
                 "capture",
                 "complete",
                 "none",
-            )
-            .await?;
-            save_state(batch, order_id, next, None).await?;
+            )?;
+            save_state(batch, order_id, next, None)?;
             Applied(Effect::Payment {
                 order_id: order_id.clone(),
                 payment_id: capture_id.clone(),
             })
         }
         Command::Ship { order_id } => {
-            let Some(state) = load_state(batch, order_id).await? else {
+            let Some(state) = load_state(batch, order_id)? else {
                 return Ok(Refused(Rejection::NotFound));
             };
             let next = match state.ship() {
@@ -738,11 +740,11 @@ pub(crate) async fn execute(
             if let Some(payment) = held_payment(batch, order_id).await? {
                 resolve_allocation(batch, &payment, Action::Ship).await?;
             }
-            save_state(batch, order_id, next, None).await?;
+            save_state(batch, order_id, next, None)?;
             Applied(Effect::Order(order_id.clone()))
         }
         Command::Cancel { order_id } => {
-            let Some(state) = load_state(batch, order_id).await? else {
+            let Some(state) = load_state(batch, order_id)? else {
                 return Ok(Refused(Rejection::NotFound));
             };
             let (next, on_cancel) = match state.cancel() {
@@ -754,7 +756,7 @@ pub(crate) async fn execute(
                     resolve_allocation(batch, &payment, Action::Deallocate).await?;
                 }
             }
-            save_state(batch, order_id, next, None).await?;
+            save_state(batch, order_id, next, None)?;
             Applied(Effect::Order(order_id.clone()))
         }
         Command::Create { .. }
@@ -788,69 +790,56 @@ async fn add_to_cart(
         return Ok(Outcome::Refused(rejection));
     }
     // What the cart holds already, with its products' currencies: one currency per cart.
-    let existing = sqlx::query(
-        "SELECT ci.id, ci.product_id, ci.location, ci.quantity, p.currency FROM cart_items ci \
-         LEFT JOIN products p ON p.id = ci.product_id WHERE ci.cart_id = $1",
-    )
-    .bind(cart_id.to_owned())
-    .fetch_all(&mut *batch.conn)
-    .await?;
-    let mut currencies: Vec<String> = lines.iter().filter_map(|l| l.currency.clone()).collect();
-    let mut in_cart: BTreeMap<(String, String), (String, i64)> = BTreeMap::new();
-    for row in &existing {
-        if let Some(currency) = row.try_get::<Option<String>, _>("currency")? {
-            currencies.push(currency);
-        }
-        in_cart.insert(
-            (row.try_get("product_id")?, row.try_get("location")?),
-            (row.try_get("id")?, row.try_get("quantity")?),
-        );
+    if batch.flow.cart(cart_id).is_none() {
+        let rows = sqlx::query(batch.dialect().cart_items_of)
+            .bind(serde_json::to_string(&[cart_id]).unwrap_or_default())
+            .fetch_all(batch.sql().await?)
+            .await?;
+        batch.flow.carts_read([&cart_id.to_owned()], &rows)?;
     }
-    currencies.sort();
+    let in_cart = batch.flow.cart(cart_id).unwrap_or_default();
+    let mut currencies: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.currency.as_deref())
+        .chain(in_cart.iter().filter_map(|l| l.currency.as_deref()))
+        .collect();
+    currencies.sort_unstable();
     currencies.dedup();
     if currencies.len() > 1 {
         return Ok(Outcome::Refused(Rejection::CurrencyMismatch));
     }
-    let line_key = |(p, l): &(ProductId, String)| (p.as_str().to_owned(), l.clone());
-    let new_lines = wanted
-        .keys()
-        .filter(|k| !in_cart.contains_key(&line_key(k)))
-        .count();
+    let held = |(p, l): &(ProductId, String)| {
+        in_cart
+            .iter()
+            .find(|seen| seen.product == p.as_str() && seen.location == *l)
+            .map(|seen| seen.quantity)
+    };
+    let new_lines = wanted.keys().filter(|k| held(k).is_none()).count();
     if in_cart.len() + new_lines > CART_LINES_MAX {
         return Ok(Outcome::Refused(Rejection::CartLimit));
     }
     for (key, quantity) in &wanted {
-        let held = in_cart.get(&line_key(key)).map(|(_, q)| *q).unwrap_or(0);
-        if u64::try_from(held).unwrap_or(0) + quantity > QUANTITY_MAX {
+        let held = u64::try_from(held(key).unwrap_or(0)).unwrap_or(0);
+        if held + quantity > QUANTITY_MAX {
             return Ok(Outcome::Refused(Rejection::CartLimit));
         }
     }
-    let now = batch.now.micros();
-    sqlx::query(
-        "INSERT INTO carts (id, created_at, updated_at) VALUES ($1, $2, $2) \
-         ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at",
-    )
-    .bind(cart_id.to_owned())
-    .bind(now)
-    .execute(&mut *batch.conn)
-    .await?;
-    // Added to what the line holds *now*, so two instances adding to one cart at once both
-    // count (the read above was for the checks; on PostgreSQL it took no lock).
-    for (key, quantity) in wanted {
-        sqlx::query(
-            "INSERT INTO cart_items (id, cart_id, product_id, location, quantity, created_at, \
-             updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) \
-             ON CONFLICT (cart_id, product_id, location) DO UPDATE \
-             SET quantity = cart_items.quantity + excluded.quantity, updated_at = excluded.updated_at",
-        )
-        .bind(uuid::Uuid::new_v4().to_string())
-        .bind(cart_id.to_owned())
-        .bind(key.0.as_str().to_owned())
-        .bind(key.1.clone())
-        .bind(figure(quantity))
-        .bind(now)
-        .execute(&mut *batch.conn)
-        .await?;
+    // Added to what the line holds when written, so two instances adding to one cart at once
+    // both count (the read above was for the checks; on PostgreSQL it took no lock).
+    for ((product, location), quantity) in wanted {
+        let currency = lines
+            .iter()
+            .find(|l| l.product == product)
+            .and_then(|l| l.currency.clone());
+        batch.flow.add_to_cart(
+            cart_id,
+            CartLineSeen {
+                product: product.as_str().to_owned(),
+                location,
+                quantity: figure(quantity),
+                currency,
+            },
+        );
     }
     Ok(Outcome::Applied(Effect::Cart(cart_id.to_owned())))
 }
@@ -865,50 +854,45 @@ async fn checkout(batch: &mut Batch<'_>, order: &NewOrder) -> Result<Outcome, St
     if let Some(rejection) = short(batch, &wanted)? {
         return Ok(Outcome::Refused(rejection));
     }
+    let items = order
+        .items
+        .iter()
+        .enumerate()
+        .map(|(position, item)| {
+            serde_json::json!({
+                "id": item.id,
+                "order": order.id,
+                "position": position,
+                "p": item.product_id.as_str(),
+                "l": item.location,
+                "name": item.name,
+                "sku": item.sku,
+                "q": item.quantity.get(),
+                "amount": item.unit_price.amount,
+                "currency": item.unit_price.currency,
+                "tax": i64::from(item.unit_price.includes_tax),
+            })
+        })
+        .collect();
     let state = OrderState::checked_out();
-    let now = batch.now.micros();
-    sqlx::query(
-        "INSERT INTO orders (id, cart_id, status, payment, shipping, paying, customer, \
-         billing_address, shipping_address, total_amount, currency, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, NULL, $6, $7, $8, $9, $10, $11, $11)",
-    )
-    .bind(order.id.clone())
-    .bind(order.cart_id.clone())
-    .bind(state.status.as_str())
-    .bind(state.payment.as_str())
-    .bind(state.shipping.as_str())
-    .bind(order.customer.clone())
-    .bind(order.billing_address.clone())
-    .bind(order.shipping_address.clone())
-    .bind(order.total.amount)
-    .bind(order.total.currency.clone())
-    .bind(now)
-    .execute(&mut *batch.conn)
-    .await?;
-    for (position, item) in order.items.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO order_items (id, order_id, position, product_id, location, name, sku, \
-             quantity, unit_amount, currency, includes_tax) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(item.id.clone())
-        .bind(order.id.clone())
-        .bind(i64::try_from(position).unwrap_or(i64::MAX))
-        .bind(item.product_id.as_str().to_owned())
-        .bind(item.location.clone())
-        .bind(item.name.clone())
-        .bind(item.sku.clone())
-        .bind(figure(item.quantity.get()))
-        .bind(item.unit_price.amount)
-        .bind(item.unit_price.currency.clone())
-        .bind(i64::from(item.unit_price.includes_tax))
-        .execute(&mut *batch.conn)
-        .await?;
-    }
+    let row = serde_json::json!({
+        "id": order.id,
+        "cart": order.cart_id,
+        "status": state.status.as_str(),
+        "payment": state.payment.as_str(),
+        "shipping": state.shipping.as_str(),
+        "paying": null,
+        "customer": order.customer,
+        "billing": order.billing_address,
+        "shipping_address": order.shipping_address,
+        "amount": order.total.amount,
+        "currency": order.total.currency,
+    });
+    batch.flow.create_order(&order.id, row, items, state);
     Ok(Outcome::Applied(Effect::Order(order.id.clone())))
 }
 
-async fn insert_payment(
+fn insert_payment(
     batch: &mut Batch<'_>,
     order_id: &str,
     payment: &NewPayment,
@@ -916,26 +900,20 @@ async fn insert_payment(
     status: &str,
     allocation: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO payments (id, order_id, position, gateway, transaction_type, status, amount, \
-         currency, lines, allocation, failure, expires_at, created_at, updated_at) \
-         VALUES ($1, $2, (SELECT COUNT(*) FROM payments WHERE order_id = $2) + 1, $3, $4, $5, $6, \
-         $7, $8, $9, NULL, $10, $11, $11)",
+    batch.flow.add_payment(
+        order_id,
+        serde_json::json!({
+            "id": payment.id,
+            "gateway": payment.gateway,
+            "type": transaction_type,
+            "status": status,
+            "amount": payment.amount.amount,
+            "currency": payment.amount.currency,
+            "lines": encode_lines(&payment.lines),
+            "allocation": allocation,
+            "expires": payment.expires_at.micros(),
+        }),
     )
-    .bind(payment.id.clone())
-    .bind(order_id.to_owned())
-    .bind(payment.gateway.clone())
-    .bind(transaction_type.to_owned())
-    .bind(status.to_owned())
-    .bind(payment.amount.amount)
-    .bind(payment.amount.currency.clone())
-    .bind(encode_lines(&payment.lines))
-    .bind(allocation.to_owned())
-    .bind(payment.expires_at.micros())
-    .bind(batch.now.micros())
-    .execute(&mut *batch.conn)
-    .await?;
-    Ok(())
 }
 
 async fn pay(
@@ -944,7 +922,7 @@ async fn pay(
     payment: &NewPayment,
     settled: bool,
 ) -> Result<Outcome, StoreError> {
-    let Some(state) = load_state(batch, order_id).await? else {
+    let Some(state) = load_state(batch, order_id)? else {
         return Ok(Outcome::Refused(Rejection::NotFound));
     };
     let next = match state.begin_payment() {
@@ -998,18 +976,16 @@ async fn pay(
         payment.method.as_str(),
         status,
         allocation,
-    )
-    .await?;
+    )?;
     if settled {
         save_state(
             batch,
             order_id,
             next.payment_succeeded(payment.method),
             None,
-        )
-        .await?;
+        )?;
     } else {
-        save_state(batch, order_id, next, Some(&payment.id)).await?;
+        save_state(batch, order_id, next, Some(&payment.id))?;
     }
     Ok(Outcome::Applied(Effect::Payment {
         order_id: order_id.to_owned(),
@@ -1035,7 +1011,7 @@ async fn settle(
     ))
     .bind(payment_id.to_owned())
     .bind(order_id.to_owned())
-    .fetch_optional(&mut *batch.conn)
+    .fetch_optional(batch.sql().await?)
     .await?;
     let Some(payment) = row.as_ref().map(payment_row).transpose()? else {
         return Ok(Outcome::Refused(Rejection::NotFound));
@@ -1044,7 +1020,7 @@ async fn settle(
         // Already settled (say, expired while the gateway answered): the first outcome stands.
         return Ok(applied);
     }
-    let Some(state) = load_state(batch, order_id).await? else {
+    let Some(state) = load_state(batch, order_id)? else {
         return Ok(Outcome::Refused(Rejection::NotFound));
     };
     let method = PaymentMethod::parse(&payment.transaction_type).unwrap_or(PaymentMethod::Purchase);
@@ -1061,8 +1037,8 @@ async fn settle(
         .bind(status)
         .bind(failure.map(str::to_owned))
         .bind(batch.now.micros())
-        .execute(&mut *batch.conn)
+        .execute(batch.sql().await?)
         .await?;
-    save_state(batch, order_id, next, None).await?;
+    save_state(batch, order_id, next, None)?;
     Ok(applied)
 }

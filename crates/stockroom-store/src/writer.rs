@@ -32,6 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::dialect::Dialect;
 use crate::error::StoreError;
+use crate::flow::Flow;
 use crate::locations;
 use crate::model::*;
 use crate::orders;
@@ -185,15 +186,31 @@ pub(crate) type Key = (ProductId, String);
 
 /// The batch's working state inside its transaction.
 pub(crate) struct Batch<'c> {
-    pub conn: &'c mut AnyConnection,
+    conn: &'c mut AnyConnection,
+    dialect: &'c Dialect,
     pub now: Timestamp,
     /// Products whose records (at every location) this batch has locked and read.
     locked: BTreeSet<ProductId>,
     slots: BTreeMap<Key, Slot>,
     entries: Vec<HistoryEntry>,
+    /// The order flow's rows: as read, as changed, and yet to be written.
+    pub flow: Flow,
 }
 
 impl Batch<'_> {
+    pub fn dialect(&self) -> &Dialect {
+        self.dialect
+    }
+
+    /// The batch's connection, for a statement of its own. The rows the batch has kept back are
+    /// written first, so that the statement sees every earlier job's writes.
+    pub async fn sql(&mut self) -> Result<&mut AnyConnection, StoreError> {
+        self.flow
+            .flush(&mut *self.conn, self.dialect, self.now)
+            .await?;
+        Ok(&mut *self.conn)
+    }
+
     /// The stock of a product at a location as the batch has it now (`None`: no record). A
     /// product the batch did not lock means it read something that has since changed: re-run.
     pub fn stock(&self, product: &ProductId, location: &str) -> Result<Option<Stock>, StoreError> {
@@ -420,21 +437,41 @@ async fn apply_and_write_inner(
             },
         );
     }
+    let mut flow = Flow::default();
     if !order_ids.is_empty() {
         let ids: Vec<&String> = order_ids.iter().collect();
-        sqlx::query(dialect.lock_orders)
+        let rows = sqlx::query(dialect.lock_orders)
             .bind(serde_json::to_string(&ids).unwrap_or_default())
             .fetch_all(&mut *conn)
             .await?;
+        flow.orders_read(&order_ids, &rows)?;
+    }
+    // The items of the carts the batch adds to (carts are not locked: lines are added to what
+    // they hold at write time).
+    let carts: BTreeSet<&String> = requests
+        .iter()
+        .filter_map(|r| match &r.command {
+            Command::AddToCart { cart_id, .. } => Some(cart_id),
+            _ => None,
+        })
+        .collect();
+    if !carts.is_empty() {
+        let rows = sqlx::query(dialect.cart_items_of)
+            .bind(serde_json::to_string(&carts).unwrap_or_default())
+            .fetch_all(&mut *conn)
+            .await?;
+        flow.carts_read(carts, &rows)?;
     }
 
     // 4. Apply each job in order.
     let mut batch = Batch {
         conn,
+        dialect,
         now,
         locked: products,
         slots,
         entries: Vec::new(),
+        flow,
     };
     let mut answers: Vec<Reply> = Vec::with_capacity(requests.len());
     let mut fresh_keys: BTreeMap<(String, String), (String, String)> = BTreeMap::new();
@@ -465,6 +502,7 @@ async fn apply_and_write_inner(
     }
 
     // 5. Write what changed.
+    batch.sql().await?;
     let Batch {
         conn,
         slots,
@@ -683,7 +721,7 @@ async fn replay(batch: &mut Batch<'_>, outcome: &str) -> Result<Answer, StoreErr
                         " FROM history WHERE id = $1"
                     ))
                     .bind(id.to_owned())
-                    .fetch_one(&mut *batch.conn)
+                    .fetch_one(batch.sql().await?)
                     .await?;
                     history_entry(&row)?
                 }
@@ -714,4 +752,162 @@ async fn replay(batch: &mut Batch<'_>, outcome: &str) -> Result<Answer, StoreErr
         outcome: Outcome::Applied(effect),
         replayed: true,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sqlx::any::AnyPoolOptions;
+    use stockroom_domain::order::{Payment, PaymentMethod, Shipping, Status};
+    use stockroom_domain::{Clock, ProductId, Quantity, Timestamp};
+
+    use super::*;
+    use crate::{OpenOptions, SqlStore, Store};
+
+    struct FixedClock;
+    impl Clock for FixedClock {
+        fn now(&self) -> Timestamp {
+            Timestamp(1_700_000_000_000_000)
+        }
+    }
+
+    fn units(n: i64) -> Quantity {
+        Quantity::new(n).expect("a valid quantity")
+    }
+
+    fn gbp(amount: i64) -> Money {
+        Money {
+            amount,
+            currency: "GBP".into(),
+            includes_tax: false,
+        }
+    }
+
+    /// Every job of one batch sees the order-flow rows that earlier jobs of the batch kept back
+    /// (carts, orders, payments), whether it reads them from the batch's copies or with a
+    /// statement of its own; and what the batch commits is what the jobs did, in order.
+    #[tokio::test]
+    async fn one_batch_sees_its_own_order_flow_writes() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let url = format!("sqlite://{}/stockroom.db", dir.path().display());
+        let clock: Arc<dyn Clock> = Arc::new(FixedClock);
+        let store = SqlStore::open(&url, OpenOptions::default(), clock.clone())
+            .await
+            .expect("the store opens");
+        // A second connection of its own, to run one batch by hand (foreign keys on, as the
+        // store's connections have them).
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::Executor::execute(&mut *conn, "PRAGMA foreign_keys = ON").await?;
+                    Ok(())
+                })
+            })
+            .connect(&format!("{url}?mode=rw"))
+            .await
+            .expect("a connection");
+
+        let hot = ProductId::parse("hot").expect("an id");
+        let line = |n| CartLine {
+            product: hot.clone(),
+            location: NO_LOCATION.into(),
+            quantity: units(n),
+            currency: Some("GBP".into()),
+        };
+        let order = NewOrder {
+            id: "order-1".into(),
+            cart_id: "cart-1".into(),
+            customer: "{}".into(),
+            billing_address: "{}".into(),
+            shipping_address: "{}".into(),
+            items: vec![OrderItem {
+                id: "item-1".into(),
+                product_id: hot.clone(),
+                location: NO_LOCATION.into(),
+                name: "Hot".into(),
+                sku: "hot".into(),
+                quantity: units(3),
+                unit_price: gbp(100),
+            }],
+            total: gbp(300),
+        };
+        let pay = |id: &str| Command::Pay {
+            order_id: "order-1".into(),
+            payment: NewPayment {
+                id: id.into(),
+                gateway: "manual".into(),
+                method: PaymentMethod::Purchase,
+                amount: gbp(300),
+                lines: vec![Line {
+                    product: hot.clone(),
+                    location: NO_LOCATION.into(),
+                    quantity: units(3),
+                }],
+                expires_at: Timestamp(0),
+            },
+            settled: true,
+        };
+        let requests: Vec<WriteRequest> = [
+            Command::Create {
+                product: hot.clone(),
+                records: vec![(NO_LOCATION.into(), units(10))],
+            },
+            // Two adds to one cart (one line, 1 + 2 units) and one to another.
+            Command::AddToCart {
+                cart_id: "cart-1".into(),
+                lines: vec![line(1)],
+            },
+            Command::AddToCart {
+                cart_id: "cart-1".into(),
+                lines: vec![line(2)],
+            },
+            Command::AddToCart {
+                cart_id: "cart-2".into(),
+                lines: vec![line(4)],
+            },
+            Command::Checkout(order),
+            pay("payment-1"),
+            // Paid already: refused, and nothing of it is written.
+            pay("payment-2"),
+            // Reads the held payment with a statement of its own: sees payment-1.
+            Command::Ship {
+                order_id: "order-1".into(),
+            },
+        ]
+        .into_iter()
+        .map(WriteRequest::new)
+        .collect();
+        let batch: Vec<&WriteRequest> = requests.iter().collect();
+        let answers = commit(&pool, &crate::dialect::SQLITE, &*clock, &batch).await;
+        let outcomes: Vec<bool> = answers
+            .into_iter()
+            .map(|a| matches!(a.expect("an answer").outcome, Outcome::Applied(_)))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [true, true, true, true, true, true, false, true],
+            "which jobs applied"
+        );
+
+        let cart = store.cart("cart-1").await.unwrap().expect("cart-1");
+        assert_eq!(cart.items.len(), 1);
+        assert_eq!(cart.items[0].quantity, 3);
+        let cart = store.cart("cart-2").await.unwrap().expect("cart-2");
+        assert_eq!(cart.items[0].quantity, 4);
+        let order = store.order("order-1").await.unwrap().expect("order-1");
+        assert_eq!(order.state.status, Status::Complete);
+        assert_eq!(order.state.payment, Payment::Paid);
+        assert_eq!(order.state.shipping, Shipping::Fulfilled);
+        assert_eq!(order.items.len(), 1);
+        let payments = store.payments("order-1").await.unwrap();
+        let ids: Vec<&str> = payments.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["payment-1"]);
+        assert_eq!(payments[0].allocation, AllocationState::Shipped);
+        let stock = store.stock(&hot).await.unwrap().expect("stock");
+        assert_eq!((stock.total, stock.allocated), (7, 0));
+        let report = store.verify().await.unwrap();
+        assert!(report.problems.is_empty(), "{report:?}");
+    }
 }
