@@ -891,23 +891,27 @@ mod tests {
             "which jobs applied"
         );
 
-        let cart = store.cart("cart-1").await.unwrap().expect("cart-1");
+        let cart = store.cart("cart-1").await.expect("a read").expect("cart-1");
         assert_eq!(cart.items.len(), 1);
         assert_eq!(cart.items[0].quantity, 3);
-        let cart = store.cart("cart-2").await.unwrap().expect("cart-2");
+        let cart = store.cart("cart-2").await.expect("a read").expect("cart-2");
         assert_eq!(cart.items[0].quantity, 4);
-        let order = store.order("order-1").await.unwrap().expect("order-1");
+        let order = store
+            .order("order-1")
+            .await
+            .expect("a read")
+            .expect("order-1");
         assert_eq!(order.state.status, Status::Complete);
         assert_eq!(order.state.payment, Payment::Paid);
         assert_eq!(order.state.shipping, Shipping::Fulfilled);
         assert_eq!(order.items.len(), 1);
-        let payments = store.payments("order-1").await.unwrap();
+        let payments = store.payments("order-1").await.expect("a read");
         let ids: Vec<&str> = payments.iter().map(|p| p.id.as_str()).collect();
         assert_eq!(ids, ["payment-1"]);
         assert_eq!(payments[0].allocation, AllocationState::Shipped);
-        let stock = store.stock(&hot).await.unwrap().expect("stock");
+        let stock = store.stock(&hot).await.expect("a read").expect("stock");
         assert_eq!((stock.total, stock.allocated), (7, 0));
-        let report = store.verify().await.unwrap();
+        let report = store.verify().await.expect("a read");
         assert!(report.problems.is_empty(), "{report:?}");
     }
 }
