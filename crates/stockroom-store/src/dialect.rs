@@ -18,8 +18,8 @@ pub(crate) struct Dialect {
     pub lock_stocks: &'static str,
     /// Reads the stock rows whose ids are in the JSON array `$1`.
     pub stocks_by_ids: &'static str,
-    /// Reads the state of the orders whose ids are in the JSON array `$1`, with how many
-    /// payment transactions each has, locking them (on PostgreSQL) in id order.
+    /// Reads the state of the orders whose ids are in the JSON array `$1`, locking them (on
+    /// PostgreSQL) in id order.
     pub lock_orders: &'static str,
     /// The items of the carts whose ids are in the JSON array `$1`, with their products'
     /// currencies.
@@ -46,16 +46,13 @@ pub(crate) struct Bulk {
     pub upsert_cart_items: &'static str,
     pub insert_orders: &'static str,
     pub insert_order_items: &'static str,
+    /// Payment transactions; `n` numbers an order's new ones within the statement, and each
+    /// is placed after the order's existing ones, counted by the statement itself (its own
+    /// snapshot, taken under the order's lock: a count read with `FOR UPDATE` could be older
+    /// than the row it locked).
     pub insert_payments: &'static str,
     /// Order states (`id`, `status`, `payment`, `shipping`, `paying`).
     pub update_orders: &'static str,
-}
-
-/// How many payment transactions the order of the row has: the next one's position - 1.
-macro_rules! payment_count {
-    () => {
-        "(SELECT COUNT(*) FROM payments p WHERE p.order_id = orders.id) AS payments"
-    };
 }
 
 macro_rules! cart_items_of {
@@ -106,7 +103,8 @@ macro_rules! bulk {
                 "INSERT INTO payments (id, order_id, position, gateway, transaction_type, status, \
                  amount, currency, lines, allocation, failure, expires_at, created_at, \
                  updated_at) SELECT j.value ->> 'id', j.value ->> 'order', \
-                 CAST(j.value ->> 'position' AS BIGINT), j.value ->> 'gateway', \
+                 (SELECT COUNT(*) FROM payments p WHERE p.order_id = j.value ->> 'order') \
+                 + CAST(j.value ->> 'n' AS BIGINT), j.value ->> 'gateway', \
                  j.value ->> 'type', j.value ->> 'status', CAST(j.value ->> 'amount' AS BIGINT), \
                  j.value ->> 'currency', j.value ->> 'lines', j.value ->> 'allocation', NULL, \
                  CAST(j.value ->> 'expires' AS BIGINT), $2, $2 FROM ",
@@ -132,11 +130,8 @@ pub(crate) const SQLITE: Dialect = Dialect {
     stocks_by_ids: "SELECT product_id, location, total, allocated, held, created_at, updated_at \
                     FROM stock WHERE product_id IN (SELECT value FROM json_each($1)) \
                     ORDER BY product_id, location",
-    lock_orders: concat!(
-        "SELECT id, status, payment, shipping, paying, ",
-        payment_count!(),
-        " FROM orders WHERE id IN (SELECT value FROM json_each($1)) ORDER BY id"
-    ),
+    lock_orders: "SELECT id, status, payment, shipping, paying \
+                  FROM orders WHERE id IN (SELECT value FROM json_each($1)) ORDER BY id",
     cart_items_of: concat!(
         cart_items_of!(),
         " WHERE ci.cart_id IN (SELECT value FROM json_each($1))"
@@ -171,13 +166,9 @@ pub(crate) const POSTGRES: Dialect = Dialect {
                     FROM stock \
                     WHERE product_id = ANY (ARRAY(SELECT jsonb_array_elements_text(CAST($1 AS jsonb)))) \
                     ORDER BY product_id, location",
-    lock_orders: concat!(
-        "SELECT id, status, payment, shipping, paying, ",
-        payment_count!(),
-        " FROM orders \
+    lock_orders: "SELECT id, status, payment, shipping, paying FROM orders \
          WHERE id = ANY (ARRAY(SELECT jsonb_array_elements_text(CAST($1 AS jsonb)))) \
-         ORDER BY id FOR UPDATE"
-    ),
+         ORDER BY id FOR UPDATE",
     cart_items_of: concat!(
         cart_items_of!(),
         " WHERE ci.cart_id = ANY (ARRAY(SELECT jsonb_array_elements_text(CAST($1 AS jsonb))))"

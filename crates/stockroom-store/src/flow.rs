@@ -28,8 +28,6 @@ pub(crate) struct OrderSlot {
     pub state: OrderState,
     /// The payment attempt in flight, if any.
     pub paying: Option<String>,
-    /// How many payment transactions the order has (the next one's position - 1).
-    pub payments: i64,
 }
 
 /// One line of a cart as the batch has it.
@@ -54,6 +52,8 @@ pub(crate) struct Flow {
     new_orders: Vec<Value>,
     new_order_items: Vec<Value>,
     new_payments: Vec<Value>,
+    /// How many of `new_payments` each order has.
+    new_payments_per_order: HashMap<String, i64>,
     changed_orders: BTreeSet<String>,
 }
 
@@ -71,7 +71,6 @@ impl Flow {
             let slot = OrderSlot {
                 state: crate::orders::order_state(row)?,
                 paying: row.try_get("paying")?,
-                payments: row.try_get("payments")?,
             };
             self.orders.insert(row.try_get("id")?, Some(slot));
         }
@@ -95,7 +94,6 @@ impl Flow {
             Some(OrderSlot {
                 state,
                 paying: None,
-                payments: 0,
             }),
         );
         self.new_orders.push(row);
@@ -116,11 +114,15 @@ impl Flow {
         Ok(())
     }
 
-    /// Records a payment transaction of an order; `row` gets its position.
+    /// Records a payment transaction of an order (placed after the ones it has).
     pub fn add_payment(&mut self, order_id: &str, mut row: Value) -> Result<(), StoreError> {
-        let slot = self.slot_mut(order_id)?;
-        slot.payments += 1;
-        row["position"] = json!(slot.payments);
+        self.slot_mut(order_id)?;
+        let n = self
+            .new_payments_per_order
+            .entry(order_id.to_owned())
+            .or_default();
+        *n += 1;
+        row["n"] = json!(*n);
         row["order"] = json!(order_id);
         self.new_payments.push(row);
         Ok(())
@@ -163,6 +165,13 @@ impl Flow {
     /// Forgets what the batch read of a cart (a statement of its own changed it).
     pub fn forget_cart(&mut self, id: &str) {
         self.carts.remove(id);
+    }
+
+    /// Forgets the carts that hold a product (its catalog record, and so its currency,
+    /// changed); they are read again when needed.
+    pub fn forget_carts_holding(&mut self, product: &str) {
+        self.carts
+            .retain(|_, lines| lines.iter().all(|l| l.product != product));
     }
 
     /// Adds units to a cart's line, creating the cart and the line as needed. The cart must
@@ -215,6 +224,7 @@ impl Flow {
         }
         if !self.new_payments.is_empty() {
             let rows = std::mem::take(&mut self.new_payments);
+            self.new_payments_per_order.clear();
             write(conn, bulk.insert_payments, rows, Some(now)).await?;
         }
         if !self.changed_orders.is_empty() {

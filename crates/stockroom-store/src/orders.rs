@@ -623,6 +623,8 @@ pub(crate) async fn execute(
             if done.rows_affected() == 0 {
                 Refused(Rejection::ProductTaken)
             } else {
+                // Lines of it already in carts now have a currency.
+                batch.flow.forget_carts_holding(p.id.as_str());
                 Applied(Effect::Product(p.id.clone()))
             }
         }

@@ -810,6 +810,7 @@ mod tests {
             .expect("a connection");
 
         let hot = ProductId::parse("hot").expect("an id");
+        let bare = ProductId::parse("bare").expect("an id");
         let line = |n| CartLine {
             product: hot.clone(),
             location: NO_LOCATION.into(),
@@ -833,20 +834,21 @@ mod tests {
             }],
             total: gbp(300),
         };
+        let payment = |id: &str| NewPayment {
+            id: id.into(),
+            gateway: "manual".into(),
+            method: PaymentMethod::Purchase,
+            amount: gbp(300),
+            lines: vec![Line {
+                product: hot.clone(),
+                location: NO_LOCATION.into(),
+                quantity: units(3),
+            }],
+            expires_at: Timestamp(0),
+        };
         let pay = |id: &str| Command::Pay {
             order_id: "order-1".into(),
-            payment: NewPayment {
-                id: id.into(),
-                gateway: "manual".into(),
-                method: PaymentMethod::Purchase,
-                amount: gbp(300),
-                lines: vec![Line {
-                    product: hot.clone(),
-                    location: NO_LOCATION.into(),
-                    quantity: units(3),
-                }],
-                expires_at: Timestamp(0),
-            },
+            payment: payment(id),
             settled: true,
         };
         let requests: Vec<WriteRequest> = [
@@ -867,13 +869,66 @@ mod tests {
                 cart_id: "cart-2".into(),
                 lines: vec![line(4)],
             },
-            Command::Checkout(order),
+            Command::Checkout(order.clone()),
             pay("payment-1"),
             // Paid already: refused, and nothing of it is written.
             pay("payment-2"),
             // Reads the held payment with a statement of its own: sees payment-1.
             Command::Ship {
                 order_id: "order-1".into(),
+            },
+            // A second order: authorized, then captured after a statement of its own (the
+            // capture is numbered after the kept-back authorization, which is written first).
+            Command::Checkout(NewOrder {
+                id: "order-2".into(),
+                items: vec![OrderItem {
+                    id: "item-2".into(),
+                    ..order.items[0].clone()
+                }],
+                ..order.clone()
+            }),
+            Command::Pay {
+                order_id: "order-2".into(),
+                payment: NewPayment {
+                    id: "authorization".into(),
+                    method: PaymentMethod::Authorize,
+                    ..payment("unused")
+                },
+                settled: true,
+            },
+            Command::Capture {
+                order_id: "order-2".into(),
+                authorization_id: "authorization".into(),
+                capture_id: "capture".into(),
+            },
+            // A cart holding stock with no catalog product (no currency) ...
+            Command::Create {
+                product: bare.clone(),
+                records: vec![(NO_LOCATION.into(), units(10))],
+            },
+            Command::AddToCart {
+                cart_id: "cart-3".into(),
+                lines: vec![CartLine {
+                    product: bare.clone(),
+                    currency: None,
+                    ..line(1)
+                }],
+            },
+            // ... whose product then gets a catalog record in euros: a pound line is refused.
+            Command::CreateProduct(Product {
+                id: bare.clone(),
+                sku: "bare".into(),
+                name: "Bare".into(),
+                price: Money {
+                    currency: "EUR".into(),
+                    ..gbp(100)
+                },
+                created_at: Timestamp(0),
+                updated_at: Timestamp(0),
+            }),
+            Command::AddToCart {
+                cart_id: "cart-3".into(),
+                lines: vec![line(1)],
             },
         ]
         .into_iter()
@@ -887,7 +942,11 @@ mod tests {
             .collect();
         assert_eq!(
             outcomes,
-            [true, true, true, true, true, true, false, true],
+            [
+                true, true, true, true, true, true, false, true, // order-1
+                true, true, true, // order-2
+                true, true, true, false, // cart-3
+            ],
             "which jobs applied"
         );
 
@@ -909,8 +968,20 @@ mod tests {
         let ids: Vec<&str> = payments.iter().map(|p| p.id.as_str()).collect();
         assert_eq!(ids, ["payment-1"]);
         assert_eq!(payments[0].allocation, AllocationState::Shipped);
+        let payments = store.payments("order-2").await.expect("a read");
+        let ids: Vec<&str> = payments.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["authorization", "capture"], "in position order");
+        let order = store
+            .order("order-2")
+            .await
+            .expect("a read")
+            .expect("order-2");
+        assert_eq!(order.state.payment, Payment::Paid);
+        let cart = store.cart("cart-3").await.expect("a read").expect("cart-3");
+        assert_eq!(cart.items.len(), 1, "the pound line was refused");
         let stock = store.stock(&hot).await.expect("a read").expect("stock");
-        assert_eq!((stock.total, stock.allocated), (7, 0));
+        // 3 shipped for order-1; 3 held by order-2's authorization.
+        assert_eq!((stock.total, stock.allocated), (7, 3));
         let report = store.verify().await.expect("a read");
         assert!(report.problems.is_empty(), "{report:?}");
     }
