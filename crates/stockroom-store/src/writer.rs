@@ -9,11 +9,13 @@
 //! 3. reads the stock rows the batch touches in product-id order, then the orders it touches in
 //!    id order, locking both on PostgreSQL (`FOR UPDATE`), so that no other writer — in this
 //!    process or another — can change them until this transaction ends, and no two writers can
-//!    deadlock;
+//!    deadlock; and the items of the carts it adds to (not locked);
 //! 4. applies each job in turn: stock arithmetic (the domain's) on an in-memory copy of those
-//!    rows, all or nothing per job, and the order flow's own rows in SQL inside the transaction;
-//!    a refused job leaves everything as it was;
-//! 5. writes the changed stock rows, one history entry per change and the idempotency records;
+//!    rows, all or nothing per job, and the order flow's rows on the copies in [`Flow`], which
+//!    keeps the rows jobs create until the next statement of the batch ([`Batch::sql`]) or the
+//!    end; a refused job leaves everything as it was;
+//! 5. writes the kept-back order-flow rows (one statement per table), the changed stock rows,
+//!    one history entry per change and the idempotency records;
 //! 6. commits — one fsync for the batch — and only then answers every job.
 //!
 //! The in-memory copy lives only inside the transaction that holds the rows' locks, so it can
