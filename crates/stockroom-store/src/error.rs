@@ -44,6 +44,21 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match &e {
+            rusqlite::Error::SqliteFailure(failure, _) => match failure.extended_code {
+                // unique, primary-key and foreign-key violations: another writer got there first
+                2067 | 1555 | 787 => StoreError::Conflict,
+                // SQLITE_BUSY / SQLITE_LOCKED: another process holds the lock past the timeout
+                5 | 6 | 517 => StoreError::Unavailable(e.to_string()),
+                _ => StoreError::Internal(e.to_string()),
+            },
+            _ => StoreError::Internal(e.to_string()),
+        }
+    }
+}
+
 /// Why the store could not be opened. Messages never contain a URL's password.
 #[derive(Debug, Error)]
 pub enum OpenError {

@@ -15,12 +15,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{json, Value};
-use sqlx::{AnyConnection, Row};
 use stockroom_domain::order::OrderState;
 use stockroom_domain::Timestamp;
 
 use crate::dialect::Dialect;
 use crate::error::StoreError;
+use crate::exec::{args, Conn, DbRow, Get};
 
 /// An order as the batch has it.
 #[derive(Clone, Debug)]
@@ -62,7 +62,7 @@ impl Flow {
     pub fn orders_read(
         &mut self,
         locked: &BTreeSet<String>,
-        rows: &[sqlx::any::AnyRow],
+        rows: &[DbRow],
     ) -> Result<(), StoreError> {
         for id in locked {
             self.orders.insert(id.clone(), None);
@@ -70,9 +70,9 @@ impl Flow {
         for row in rows {
             let slot = OrderSlot {
                 state: crate::orders::order_state(row)?,
-                paying: row.try_get("paying")?,
+                paying: row.col("paying")?,
             };
-            self.orders.insert(row.try_get("id")?, Some(slot));
+            self.orders.insert(row.col("id")?, Some(slot));
         }
         Ok(())
     }
@@ -139,18 +139,18 @@ impl Flow {
     pub fn carts_read<'a>(
         &mut self,
         ids: impl IntoIterator<Item = &'a String>,
-        rows: &[sqlx::any::AnyRow],
+        rows: &[DbRow],
     ) -> Result<(), StoreError> {
         for id in ids {
             self.carts.insert(id.clone(), Vec::new());
         }
         for row in rows {
-            let cart: String = row.try_get("cart_id")?;
+            let cart: String = row.col("cart_id")?;
             let line = CartLineSeen {
-                product: row.try_get("product_id")?,
-                location: row.try_get("location")?,
-                quantity: row.try_get("quantity")?,
-                currency: row.try_get("currency")?,
+                product: row.col("product_id")?,
+                location: row.col("location")?,
+                quantity: row.col("quantity")?,
+                currency: row.col("currency")?,
             };
             self.carts.entry(cart).or_default().push(line);
         }
@@ -195,7 +195,7 @@ impl Flow {
     /// Writes every kept-back row, parents before children.
     pub async fn flush(
         &mut self,
-        conn: &mut AnyConnection,
+        conn: &mut Conn<'_>,
         dialect: &Dialect,
         now: Timestamp,
     ) -> Result<(), StoreError> {
@@ -246,16 +246,16 @@ impl Flow {
 }
 
 async fn write(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     sql: &'static str,
     rows: Vec<Value>,
     now: Option<Timestamp>,
 ) -> Result<(), StoreError> {
-    let query = sqlx::query(sql).bind(Value::Array(rows).to_string());
-    let query = match now {
-        Some(now) => query.bind(now.micros()),
-        None => query,
+    let rows = Value::Array(rows).to_string();
+    let args = match now {
+        Some(now) => args![rows, now.micros()],
+        None => args![rows],
     };
-    query.execute(conn).await?;
+    conn.execute(sql, args).await?;
     Ok(())
 }

@@ -9,6 +9,7 @@
 
 mod dialect;
 mod error;
+mod exec;
 mod flow;
 mod locations;
 mod model;

@@ -6,6 +6,7 @@ use sqlx::{AnyPool, Row};
 use stockroom_domain::{Action, ProductId, Quantity, Stock, Timestamp};
 
 use crate::error::StoreError;
+use crate::exec::{args, Get};
 use crate::model::*;
 use crate::writer::{figure, Batch};
 
@@ -128,9 +129,8 @@ pub(crate) async fn exists(batch: &mut Batch<'_>, slug: &str) -> Result<bool, St
     if slug == NO_LOCATION {
         return Ok(true);
     }
-    let row = sqlx::query("SELECT id FROM locations WHERE slug = $1")
-        .bind(slug.to_owned())
-        .fetch_optional(batch.sql().await?)
+    let row = batch
+        .fetch_optional("SELECT id FROM locations WHERE slug = $1", args![slug])
         .await?;
     Ok(row.is_some())
 }
@@ -141,51 +141,44 @@ pub(crate) async fn execute(
 ) -> Result<Outcome, StoreError> {
     Ok(match command {
         Command::CreateLocation(l) => {
-            let done = sqlx::query(
-                "INSERT INTO locations (id, slug, name, external_ref, description, address, lat, \
+            let done = batch.execute("INSERT INTO locations (id, slug, name, external_ref, description, address, lat, \
                  lon, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, \
                  CASE WHEN $10 = 1 THEN $7 END, CASE WHEN $10 = 1 THEN $8 END, $9, $9) \
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(l.id.clone())
-            .bind(l.slug.clone())
-            .bind(l.name.clone())
-            .bind(l.external_ref.clone())
-            .bind(l.description.clone())
-            .bind(serde_json::to_string(&l.address).unwrap_or_else(|_| "[]".into()))
-            .bind(point(l).0)
-            .bind(point(l).1)
-            .bind(batch.now.micros())
-            .bind(point(l).2)
-            .execute(batch.sql().await?)
+                 ON CONFLICT DO NOTHING", args![&l.id, &l.slug, &l.name, &l.external_ref, &l.description, serde_json::to_string(&l.address).unwrap_or_else(|_| "[]".into()), point(l).0, point(l).1, batch.now.micros(), point(l).2])
             .await?;
-            if done.rows_affected() == 0 {
+            if done == 0 {
                 Outcome::Refused(Rejection::LocationInUse)
             } else {
                 Outcome::Applied(Effect::Location(l.id.clone()))
             }
         }
         Command::DeleteLocation { id } => {
-            let row = sqlx::query("SELECT slug FROM locations WHERE id = $1 AND id <> ''")
-                .bind(id.clone())
-                .fetch_optional(batch.sql().await?)
+            let row = batch
+                .fetch_optional(
+                    "SELECT slug FROM locations WHERE id = $1 AND id <> ''",
+                    args![id],
+                )
                 .await?;
             let Some(row) = row else {
                 return Ok(Outcome::Refused(Rejection::NotFound));
             };
-            let slug: String = row.try_get("slug")?;
-            let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stock WHERE location = $1")
-                .bind(slug.clone())
-                .fetch_one(batch.sql().await?)
-                .await?;
+            let slug: String = row.col("slug")?;
+            let held: i64 = batch
+                .fetch_optional(
+                    "SELECT COUNT(*) AS n FROM stock WHERE location = $1",
+                    args![&slug],
+                )
+                .await?
+                .map(|row| row.col("n"))
+                .transpose()?
+                .unwrap_or(0);
             if held > 0 || batch.holds_stock_at(&slug) {
                 return Ok(Outcome::Refused(Rejection::LocationInUse));
             }
             // A record created at this location by another instance meanwhile makes this
             // fail on the foreign key: the batch is re-run and then sees it.
-            sqlx::query("DELETE FROM locations WHERE id = $1")
-                .bind(id.clone())
-                .execute(batch.sql().await?)
+            batch
+                .execute("DELETE FROM locations WHERE id = $1", args![id])
                 .await?;
             Outcome::Applied(Effect::Location(id.clone()))
         }

@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, AnyPool, Row};
+use sqlx::{AnyPool, Row};
 use stockroom_domain::limits::{CART_LINES_MAX, QUANTITY_MAX};
 use stockroom_domain::order::{OnCancel, OrderState, Payment, PaymentMethod, Shipping, Status};
 use stockroom_domain::{Action, ProductId, Quantity, Timestamp};
 
 use crate::error::StoreError;
+use crate::exec::{args, Conn, Get, Reader};
 use crate::flow::CartLineSeen;
 use crate::model::*;
 use crate::writer::{figure, Batch};
@@ -64,17 +64,18 @@ fn decode_lines(raw: &str) -> Result<Vec<Line>, StoreError> {
 
 /// The products held by the allocation of an order, if it holds one (for the writer to lock).
 pub(crate) async fn allocated_products(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     order_id: &str,
 ) -> Result<Vec<ProductId>, StoreError> {
-    let rows =
-        sqlx::query("SELECT lines FROM payments WHERE order_id = $1 AND allocation = 'held'")
-            .bind(order_id.to_owned())
-            .fetch_all(&mut *conn)
-            .await?;
+    let rows = conn
+        .fetch_all(
+            "SELECT lines FROM payments WHERE order_id = $1 AND allocation = 'held'",
+            args![order_id],
+        )
+        .await?;
     let mut products = Vec::new();
     for row in rows {
-        let raw: String = row.try_get("lines")?;
+        let raw: String = row.col("lines")?;
         products.extend(decode_lines(&raw)?.into_iter().map(|l| l.product));
     }
     Ok(products)
@@ -88,32 +89,34 @@ macro_rules! product_columns {
     };
 }
 
-fn product_row(row: &AnyRow) -> Result<Product, StoreError> {
-    let id: String = row.try_get("id")?;
-    let includes_tax: i64 = row.try_get("includes_tax")?;
+fn product_row(row: &impl Get) -> Result<Product, StoreError> {
+    let id: String = row.col("id")?;
+    let includes_tax: i64 = row.col("includes_tax")?;
     Ok(Product {
         id: product_id(&id)?,
-        sku: row.try_get("sku")?,
-        name: row.try_get("name")?,
+        sku: row.col("sku")?,
+        name: row.col("name")?,
         price: Money {
-            amount: row.try_get("price_amount")?,
-            currency: row.try_get("currency")?,
+            amount: row.col("price_amount")?,
+            currency: row.col("currency")?,
             includes_tax: includes_tax != 0,
         },
-        created_at: Timestamp(row.try_get("created_at")?),
-        updated_at: Timestamp(row.try_get("updated_at")?),
+        created_at: Timestamp(row.col("created_at")?),
+        updated_at: Timestamp(row.col("updated_at")?),
     })
 }
 
-pub(crate) async fn product(pool: &AnyPool, id: &str) -> Result<Option<Product>, StoreError> {
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        product_columns!(),
-        " FROM products WHERE id = $1"
-    ))
-    .bind(id.to_owned())
-    .fetch_optional(pool)
-    .await?;
+pub(crate) async fn product(db: &Reader, id: &str) -> Result<Option<Product>, StoreError> {
+    let row = db
+        .fetch_optional(
+            concat!(
+                "SELECT ",
+                product_columns!(),
+                " FROM products WHERE id = $1"
+            ),
+            args![id],
+        )
+        .await?;
     row.as_ref().map(product_row).transpose()
 }
 
@@ -152,7 +155,7 @@ pub(crate) async fn products(pool: &AnyPool, page: Page) -> Result<Paged<Product
 }
 
 pub(crate) async fn update_product(
-    pool: &AnyPool,
+    db: &Reader,
     id: &ProductId,
     patch: &ProductPatch,
     now: Timestamp,
@@ -172,12 +175,12 @@ pub(crate) async fn update_product(
     .bind(patch.price.as_ref().map(|p| p.currency.clone()))
     .bind(patch.price.as_ref().map(|p| i64::from(p.includes_tax)))
     .bind(now.micros())
-    .execute(pool)
+    .execute(&db.pool)
     .await?;
     if done.rows_affected() == 0 {
         return Ok(None);
     }
-    product(pool, id.as_str()).await
+    product(db, id.as_str()).await
 }
 
 pub(crate) async fn delete_product(pool: &AnyPool, id: &ProductId) -> Result<bool, StoreError> {
@@ -195,8 +198,9 @@ pub(crate) async fn delete_product(pool: &AnyPool, id: &ProductId) -> Result<boo
 }
 
 /// A cart with its items, each with its catalog product: one statement.
-pub(crate) async fn cart(pool: &AnyPool, cart_id: &str) -> Result<Option<Cart>, StoreError> {
-    let rows = sqlx::query(
+pub(crate) async fn cart(db: &Reader, cart_id: &str) -> Result<Option<Cart>, StoreError> {
+    let rows = db
+        .fetch_all(
         "SELECT c.id AS cart_id, c.created_at AS cart_created, c.updated_at AS cart_updated, \
          ci.id AS item_id, ci.product_id AS item_product, ci.location AS item_location, \
          ci.quantity AS item_quantity, \
@@ -206,37 +210,36 @@ pub(crate) async fn cart(pool: &AnyPool, cart_id: &str) -> Result<Option<Cart>, 
          FROM carts c LEFT JOIN cart_items ci ON ci.cart_id = c.id \
          LEFT JOIN products p ON p.id = ci.product_id \
          WHERE c.id = $1 ORDER BY ci.created_at, ci.id",
-    )
-    .bind(cart_id.to_owned())
-    .fetch_all(pool)
-    .await?;
+            args![cart_id],
+        )
+        .await?;
     let Some(first) = rows.first() else {
         return Ok(None);
     };
     let mut items = Vec::with_capacity(rows.len());
     for r in &rows {
-        let Some(item_id) = r.try_get::<Option<String>, _>("item_id")? else {
+        let Some(item_id) = r.col::<Option<String>>("item_id")? else {
             continue; // an empty cart: its one row has no item
         };
-        let pid: String = r.try_get("item_product")?;
-        let catalog: Option<String> = r.try_get("id")?;
-        let managed: i64 = r.try_get("managed")?;
+        let pid: String = r.col("item_product")?;
+        let catalog: Option<String> = r.col("id")?;
+        let managed: i64 = r.col("managed")?;
         items.push(CartItem {
             id: item_id,
             product_id: product_id(&pid)?,
-            location: r.try_get("item_location")?,
-            quantity: u64::try_from(r.try_get::<i64, _>("item_quantity")?).unwrap_or(0),
+            location: r.col("item_location")?,
+            quantity: u64::try_from(r.col::<i64>("item_quantity")?).unwrap_or(0),
             product: catalog.map(|_| product_row(r)).transpose()?,
             managed: managed > 0,
-            created_at: Timestamp(r.try_get("item_created")?),
-            updated_at: Timestamp(r.try_get("item_updated")?),
+            created_at: Timestamp(r.col("item_created")?),
+            updated_at: Timestamp(r.col("item_updated")?),
         });
     }
     Ok(Some(Cart {
-        id: first.try_get("cart_id")?,
+        id: first.col("cart_id")?,
         items,
-        created_at: Timestamp(first.try_get("cart_created")?),
-        updated_at: Timestamp(first.try_get("cart_updated")?),
+        created_at: Timestamp(first.col("cart_created")?),
+        updated_at: Timestamp(first.col("cart_updated")?),
     }))
 }
 
@@ -272,12 +275,12 @@ macro_rules! order_columns {
     };
 }
 
-pub(crate) fn order_state(row: &AnyRow) -> Result<OrderState, StoreError> {
+pub(crate) fn order_state(row: &impl Get) -> Result<OrderState, StoreError> {
     let bad = |what: &str, v: &str| StoreError::Internal(format!("unknown order {what} {v:?}"));
-    let status: String = row.try_get("status")?;
-    let payment: String = row.try_get("payment")?;
-    let shipping: String = row.try_get("shipping")?;
-    let paying: Option<String> = row.try_get("paying")?;
+    let status: String = row.col("status")?;
+    let payment: String = row.col("payment")?;
+    let shipping: String = row.col("shipping")?;
+    let paying: Option<String> = row.col("paying")?;
     Ok(OrderState {
         status: Status::parse(&status).ok_or_else(|| bad("status", &status))?,
         payment: Payment::parse(&payment).ok_or_else(|| bad("payment", &payment))?,
@@ -286,22 +289,22 @@ pub(crate) fn order_state(row: &AnyRow) -> Result<OrderState, StoreError> {
     })
 }
 
-fn order_row(row: &AnyRow, items: Vec<OrderItem>) -> Result<Order, StoreError> {
+fn order_row(row: &impl Get, items: Vec<OrderItem>) -> Result<Order, StoreError> {
     Ok(Order {
-        id: row.try_get("id")?,
-        cart_id: row.try_get("cart_id")?,
+        id: row.col("id")?,
+        cart_id: row.col("cart_id")?,
         state: order_state(row)?,
-        customer: row.try_get("customer")?,
-        billing_address: row.try_get("billing_address")?,
-        shipping_address: row.try_get("shipping_address")?,
+        customer: row.col("customer")?,
+        billing_address: row.col("billing_address")?,
+        shipping_address: row.col("shipping_address")?,
         total: Money {
-            amount: row.try_get("total_amount")?,
-            currency: row.try_get("currency")?,
+            amount: row.col("total_amount")?,
+            currency: row.col("currency")?,
             includes_tax: false,
         },
         items,
-        created_at: Timestamp(row.try_get("created_at")?),
-        updated_at: Timestamp(row.try_get("updated_at")?),
+        created_at: Timestamp(row.col("created_at")?),
+        updated_at: Timestamp(row.col("updated_at")?),
     })
 }
 
@@ -314,19 +317,19 @@ macro_rules! order_item_columns {
     };
 }
 
-fn order_item_row(r: &AnyRow) -> Result<OrderItem, StoreError> {
-    let pid: String = r.try_get("item_product")?;
-    let includes_tax: i64 = r.try_get("item_tax")?;
+fn order_item_row(r: &impl Get) -> Result<OrderItem, StoreError> {
+    let pid: String = r.col("item_product")?;
+    let includes_tax: i64 = r.col("item_tax")?;
     Ok(OrderItem {
-        id: r.try_get("item_id")?,
+        id: r.col("item_id")?,
         product_id: product_id(&pid)?,
-        location: r.try_get("item_location")?,
-        name: r.try_get("item_name")?,
-        sku: r.try_get("item_sku")?,
-        quantity: quantity(r.try_get("item_quantity")?)?,
+        location: r.col("item_location")?,
+        name: r.col("item_name")?,
+        sku: r.col("item_sku")?,
+        quantity: quantity(r.col("item_quantity")?)?,
         unit_price: Money {
-            amount: r.try_get("item_amount")?,
-            currency: r.try_get("item_currency")?,
+            amount: r.col("item_amount")?,
+            currency: r.col("item_currency")?,
             includes_tax: includes_tax != 0,
         },
     })
@@ -345,24 +348,26 @@ async fn order_items(pool: &AnyPool, order_id: &str) -> Result<Vec<OrderItem>, S
 }
 
 /// An order with its items: one statement.
-pub(crate) async fn order(pool: &AnyPool, id: &str) -> Result<Option<Order>, StoreError> {
-    let rows = sqlx::query(concat!(
-        "SELECT o.id, o.cart_id, o.status, o.payment, o.shipping, o.paying, o.customer, \
+pub(crate) async fn order(db: &Reader, id: &str) -> Result<Option<Order>, StoreError> {
+    let rows = db
+        .fetch_all(
+            concat!(
+                "SELECT o.id, o.cart_id, o.status, o.payment, o.shipping, o.paying, o.customer, \
          o.billing_address, o.shipping_address, o.total_amount, o.currency, o.created_at, \
          o.updated_at, ",
-        order_item_columns!(),
-        " FROM orders o LEFT JOIN order_items i ON i.order_id = o.id WHERE o.id = $1 \
+                order_item_columns!(),
+                " FROM orders o LEFT JOIN order_items i ON i.order_id = o.id WHERE o.id = $1 \
          ORDER BY i.position"
-    ))
-    .bind(id.to_owned())
-    .fetch_all(pool)
-    .await?;
+            ),
+            args![id],
+        )
+        .await?;
     let Some(first) = rows.first() else {
         return Ok(None);
     };
     let mut items = Vec::with_capacity(rows.len());
     for row in &rows {
-        if row.try_get::<Option<String>, _>("item_id")?.is_some() {
+        if row.col::<Option<String>>("item_id")?.is_some() {
             items.push(order_item_row(row)?);
         }
     }
@@ -422,15 +427,15 @@ macro_rules! payment_columns {
     };
 }
 
-fn payment_row(row: &AnyRow) -> Result<PaymentTx, StoreError> {
-    let status: String = row.try_get("status")?;
-    let allocation: String = row.try_get("allocation")?;
-    let lines: String = row.try_get("lines")?;
+fn payment_row(row: &impl Get) -> Result<PaymentTx, StoreError> {
+    let status: String = row.col("status")?;
+    let allocation: String = row.col("allocation")?;
+    let lines: String = row.col("lines")?;
     Ok(PaymentTx {
-        id: row.try_get("id")?,
-        order_id: row.try_get("order_id")?,
-        gateway: row.try_get("gateway")?,
-        transaction_type: row.try_get("transaction_type")?,
+        id: row.col("id")?,
+        order_id: row.col("order_id")?,
+        gateway: row.col("gateway")?,
+        transaction_type: row.col("transaction_type")?,
         status: match status.as_str() {
             "pending" => PaymentStatus::Pending,
             "complete" => PaymentStatus::Complete,
@@ -442,8 +447,8 @@ fn payment_row(row: &AnyRow) -> Result<PaymentTx, StoreError> {
             }
         },
         amount: Money {
-            amount: row.try_get("amount")?,
-            currency: row.try_get("currency")?,
+            amount: row.col("amount")?,
+            currency: row.col("currency")?,
             includes_tax: false,
         },
         lines: decode_lines(&lines)?,
@@ -458,10 +463,10 @@ fn payment_row(row: &AnyRow) -> Result<PaymentTx, StoreError> {
                 )))
             }
         },
-        failure: row.try_get("failure")?,
-        expires_at: Timestamp(row.try_get("expires_at")?),
-        created_at: Timestamp(row.try_get("created_at")?),
-        updated_at: Timestamp(row.try_get("updated_at")?),
+        failure: row.col("failure")?,
+        expires_at: Timestamp(row.col("expires_at")?),
+        created_at: Timestamp(row.col("created_at")?),
+        updated_at: Timestamp(row.col("updated_at")?),
     })
 }
 
@@ -478,19 +483,20 @@ pub(crate) async fn payments(pool: &AnyPool, order_id: &str) -> Result<Vec<Payme
 }
 
 pub(crate) async fn payment(
-    pool: &AnyPool,
+    db: &Reader,
     order_id: &str,
     id: &str,
 ) -> Result<Option<PaymentTx>, StoreError> {
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        payment_columns!(),
-        " FROM payments WHERE id = $1 AND order_id = $2"
-    ))
-    .bind(id.to_owned())
-    .bind(order_id.to_owned())
-    .fetch_optional(pool)
-    .await?;
+    let row = db
+        .fetch_optional(
+            concat!(
+                "SELECT ",
+                payment_columns!(),
+                " FROM payments WHERE id = $1 AND order_id = $2"
+            ),
+            args![id, order_id],
+        )
+        .await?;
     row.as_ref().map(payment_row).transpose()
 }
 
@@ -532,14 +538,16 @@ async fn held_payment(
     batch: &mut Batch<'_>,
     order_id: &str,
 ) -> Result<Option<PaymentTx>, StoreError> {
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        payment_columns!(),
-        " FROM payments WHERE order_id = $1 AND allocation = 'held'"
-    ))
-    .bind(order_id.to_owned())
-    .fetch_optional(batch.sql().await?)
-    .await?;
+    let row = batch
+        .fetch_optional(
+            concat!(
+                "SELECT ",
+                payment_columns!(),
+                " FROM payments WHERE order_id = $1 AND allocation = 'held'"
+            ),
+            args![order_id],
+        )
+        .await?;
     row.as_ref().map(payment_row).transpose()
 }
 
@@ -555,15 +563,9 @@ async fn resolve_allocation(
     } else {
         "released"
     };
-    let done = sqlx::query(
-        "UPDATE payments SET allocation = $2, updated_at = $3 WHERE id = $1 AND allocation = 'held'",
-    )
-    .bind(payment.id.clone())
-    .bind(state)
-    .bind(batch.now.micros())
-    .execute(batch.sql().await?)
+    let done = batch.execute("UPDATE payments SET allocation = $2, updated_at = $3 WHERE id = $1 AND allocation = 'held'", args![&payment.id, state, batch.now.micros()])
     .await?;
-    if done.rows_affected() != 1 {
+    if done != 1 {
         return Err(StoreError::Conflict);
     }
     let lines: Vec<_> = payment
@@ -607,20 +609,10 @@ pub(crate) async fn execute(
     use Outcome::{Applied, Refused};
     Ok(match command {
         Command::CreateProduct(p) => {
-            let done = sqlx::query(
-                "INSERT INTO products (id, sku, name, price_amount, currency, includes_tax, \
-                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT DO NOTHING",
-            )
-            .bind(p.id.as_str().to_owned())
-            .bind(p.sku.clone())
-            .bind(p.name.clone())
-            .bind(p.price.amount)
-            .bind(p.price.currency.clone())
-            .bind(i64::from(p.price.includes_tax))
-            .bind(batch.now.micros())
-            .execute(batch.sql().await?)
+            let done = batch.execute("INSERT INTO products (id, sku, name, price_amount, currency, includes_tax, \
+                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT DO NOTHING", args![p.id.as_str(), &p.sku, &p.name, p.price.amount, &p.price.currency, i64::from(p.price.includes_tax), batch.now.micros()])
             .await?;
-            if done.rows_affected() == 0 {
+            if done == 0 {
                 Refused(Rejection::ProductTaken)
             } else {
                 // Lines of it already in carts now have a currency.
@@ -636,16 +628,16 @@ pub(crate) async fn execute(
             location,
             quantity,
         } => {
-            let row =
-                sqlx::query("SELECT product_id FROM cart_items WHERE id = $1 AND cart_id = $2")
-                    .bind(item_id.clone())
-                    .bind(cart_id.clone())
-                    .fetch_optional(batch.sql().await?)
-                    .await?;
+            let row = batch
+                .fetch_optional(
+                    "SELECT product_id FROM cart_items WHERE id = $1 AND cart_id = $2",
+                    args![item_id, cart_id],
+                )
+                .await?;
             let Some(row) = row else {
                 return Ok(Refused(Rejection::NotFound));
             };
-            let in_cart: String = row.try_get("product_id")?;
+            let in_cart: String = row.col("product_id")?;
             if in_cart != product.as_str() {
                 return Ok(Refused(Rejection::NotFound));
             }
@@ -653,16 +645,17 @@ pub(crate) async fn execute(
             if let Some(rejection) = short(batch, &wanted)? {
                 return Ok(Refused(rejection));
             }
-            sqlx::query("UPDATE cart_items SET quantity = $2, updated_at = $3 WHERE id = $1")
-                .bind(item_id.clone())
-                .bind(figure(quantity.get()))
-                .bind(batch.now.micros())
-                .execute(batch.sql().await?)
+            batch
+                .execute(
+                    "UPDATE cart_items SET quantity = $2, updated_at = $3 WHERE id = $1",
+                    args![item_id, figure(quantity.get()), batch.now.micros()],
+                )
                 .await?;
-            sqlx::query("UPDATE carts SET updated_at = $2 WHERE id = $1")
-                .bind(cart_id.clone())
-                .bind(batch.now.micros())
-                .execute(batch.sql().await?)
+            batch
+                .execute(
+                    "UPDATE carts SET updated_at = $2 WHERE id = $1",
+                    args![cart_id, batch.now.micros()],
+                )
                 .await?;
             batch.flow.forget_cart(cart_id);
             Applied(Effect::Cart(cart_id.clone()))
@@ -687,15 +680,16 @@ pub(crate) async fn execute(
             let Some(state) = load_state(batch, order_id)? else {
                 return Ok(Refused(Rejection::NotFound));
             };
-            let row = sqlx::query(concat!(
-                "SELECT ",
-                payment_columns!(),
-                " FROM payments WHERE id = $1 AND order_id = $2"
-            ))
-            .bind(authorization_id.clone())
-            .bind(order_id.clone())
-            .fetch_optional(batch.sql().await?)
-            .await?;
+            let row = batch
+                .fetch_optional(
+                    concat!(
+                        "SELECT ",
+                        payment_columns!(),
+                        " FROM payments WHERE id = $1 AND order_id = $2"
+                    ),
+                    args![authorization_id, order_id],
+                )
+                .await?;
             let Some(authorization) = row.as_ref().map(payment_row).transpose()? else {
                 return Ok(Refused(Rejection::NotFound));
             };
@@ -793,9 +787,11 @@ async fn add_to_cart(
     }
     // What the cart holds already, with its products' currencies: one currency per cart.
     if batch.flow.cart(cart_id).is_none() {
-        let rows = sqlx::query(batch.dialect().cart_items_of)
-            .bind(serde_json::to_string(&[cart_id]).unwrap_or_default())
-            .fetch_all(batch.sql().await?)
+        let rows = batch
+            .fetch_all(
+                batch.dialect().cart_items_of,
+                args![serde_json::to_string(&[cart_id]).unwrap_or_default()],
+            )
             .await?;
         batch.flow.carts_read([&cart_id.to_owned()], &rows)?;
     }
@@ -1006,15 +1002,16 @@ async fn settle(
         order_id: order_id.to_owned(),
         payment_id: payment_id.to_owned(),
     });
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        payment_columns!(),
-        " FROM payments WHERE id = $1 AND order_id = $2"
-    ))
-    .bind(payment_id.to_owned())
-    .bind(order_id.to_owned())
-    .fetch_optional(batch.sql().await?)
-    .await?;
+    let row = batch
+        .fetch_optional(
+            concat!(
+                "SELECT ",
+                payment_columns!(),
+                " FROM payments WHERE id = $1 AND order_id = $2"
+            ),
+            args![payment_id, order_id],
+        )
+        .await?;
     let Some(payment) = row.as_ref().map(payment_row).transpose()? else {
         return Ok(Outcome::Refused(Rejection::NotFound));
     };
@@ -1034,12 +1031,16 @@ async fn settle(
         }
         ("failed", state.payment_failed())
     };
-    sqlx::query("UPDATE payments SET status = $2, failure = $3, updated_at = $4 WHERE id = $1")
-        .bind(payment_id.to_owned())
-        .bind(status)
-        .bind(failure.map(str::to_owned))
-        .bind(batch.now.micros())
-        .execute(batch.sql().await?)
+    batch
+        .execute(
+            "UPDATE payments SET status = $2, failure = $3, updated_at = $4 WHERE id = $1",
+            args![
+                payment_id,
+                status,
+                failure.map(str::to_owned),
+                batch.now.micros()
+            ],
+        )
         .await?;
     save_state(batch, order_id, next, None)?;
     Ok(applied)

@@ -8,12 +8,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::{Executor, Row};
 use stockroom_domain::{Action, Clock, ProductId, Role, Stock, Timestamp};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::dialect::{Dialect, Kind, POSTGRES, SQLITE};
 use crate::error::{OpenError, StoreError};
+use crate::exec::{Get, Reader};
 use crate::locations;
 use crate::model::*;
 use crate::orders;
@@ -54,7 +55,7 @@ impl Default for OpenOptions {
 
 pub struct SqlStore {
     dialect: &'static Dialect,
-    read: AnyPool,
+    read: Reader,
     writer: mpsc::Sender<Job>,
 }
 
@@ -99,6 +100,33 @@ fn kind_of(url: &str) -> Result<Kind, OpenError> {
         Err(OpenError::BadScheme(redact_url(url)))
     }
 }
+
+/// The SQLite writer's own connection (see `exec.rs`), with the same settings as the pool's.
+/// The file of a SQLite URL.
+fn sqlite_path(url: &str) -> Result<String, sqlx::Error> {
+    Ok(sqlx::sqlite::SqliteConnectOptions::from_str(url)?
+        .get_filename()
+        .to_string_lossy()
+        .into_owned())
+}
+
+pub(crate) fn sqlite_writer(url: &str) -> Result<rusqlite::Connection, Box<dyn std::error::Error>> {
+    let path = sqlite_path(url)?;
+    // The file exists: the read pool created it and the migrations ran on it.
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.execute_batch(SQLITE_PRAGMAS)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// WAL lets readers run beside the writer; FULL makes every commit durable before it is
+/// acknowledged; busy_timeout waits for a lock held by another process instead of failing at
+/// once.
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                              PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;";
 
 /// A SQLite URL that creates the file on first run (when `create`) unless the URL says otherwise.
 fn sqlite_url(url: &str, create: bool) -> Result<String, OpenError> {
@@ -149,14 +177,7 @@ impl SqlStore {
                 .after_connect(move |conn, _meta| {
                     Box::pin(async move {
                         if kind == Kind::Sqlite {
-                            // WAL lets readers run beside the writer; FULL makes every commit
-                            // durable before it is acknowledged; busy_timeout waits for a lock
-                            // held by another process instead of failing at once.
-                            conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                                 PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
-                            )
-                            .await?;
+                            conn.execute(SQLITE_PRAGMAS).await?;
                         }
                         Ok(())
                     })
@@ -176,7 +197,17 @@ impl SqlStore {
             url: redacted.clone(),
             reason: e.to_string(),
         })?;
-        let write = pool(1).connect(&url).await.map_err(connect_err)?;
+        let write = match kind {
+            Kind::Sqlite => writer::WriteDb::Lite(Box::new(sqlite_writer(&url).map_err(|e| {
+                OpenError::Connect {
+                    url: redacted.clone(),
+                    reason: e.to_string(),
+                }
+            })?)),
+            Kind::Postgres => {
+                writer::WriteDb::Pool(pool(1).connect(&url).await.map_err(connect_err)?)
+            }
+        };
 
         let (tx, rx) = mpsc::channel(options.write_queue_capacity.max(1));
         // The writer runs on a thread and runtime of its own: every statement it awaits wakes
@@ -197,6 +228,17 @@ impl SqlStore {
                 url: redacted.clone(),
                 reason: format!("cannot start the writer: {e}"),
             })?;
+        let read = match kind {
+            Kind::Sqlite => Reader::sqlite(
+                read,
+                sqlite_path(&url).map_err(|e| OpenError::Connect {
+                    url: redacted.clone(),
+                    reason: e.to_string(),
+                })?,
+                usize::try_from(options.pool_size.max(1)).unwrap_or(1),
+            ),
+            Kind::Postgres => Reader::pool(read),
+        };
         Ok(Arc::new(SqlStore {
             dialect,
             read,
@@ -216,7 +258,7 @@ impl SqlStore {
         }
         sqlx::query("VACUUM INTO $1")
             .bind(path.to_owned())
-            .execute(&self.read)
+            .execute(&self.read.pool)
             .await?;
         Ok(())
     }
@@ -227,25 +269,21 @@ pub(crate) fn ids_json(ids: &[&ProductId]) -> String {
         .unwrap_or_else(|_| "[]".to_owned())
 }
 
-fn u64_of(row: &AnyRow, col: &str) -> Result<u64, StoreError> {
-    let v: i64 = row.try_get(col)?;
+fn u64_of(row: &impl Get, col: &str) -> Result<u64, StoreError> {
+    let v: i64 = row.col(col)?;
     u64::try_from(v).map_err(|_| StoreError::Internal(format!("negative {col} in the database")))
 }
 
-pub(crate) fn stock_record(row: &AnyRow) -> Result<StockRecord, StoreError> {
-    let id: String = row.try_get("product_id")?;
+pub(crate) fn stock_record(row: &impl Get) -> Result<StockRecord, StoreError> {
+    let id: String = row.col("product_id")?;
     Ok(StockRecord {
         product_id: ProductId::parse(&id)
             .map_err(|e| StoreError::Internal(format!("bad product id {id:?}: {e}")))?,
-        location: row.try_get("location")?,
-        stock: Stock::from_stored(
-            row.try_get("total")?,
-            row.try_get("allocated")?,
-            row.try_get("held")?,
-        )
-        .map_err(|e| StoreError::Internal(e.to_string()))?,
-        created_at: Timestamp(row.try_get("created_at")?),
-        updated_at: Timestamp(row.try_get("updated_at")?),
+        location: row.col("location")?,
+        stock: Stock::from_stored(row.col("total")?, row.col("allocated")?, row.col("held")?)
+            .map_err(|e| StoreError::Internal(e.to_string()))?,
+        created_at: Timestamp(row.col("created_at")?),
+        updated_at: Timestamp(row.col("updated_at")?),
     })
 }
 
@@ -256,23 +294,23 @@ macro_rules! history_columns {
 }
 pub(crate) use history_columns;
 
-pub(crate) fn history_entry(row: &AnyRow) -> Result<HistoryEntry, StoreError> {
-    let id: String = row.try_get("product_id")?;
-    let action: String = row.try_get("action")?;
+pub(crate) fn history_entry(row: &impl Get) -> Result<HistoryEntry, StoreError> {
+    let id: String = row.col("product_id")?;
+    let action: String = row.col("action")?;
     Ok(HistoryEntry {
-        id: row.try_get("id")?,
+        id: row.col("id")?,
         product_id: ProductId::parse(&id)
             .map_err(|e| StoreError::Internal(format!("bad product id {id:?}: {e}")))?,
-        location: row.try_get("location")?,
+        location: row.col("location")?,
         action: action
             .parse::<Action>()
             .map_err(|_| StoreError::Internal(format!("unknown action {action:?}")))?,
         quantity: u64_of(row, "quantity")?,
-        after: Stock::from_figures(row.try_get("total")?, row.try_get("allocated")?)
+        after: Stock::from_figures(row.col("total")?, row.col("allocated")?)
             .map_err(|e| StoreError::Internal(e.to_string()))?,
-        order_id: row.try_get("order_id")?,
-        reason: row.try_get("reason")?,
-        created_at: Timestamp(row.try_get("created_at")?),
+        order_id: row.col("order_id")?,
+        reason: row.col("reason")?,
+        created_at: Timestamp(row.col("created_at")?),
     })
 }
 
@@ -311,7 +349,7 @@ impl Store for SqlStore {
              FROM stock WHERE product_id = $1 ORDER BY location",
         )
         .bind(product.as_str())
-        .fetch_all(&self.read)
+        .fetch_all(&self.read.pool)
         .await?;
         let records = rows.iter().map(stock_record).collect::<Result<_, _>>()?;
         Ok(ProductStock::group(records).pop())
@@ -329,14 +367,14 @@ impl Store for SqlStore {
         .bind(location.map(str::to_owned))
         .bind(to_i64(page.limit))
         .bind(to_i64(page.offset))
-        .fetch_all(&self.read)
+        .fetch_all(&self.read.pool)
         .await?;
         let total: i64 = sqlx::query_scalar(
             "SELECT COUNT(DISTINCT product_id) FROM stock \
              WHERE (CAST($1 AS TEXT) IS NULL OR location = $1)",
         )
         .bind(location.map(str::to_owned))
-        .fetch_one(&self.read)
+        .fetch_one(&self.read.pool)
         .await?;
         let ids = ids
             .iter()
@@ -352,7 +390,7 @@ impl Store for SqlStore {
         let refs: Vec<&ProductId> = ids.iter().collect();
         let rows = sqlx::query(self.dialect.stocks_by_ids)
             .bind(ids_json(&refs))
-            .fetch_all(&self.read)
+            .fetch_all(&self.read.pool)
             .await?;
         let records = rows.iter().map(stock_record).collect::<Result<_, _>>()?;
         let found = ProductStock::group(records);
@@ -395,7 +433,7 @@ impl Store for SqlStore {
         .bind(location.clone())
         .bind(to_i64(page.limit))
         .bind(to_i64(page.offset))
-        .fetch_all(&self.read)
+        .fetch_all(&self.read.pool)
         .await?;
         let total: i64 = sqlx::query_scalar(concat!("SELECT COUNT(*) FROM history ", filter!()))
             .bind(product.as_str())
@@ -403,7 +441,7 @@ impl Store for SqlStore {
             .bind(from)
             .bind(before)
             .bind(location)
-            .fetch_one(&self.read)
+            .fetch_one(&self.read.pool)
             .await?;
         Ok(Paged {
             items: rows.iter().map(history_entry).collect::<Result<_, _>>()?,
@@ -423,13 +461,13 @@ impl Store for SqlStore {
         ))
         .bind(id)
         .bind(product.as_str())
-        .fetch_optional(&self.read)
+        .fetch_optional(&self.read.pool)
         .await?;
         row.as_ref().map(history_entry).transpose()
     }
 
     async fn verify(&self) -> Result<VerifyReport, StoreError> {
-        verify::run(&self.read).await
+        verify::run(&self.read.pool).await
     }
 
     async fn insert_credential(&self, c: &Credential) -> Result<(), StoreError> {
@@ -442,7 +480,7 @@ impl Store for SqlStore {
         .bind(c.role.as_str())
         .bind(&c.secret_hash)
         .bind(c.created_at.micros())
-        .execute(&self.read)
+        .execute(&self.read.pool)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::Conflict);
@@ -461,7 +499,7 @@ impl Store for SqlStore {
         .bind(c.role.as_str())
         .bind(&c.secret_hash)
         .bind(c.created_at.micros())
-        .execute(&self.read)
+        .execute(&self.read.pool)
         .await?;
         Ok(())
     }
@@ -472,14 +510,14 @@ impl Store for SqlStore {
              WHERE client_id = $1",
         )
         .bind(client_id)
-        .fetch_optional(&self.read)
+        .fetch_optional(&self.read.pool)
         .await?;
         row.as_ref().map(credential).transpose()
     }
 
     async fn credential_count(&self) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM credentials")
-            .fetch_one(&self.read)
+            .fetch_one(&self.read.pool)
             .await?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
@@ -490,18 +528,18 @@ impl Store for SqlStore {
         )
         .bind(name)
         .bind(candidate)
-        .execute(&self.read)
+        .execute(&self.read.pool)
         .await?;
         Ok(
             sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
                 .bind(name)
-                .fetch_one(&self.read)
+                .fetch_one(&self.read.pool)
                 .await?,
         )
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.read).await?;
+        sqlx::query("SELECT 1").execute(&self.read.pool).await?;
         Ok(())
     }
 
@@ -510,11 +548,11 @@ impl Store for SqlStore {
     }
 
     async fn product_by_sku(&self, sku: &str) -> Result<Option<Product>, StoreError> {
-        orders::product_by_sku(&self.read, sku).await
+        orders::product_by_sku(&self.read.pool, sku).await
     }
 
     async fn products(&self, page: Page) -> Result<Paged<Product>, StoreError> {
-        orders::products(&self.read, page).await
+        orders::products(&self.read.pool, page).await
     }
 
     async fn update_product(
@@ -527,7 +565,7 @@ impl Store for SqlStore {
     }
 
     async fn delete_product(&self, id: &ProductId) -> Result<bool, StoreError> {
-        orders::delete_product(&self.read, id).await
+        orders::delete_product(&self.read.pool, id).await
     }
 
     async fn cart(&self, id: &str) -> Result<Option<Cart>, StoreError> {
@@ -535,11 +573,11 @@ impl Store for SqlStore {
     }
 
     async fn delete_cart_item(&self, cart_id: &str, item_id: &str) -> Result<bool, StoreError> {
-        orders::delete_cart_item(&self.read, cart_id, item_id).await
+        orders::delete_cart_item(&self.read.pool, cart_id, item_id).await
     }
 
     async fn delete_cart(&self, cart_id: &str) -> Result<bool, StoreError> {
-        orders::delete_cart(&self.read, cart_id).await
+        orders::delete_cart(&self.read.pool, cart_id).await
     }
 
     async fn order(&self, id: &str) -> Result<Option<Order>, StoreError> {
@@ -547,11 +585,11 @@ impl Store for SqlStore {
     }
 
     async fn orders(&self, query: &OrderQuery, page: Page) -> Result<Paged<Order>, StoreError> {
-        orders::orders(&self.read, query, page).await
+        orders::orders(&self.read.pool, query, page).await
     }
 
     async fn payments(&self, order_id: &str) -> Result<Vec<PaymentTx>, StoreError> {
-        orders::payments(&self.read, order_id).await
+        orders::payments(&self.read.pool, order_id).await
     }
 
     async fn payment(&self, order_id: &str, id: &str) -> Result<Option<PaymentTx>, StoreError> {
@@ -559,25 +597,25 @@ impl Store for SqlStore {
     }
 
     async fn locations(&self, page: Page) -> Result<Paged<Location>, StoreError> {
-        locations::locations(&self.read, page).await
+        locations::locations(&self.read.pool, page).await
     }
 
     async fn location(&self, id: &str) -> Result<Option<Location>, StoreError> {
-        locations::location(&self.read, id).await
+        locations::location(&self.read.pool, id).await
     }
 
     async fn location_by_slug(&self, slug: &str) -> Result<Option<Location>, StoreError> {
-        locations::location_by_slug(&self.read, slug).await
+        locations::location_by_slug(&self.read.pool, slug).await
     }
 
     async fn update_location(&self, location: &Location) -> Result<Option<Location>, StoreError> {
-        locations::update_location(&self.read, location).await
+        locations::update_location(&self.read.pool, location).await
     }
 
     async fn prune_idempotency(&self, before: Timestamp) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM idempotency WHERE created_at < $1")
             .bind(before.micros())
-            .execute(&self.read)
+            .execute(&self.read.pool)
             .await?;
         Ok(done.rows_affected())
     }
@@ -587,6 +625,6 @@ impl Store for SqlStore {
         now: Timestamp,
         limit: u64,
     ) -> Result<Vec<PaymentTx>, StoreError> {
-        orders::expired_payments(&self.read, now, limit).await
+        orders::expired_payments(&self.read.pool, now, limit).await
     }
 }

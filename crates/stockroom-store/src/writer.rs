@@ -27,13 +27,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, AnyPool, Row};
+use sqlx::AnyPool;
 use stockroom_domain::{Action, Clock, Origin, ProductId, Stock, Timestamp};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::dialect::Dialect;
 use crate::error::StoreError;
+use crate::exec::{args, Arg, Conn, DbRow, Get};
 use crate::flow::Flow;
 use crate::locations;
 use crate::model::*;
@@ -51,8 +51,15 @@ pub struct Job {
     pub reply: oneshot::Sender<Reply>,
 }
 
+/// Where the writer commits: a pool (PostgreSQL), or its own SQLite connection, driven on its
+/// own thread (see `exec.rs`).
+pub(crate) enum WriteDb {
+    Pool(AnyPool),
+    Lite(Box<rusqlite::Connection>),
+}
+
 pub(crate) async fn run(
-    pool: AnyPool,
+    mut db: WriteDb,
     dialect: &'static Dialect,
     clock: Arc<dyn Clock>,
     mut rx: mpsc::Receiver<Job>,
@@ -61,24 +68,26 @@ pub(crate) async fn run(
     let mut jobs: Vec<Job> = Vec::with_capacity(batch_max);
     while rx.recv_many(&mut jobs, batch_max).await > 0 {
         let requests: Vec<&WriteRequest> = jobs.iter().map(|j| &j.request).collect();
-        let answers = commit(&pool, dialect, &*clock, &requests).await;
+        let answers = commit(&mut db, dialect, &*clock, &requests).await;
         for (job, answer) in jobs.drain(..).zip(answers) {
             // The requester may have gone away; its write stands all the same.
             let _ = job.reply.send(answer);
         }
     }
-    pool.close().await;
+    if let WriteDb::Pool(pool) = db {
+        pool.close().await;
+    }
 }
 
 /// Commits a batch, re-running it after a lost race; if it fails for another reason, each job
 /// is tried alone so that one bad job cannot fail its neighbours.
 async fn commit(
-    pool: &AnyPool,
+    db: &mut WriteDb,
     dialect: &Dialect,
     clock: &dyn Clock,
     requests: &[&WriteRequest],
 ) -> Vec<Reply> {
-    match commit_with_retries(pool, dialect, clock, requests).await {
+    match commit_with_retries(db, dialect, clock, requests).await {
         Ok(answers) => answers,
         Err(e) if requests.len() == 1 => vec![Err(contention_is_unavailable(e))],
         // The database is down or out of connections: trying each job alone would not help.
@@ -91,7 +100,7 @@ async fn commit(
             let mut answers = Vec::with_capacity(requests.len());
             for request in requests {
                 answers.push(
-                    commit_with_retries(pool, dialect, clock, &[*request])
+                    commit_with_retries(db, dialect, clock, &[*request])
                         .await
                         .map_err(contention_is_unavailable)
                         .and_then(|mut a| a.remove(0)),
@@ -113,7 +122,7 @@ fn contention_is_unavailable(e: StoreError) -> StoreError {
 }
 
 async fn commit_with_retries(
-    pool: &AnyPool,
+    db: &mut WriteDb,
     dialect: &Dialect,
     clock: &dyn Clock,
     requests: &[&WriteRequest],
@@ -121,7 +130,7 @@ async fn commit_with_retries(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match commit_once(pool, dialect, clock.now(), requests).await {
+        match commit_once(db, dialect, clock.now(), requests).await {
             Err(e) if e.is_retryable() && attempt < BATCH_ATTEMPTS_MAX => {
                 tracing::debug!(error = %e, attempt, "batch lost a race; re-running it");
                 // Let the other writer finish before running into it again.
@@ -137,42 +146,58 @@ async fn commit_with_retries(
 // Boxed: the compiler cannot otherwise prove this future `Send` for every lifetime it borrows
 // (rust-lang/rust#96865, met through sqlx's higher-ranked `Executor` bounds).
 fn commit_once<'a>(
-    pool: &'a AnyPool,
+    db: &'a mut WriteDb,
     dialect: &'a Dialect,
     now: Timestamp,
     requests: &'a [&'a WriteRequest],
 ) -> BoxFuture<'a, Result<Vec<Reply>, StoreError>> {
-    Box::pin(commit_once_inner(pool, dialect, now, requests))
+    Box::pin(async move {
+        match db {
+            WriteDb::Pool(pool) => {
+                let mut pooled = pool.acquire().await?;
+                let (result, clean) =
+                    transact(&mut Conn::Any(&mut pooled), dialect, now, requests).await;
+                if !clean {
+                    // The connection's state is unknown: never hand it to the next batch.
+                    drop(pooled.detach());
+                }
+                result
+            }
+            WriteDb::Lite(conn) => {
+                let (result, clean) = transact(&mut Conn::Lite(conn), dialect, now, requests).await;
+                if !clean {
+                    tracing::error!("the writer's SQLite connection could not roll back");
+                }
+                result
+            }
+        }
+    })
 }
 
-async fn commit_once_inner(
-    pool: &AnyPool,
+/// One batch in one transaction; the flag says whether the connection is left clean (no
+/// transaction open).
+async fn transact(
+    conn: &mut Conn<'_>,
     dialect: &Dialect,
     now: Timestamp,
     requests: &[&WriteRequest],
-) -> Result<Vec<Reply>, StoreError> {
-    let mut conn = pool.acquire().await?;
-    sqlx::query(dialect.begin_write).execute(&mut *conn).await?;
-    match apply_and_write(&mut conn, dialect, now, requests).await {
-        Ok(answers) => match sqlx::query("COMMIT").execute(&mut *conn).await {
-            Ok(_) => Ok(answers),
-            Err(e) => {
-                rollback(conn).await;
-                Err(e.into())
-            }
-        },
-        Err(e) => {
-            rollback(conn).await;
-            Err(e)
-        }
+) -> (Result<Vec<Reply>, StoreError>, bool) {
+    if let Err(e) = conn.execute(dialect.begin_write, args![]).await {
+        return (Err(e), true);
     }
-}
-
-async fn rollback(mut conn: PoolConnection<Any>) {
-    if let Err(e) = sqlx::query("ROLLBACK").execute(&mut *conn).await {
-        // The connection's state is unknown: never hand it to the next batch.
-        tracing::warn!(error = %e, "rollback failed; closing the connection");
-        drop(conn.detach());
+    let result = match apply_and_write(conn, dialect, now, requests).await {
+        Ok(answers) => match conn.execute("COMMIT", args![]).await {
+            Ok(_) => return (Ok(answers), true),
+            Err(e) => e,
+        },
+        Err(e) => e,
+    };
+    match conn.execute("ROLLBACK", args![]).await {
+        Ok(_) => (Err(result), true),
+        Err(e) => {
+            tracing::warn!(error = %e, "rollback failed");
+            (Err(result), false)
+        }
     }
 }
 
@@ -188,7 +213,7 @@ pub(crate) type Key = (ProductId, String);
 
 /// The batch's working state inside its transaction.
 pub(crate) struct Batch<'c> {
-    conn: &'c mut AnyConnection,
+    conn: Conn<'c>,
     dialect: &'c Dialect,
     pub now: Timestamp,
     /// Products whose records (at every location) this batch has locked and read.
@@ -199,18 +224,36 @@ pub(crate) struct Batch<'c> {
     pub flow: Flow,
 }
 
-impl Batch<'_> {
+impl<'c> Batch<'c> {
     pub fn dialect(&self) -> &Dialect {
         self.dialect
     }
 
-    /// The batch's connection, for a statement of its own. The rows the batch has kept back are
+    /// The batch's connection, for a statement of its own (through `execute` and the fetches
+    /// below). The rows the batch has kept back are
     /// written first, so that the statement sees every earlier job's writes.
-    pub async fn sql(&mut self) -> Result<&mut AnyConnection, StoreError> {
+    async fn sql(&mut self) -> Result<&mut Conn<'c>, StoreError> {
         self.flow
-            .flush(&mut *self.conn, self.dialect, self.now)
+            .flush(&mut self.conn, self.dialect, self.now)
             .await?;
-        Ok(&mut *self.conn)
+        Ok(&mut self.conn)
+    }
+
+    /// Runs a statement of the batch's own ([`Batch::sql`]); returns the rows it changed.
+    pub async fn execute(&mut self, sql: &str, args: Vec<Arg>) -> Result<u64, StoreError> {
+        self.sql().await?.execute(sql, args).await
+    }
+
+    pub async fn fetch_optional(
+        &mut self,
+        sql: &str,
+        args: Vec<Arg>,
+    ) -> Result<Option<DbRow>, StoreError> {
+        self.sql().await?.fetch_optional(sql, args).await
+    }
+
+    pub async fn fetch_all(&mut self, sql: &str, args: Vec<Arg>) -> Result<Vec<DbRow>, StoreError> {
+        self.sql().await?.fetch_all(sql, args).await
     }
 
     /// The stock of a product at a location as the batch has it now (`None`: no record). A
@@ -377,16 +420,21 @@ impl Batch<'_> {
 }
 
 fn apply_and_write<'a>(
-    conn: &'a mut AnyConnection,
+    conn: &'a mut Conn<'_>,
     dialect: &'a Dialect,
     now: Timestamp,
     requests: &'a [&'a WriteRequest],
 ) -> BoxFuture<'a, Result<Vec<Reply>, StoreError>> {
-    Box::pin(apply_and_write_inner(conn, dialect, now, requests))
+    Box::pin(apply_and_write_inner(
+        conn.reborrow(),
+        dialect,
+        now,
+        requests,
+    ))
 }
 
 async fn apply_and_write_inner(
-    conn: &mut AnyConnection,
+    mut conn: Conn<'_>,
     dialect: &Dialect,
     now: Timestamp,
     requests: &[&WriteRequest],
@@ -394,17 +442,16 @@ async fn apply_and_write_inner(
     // 2. Stored answers for the batch's idempotency keys, and the lines of held allocations.
     let mut stored: HashMap<(String, String), (String, String)> = HashMap::new();
     for key in requests.iter().filter_map(|r| r.idempotency.as_ref()) {
-        let row = sqlx::query(
-            "SELECT fingerprint, outcome FROM idempotency WHERE scope = $1 AND key = $2",
-        )
-        .bind(key.scope.clone())
-        .bind(key.key.clone())
-        .fetch_optional(&mut *conn)
-        .await?;
+        let row = conn
+            .fetch_optional(
+                "SELECT fingerprint, outcome FROM idempotency WHERE scope = $1 AND key = $2",
+                args![&key.scope, &key.key],
+            )
+            .await?;
         if let Some(row) = row {
             stored.insert(
                 (key.scope.clone(), key.key.clone()),
-                (row.try_get("fingerprint")?, row.try_get("outcome")?),
+                (row.col("fingerprint")?, row.col("outcome")?),
             );
         }
     }
@@ -417,16 +464,15 @@ async fn apply_and_write_inner(
             // Paying names its lines itself; settling, shipping and cancelling resolve the
             // allocation the order holds, whose lines are read here to lock them.
             if !matches!(r.command, Command::Pay { .. }) {
-                products.extend(orders::allocated_products(conn, order_id).await?);
+                products.extend(orders::allocated_products(&mut conn, order_id).await?);
             }
         }
     }
 
     // 3. The rows the batch touches, locked in one order: stock by product id, then orders.
     let ids: Vec<&ProductId> = products.iter().collect();
-    let rows = sqlx::query(dialect.lock_stocks)
-        .bind(ids_json(&ids))
-        .fetch_all(&mut *conn)
+    let rows = conn
+        .fetch_all(dialect.lock_stocks, args![ids_json(&ids)])
         .await?;
     let mut slots: BTreeMap<Key, Slot> = BTreeMap::new();
     for row in &rows {
@@ -442,9 +488,11 @@ async fn apply_and_write_inner(
     let mut flow = Flow::default();
     if !order_ids.is_empty() {
         let ids: Vec<&String> = order_ids.iter().collect();
-        let rows = sqlx::query(dialect.lock_orders)
-            .bind(serde_json::to_string(&ids).unwrap_or_default())
-            .fetch_all(&mut *conn)
+        let rows = conn
+            .fetch_all(
+                dialect.lock_orders,
+                args![serde_json::to_string(&ids).unwrap_or_default()],
+            )
             .await?;
         flow.orders_read(&order_ids, &rows)?;
     }
@@ -458,9 +506,11 @@ async fn apply_and_write_inner(
         })
         .collect();
     if !carts.is_empty() {
-        let rows = sqlx::query(dialect.cart_items_of)
-            .bind(serde_json::to_string(&carts).unwrap_or_default())
-            .fetch_all(&mut *conn)
+        let rows = conn
+            .fetch_all(
+                dialect.cart_items_of,
+                args![serde_json::to_string(&carts).unwrap_or_default()],
+            )
             .await?;
         flow.carts_read(carts, &rows)?;
     }
@@ -506,7 +556,7 @@ async fn apply_and_write_inner(
     // 5. Write what changed.
     batch.sql().await?;
     let Batch {
-        conn,
+        mut conn,
         slots,
         entries,
         ..
@@ -516,30 +566,32 @@ async fn apply_and_write_inner(
         match (&slot.read, slot.current) {
             (None, None) => {}
             (None, Some(stock)) => {
-                let done = sqlx::query(
-                    "INSERT INTO stock (product_id, location, total, allocated, held, created_at, \
-                     updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) \
-                     ON CONFLICT (product_id, location) DO NOTHING",
-                )
-                .bind(product.as_str().to_owned())
-                .bind(location.clone())
-                .bind(figure(stock.total()))
-                .bind(figure(stock.allocated()))
-                .bind(figure(stock.held()))
-                .bind(now.micros())
-                .execute(&mut *conn)
-                .await?;
-                if done.rows_affected() == 0 {
+                let done = conn
+                    .execute(
+                        "INSERT INTO stock (product_id, location, total, allocated, held, \
+                         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) \
+                         ON CONFLICT (product_id, location) DO NOTHING",
+                        args![
+                            product.as_str(),
+                            location,
+                            figure(stock.total()),
+                            figure(stock.allocated()),
+                            figure(stock.held()),
+                            now.micros()
+                        ],
+                    )
+                    .await?;
+                if done == 0 {
                     // Another instance created it after our read: re-run the batch.
                     return Err(StoreError::Conflict);
                 }
             }
             (Some(_), None) => {
-                sqlx::query("DELETE FROM stock WHERE product_id = $1 AND location = $2")
-                    .bind(product.as_str().to_owned())
-                    .bind(location.clone())
-                    .execute(&mut *conn)
-                    .await?;
+                conn.execute(
+                    "DELETE FROM stock WHERE product_id = $1 AND location = $2",
+                    args![product.as_str(), location],
+                )
+                .await?;
             }
             (Some(read), Some(stock)) if read.stock != stock => {
                 updated.push(serde_json::json!({
@@ -554,11 +606,11 @@ async fn apply_and_write_inner(
         }
     }
     if !updated.is_empty() {
-        sqlx::query(dialect.update_stocks)
-            .bind(serde_json::Value::Array(updated).to_string())
-            .bind(now.micros())
-            .execute(&mut *conn)
-            .await?;
+        conn.execute(
+            dialect.update_stocks,
+            args![serde_json::Value::Array(updated).to_string(), now.micros()],
+        )
+        .await?;
     }
     if !entries.is_empty() {
         let rows: Vec<serde_json::Value> = entries
@@ -578,25 +630,22 @@ async fn apply_and_write_inner(
                 })
             })
             .collect();
-        sqlx::query(dialect.insert_history)
-            .bind(serde_json::Value::Array(rows).to_string())
-            .execute(&mut *conn)
-            .await?;
+        conn.execute(
+            dialect.insert_history,
+            args![serde_json::Value::Array(rows).to_string()],
+        )
+        .await?;
     }
     // In key order, so that two writers storing the same keys wait for each other in one order.
     for ((scope, key), (fingerprint, outcome)) in fresh_keys {
-        let done = sqlx::query(
-            "INSERT INTO idempotency (scope, key, fingerprint, outcome, created_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (scope, key) DO NOTHING",
-        )
-        .bind(scope)
-        .bind(key)
-        .bind(fingerprint)
-        .bind(outcome)
-        .bind(now.micros())
-        .execute(&mut *conn)
-        .await?;
-        if done.rows_affected() == 0 {
+        let done = conn
+            .execute(
+                "INSERT INTO idempotency (scope, key, fingerprint, outcome, created_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (scope, key) DO NOTHING",
+                args![scope, key, fingerprint, outcome, now.micros()],
+            )
+            .await?;
+        if done == 0 {
             // Another instance stored this key after our read: re-run, and replay its answer.
             return Err(StoreError::Conflict);
         }
@@ -717,14 +766,13 @@ async fn replay(batch: &mut Batch<'_>, outcome: &str) -> Result<Answer, StoreErr
             let entry = match pending {
                 Some(entry) => entry,
                 None => {
-                    let row = sqlx::query(concat!(
-                        "SELECT ",
-                        history_columns!(),
-                        " FROM history WHERE id = $1"
-                    ))
-                    .bind(id.to_owned())
-                    .fetch_one(batch.sql().await?)
-                    .await?;
+                    let row = batch
+                        .fetch_optional(
+                            concat!("SELECT ", history_columns!(), " FROM history WHERE id = $1"),
+                            args![id],
+                        )
+                        .await?
+                        .ok_or_else(unreadable)?;
                     history_entry(&row)?
                 }
             };
@@ -765,6 +813,7 @@ mod tests {
     use stockroom_domain::{Clock, ProductId, Quantity, Timestamp};
 
     use super::*;
+    use crate::testing::{fresh_database, Backend};
     use crate::{OpenOptions, SqlStore, Store};
 
     struct FixedClock;
@@ -790,26 +839,43 @@ mod tests {
     /// (carts, orders, payments), whether it reads them from the batch's copies or with a
     /// statement of its own; and what the batch commits is what the jobs did, in order.
     #[tokio::test]
-    async fn one_batch_sees_its_own_order_flow_writes() {
+    async fn one_batch_sees_its_own_order_flow_writes_on_sqlite() {
+        one_batch_sees_its_own_order_flow_writes(Backend::Sqlite).await;
+    }
+
+    #[tokio::test]
+    async fn one_batch_sees_its_own_order_flow_writes_on_postgres() {
+        one_batch_sees_its_own_order_flow_writes(Backend::Postgres).await;
+    }
+
+    async fn one_batch_sees_its_own_order_flow_writes(backend: Backend) {
         let dir = tempfile::tempdir().expect("a temporary folder");
-        let url = format!("sqlite://{}/stockroom.db", dir.path().display());
+        let Some(url) = fresh_database(backend, dir.path()).await else {
+            return; // PostgreSQL is not configured (said once by `fresh_database`)
+        };
         let clock: Arc<dyn Clock> = Arc::new(FixedClock);
         let store = SqlStore::open(&url, OpenOptions::default(), clock.clone())
             .await
             .expect("the store opens");
-        // A second connection of its own, to run one batch by hand (foreign keys on, as the
-        // store's connections have them).
-        let pool = AnyPoolOptions::new()
-            .max_connections(1)
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    sqlx::Executor::execute(&mut *conn, "PRAGMA foreign_keys = ON").await?;
-                    Ok(())
-                })
-            })
-            .connect(&format!("{url}?mode=rw"))
-            .await
-            .expect("a connection");
+        // A writer connection of its own, to run one batch by hand.
+        let (mut db, dialect) = match backend {
+            Backend::Sqlite => (
+                WriteDb::Lite(Box::new(
+                    crate::sql::sqlite_writer(&url).expect("a connection"),
+                )),
+                &crate::dialect::SQLITE,
+            ),
+            Backend::Postgres => (
+                WriteDb::Pool(
+                    AnyPoolOptions::new()
+                        .max_connections(1)
+                        .connect(&url)
+                        .await
+                        .expect("a connection"),
+                ),
+                &crate::dialect::POSTGRES,
+            ),
+        };
 
         let hot = ProductId::parse("hot").expect("an id");
         let bare = ProductId::parse("bare").expect("an id");
@@ -937,7 +1003,7 @@ mod tests {
         .map(WriteRequest::new)
         .collect();
         let batch: Vec<&WriteRequest> = requests.iter().collect();
-        let answers = commit(&pool, &crate::dialect::SQLITE, &*clock, &batch).await;
+        let answers = commit(&mut db, dialect, &*clock, &batch).await;
         let outcomes: Vec<bool> = answers
             .into_iter()
             .map(|a| matches!(a.expect("an answer").outcome, Outcome::Applied(_)))
