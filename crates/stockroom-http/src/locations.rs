@@ -156,7 +156,7 @@ pub async fn create(
     let attrs = attributes(&body)?;
     let now = state.clock.now();
     let mut location = Location {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: stockroom_store::new_id(),
         slug: String::new(),
         name: String::new(),
         external_ref: None,

@@ -113,7 +113,7 @@ pub async fn create_product(
     check_type(data, "product")?;
     let id = match data.get("id") {
         None | Some(Value::Null) => {
-            ProductId::parse(&uuid::Uuid::new_v4().to_string()).map_err(|_| ApiError::Internal)?
+            ProductId::parse(&stockroom_store::new_id()).map_err(|_| ApiError::Internal)?
         }
         Some(Value::String(id)) => {
             ProductId::parse(id).map_err(|e| ApiError::invalid("id", format!("id {e}")))?
@@ -449,7 +449,7 @@ pub async fn checkout(
         .iter()
         .map(|i| {
             Ok(OrderItem {
-                id: uuid::Uuid::new_v4().to_string(),
+                id: stockroom_store::new_id(),
                 product_id: i.product_id.clone(),
                 location: i.location.clone(),
                 name: i
@@ -479,7 +479,7 @@ pub async fn checkout(
         .store
         .execute(WriteRequest {
             command: Command::Checkout(NewOrder {
-                id: uuid::Uuid::new_v4().to_string(),
+                id: stockroom_store::new_id(),
                 cart_id: cart,
                 customer,
                 billing_address: billing,
@@ -680,7 +680,7 @@ pub async fn pay(
             command: Command::Pay {
                 order_id: id.clone(),
                 payment: NewPayment {
-                    id: uuid::Uuid::new_v4().to_string(),
+                    id: stockroom_store::new_id(),
                     gateway: gateway.clone(),
                     method,
                     amount: order.total.clone(),
@@ -771,7 +771,7 @@ pub async fn capture(
             command: Command::Capture {
                 order_id: id.clone(),
                 authorization_id: tid,
-                capture_id: uuid::Uuid::new_v4().to_string(),
+                capture_id: stockroom_store::new_id(),
             },
             idempotency,
         })

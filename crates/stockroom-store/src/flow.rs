@@ -188,7 +188,7 @@ impl Flow {
         }
         self.new_cart_items
             .entry((cart.to_owned(), line.product, line.location))
-            .or_insert_with(|| (uuid::Uuid::new_v4().to_string(), 0))
+            .or_insert_with(|| (crate::new_id(), 0))
             .1 += line.quantity;
     }
 

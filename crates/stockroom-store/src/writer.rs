@@ -377,7 +377,7 @@ impl<'c> Batch<'c> {
         reason: Option<&str>,
     ) -> HistoryEntry {
         HistoryEntry {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: crate::new_id(),
             product_id: product.clone(),
             location: location.to_owned(),
             action,
