@@ -35,13 +35,22 @@ impl From<sqlx::Error> for StoreError {
                 // (PostgreSQL); the same violations in SQLite's extended codes
                 Some("23505") | Some("23503") | Some("40001") | Some("40P01") | Some("2067")
                 | Some("1555") | Some("787") => StoreError::Conflict,
-                // SQLITE_BUSY / SQLITE_LOCKED: another process holds the lock past the timeout
-                Some("5") | Some("6") | Some("517") => StoreError::Unavailable(e.to_string()),
+                // SQLite's extended codes carry the primary code in their low byte: every kind
+                // of SQLITE_BUSY / SQLITE_LOCKED means the lock stayed held past the timeout.
+                Some(code) if sqlite_busy(code.parse().unwrap_or(0)) => {
+                    StoreError::Unavailable(e.to_string())
+                }
                 _ => StoreError::Internal(e.to_string()),
             },
             _ => StoreError::Internal(e.to_string()),
         }
     }
+}
+
+/// Whether a SQLite (extended) result code is SQLITE_BUSY (5) or SQLITE_LOCKED (6), in any of
+/// their variants (BUSY_RECOVERY, BUSY_SNAPSHOT, BUSY_TIMEOUT, LOCKED_SHAREDCACHE…).
+fn sqlite_busy(code: i32) -> bool {
+    matches!(code & 0xff, 5 | 6)
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -50,8 +59,7 @@ impl From<rusqlite::Error> for StoreError {
             rusqlite::Error::SqliteFailure(failure, _) => match failure.extended_code {
                 // unique, primary-key and foreign-key violations: another writer got there first
                 2067 | 1555 | 787 => StoreError::Conflict,
-                // SQLITE_BUSY / SQLITE_LOCKED: another process holds the lock past the timeout
-                5 | 6 | 517 => StoreError::Unavailable(e.to_string()),
+                code if sqlite_busy(code) => StoreError::Unavailable(e.to_string()),
                 _ => StoreError::Internal(e.to_string()),
             },
             _ => StoreError::Internal(e.to_string()),

@@ -311,17 +311,29 @@ fn any_query(
 }
 
 /// A cached statement with `args` bound to `$1`, `$2`, … by name (SQLite numbers named
-/// parameters by first appearance, not by their digits).
+/// parameters by first appearance, not by their digits). Cached statements clear their
+/// bindings when they go back to the cache.
 fn lite_statement<'c>(
     conn: &'c rusqlite::Connection,
     sql: &str,
     args: &[Arg],
 ) -> Result<rusqlite::CachedStatement<'c>, StoreError> {
     let mut stmt = conn.prepare_cached(sql)?;
+    // Every argument must have its parameter and every parameter its argument, as sqlx
+    // checks: a mismatch would otherwise write NULL or drop a value without a word.
+    if stmt.parameter_count() != args.len() {
+        return Err(StoreError::Internal(format!(
+            "{} arguments for {} parameters: {sql}",
+            args.len(),
+            stmt.parameter_count()
+        )));
+    }
     for (i, arg) in args.iter().enumerate() {
-        if let Some(index) = stmt.parameter_index(&format!("${}", i + 1))? {
-            stmt.raw_bind_parameter(index, arg)?;
-        }
+        let name = format!("${}", i + 1);
+        let index = stmt
+            .parameter_index(&name)?
+            .ok_or_else(|| StoreError::Internal(format!("no parameter {name} in {sql}")))?;
+        stmt.raw_bind_parameter(index, arg)?;
     }
     Ok(stmt)
 }

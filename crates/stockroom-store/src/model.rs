@@ -543,10 +543,41 @@ pub struct Credential {
 }
 
 /// A new id for a row Stockroom creates (history entry, order, item, payment, location…): a
-/// UUIDv7, whose leading bits are the time. New rows therefore append to their tables' B-trees
-/// and indexes instead of landing on random pages — with random (v4) ids every insert dirtied a
-/// page of its own, and a flash sale's inserts slowed down as the tables grew. The 74 random
-/// bits still make ids unguessable.
+/// UUIDv7, whose leading 48 bits are the time in milliseconds. New rows therefore append to
+/// their tables' B-trees and indexes instead of landing on random pages — with random (v4) ids
+/// every insert dirtied a page of its own, and a flash sale's inserts slowed down as the tables
+/// grew. The other 74 bits are random (no counter: ids made in the same millisecond are not
+/// one apart), so an order id stays unguessable; what an id does tell is when it was made.
 pub fn new_id() -> String {
-    uuid::Uuid::now_v7().to_string()
+    uuid::Uuid::new_v7(uuid::Timestamp::now(uuid::NoContext)).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::new_id;
+
+    /// Ids are time-ordered UUIDv7 whose other bits are random: ids made in one go are unique
+    /// and are not a counter apart (an order id must stay unguessable from another one).
+    #[test]
+    fn new_ids_are_v7_and_not_a_counter_apart() {
+        let ids: Vec<uuid::Uuid> = (0..1000)
+            .map(|_| uuid::Uuid::parse_str(&new_id()).expect("a UUID"))
+            .collect();
+        assert!(ids.iter().all(|id| id.get_version_num() == 7));
+        let unique: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len());
+        // Bits 32..80 hold a v7 counter when there is one (version bits included: equal for
+        // all); two ids of one millisecond a counter apart are close there.
+        let middle = |id: &uuid::Uuid| (id.as_u128() >> 32) & ((1 << 48) - 1);
+        let millis = |id: &uuid::Uuid| id.as_u128() >> 80;
+        let adjacent = ids
+            .windows(2)
+            .filter(|w| millis(&w[0]) == millis(&w[1]))
+            .filter(|w| middle(&w[1]).abs_diff(middle(&w[0])) < 1 << 16)
+            .count();
+        assert!(
+            adjacent < 5,
+            "{adjacent} of 999 neighbours are a counter apart"
+        );
+    }
 }

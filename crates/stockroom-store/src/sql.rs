@@ -198,12 +198,13 @@ impl SqlStore {
             reason: e.to_string(),
         })?;
         let write = match kind {
-            Kind::Sqlite => writer::WriteDb::Lite(Box::new(sqlite_writer(&url).map_err(|e| {
-                OpenError::Connect {
+            Kind::Sqlite => {
+                let conn = sqlite_writer(&url).map_err(|e| OpenError::Connect {
                     url: redacted.clone(),
                     reason: e.to_string(),
-                }
-            })?)),
+                })?;
+                writer::WriteDb::Lite(Box::new(conn), url.clone())
+            }
             Kind::Postgres => {
                 writer::WriteDb::Pool(pool(1).connect(&url).await.map_err(connect_err)?)
             }

@@ -55,7 +55,8 @@ pub struct Job {
 /// own thread (see `exec.rs`).
 pub(crate) enum WriteDb {
     Pool(AnyPool),
-    Lite(Box<rusqlite::Connection>),
+    /// The connection, and the URL it is reopened from if it is ever left inside a transaction.
+    Lite(Box<rusqlite::Connection>, String),
 }
 
 pub(crate) async fn run(
@@ -163,10 +164,20 @@ fn commit_once<'a>(
                 }
                 result
             }
-            WriteDb::Lite(conn) => {
-                let (result, clean) = transact(&mut Conn::Lite(conn), dialect, now, requests).await;
-                if !clean {
-                    tracing::error!("the writer's SQLite connection could not roll back");
+            WriteDb::Lite(conn, url) => {
+                let (result, _) = transact(&mut Conn::Lite(conn), dialect, now, requests).await;
+                // SQLite may have rolled back by itself (then ROLLBACK fails, harmlessly); what
+                // matters is whether a transaction is still open, holding the write lock.
+                if !conn.is_autocommit() {
+                    tracing::error!(
+                        "the writer's SQLite connection is left in a transaction; reopening it"
+                    );
+                    match crate::sql::sqlite_writer(url) {
+                        Ok(fresh) => **conn = fresh,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot reopen the writer's connection")
+                        }
+                    }
                 }
                 result
             }
@@ -860,9 +871,10 @@ mod tests {
         // A writer connection of its own, to run one batch by hand.
         let (mut db, dialect) = match backend {
             Backend::Sqlite => (
-                WriteDb::Lite(Box::new(
-                    crate::sql::sqlite_writer(&url).expect("a connection"),
-                )),
+                WriteDb::Lite(
+                    Box::new(crate::sql::sqlite_writer(&url).expect("a connection")),
+                    url.clone(),
+                ),
                 &crate::dialect::SQLITE,
             ),
             Backend::Postgres => (
