@@ -10,7 +10,7 @@ use stockroom_domain::order::{OnCancel, OrderState, Payment, PaymentMethod, Ship
 use stockroom_domain::{Action, ProductId, Quantity, Timestamp};
 
 use crate::error::StoreError;
-use crate::exec::{args, Conn, Get, Reader};
+use crate::exec::{args, Conn, DbRow, Get, Reader};
 use crate::flow::CartLineSeen;
 use crate::model::*;
 use crate::writer::{figure, Batch};
@@ -197,6 +197,24 @@ pub(crate) async fn delete_product(pool: &AnyPool, id: &ProductId) -> Result<boo
     Ok(done.rows_affected() > 0)
 }
 
+/// The rows of a parent LEFT JOINed with its items: the first row (which carries the parent's
+/// columns) and each item; a parent without items has one row whose `item_id` is NULL.
+fn with_items<T>(
+    rows: &[DbRow],
+    item: impl Fn(&DbRow) -> Result<T, StoreError>,
+) -> Result<Option<(&DbRow, Vec<T>)>, StoreError> {
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let mut items = Vec::with_capacity(rows.len());
+    for row in rows {
+        if row.col::<Option<String>>("item_id")?.is_some() {
+            items.push(item(row)?);
+        }
+    }
+    Ok(Some((first, items)))
+}
+
 /// A cart with its items, each with its catalog product: one statement.
 pub(crate) async fn cart(db: &Reader, cart_id: &str) -> Result<Option<Cart>, StoreError> {
     let rows = db
@@ -213,19 +231,12 @@ pub(crate) async fn cart(db: &Reader, cart_id: &str) -> Result<Option<Cart>, Sto
             args![cart_id],
         )
         .await?;
-    let Some(first) = rows.first() else {
-        return Ok(None);
-    };
-    let mut items = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let Some(item_id) = r.col::<Option<String>>("item_id")? else {
-            continue; // an empty cart: its one row has no item
-        };
+    let Some((first, items)) = with_items(&rows, |r| {
         let pid: String = r.col("item_product")?;
         let catalog: Option<String> = r.col("id")?;
         let managed: i64 = r.col("managed")?;
-        items.push(CartItem {
-            id: item_id,
+        Ok(CartItem {
+            id: r.col("item_id")?,
             product_id: product_id(&pid)?,
             location: r.col("item_location")?,
             quantity: u64::try_from(r.col::<i64>("item_quantity")?).unwrap_or(0),
@@ -233,8 +244,11 @@ pub(crate) async fn cart(db: &Reader, cart_id: &str) -> Result<Option<Cart>, Sto
             managed: managed > 0,
             created_at: Timestamp(r.col("item_created")?),
             updated_at: Timestamp(r.col("item_updated")?),
-        });
-    }
+        })
+    })?
+    else {
+        return Ok(None);
+    };
     Ok(Some(Cart {
         id: first.col("cart_id")?,
         items,
@@ -362,15 +376,9 @@ pub(crate) async fn order(db: &Reader, id: &str) -> Result<Option<Order>, StoreE
             args![id],
         )
         .await?;
-    let Some(first) = rows.first() else {
+    let Some((first, items)) = with_items(&rows, order_item_row)? else {
         return Ok(None);
     };
-    let mut items = Vec::with_capacity(rows.len());
-    for row in &rows {
-        if row.col::<Option<String>>("item_id")?.is_some() {
-            items.push(order_item_row(row)?);
-        }
-    }
     Ok(Some(order_row(first, items)?))
 }
 
@@ -482,20 +490,20 @@ pub(crate) async fn payments(pool: &AnyPool, order_id: &str) -> Result<Vec<Payme
     rows.iter().map(payment_row).collect()
 }
 
+/// A payment transaction by id (`$1`) and order (`$2`).
+const PAYMENT_BY_ID: &str = concat!(
+    "SELECT ",
+    payment_columns!(),
+    " FROM payments WHERE id = $1 AND order_id = $2"
+);
+
 pub(crate) async fn payment(
     db: &Reader,
     order_id: &str,
     id: &str,
 ) -> Result<Option<PaymentTx>, StoreError> {
     let row = db
-        .fetch_optional(
-            concat!(
-                "SELECT ",
-                payment_columns!(),
-                " FROM payments WHERE id = $1 AND order_id = $2"
-            ),
-            args![id, order_id],
-        )
+        .fetch_optional(PAYMENT_BY_ID, args![id, order_id])
         .await?;
     row.as_ref().map(payment_row).transpose()
 }
@@ -531,6 +539,18 @@ fn save_state(
     paying: Option<&str>,
 ) -> Result<(), StoreError> {
     batch.flow.set_state(order_id, state, paying)
+}
+
+/// A payment transaction of an order, read inside the batch.
+async fn payment_in_batch(
+    batch: &mut Batch<'_>,
+    order_id: &str,
+    payment_id: &str,
+) -> Result<Option<PaymentTx>, StoreError> {
+    let row = batch
+        .fetch_optional(PAYMENT_BY_ID, args![payment_id, order_id])
+        .await?;
+    row.as_ref().map(payment_row).transpose()
 }
 
 /// The payment of an order whose allocation is held, if any.
@@ -680,17 +700,8 @@ pub(crate) async fn execute(
             let Some(state) = load_state(batch, order_id)? else {
                 return Ok(Refused(Rejection::NotFound));
             };
-            let row = batch
-                .fetch_optional(
-                    concat!(
-                        "SELECT ",
-                        payment_columns!(),
-                        " FROM payments WHERE id = $1 AND order_id = $2"
-                    ),
-                    args![authorization_id, order_id],
-                )
-                .await?;
-            let Some(authorization) = row.as_ref().map(payment_row).transpose()? else {
+            let Some(authorization) = payment_in_batch(batch, order_id, authorization_id).await?
+            else {
                 return Ok(Refused(Rejection::NotFound));
             };
             if authorization.transaction_type != "authorize"
@@ -1002,17 +1013,7 @@ async fn settle(
         order_id: order_id.to_owned(),
         payment_id: payment_id.to_owned(),
     });
-    let row = batch
-        .fetch_optional(
-            concat!(
-                "SELECT ",
-                payment_columns!(),
-                " FROM payments WHERE id = $1 AND order_id = $2"
-            ),
-            args![payment_id, order_id],
-        )
-        .await?;
-    let Some(payment) = row.as_ref().map(payment_row).transpose()? else {
+    let Some(payment) = payment_in_batch(batch, order_id, payment_id).await? else {
         return Ok(Outcome::Refused(Rejection::NotFound));
     };
     if payment.status != PaymentStatus::Pending {
