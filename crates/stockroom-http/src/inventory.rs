@@ -4,7 +4,7 @@
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
 use serde_json::{json, Map, Value};
 use stockroom_domain::limits::{MULTIPLE_IDS_MAX, REASON_LEN_MAX};
@@ -145,11 +145,7 @@ async fn write_stock(
             updated_at: state.clock.now(),
             records: Vec::new(),
         });
-    Ok((
-        status,
-        Json(json!({ "data": render_stock_as(multi_location, &stock) })),
-    )
-        .into_response())
+    Ok(wire::data(status, render_stock_as(multi_location, &stock)))
 }
 
 /// `POST /v2/inventories/{id}` (classic): stock with no location.
@@ -176,11 +172,9 @@ pub async fn create(
     }
     let answer = state.store.execute(request).await?;
     match answer.outcome {
-        Outcome::Applied(Effect::Entry(entry)) => Ok((
-            StatusCode::CREATED,
-            Json(json!({ "data": wire::stock_after(&entry) })),
-        )
-            .into_response()),
+        Outcome::Applied(Effect::Entry(entry)) => {
+            Ok(wire::data(StatusCode::CREATED, wire::stock_after(&entry)))
+        }
         Outcome::Applied(_) => Err(ApiError::Internal),
         Outcome::Refused(rejection) => Err(rejection.into()),
     }
@@ -431,11 +425,9 @@ pub async fn post_transaction(
         StatusCode::OK
     };
     match answer.outcome {
-        Outcome::Applied(Effect::Entry(entry)) => Ok((
-            status,
-            Json(json!({ "data": render_transaction(&headers, &entry) })),
-        )
-            .into_response()),
+        Outcome::Applied(Effect::Entry(entry)) => {
+            Ok(wire::data(status, render_transaction(&headers, &entry)))
+        }
         Outcome::Applied(_) => Err(ApiError::Internal),
         Outcome::Refused(rejection) => Err(rejection.into()),
     }

@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
 use serde_json::{json, Map, Value};
 use stockroom_domain::ids::check_id;
@@ -187,11 +187,7 @@ pub async fn create(
         Outcome::Refused(rejection) => return Err(rejection.into()),
     };
     let location = state.store.location(&id).await?.ok_or(ApiError::NotFound)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"data": wire::location(&location)})),
-    )
-        .into_response())
+    Ok(wire::data(StatusCode::CREATED, wire::location(&location)))
 }
 
 pub async fn update(

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
 use serde_json::{json, Map, Value};
 use stockroom_domain::ids::check_id;
@@ -151,11 +151,7 @@ pub async fn create_product(
         .product(id.as_str())
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"data": wire::product(&product)})),
-    )
-        .into_response())
+    Ok(wire::data(StatusCode::CREATED, wire::product(&product)))
 }
 
 pub async fn list_products(
@@ -498,11 +494,7 @@ pub async fn checkout(
         return Err(ApiError::Internal);
     };
     let order = state.store.order(&id).await?.ok_or(ApiError::Internal)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"data": wire::order(&order)})),
-    )
-        .into_response())
+    Ok(wire::data(StatusCode::CREATED, wire::order(&order)))
 }
 
 // ---- orders --------------------------------------------------------------------------------

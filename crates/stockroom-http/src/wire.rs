@@ -1,5 +1,8 @@
 //! Elastic Path's JSON shapes for what Stockroom returns. Only this module knows them.
 
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use serde_json::{json, Value};
 use stockroom_domain::Timestamp;
 use stockroom_store::{
@@ -8,6 +11,11 @@ use stockroom_store::{
 };
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+
+/// Elastic Path's envelope, `{"data": …}`, answered with `status`.
+pub fn data(status: StatusCode, data: Value) -> Response {
+    (status, Json(json!({ "data": data }))).into_response()
+}
 
 /// RFC 3339, UTC, e.g. `2026-11-27T09:17:43.123456Z`.
 pub fn rfc3339(t: Timestamp) -> String {
@@ -76,9 +84,9 @@ pub fn stock_mli(p: &ProductStock) -> Value {
     })
 }
 
-/// A transaction in the multi-location shape.
-pub fn transaction_mli(entry: &HistoryEntry) -> Value {
-    let mut attributes = json!({
+/// A history entry's fields, common to both transaction shapes.
+fn transaction_fields(entry: &HistoryEntry) -> Value {
+    let mut fields = json!({
         "type": "stock-transaction",
         "action": entry.action.as_str(),
         "product_id": entry.product_id.as_str(),
@@ -88,18 +96,23 @@ pub fn transaction_mli(entry: &HistoryEntry) -> Value {
         "available": entry.after.available(),
     });
     if entry.location != NO_LOCATION {
-        attributes["location"] = json!(entry.location);
+        fields["location"] = json!(entry.location);
     }
     if let Some(order_id) = &entry.order_id {
-        attributes["order_id"] = json!(order_id);
+        fields["order_id"] = json!(order_id);
     }
     if let Some(reason) = &entry.reason {
-        attributes["reason"] = json!(reason);
+        fields["reason"] = json!(reason);
     }
+    fields
+}
+
+/// A transaction in the multi-location shape.
+pub fn transaction_mli(entry: &HistoryEntry) -> Value {
     json!({
         "id": entry.id,
         "type": "stock-transaction",
-        "attributes": attributes,
+        "attributes": transaction_fields(entry),
         "meta": {"timestamps": {"created_at": rfc3339(entry.created_at)}},
     })
 }
@@ -144,27 +157,11 @@ pub fn stock_after(entry: &HistoryEntry) -> Value {
     })
 }
 
+/// A transaction in the classic shape.
 pub fn transaction(entry: &HistoryEntry) -> Value {
-    let mut v = json!({
-        "id": entry.id,
-        "type": "stock-transaction",
-        "action": entry.action.as_str(),
-        "product_id": entry.product_id.as_str(),
-        "quantity": entry.quantity,
-        "total": entry.after.total(),
-        "allocated": entry.after.allocated(),
-        "available": entry.after.available(),
-        "timestamps": { "created_at": rfc3339(entry.created_at) },
-    });
-    if entry.location != NO_LOCATION {
-        v["location"] = json!(entry.location);
-    }
-    if let Some(order_id) = &entry.order_id {
-        v["order_id"] = json!(order_id);
-    }
-    if let Some(reason) = &entry.reason {
-        v["reason"] = json!(reason);
-    }
+    let mut v = transaction_fields(entry);
+    v["id"] = json!(entry.id);
+    v["timestamps"] = json!({ "created_at": rfc3339(entry.created_at) });
     v
 }
 
