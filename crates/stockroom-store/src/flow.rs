@@ -52,8 +52,6 @@ pub(crate) struct Flow {
     new_orders: Vec<Value>,
     new_order_items: Vec<Value>,
     new_payments: Vec<Value>,
-    /// How many of `new_payments` each order has.
-    new_payments_per_order: HashMap<String, i64>,
     changed_orders: BTreeSet<String>,
 }
 
@@ -117,12 +115,12 @@ impl Flow {
     /// Records a payment transaction of an order (placed after the ones it has).
     pub fn add_payment(&mut self, order_id: &str, mut row: Value) -> Result<(), StoreError> {
         self.slot_mut(order_id)?;
-        let n = self
-            .new_payments_per_order
-            .entry(order_id.to_owned())
-            .or_default();
-        *n += 1;
-        row["n"] = json!(*n);
+        let earlier = self
+            .new_payments
+            .iter()
+            .filter(|p| p["order"] == order_id)
+            .count();
+        row["n"] = json!(earlier + 1);
         row["order"] = json!(order_id);
         self.new_payments.push(row);
         Ok(())
@@ -224,7 +222,6 @@ impl Flow {
         }
         if !self.new_payments.is_empty() {
             let rows = std::mem::take(&mut self.new_payments);
-            self.new_payments_per_order.clear();
             write(conn, bulk.insert_payments, rows, Some(now)).await?;
         }
         if !self.changed_orders.is_empty() {
