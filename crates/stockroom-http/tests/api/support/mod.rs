@@ -167,6 +167,20 @@ impl TestApp {
         body: Option<&str>,
         headers: &[(&str, &str)],
     ) -> Reply {
+        self.try_call_raw(method, path, token, body, headers)
+            .await
+            .expect("request")
+    }
+
+    /// `call_raw`, with a transport failure (say, a reset connection) as an error.
+    pub async fn try_call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, reqwest::Error> {
         let mut req = self
             .http
             .request(method, format!("{}{}", self.base, path))
@@ -180,20 +194,20 @@ impl TestApp {
         if let Some(b) = body {
             req = req.body(b.to_owned());
         }
-        let r = req.send().await.expect("request");
+        let r = req.send().await?;
         let status = r.status();
         let headers = r.headers().clone();
-        let text = r.text().await.expect("body");
+        let text = r.text().await?;
         let body = if text.is_empty() {
             Value::Null
         } else {
             serde_json::from_str(&text).unwrap_or_else(|_| panic!("JSON body, got {text:?}"))
         };
-        Reply {
+        Ok(Reply {
             status,
             headers,
             body,
-        }
+        })
     }
 
     pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
