@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::limits::{CART_ID_LEN_MAX, PRODUCT_ID_LEN_MAX};
+use crate::limits::{CART_ID_LEN_MAX, LOCATION_SLUG_LEN_MAX, PRODUCT_ID_LEN_MAX};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
@@ -66,6 +66,32 @@ impl fmt::Display for CartId {
     }
 }
 
+/// The slug of an inventory location (Elastic Path's multi-location inventory): 1 to 128
+/// characters of `[A-Za-z0-9-_.:]`, unique among locations.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Slug(String);
+
+impl Slug {
+    pub fn parse(raw: &str) -> Result<Self, IdError> {
+        check_id(raw, LOCATION_SLUG_LEN_MAX)?;
+        Ok(Slug(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Display for Slug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// The shared rule for client-chosen ids.
 pub fn check_id(raw: &str, max: usize) -> Result<(), IdError> {
     if raw.is_empty() {
@@ -118,5 +144,18 @@ mod tests {
         );
         assert_eq!(CartId::parse(""), Err(IdError::Empty));
         assert_eq!(CartId::parse("a/b"), Err(IdError::BadCharacter));
+    }
+
+    #[test]
+    fn slugs_are_bounded_and_plain() {
+        assert!(Slug::parse(&"s".repeat(LOCATION_SLUG_LEN_MAX)).is_ok());
+        assert_eq!(
+            Slug::parse(&"s".repeat(LOCATION_SLUG_LEN_MAX + 1)),
+            Err(IdError::TooLong {
+                max: LOCATION_SLUG_LEN_MAX
+            })
+        );
+        assert_eq!(Slug::parse(""), Err(IdError::Empty));
+        assert_eq!(Slug::parse("wh a"), Err(IdError::BadCharacter));
     }
 }

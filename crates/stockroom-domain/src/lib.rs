@@ -12,7 +12,7 @@ pub mod order;
 pub mod stock;
 
 pub use clock::{Clock, Timestamp};
-pub use ids::{CartId, IdError, ProductId};
+pub use ids::{CartId, IdError, ProductId, Slug};
 pub use money::{Currency, Money, MoneyError, Price};
 pub use stock::{
     replay_step, Action, InvariantViolation, Origin, Quantity, QuantityError, Refusal, ReplayError,

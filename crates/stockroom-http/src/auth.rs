@@ -16,7 +16,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
-use serde_json::{json, Value};
 use sha2::Sha256;
 use stockroom_domain::limits::{CREDENTIAL_NAME_LEN_MAX, TOKEN_LIFETIME_SECS};
 use stockroom_domain::{Role, Timestamp};
@@ -24,6 +23,7 @@ use stockroom_store::{Credential, Store, StoreError};
 
 use crate::error::ApiError;
 use crate::extract::RawBody;
+use crate::wire::auth::{Bearer, Grant, Token, TokenForm, TokenRequest};
 use crate::AppState;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -209,78 +209,65 @@ pub async fn access_token(
     if body.len() > TOKEN_REQUEST_BYTES_MAX {
         return Err(ApiError::PayloadTooLarge);
     }
-    let fields: Vec<(String, String)> = match serde_json::from_slice::<Value>(&body) {
-        Ok(Value::Object(map)) => map
-            .into_iter()
-            .filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_owned())))
-            .collect(),
-        _ => form_urlencoded::parse(&body).into_owned().collect(),
-    };
-    if fields
-        .iter()
-        .any(|(k, v)| k.contains('\0') || v.contains('\0'))
-    {
-        return Err(crate::extract::nul_refused());
-    }
-    let field = |name: &str| {
-        fields
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
-    let grant = field("grant_type")
-        .ok_or_else(|| ApiError::invalid("grant_type", "grant_type is required"))?;
-    let client_id = field("client_id")
-        .ok_or_else(|| ApiError::invalid("client_id", "client_id is required"))?;
-    let found = state.store.credential(&client_id).await?;
-    let role = match grant.as_str() {
-        "client_credentials" => {
-            let secret = field("client_secret")
-                .ok_or_else(|| ApiError::invalid("client_secret", "client_secret is required"))?;
-            let hash = found
-                .as_ref()
-                .map(|c| c.secret_hash.clone())
-                .unwrap_or_else(|| decoy_hash().to_owned());
-            // Each check costs ~19 MiB and a core for a few milliseconds: only a few run at once,
-            // others wait a little, then are told to come back, so token requests cannot
-            // exhaust memory.
-            let permit = tokio::time::timeout(
-                std::time::Duration::from_secs(2),
-                secret_checks().clone().acquire_owned(),
-            )
-            .await;
-            let Ok(Ok(_permit)) = permit else {
-                return Err(ApiError::Unavailable);
-            };
-            let matches = tokio::task::spawn_blocking(move || secret_matches(&secret, &hash))
-                .await
-                .map_err(|_| ApiError::Internal)?;
-            match found {
-                Some(c) if matches => c.role,
-                _ => return Err(ApiError::BadCredentials),
-            }
-        }
-        "implicit" => match found {
-            Some(_) => Role::Shopper,
+    let (role, grant) = match token_request(&body)? {
+        TokenRequest::ClientCredentials { client_id, secret } => (
+            client_role(&state, &client_id, secret).await?,
+            Grant::ClientCredentials,
+        ),
+        TokenRequest::Implicit { client_id } => match state.store.credential(&client_id).await? {
+            Some(_) => (Role::Shopper, Grant::Implicit),
             None => return Err(ApiError::BadCredentials),
         },
-        _ => {
-            return Err(ApiError::invalid(
-                "grant_type",
-                "grant_type must be client_credentials or implicit",
-            ))
-        }
     };
     let now = state.clock.now();
     let (token, expires) = state.tokens.issue(role, now);
-    Ok(Json(json!({
-        "access_token": token,
-        "token_type": "Bearer",
-        "expires_in": expires - now.secs(),
-        "expires": expires,
-        "identifier": grant,
-    }))
+    Ok(Json(Token {
+        access_token: token,
+        token_type: Bearer,
+        expires_in: expires - now.secs(),
+        expires,
+        identifier: grant,
+    })
     .into_response())
+}
+
+/// The token request: a JSON object when the body is one, else a form.
+fn token_request(body: &[u8]) -> Result<TokenRequest, ApiError> {
+    let form: TokenForm = if body.trim_ascii_start().starts_with(b"{") {
+        crate::extract::parse_json(body)?
+    } else {
+        let text = std::str::from_utf8(body)
+            .map_err(|_| ApiError::invalid("body", "the form is not UTF-8"))?;
+        crate::extract::parse_query(text)?
+    };
+    form.request()
+}
+
+/// The role of the credential with this id and secret, checked in constant time.
+async fn client_role(state: &AppState, client_id: &str, secret: String) -> Result<Role, ApiError> {
+    let found = state.store.credential(client_id).await?;
+    let hash = found
+        .as_ref()
+        .map(|c| c.secret_hash.clone())
+        .unwrap_or_else(|| decoy_hash().to_owned());
+    // Each check costs ~19 MiB and a core for a few milliseconds: only a few run at once,
+    // others wait a little, then are told to come back, so token requests cannot exhaust
+    // memory.
+    let permit = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        secret_checks().clone().acquire_owned(),
+    )
+    .await;
+    let Ok(Ok(_permit)) = permit else {
+        return Err(ApiError::Unavailable);
+    };
+    let matches = tokio::task::spawn_blocking(move || secret_matches(&secret, &hash))
+        .await
+        .map_err(|_| ApiError::Internal)?;
+    match found {
+        Some(c) if matches => Ok(c.role),
+        _ => Err(ApiError::BadCredentials),
+    }
 }
 
 /// The middleware that enforces a route's [`Access`].

@@ -3,22 +3,25 @@
 //! Errors are Elastic Path's `{"errors":[{"status":<integer>,"title":…,"detail":…}]}`; the SDK
 //! only ever sees this body, so `status` always equals the HTTP code.
 
+use std::borrow::Cow;
+
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 use stockroom_domain::order::OrderError;
 use stockroom_domain::Refusal;
-use stockroom_store::{Rejection, StoreError};
+use stockroom_store::{Effect, Outcome, Rejection, StoreError};
 
 /// How long a client should wait before retrying a 503, in seconds.
 pub const RETRY_AFTER_SECS: u64 = 1;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiError {
-    /// 400: the body or query is malformed or breaks a limit. `source` names the field.
+    /// 400: the body or query is malformed or breaks a limit. `source` names the field, as a
+    /// path into the body (`data.attributes.price.amount`) or the query parameter.
     Invalid {
         detail: String,
-        source: Option<&'static str>,
+        source: Option<Cow<'static, str>>,
     },
     /// 400: a body that is not JSON at all.
     BadJson(String),
@@ -56,10 +59,10 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub fn invalid(source: &'static str, detail: impl Into<String>) -> Self {
+    pub fn invalid(source: impl Into<Cow<'static, str>>, detail: impl Into<String>) -> Self {
         ApiError::Invalid {
             detail: detail.into(),
-            source: Some(source),
+            source: Some(source.into()),
         }
     }
 
@@ -163,18 +166,43 @@ impl ApiError {
     }
 }
 
+/// Elastic Path's error body: `{"errors":[…]}`, always one error here.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Errors)]
+pub struct ErrorsBody<'a> {
+    #[schema(min_items = 1)]
+    errors: [ErrorItem<'a>; 1],
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+struct ErrorItem<'a> {
+    /// Always the HTTP status.
+    #[schema(minimum = 400, maximum = 599)]
+    status: u16,
+    title: &'a str,
+    detail: &'a str,
+    /// The field at fault, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<&'a str>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, title, detail) = self.parts();
-        let mut error = json!({"status": status.as_u16(), "title": title, "detail": detail});
-        if let ApiError::Invalid {
-            source: Some(source),
-            ..
-        } = &self
-        {
-            error["source"] = json!(source);
-        }
-        let mut response = (status, axum::Json(json!({ "errors": [error] }))).into_response();
+        let source = match &self {
+            ApiError::Invalid { source, .. } => source.as_deref(),
+            _ => None,
+        };
+        let body = ErrorsBody {
+            errors: [ErrorItem {
+                status: status.as_u16(),
+                title,
+                detail: &detail,
+                source,
+            }],
+        };
+        let mut response = (status, axum::Json(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()
@@ -218,21 +246,29 @@ impl From<Rejection> for ApiError {
                     stockroom_domain::limits::CART_LINES_MAX,
                     stockroom_domain::limits::QUANTITY_MAX
                 ),
-                source: Some("quantity"),
+                source: Some("quantity".into()),
             },
             Rejection::CurrencyMismatch => ApiError::Invalid {
                 detail: "A cart holds products priced in one currency".into(),
-                source: Some("currency"),
+                source: Some("currency".into()),
             },
             Rejection::Order(e) => ApiError::OrderConflict(e),
             Rejection::LocationRequired => ApiError::Invalid {
                 detail: "This product's stock is held at locations: name one with `location`"
                     .into(),
-                source: Some("location"),
+                source: Some("location".into()),
             },
             Rejection::LocationInUse => ApiError::Conflict(
                 "The location's slug is taken, or the location still holds stock",
             ),
         }
+    }
+}
+
+/// The effect of a write that was applied, or the error its refusal maps to.
+pub fn applied(outcome: Outcome) -> Result<Effect, ApiError> {
+    match outcome {
+        Outcome::Applied(effect) => Ok(effect),
+        Outcome::Refused(rejection) => Err(rejection.into()),
     }
 }

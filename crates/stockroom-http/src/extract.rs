@@ -1,21 +1,29 @@
-//! Reading requests: bodies (JSON in the `{"data": …}` envelope, whatever the content type
-//! says), query strings (raw brackets or percent-encoded) and the `Idempotency-Key` header.
+//! Reading requests: the one JSON extractor ([`Json`]), query strings ([`Query`]), and bodies
+//! that carry an `Idempotency-Key` ([`Idempotent`]).
+//!
+//! Every body and query is deserialized straight into a typed request of `wire` whose fields are
+//! domain types, so parsing *is* validation. A serde failure becomes the one 400 error body,
+//! naming the field by its path (`data.attributes.price.amount`, `page[limit]`); a key given
+//! twice is refused like any other malformed field (serde's derived structs refuse a duplicate
+//! field; `wire::fields` refuses duplicates in maps and free-form objects).
 
-use axum::body::Body;
-use axum::extract::{FromRequest, Request};
-use axum::http::{header, HeaderMap};
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, Method};
+use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
-use stockroom_domain::limits::{
-    BODY_BYTES_MAX, IDEMPOTENCY_KEY_LEN_MAX, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, PAGE_OFFSET_MAX,
-};
-use stockroom_domain::{Quantity, Timestamp};
-use stockroom_store::{IdempotencyKey, Page};
+use stockroom_domain::limits::{BODY_BYTES_MAX, IDEMPOTENCY_KEY_LEN_MAX};
+use stockroom_domain::Role;
+use stockroom_store::IdempotencyKey;
 
+use crate::auth::Caller;
 use crate::error::ApiError;
 
 /// The raw bytes of a body, at most [`BODY_BYTES_MAX`]; larger bodies are a 413.
-pub struct RawBody(pub axum::body::Bytes);
+pub struct RawBody(pub Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for RawBody {
     type Rejection = ApiError;
@@ -45,35 +53,102 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     }
 }
 
-/// A JSON body. An empty body reads as `null` (the SDK sends none on capture).
-pub struct JsonBody(pub Value);
+/// A JSON body parsed into `T`, whatever the content type says (clients send JSON as
+/// `application/json`, or with no type at all). An empty body reads as `null`.
+pub struct Json<T>(pub T);
 
-impl<S: Send + Sync> FromRequest<S> for JsonBody {
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let RawBody(bytes) = RawBody::from_request(req, state).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(JsonBody(Value::Null));
-        }
-        let value: Value =
-            serde_json::from_slice(&bytes).map_err(|e| ApiError::BadJson(e.to_string()))?;
-        if has_nul(&value) {
-            return Err(nul_refused());
-        }
-        Ok(JsonBody(value))
+        parse_json(&bytes).map(Json)
     }
 }
 
-/// Whether any string (or key) in a JSON value holds a NUL character, which no field accepts
-/// (PostgreSQL cannot store it in text, and no id, name or address needs it).
-fn has_nul(value: &Value) -> bool {
-    match value {
-        Value::String(s) => s.contains('\0'),
-        Value::Array(items) => items.iter().any(has_nul),
-        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
-        _ => false,
+/// Parses a JSON body into `T`; every failure is the 400 that names the field.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"null"
+    } else {
+        bytes
+    };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => field_error(&path, &without_position(&inner)),
+            _ => ApiError::BadJson(inner.to_string()),
+        }
+    })?;
+    de.end().map_err(|e| ApiError::BadJson(e.to_string()))?;
+    Ok(value)
+}
+
+/// serde_json's message without its ` at line L column C` suffix (the path says where).
+fn without_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(i) if e.line() > 0 => text[..i].to_owned(),
+        _ => text,
     }
+}
+
+/// The 400 for a field at `path` (serde_path_to_error's notation; `.` is the whole body) that
+/// serde refused with `message`. serde reports a missing or repeated field at its parent, so
+/// those name the field itself.
+fn field_error(path: &str, message: &str) -> ApiError {
+    let join = |field: &str| match path {
+        "." | "" => field.to_owned(),
+        parent => format!("{parent}.{field}"),
+    };
+    let quoted = |prefix: &str| {
+        message
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix('`'))
+            .map(join)
+    };
+    if let Some(field) = quoted("missing field `") {
+        return ApiError::invalid(field.clone(), format!("{field} is required"));
+    }
+    if let Some(field) = quoted("duplicate field `") {
+        return ApiError::invalid(field.clone(), format!("{field} is given more than once"));
+    }
+    match path {
+        "." | "" => ApiError::Invalid {
+            detail: format!("the body is not what this call takes: {message}"),
+            source: None,
+        },
+        path => ApiError::invalid(path.to_owned(), format!("{path}: {message}")),
+    }
+}
+
+/// A query string parsed into `T`. Raw brackets (`page[limit]=10`, as the SDK sends them) and
+/// percent-encoding both work; a parameter given twice is a 400.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parse_query(parts.uri.query().unwrap_or("")).map(Query)
+    }
+}
+
+pub fn parse_query<T: DeserializeOwned>(raw: &str) -> Result<T, ApiError> {
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(raw.as_bytes()));
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        if let Some(name) = message
+            .strip_prefix("duplicate field `")
+            .and_then(|m| m.strip_suffix('`'))
+        {
+            return ApiError::invalid(name.to_owned(), format!("{name} is given more than once"));
+        }
+        field_error(&path, &message)
+    })
 }
 
 pub fn nul_refused() -> ApiError {
@@ -102,200 +177,31 @@ pub async fn refuse_nul_in_uri(
     next.run(req).await
 }
 
-/// `body.data` as an object.
-pub fn data_object(body: &Value) -> Result<&Map<String, Value>, ApiError> {
-    match body.get("data") {
-        Some(Value::Object(data)) => Ok(data),
-        Some(_) => Err(ApiError::invalid("data", "data must be an object")),
-        None => Err(ApiError::invalid(
-            "data",
-            "the body must be {\"data\": {…}}",
-        )),
+/// A body parsed into `T`, and the request's `Idempotency-Key` (if it sent one) scoped to the
+/// request and its caller. This is the one place a key's scope is made: every route that takes a
+/// key reads its body through this extractor.
+pub struct Idempotent<T>(pub T, pub Option<IdempotencyKey>);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Idempotent<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let key = requested_key(&parts)?;
+        let RawBody(bytes) = RawBody::from_request(Request::from_parts(parts, body), state).await?;
+        let parsed = parse_json(&bytes)?;
+        Ok(Idempotent(parsed, key.map(|k| k.fingerprinted(&bytes))))
     }
 }
 
-/// `body.data` as an array.
-pub fn data_array(body: &Value) -> Result<&Vec<Value>, ApiError> {
-    match body.get("data") {
-        Some(Value::Array(items)) => Ok(items),
-        Some(_) => Err(ApiError::invalid("data", "data must be an array")),
-        None => Err(ApiError::invalid(
-            "data",
-            "the body must be {\"data\": […]}",
-        )),
-    }
-}
-
-/// A required quantity: a JSON integer from 1 to 1,000,000,000 (not a string, not 1.5).
-pub fn quantity(obj: &Map<String, Value>, field: &'static str) -> Result<Quantity, ApiError> {
-    let message = || format!("{field} must be a whole number from 1 to 1000000000");
-    match obj.get(field) {
-        None | Some(Value::Null) => Err(ApiError::invalid(field, format!("{field} is required"))),
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .and_then(|n| Quantity::new(n).ok())
-            .ok_or_else(|| ApiError::invalid(field, message())),
-        Some(_) => Err(ApiError::invalid(field, message())),
-    }
-}
-
-/// An optional string field, at most `max` bytes.
-pub fn optional_string(
-    obj: &Map<String, Value>,
-    field: &'static str,
-    max: usize,
-) -> Result<Option<String>, ApiError> {
-    match obj.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.len() <= max => Ok(Some(s.clone())),
-        Some(Value::String(_)) => Err(ApiError::invalid(
-            field,
-            format!("{field} must be at most {max} bytes"),
-        )),
-        Some(_) => Err(ApiError::invalid(
-            field,
-            format!("{field} must be a string"),
-        )),
-    }
-}
-
-/// A required string field.
-pub fn required_string<'a>(
-    obj: &'a Map<String, Value>,
-    field: &'static str,
-) -> Result<&'a str, ApiError> {
-    match obj.get(field) {
-        Some(Value::String(s)) => Ok(s),
-        None | Some(Value::Null) => Err(ApiError::invalid(field, format!("{field} is required"))),
-        Some(_) => Err(ApiError::invalid(
-            field,
-            format!("{field} must be a string"),
-        )),
-    }
-}
-
-/// `type`, when present, must be what the route expects.
-pub fn check_type(obj: &Map<String, Value>, expected: &str) -> Result<(), ApiError> {
-    match obj.get("type") {
-        None | Some(Value::Null) => Ok(()),
-        Some(Value::String(t)) if t == expected => Ok(()),
-        Some(_) => Err(ApiError::invalid(
-            "type",
-            format!("type must be \"{expected}\""),
-        )),
-    }
-}
-
-/// The query string's pairs, decoded; raw brackets and percent-encoding both work.
-pub fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
-    form_urlencoded::parse(raw.unwrap_or("").as_bytes())
-        .into_owned()
-        .collect()
-}
-
-fn query_number(pairs: &[(String, String)], name: &'static str) -> Result<Option<u64>, ApiError> {
-    match pairs.iter().rev().find(|(k, _)| k == name) {
-        None => Ok(None),
-        Some((_, v)) => v
-            .trim()
-            .parse::<u64>()
-            .map(Some)
-            .map_err(|_| ApiError::invalid(name, format!("{name} must be a whole number"))),
-    }
-}
-
-/// `page[limit]` (1–100, default 25) and `page[offset]` (0–10,000).
-pub fn page(pairs: &[(String, String)]) -> Result<Page, ApiError> {
-    let limit = query_number(pairs, "page[limit]")?.unwrap_or(PAGE_LIMIT_DEFAULT);
-    if !(1..=PAGE_LIMIT_MAX).contains(&limit) {
-        return Err(ApiError::invalid(
-            "page[limit]",
-            format!("page[limit] must be from 1 to {PAGE_LIMIT_MAX}"),
-        ));
-    }
-    let offset = query_number(pairs, "page[offset]")?.unwrap_or(0);
-    if offset > PAGE_OFFSET_MAX {
-        return Err(ApiError::invalid(
-            "page[offset]",
-            format!("page[offset] must be at most {PAGE_OFFSET_MAX}"),
-        ));
-    }
-    Ok(Page { limit, offset })
-}
-
-/// One term of a `filter` parameter: `op(field,value)`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FilterTerm {
-    pub op: String,
-    pub field: String,
-    pub value: String,
-}
-
-/// Most terms in one `filter`.
-const FILTER_TERMS_MAX: usize = 8;
-
-/// Parses `eq(action,allocate):ge(created_at,2024-01-01T00:00:00Z)`. Terms are joined by `:`,
-/// which values (times) may also contain, so the parser walks parentheses rather than splitting.
-pub fn parse_filter(raw: &str) -> Result<Vec<FilterTerm>, ApiError> {
-    let bad = || {
-        ApiError::invalid(
-            "filter",
-            "filter must be terms like eq(field,value) joined by ':'",
-        )
-    };
-    let mut terms = Vec::new();
-    let mut rest = raw.trim();
-    while !rest.is_empty() {
-        let open = rest.find('(').ok_or_else(bad)?;
-        let close = rest.find(')').ok_or_else(bad)?;
-        if close < open {
-            return Err(bad());
-        }
-        let op = rest[..open].trim();
-        let (field, value) = rest[open + 1..close].split_once(',').ok_or_else(bad)?;
-        if op.is_empty() || !op.bytes().all(|b| b.is_ascii_alphabetic()) {
-            return Err(bad());
-        }
-        terms.push(FilterTerm {
-            op: op.to_ascii_lowercase(),
-            field: field.trim().to_owned(),
-            value: value.trim().to_owned(),
-        });
-        if terms.len() > FILTER_TERMS_MAX {
-            return Err(ApiError::invalid(
-                "filter",
-                format!("filter may have at most {FILTER_TERMS_MAX} terms"),
-            ));
-        }
-        rest = &rest[close + 1..];
-        rest = match rest.strip_prefix(':') {
-            Some(next) if !next.is_empty() => next,
-            Some(_) => return Err(bad()),
-            None if rest.is_empty() => rest,
-            None => return Err(bad()),
-        };
-    }
-    Ok(terms)
-}
-
-/// An RFC 3339 time as a [`Timestamp`].
-pub fn parse_time(field: &'static str, raw: &str) -> Result<Timestamp, ApiError> {
-    let t = time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
-        .map_err(|_| ApiError::invalid(field, format!("{raw:?} is not an RFC 3339 time")))?;
-    let micros = t.unix_timestamp_nanos() / 1000;
-    i64::try_from(micros)
-        .map(Timestamp)
-        .map_err(|_| ApiError::invalid(field, "time out of range"))
-}
-
-/// The `Idempotency-Key` header, scoped to `scope` (method and path) and fingerprinted with the
-/// request body, so the same key with another body is told apart.
-pub fn idempotency_key(
-    headers: &HeaderMap,
+/// A request's `Idempotency-Key` and its [`scope`], before the body is read.
+struct RequestedKey {
+    key: String,
     scope: String,
-    body: &Value,
-) -> Result<Option<IdempotencyKey>, ApiError> {
-    let Some(raw) = headers.get("idempotency-key") else {
+}
+
+fn requested_key(parts: &Parts) -> Result<Option<RequestedKey>, ApiError> {
+    let Some(raw) = parts.headers.get("idempotency-key") else {
         return Ok(None);
     };
     let key = raw
@@ -311,258 +217,161 @@ pub fn idempotency_key(
                 ),
             )
         })?;
-    let hex = |hash: Sha256| {
-        hash.finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
-    let mut fingerprint = Sha256::new();
-    fingerprint.update(scope.as_bytes());
-    fingerprint.update(b"\n");
-    // serde_json's maps are ordered, so equal JSON gives equal bytes whatever the spacing.
-    fingerprint.update(body.to_string().as_bytes());
-    // The scope is stored hashed: paths carry ids of any length, and a key's row must fit an
-    // index entry whatever the path.
-    let mut scope_hash = Sha256::new();
-    scope_hash.update(scope.as_bytes());
-    Ok(Some(IdempotencyKey {
-        scope: hex(scope_hash),
+    Ok(Some(RequestedKey {
         key: key.to_owned(),
-        fingerprint: hex(fingerprint),
+        scope: scope(
+            &parts.method,
+            parts.uri.path(),
+            &parts.headers,
+            parts.extensions.get(),
+        ),
     }))
+}
+
+impl RequestedKey {
+    /// The key fingerprinted with the (parsed, so JSON) body, so that the same key with another
+    /// body is told apart. The body's compact form (serde_json's maps are ordered) fingerprints
+    /// equal JSON equally whatever its spacing or key order.
+    fn fingerprinted(self, body: &[u8]) -> IdempotencyKey {
+        let canonical = serde_json::from_slice::<serde_json::Value>(body)
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        let mut fingerprint = Sha256::new();
+        fingerprint.update(self.scope.as_bytes());
+        fingerprint.update(b"\n");
+        fingerprint.update(canonical.as_bytes());
+        // The scope is stored hashed: paths carry ids of any length, and a key's row must fit
+        // an index entry whatever the path.
+        IdempotencyKey {
+            scope: hex(Sha256::digest(self.scope.as_bytes())),
+            key: self.key,
+            fingerprint: hex(fingerprint.finalize()),
+        }
+    }
+}
+
+/// What an `Idempotency-Key` is scoped to: the route the request matched, with its ids (method
+/// and path), and who called it. An administrator's keys are the administrators' (they may do
+/// everything anyway); a shopper's are its token's, so a key another shopper sent first cannot
+/// make this one's request fail or replay another's answer. An implicit token identifies no
+/// person: its identity is the token itself, so a shopper who fetches a new token starts a new
+/// scope. (When tokens carry a client or customer id, scope by that instead.)
+fn scope(method: &Method, path: &str, headers: &HeaderMap, caller: Option<&Caller>) -> String {
+    let caller: Cow<'_, str> = match caller.map(|c| c.role) {
+        Some(Role::Admin) => "admin".into(),
+        Some(Role::Shopper) => {
+            let token = headers
+                .get(header::AUTHORIZATION)
+                .map(|v| v.as_bytes())
+                .unwrap_or_default();
+            format!("shopper {}", hex(Sha256::digest(token))).into()
+        }
+        None => "public".into(),
+    };
+    format!("{method} {path}\n{caller}")
+}
+
+fn hex(bytes: impl AsRef<[u8]>) -> String {
+    bytes.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ApiError;
 
-    #[test]
-    fn filters_with_times_parse_term_by_term() {
-        let terms = parse_filter("eq(action,allocate):ge(created_at,2024-01-01T00:00:00Z)")
-            .expect("parses");
-        assert_eq!(terms.len(), 2);
-        assert_eq!(terms[0].op, "eq");
-        assert_eq!(terms[1].value, "2024-01-01T00:00:00Z");
-        for bad in [
-            "eq(action)",
-            "eq",
-            "eq(a,b)x",
-            "eq(a,b):",
-            "(a,b)",
-            "e q(a,b)",
-            "eq(a,b",
-        ] {
-            assert!(parse_filter(bad).is_err(), "{bad} should be refused");
+    fn source(e: &ApiError) -> Option<&str> {
+        match e {
+            ApiError::Invalid { source, .. } => source.as_deref(),
+            _ => None,
         }
-        assert_eq!(parse_filter("").map(|t| t.len()), Ok(0));
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Inner {
+        quantity: u64,
+        action: String,
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Outer {
+        data: Inner,
     }
 
     #[test]
-    fn pages_are_bounded() {
-        let q = |s: &str| page(&query_pairs(Some(s)));
-        assert_eq!(
-            q(""),
-            Ok(Page {
-                limit: 25,
-                offset: 0
-            })
-        );
-        assert_eq!(
-            q("page[limit]=100&page[offset]=10000"),
-            Ok(Page {
-                limit: 100,
-                offset: 10000
-            })
-        );
-        assert_eq!(
-            q("page%5Blimit%5D=7"),
-            Ok(Page {
-                limit: 7,
-                offset: 0
-            })
-        );
-        assert!(q("page[limit]=0").is_err());
-        assert!(q("page[limit]=101").is_err());
-        assert!(q("page[offset]=10001").is_err());
-        assert!(q("page[limit]=abc").is_err());
-        assert!(q("page[limit]=-1").is_err());
-    }
-
-    // ---- property tests: no input makes the parsers panic ---------------------------------
-
-    use proptest::prelude::*;
-
-    /// Only `Invalid` (a 400 naming the field) may come out of query and filter parsing.
-    fn invalid_or_ok<T: std::fmt::Debug>(result: &Result<T, ApiError>) -> bool {
-        matches!(result, Ok(_) | Err(ApiError::Invalid { .. }))
-    }
-
-    /// Strings likely to reach the interesting branches: filter and query syntax, times,
-    /// numbers, percent-escapes and non-ASCII.
-    fn query_like() -> impl Strategy<Value = String> {
-        prop_oneof![
-            any::<String>(),
-            "[a-z()\\[\\],:=&%0-9A-Fa-f+ _.TZ-]{0,40}",
-            "(eq|ge|gt|lt|le|EQ|x)?\\(?(action|created_at|status)?,?[a-z0-9:T.Z+-]{0,30}\\)?(:[a-z(),:]{0,10})?",
-            "page(\\[|%5B)(limit|offset)(\\]|%5D)=-?[0-9 ]{0,25}(&page\\[offset\\]=[0-9a-z]{0,8})?",
-            "[0-9]{1,6}-[0-9]{1,2}-[0-9]{1,2}T[0-9]{1,2}:[0-9]{1,2}:[0-9]{1,2}(\\.[0-9]{0,12})?(Z|[+-][0-9]{2}:[0-9]{2})?",
-        ]
-    }
-
-    /// Arbitrary JSON trees: scalars of every kind (including huge and fractional numbers),
-    /// arrays and objects, nested a few levels.
-    fn json_value() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::Bool),
-            any::<i64>().prop_map(Value::from),
-            any::<u64>().prop_map(Value::from),
-            (-2_000_000_000i64..2_000_000_000).prop_map(Value::from),
-            any::<f64>().prop_map(Value::from),
-            any::<String>().prop_map(Value::String),
-            "(stock-transaction|cart_item|product|data|quantity|type)".prop_map(Value::String),
-        ];
-        leaf.prop_recursive(4, 48, 6, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-                prop::collection::vec(
-                    (
-                        prop_oneof![
-                            "(data|quantity|type|id|reason|action|sku)".boxed(),
-                            any::<String>().boxed()
-                        ],
-                        inner
-                    ),
-                    0..6
-                )
-                .prop_map(|pairs| Value::Object(pairs.into_iter().collect())),
-            ]
-        })
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2000))]
-
-        #[test]
-        fn filters_never_panic(raw in query_like()) {
-            let parsed = parse_filter(&raw);
-            prop_assert!(invalid_or_ok(&parsed), "{raw:?}: {parsed:?}");
-            if let Ok(terms) = parsed {
-                prop_assert!(terms.len() <= FILTER_TERMS_MAX);
-                for t in terms {
-                    prop_assert!(!t.op.is_empty() && t.op.bytes().all(|b| b.is_ascii_lowercase()));
-                }
-            }
-        }
-
-        #[test]
-        fn query_strings_and_pages_never_panic(raw in query_like()) {
-            let pairs = query_pairs(Some(&raw));
-            let parsed = page(&pairs);
-            prop_assert!(invalid_or_ok(&parsed), "{raw:?}: {parsed:?}");
-            if let Ok(p) = parsed {
-                prop_assert!((1..=PAGE_LIMIT_MAX).contains(&p.limit));
-                prop_assert!(p.offset <= PAGE_OFFSET_MAX);
-            }
-        }
-
-        #[test]
-        fn query_strings_of_arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
-            // A query string reaches us as text, but its percent-escapes may decode to any bytes.
-            let escaped: String = bytes.iter().map(|b| format!("%{b:02X}")).collect();
-            let raw = String::from_utf8_lossy(&bytes).into_owned();
-            for q in [escaped, raw] {
-                let pairs = query_pairs(Some(&q));
-                prop_assert!(invalid_or_ok(&page(&pairs)));
-                for (_, v) in &pairs {
-                    prop_assert!(invalid_or_ok(&parse_filter(v)));
-                }
-            }
-            prop_assert!(query_pairs(None).is_empty());
-        }
-
-        #[test]
-        fn times_never_panic(raw in query_like()) {
-            let parsed = parse_time("filter", &raw);
-            prop_assert!(invalid_or_ok(&parsed), "{raw:?}: {parsed:?}");
-        }
-
-        #[test]
-        fn body_helpers_never_panic(body in json_value()) {
-            let as_map = |v: &Value| v.as_object().cloned().unwrap_or_default();
-            let data = data_object(&body);
-            prop_assert!(invalid_or_ok(&data));
-            prop_assert!(invalid_or_ok(&data_array(&body)));
-            let obj = match &data {
-                Ok(d) => (*d).clone(),
-                Err(_) => as_map(&body),
-            };
-            for field in ["quantity", "type", "id", "reason", "action", "sku", "data"] {
-                prop_assert!(invalid_or_ok(&quantity(&obj, field)));
-                prop_assert!(invalid_or_ok(&required_string(&obj, field)));
-                prop_assert!(invalid_or_ok(&optional_string(&obj, field, 8)));
-            }
-            prop_assert!(invalid_or_ok(&check_type(&obj, "stock-transaction")));
-        }
-
-        #[test]
-        fn quantities_are_exactly_the_integers_from_one_to_a_billion(value in json_value()) {
-            let obj: Map<String, Value> = [("quantity".to_owned(), value.clone())].into_iter().collect();
-            let expected = value
-                .as_i64()
-                .filter(|n| (1..=1_000_000_000).contains(n))
-                .filter(|_| value.is_i64() || value.is_u64());
-            match quantity(&obj, "quantity") {
-                Ok(q) => prop_assert_eq!(Some(q.get() as i64), expected, "{}", value),
-                Err(e) => {
-                    prop_assert!(expected.is_none(), "{} refused: {:?}", value, e);
-                    let named = matches!(e, ApiError::Invalid { source: Some("quantity"), .. });
-                    prop_assert!(named, "{:?}", e);
-                }
-            }
-        }
-
-        #[test]
-        fn integer_quantities_near_the_bounds(n in prop_oneof![
-            -5i64..5,
-            999_999_995i64..1_000_000_005,
-            any::<i64>(),
-        ]) {
-            let obj: Map<String, Value> = [("quantity".to_owned(), Value::from(n))].into_iter().collect();
-            let accepted = quantity(&obj, "quantity").map(|q| q.get());
-            if (1..=1_000_000_000).contains(&n) {
-                prop_assert_eq!(accepted, Ok(n as u64));
-            } else {
-                prop_assert!(accepted.is_err());
-            }
-        }
+    fn a_wrong_type_names_the_field_by_its_path() {
+        let e = parse_json::<Outer>(br#"{"data":{"quantity":"5","action":"set"}}"#)
+            .expect_err("a string is not a number");
+        assert_eq!(source(&e), Some("data.quantity"), "{e:?}");
     }
 
     #[test]
-    fn quantities_that_look_like_numbers_but_are_not_integers_are_refused() {
-        for raw in [
-            "1.0",
-            "1.5",
-            "\"5\"",
-            "1e3",
-            "-0",
-            "0",
-            "1000000001",
-            "true",
-            "[1]",
-        ] {
-            let value: Value = serde_json::from_str(raw).expect("json");
-            let obj: Map<String, Value> = [("quantity".to_owned(), value)].into_iter().collect();
-            let accepted = quantity(&obj, "quantity");
-            assert!(accepted.is_err(), "{raw} must be refused, got {accepted:?}");
-        }
-        let obj: Map<String, Value> = [("quantity".to_owned(), Value::from(1_000_000_000u64))]
-            .into_iter()
-            .collect();
+    fn a_missing_field_is_named() {
+        let e = parse_json::<Outer>(br#"{"data":{"action":"set"}}"#).expect_err("missing");
+        assert_eq!(source(&e), Some("data.quantity"), "{e:?}");
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused() {
+        let e = parse_json::<Outer>(
+            br#"{"data":{"quantity":1,"action":"decrement","action":"increment"}}"#,
+        )
+        .expect_err("duplicate");
+        assert_eq!(source(&e), Some("data.action"), "{e:?}");
+    }
+
+    #[test]
+    fn broken_json_and_trailing_bytes_are_bad_json() {
+        assert!(matches!(
+            parse_json::<Outer>(br#"{"data":"#),
+            Err(ApiError::BadJson(_))
+        ));
+        assert!(matches!(
+            parse_json::<Outer>(br#"{"data":{"quantity":1,"action":"set"}} x"#),
+            Err(ApiError::BadJson(_))
+        ));
+    }
+
+    #[test]
+    fn idempotency_scopes_differ_by_caller_and_path() {
+        let shopper = |token: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                header::AUTHORIZATION,
+                format!("Bearer {token}").parse().expect("header"),
+            );
+            h
+        };
+        let s = Caller {
+            role: Role::Shopper,
+        };
+        let a = scope(
+            &Method::POST,
+            "/v2/carts/c/checkout",
+            &shopper("a"),
+            Some(&s),
+        );
+        let b = scope(
+            &Method::POST,
+            "/v2/carts/c/checkout",
+            &shopper("b"),
+            Some(&s),
+        );
+        let other_cart = scope(
+            &Method::POST,
+            "/v2/carts/d/checkout",
+            &shopper("a"),
+            Some(&s),
+        );
+        assert_ne!(a, b);
+        assert_ne!(a, other_cart);
+        let admin = Caller { role: Role::Admin };
         assert_eq!(
-            quantity(&obj, "quantity").map(|q| q.get()),
-            Ok(1_000_000_000)
+            scope(&Method::POST, "/v2/products", &shopper("x"), Some(&admin)),
+            scope(&Method::POST, "/v2/products", &shopper("y"), Some(&admin)),
+            "administrators share their keys"
         );
     }
 }

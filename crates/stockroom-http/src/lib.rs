@@ -5,15 +5,18 @@
 //! new route cannot be added without saying who may call it.
 
 pub mod auth;
+mod carts;
 pub mod clock;
 pub mod error;
 pub mod extract;
+pub mod gateways;
 mod inventory;
 mod locations;
 mod metrics;
 pub mod openapi;
 mod orders;
 pub mod payments;
+mod products;
 pub mod wire;
 
 use std::future::Future;
@@ -26,7 +29,6 @@ use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter};
 use axum::{Json, Router};
-use serde_json::json;
 use stockroom_domain::Clock;
 use stockroom_store::Store;
 use tokio::net::TcpListener;
@@ -34,8 +36,8 @@ use tower_http::trace::TraceLayer;
 
 pub use auth::{Access, Caller, TokenKeys};
 pub use error::ApiError;
+pub use gateways::{HttpGateway, PaymentSettings};
 pub use metrics::Metrics;
-pub use payments::{HttpGateway, PaymentSettings};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -239,51 +241,26 @@ pub fn routes(state: AppState) -> (Router, Vec<RouteInfo>) {
         Admin,
         inventory::get_transaction,
     )
-    .add(M::POST, "/v2/products", Admin, orders::create_product)
-    .add(M::GET, "/v2/products", Shopper, orders::list_products)
-    .add(
-        M::GET,
-        "/v2/products/{product}",
-        Shopper,
-        orders::get_product,
-    )
-    .add(
-        M::PUT,
-        "/v2/products/{product}",
-        Admin,
-        orders::update_product,
-    )
-    .add(
-        M::DELETE,
-        "/v2/products/{product}",
-        Admin,
-        orders::delete_product,
-    )
-    .add(M::GET, "/v2/carts/{cart}", Shopper, orders::get_cart)
-    .add(M::DELETE, "/v2/carts/{cart}", Shopper, orders::delete_cart)
-    .add(
-        M::GET,
-        "/v2/carts/{cart}/items",
-        Shopper,
-        orders::get_cart_items,
-    )
-    .add(
-        M::POST,
-        "/v2/carts/{cart}/items",
-        Shopper,
-        orders::add_to_cart,
-    )
+    .add(M::POST, "/v2/products", Admin, products::create)
+    .add(M::GET, "/v2/products", Shopper, products::list)
+    .add(M::GET, "/v2/products/{product}", Shopper, products::get)
+    .add(M::PUT, "/v2/products/{product}", Admin, products::update)
+    .add(M::DELETE, "/v2/products/{product}", Admin, products::delete)
+    .add(M::GET, "/v2/carts/{cart}", Shopper, carts::get)
+    .add(M::DELETE, "/v2/carts/{cart}", Shopper, carts::delete)
+    .add(M::GET, "/v2/carts/{cart}/items", Shopper, carts::get_items)
+    .add(M::POST, "/v2/carts/{cart}/items", Shopper, carts::add_items)
     .add(
         M::PUT,
         "/v2/carts/{cart}/items/{item}",
         Shopper,
-        orders::update_cart_item,
+        carts::update_item,
     )
     .add(
         M::DELETE,
         "/v2/carts/{cart}/items/{item}",
         Shopper,
-        orders::delete_cart_item,
+        carts::delete_item,
     )
     .add(
         M::POST,
@@ -291,33 +268,38 @@ pub fn routes(state: AppState) -> (Router, Vec<RouteInfo>) {
         Shopper,
         orders::checkout,
     )
-    .add(M::GET, "/v2/orders", Admin, orders::list_orders)
-    .add(M::GET, "/v2/orders/{order}", Shopper, orders::get_order)
-    .add(M::PUT, "/v2/orders/{order}", Admin, orders::update_order)
+    .add(M::GET, "/v2/orders", Admin, orders::list)
+    .add(M::GET, "/v2/orders/{order}", Shopper, orders::get)
+    .add(M::PUT, "/v2/orders/{order}", Admin, orders::update)
     .add(
         M::GET,
         "/v2/orders/{order}/items",
         Shopper,
-        orders::get_order_items,
+        orders::get_items,
     )
-    .add(M::POST, "/v2/orders/{order}/payments", Shopper, orders::pay)
+    .add(
+        M::POST,
+        "/v2/orders/{order}/payments",
+        Shopper,
+        payments::pay,
+    )
     .add(
         M::GET,
         "/v2/orders/{order}/transactions",
         Shopper,
-        orders::list_payments,
+        payments::list,
     )
     .add(
         M::GET,
         "/v2/orders/{order}/transactions/{transaction}",
         Shopper,
-        orders::get_payment,
+        payments::get,
     )
     .add(
         M::POST,
         "/v2/orders/{order}/transactions/{transaction}/capture",
         Admin,
-        orders::capture,
+        payments::capture,
     );
     let router =
         routes
@@ -383,7 +365,7 @@ async fn json_errors_for_bad_paths(
 
 async fn health(State(state): State<AppState>) -> Response {
     match state.store.ping().await {
-        Ok(()) => Json(json!({"status": "ok"})).into_response(),
+        Ok(()) => Json(wire::Health { status: "ok" }).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "health check failed");
             ApiError::Unavailable.into_response()
@@ -402,7 +384,7 @@ pub async fn serve(
         std::time::Duration::from_millis(100),
         std::time::Duration::from_secs(5),
     );
-    let sweeper = tokio::spawn(payments::housekeeping_forever(state.clone(), every));
+    let sweeper = tokio::spawn(gateways::housekeeping_forever(state.clone(), every));
     let (router, _) = routes(state);
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)

@@ -1,176 +1,175 @@
-//! Payment gateways and the release of overdue payment attempts.
-//!
-//! `manual` is built in and always approves. The HTTP gateway, when configured, is asked with a
-//! `POST` of the order id, payment id, amount and currency, and an `Idempotency-Key` of the
-//! payment id; it must answer 2xx with `{"decision":"approve"}`. Anything else — `decline`,
-//! another status, a connection error, the timeout — is a failed payment. The gateway is always
-//! called with no database transaction or lock held.
+//! Payments (wire-contract §6): pay for an order, read its payment transactions, capture an
+//! authorization. The gateways themselves are in `gateways`.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
 
-use serde_json::json;
-use stockroom_domain::limits::IDEMPOTENCY_KEY_RETENTION_SECS;
-use stockroom_domain::Timestamp;
-use stockroom_store::{Command, PaymentTx, StoreError, WriteRequest};
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use serde::de::IgnoredAny;
+use stockroom_domain::{ProductId, Quantity, Timestamp};
+use stockroom_store::{
+    Command, Effect, Line, NewPayment, Order, PaymentStatus, PaymentTx, WriteRequest,
+};
 
+use crate::error::{applied, ApiError};
+use crate::extract::Idempotent;
+use crate::gateways::{ask_gateway, record_verdict};
+// Where the release of overdue attempts has always been reached from.
+pub use crate::gateways::release_overdue;
+use crate::wire::payments::{Gateway, PaymentOut, PaymentRequest};
+use crate::wire::Data;
 use crate::AppState;
 
-/// The HTTP gateway's settings.
-#[derive(Clone, Debug)]
-pub struct HttpGateway {
-    pub url: String,
-    pub timeout: Duration,
+/// What a payment of `order` allocates: its lines summed per stock record.
+///
+/// Hand-over (issue 11): the store's `Pay` command will sum the order's lines per record itself,
+/// inside the batch that allocates them; this function then goes away.
+fn payment_lines(order: &Order) -> Result<Vec<Line>, ApiError> {
+    let mut per_record: BTreeMap<(ProductId, String), u64> = BTreeMap::new();
+    for item in &order.items {
+        let key = (item.product_id.clone(), item.location.clone());
+        *per_record.entry(key).or_default() += item.quantity.get();
+    }
+    per_record
+        .into_iter()
+        .map(|((product, location), q)| {
+            let quantity = Quantity::new(i64::try_from(q).unwrap_or(0)).map_err(|_| {
+                ApiError::invalid("order", "an order line exceeds 1000000000 units")
+            })?;
+            Ok(Line {
+                product,
+                location,
+                quantity,
+            })
+        })
+        .collect()
 }
 
-/// How payments are taken.
-#[derive(Clone, Debug)]
-pub struct PaymentSettings {
-    /// The HTTP gateway, when one is configured (gateway name `http`).
-    pub http: Option<HttpGateway>,
-    /// How long a payment attempt may stay pending before its allocation is released. Longer
-    /// than the gateway's timeout, so an answer in time is never overtaken by the release.
-    pub pending_timeout: Duration,
-}
-
-impl Default for PaymentSettings {
-    fn default() -> Self {
-        PaymentSettings {
-            http: None,
-            pending_timeout: Duration::from_secs(120),
-        }
+/// Whether `gateway` may be used here, and whether it settles at once (`manual`).
+fn settles_at_once(state: &AppState, gateway: Gateway) -> Result<bool, ApiError> {
+    match gateway {
+        Gateway::Manual => Ok(true),
+        Gateway::Http if state.payments.http.is_some() => Ok(false),
+        Gateway::Http => Err(ApiError::invalid(
+            "data.gateway",
+            "gateway must be manual (no HTTP gateway is configured)",
+        )),
     }
 }
 
-/// What the gateway said.
-pub struct Verdict {
-    pub approved: bool,
-    pub failure: Option<String>,
+fn deadline_after(state: &AppState, d: std::time::Duration) -> Timestamp {
+    let micros = i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+    Timestamp(state.clock.now().micros().saturating_add(micros))
 }
 
-/// Asks the HTTP gateway about one payment.
-pub async fn ask_gateway(
-    client: &reqwest::Client,
-    gateway: &HttpGateway,
-    payment: &PaymentTx,
-) -> Verdict {
-    let request = client
-        .post(&gateway.url)
-        .timeout(gateway.timeout)
-        .header("Idempotency-Key", &payment.id)
-        .json(&json!({
-            "order_id": payment.order_id,
-            "payment_id": payment.id,
-            "amount": payment.amount.amount,
-            "currency": payment.amount.currency,
-            "method": payment.transaction_type,
-        }))
-        .send();
-    let declined = |why: String| Verdict {
-        approved: false,
-        failure: Some(why),
+/// `POST /v2/orders/{id}/payments`: allocate every line at once, then ask the gateway with no
+/// lock held, then record its answer (releasing the allocation if it failed).
+pub async fn pay(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Idempotent(body, idempotency): Idempotent<Data<PaymentRequest>>,
+) -> Result<Response, ApiError> {
+    let request = body.data;
+    let settled = settles_at_once(&state, request.gateway)?;
+    let order = state.store.order(&id).await?.ok_or(ApiError::NotFound)?;
+    if request.amount.is_some_and(|a| a != order.total.amount) {
+        return Err(ApiError::invalid(
+            "data.amount",
+            "split payments are not supported: leave amount out or send the order total",
+        ));
+    }
+    let payment = NewPayment {
+        id: stockroom_store::new_id(),
+        gateway: request.gateway.as_str().to_owned(),
+        method: request.method,
+        amount: order.total.clone(),
+        lines: payment_lines(&order)?,
+        expires_at: deadline_after(&state, state.payments.pending_timeout),
     };
-    match request.await {
-        Err(e) if e.is_timeout() => declined("the gateway did not answer in time".into()),
-        Err(_) => declined("the gateway could not be reached".into()),
-        Ok(r) if !r.status().is_success() => {
-            declined(format!("the gateway answered {}", r.status().as_u16()))
-        }
-        Ok(r) => match r.json::<serde_json::Value>().await {
-            Ok(body) if body["decision"] == "approve" => Verdict {
-                approved: true,
-                failure: None,
-            },
-            Ok(_) => declined("the gateway declined the payment".into()),
-            Err(_) => declined("the gateway's answer could not be read".into()),
-        },
+    let command = Command::Pay {
+        order_id: id.clone(),
+        payment,
+        settled,
+    };
+    let answer = state
+        .store
+        .execute(WriteRequest {
+            command,
+            idempotency,
+        })
+        .await?;
+    let Effect::Payment { payment_id, .. } = applied(answer.outcome)? else {
+        return Err(ApiError::Internal);
+    };
+    let payment = state.store.payment(&id, &payment_id).await?;
+    let mut payment = payment.ok_or(ApiError::Internal)?;
+    if !answer.replayed && payment.status == PaymentStatus::Pending {
+        payment = settle_with_gateway(&state, payment).await?;
     }
+    if payment.status == PaymentStatus::Failed {
+        return Err(ApiError::PaymentFailed);
+    }
+    Ok(Data::new(PaymentOut::new(&payment)).into_response())
 }
 
-/// Records the gateway's verdict on an attempt. A verdict is money that has moved (or not), so
-/// a write that fails for a passing reason (the database busy or briefly unreachable) is tried
-/// again until it lands or the attempt's deadline passes; only then may the overdue sweep
-/// release the attempt.
-pub async fn record_verdict(
-    state: &AppState,
-    payment: &PaymentTx,
-    verdict: Verdict,
-) -> Result<(), StoreError> {
-    let mut pause = Duration::from_millis(50);
-    loop {
-        let settled = state
-            .store
-            .execute(WriteRequest::new(Command::Settle {
-                order_id: payment.order_id.clone(),
-                payment_id: payment.id.clone(),
-                approved: verdict.approved,
-                failure: verdict.failure.clone(),
-            }))
-            .await;
-        match settled {
-            Err(StoreError::Unavailable(cause)) if state.clock.now() < payment.expires_at => {
-                tracing::warn!(%cause, payment = %payment.id, "recording a payment verdict failed; trying again");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(2));
-            }
-            other => return other.map(|_| ()),
-        }
-    }
+/// Asks the HTTP gateway about a pending attempt, records its verdict and reads the attempt
+/// back. In its own task: a client that hangs up must not leave the attempt unsettled.
+async fn settle_with_gateway(state: &AppState, payment: PaymentTx) -> Result<PaymentTx, ApiError> {
+    let Some(http) = state.payments.http.clone() else {
+        return Ok(payment);
+    };
+    let task_state = state.clone();
+    let asked = payment.clone();
+    let settled = tokio::spawn(async move {
+        let verdict = ask_gateway(&task_state.http_client, &http, &asked).await;
+        record_verdict(&task_state, &asked, verdict).await
+    })
+    .await
+    .map_err(|_| ApiError::Internal)?;
+    settled?;
+    let read = state.store.payment(&payment.order_id, &payment.id).await?;
+    read.ok_or(ApiError::Internal)
 }
 
-/// Releases every payment attempt whose outcome is overdue; returns how many it released.
-/// Every instance may run this at once: releasing is conditional on the attempt still being
-/// pending, inside the writer's transaction, so each is released exactly once.
-pub async fn release_overdue(state: &AppState) -> Result<usize, StoreError> {
-    const BATCH: u64 = 100;
-    let mut released = 0;
-    loop {
-        let overdue = state
-            .store
-            .expired_payments(state.clock.now(), BATCH)
-            .await?;
-        let n = overdue.len();
-        let before = released;
-        for p in overdue {
-            let settled = state
-                .store
-                .execute(WriteRequest::new(Command::Settle {
-                    order_id: p.order_id,
-                    payment_id: p.id.clone(),
-                    approved: false,
-                    failure: Some("no outcome was recorded before the attempt expired".into()),
-                }))
-                .await;
-            match settled {
-                Ok(_) => released += 1,
-                // One attempt that cannot be settled now must not hold up the others.
-                Err(e) => {
-                    tracing::warn!(error = %e, payment = %p.id, "releasing an overdue attempt failed")
-                }
-            }
-        }
-        // Done when the list ran short, or when a whole batch failed (the next sweep retries).
-        if (n as u64) < BATCH || released == before {
-            return Ok(released);
-        }
-    }
+pub async fn list(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    state.store.order(&id).await?.ok_or(ApiError::NotFound)?;
+    let payments = state.store.payments(&id).await?;
+    let answer: Vec<_> = payments.iter().map(PaymentOut::new).collect();
+    Ok(Data::new(answer).into_response())
 }
 
-/// Runs [`release_overdue`] every `every` until the process stops, and forgets idempotency
-/// keys older than [`IDEMPOTENCY_KEY_RETENTION_SECS`].
-pub async fn housekeeping_forever(state: AppState, every: Duration) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        match release_overdue(&state).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(released = n, "released overdue payment attempts"),
-            Err(e) => tracing::warn!(error = %e, "releasing overdue payment attempts failed"),
-        }
-        let before =
-            Timestamp::from_secs(state.clock.now().secs() - IDEMPOTENCY_KEY_RETENTION_SECS);
-        if let Err(e) = state.store.prune_idempotency(before).await {
-            tracing::warn!(error = %e, "forgetting old idempotency keys failed");
-        }
-    }
+pub async fn get(
+    State(state): State<AppState>,
+    Path((id, tid)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let payment = state.store.payment(&id, &tid).await?;
+    let payment = payment.ok_or(ApiError::NotFound)?;
+    Ok(Data::new(PaymentOut::new(&payment)).into_response())
+}
+
+/// `POST /v2/orders/{id}/transactions/{tid}/capture`; any body is ignored (the SDK sends none).
+pub async fn capture(
+    State(state): State<AppState>,
+    Path((id, tid)): Path<(String, String)>,
+    Idempotent(IgnoredAny, idempotency): Idempotent<IgnoredAny>,
+) -> Result<Response, ApiError> {
+    let command = Command::Capture {
+        order_id: id.clone(),
+        authorization_id: tid,
+        capture_id: stockroom_store::new_id(),
+    };
+    let request = WriteRequest {
+        command,
+        idempotency,
+    };
+    let Effect::Payment { payment_id, .. } = applied(state.store.execute(request).await?.outcome)?
+    else {
+        return Err(ApiError::Internal);
+    };
+    let payment = state.store.payment(&id, &payment_id).await?;
+    let payment = payment.ok_or(ApiError::Internal)?;
+    Ok(Data::new(PaymentOut::new(&payment)).into_response())
 }

@@ -1,0 +1,109 @@
+//! Products: Stockroom's minimal catalog (a name, SKU and price per product).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use stockroom_domain::{Price, ProductId};
+use stockroom_store::{Command, Effect, Product, ProductPatch, StoreError, WriteRequest};
+
+use crate::error::{applied, ApiError};
+use crate::extract::{Idempotent, Json, Query};
+use crate::inventory::path_product;
+use crate::wire::products::{NewProductBody, ProductOut, ProductPatchBody};
+use crate::wire::{Data, List, PageQuery};
+use crate::AppState;
+
+/// The store's price record for a domain price (until the store keeps `Price` itself).
+fn stored_price(p: Price) -> stockroom_store::Money {
+    stockroom_store::Money {
+        amount: p.amount.amount_minor(),
+        currency: p.amount.currency().to_string(),
+        includes_tax: p.includes_tax,
+    }
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Idempotent(body, idempotency): Idempotent<Data<NewProductBody>>,
+) -> Result<Response, ApiError> {
+    let id = match body.data.id {
+        Some(id) => id,
+        None => ProductId::parse(&stockroom_store::new_id()).map_err(|_| ApiError::Internal)?,
+    };
+    let new = body.data.attributes;
+    let now = state.clock.now();
+    let product = Product {
+        id,
+        sku: new.sku.0,
+        name: new.name.0,
+        price: stored_price(new.price.price()?),
+        created_at: now,
+        updated_at: now,
+    };
+    let request = WriteRequest {
+        command: Command::CreateProduct(product),
+        idempotency,
+    };
+    let Effect::Product(id) = applied(state.store.execute(request).await?.outcome)? else {
+        return Err(ApiError::Internal);
+    };
+    let product = state.store.product(id.as_str()).await?;
+    let product = product.ok_or(ApiError::NotFound)?;
+    Ok(Data::new(ProductOut::new(&product)).with_status(StatusCode::CREATED))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Query(query): Query<PageQuery>,
+) -> Result<Response, ApiError> {
+    let page = query.page();
+    let found = state.store.products(page).await?;
+    let items = found.items.iter().map(ProductOut::new).collect();
+    Ok(List::new(items, found.total, page, "/v2/products", "").into_response())
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let product = state.store.product(&id).await?.ok_or(ApiError::NotFound)?;
+    Ok(Data::new(ProductOut::new(&product)).into_response())
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Json(body): Json<Data<ProductPatchBody>>,
+) -> Result<Response, ApiError> {
+    let id = path_product(&id)?;
+    let changes = body.data.attributes;
+    let patch = ProductPatch {
+        sku: changes.sku.map(|s| s.0),
+        name: changes.name.map(|n| n.0),
+        price: changes
+            .price
+            .map(|p| p.price())
+            .transpose()?
+            .map(stored_price),
+    };
+    let updated = state.store.update_product(&id, &patch, state.clock.now());
+    let product = match updated.await {
+        Err(StoreError::Conflict) => {
+            return Err(ApiError::Conflict("A product with this SKU exists"))
+        }
+        other => other?.ok_or(ApiError::NotFound)?,
+    };
+    Ok(Data::new(ProductOut::new(&product)).into_response())
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = path_product(&id)?;
+    if state.store.delete_product(&id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound)
+    }
+}

@@ -1,0 +1,296 @@
+//! Carts and their items (wire-contract §5).
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use stockroom_domain::limits::CART_ADD_ITEMS_MAX;
+use stockroom_domain::{ProductId, Quantity, Slug, Timestamp};
+use stockroom_store::{Cart, CartItem, Money, NO_LOCATION};
+use utoipa::openapi::schema::Schema;
+use utoipa::openapi::RefOr;
+use utoipa::{PartialSchema, ToSchema};
+
+use super::fields::{self, OneOrMany};
+use super::products::Sku;
+use super::{line_value, tag, LineDisplayPrice, MoneyOut, Relation, Timestamps, TotalPrices};
+
+tag!(CartTag, "cart");
+tag!(CartItemTag, "cart_item");
+
+/// One item to add: a product by `id` or by `sku`, a quantity, and where to sell it from.
+#[derive(Deserialize, ToSchema)]
+#[serde(expecting = "an object")]
+pub struct CartItemFields {
+    #[serde(rename = "type", default)]
+    pub kind: Option<CartItemTag>,
+    /// The product's id.
+    #[serde(default, deserialize_with = "fields::opt")]
+    #[schema(schema_with = fields::schema::<ProductId>)]
+    pub id: Option<ProductId>,
+    /// The product's SKU (when no id is sent).
+    #[serde(default, deserialize_with = "fields::opt")]
+    #[schema(schema_with = fields::schema::<Sku>)]
+    pub sku: Option<Sku>,
+    #[serde(deserialize_with = "fields::de")]
+    #[schema(schema_with = fields::schema::<Quantity>)]
+    pub quantity: Quantity,
+    /// The slug of the location to sell from.
+    #[serde(default, deserialize_with = "fields::opt")]
+    #[schema(schema_with = fields::opt_schema::<Slug>)]
+    pub location: Option<Slug>,
+}
+
+/// A cart item names its product by `id` or by `sku`.
+#[derive(Deserialize)]
+#[serde(transparent)]
+pub struct NewCartItem(pub CartItemFields);
+
+impl PartialSchema for NewCartItem {
+    fn schema() -> RefOr<Schema> {
+        fields::with_constraints(
+            CartItemFields::schema(),
+            json!({"anyOf": [{"required": ["id"]}, {"required": ["sku"]}]}),
+        )
+    }
+}
+
+impl ToSchema for NewCartItem {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        CartItemFields::schemas(schemas);
+    }
+}
+
+/// How a product is named in an add-to-cart request.
+pub enum ProductRef {
+    Id(ProductId),
+    Sku(String),
+}
+
+impl NewCartItem {
+    pub fn product(&self) -> Option<ProductRef> {
+        match (&self.0.id, &self.0.sku) {
+            (Some(id), _) => Some(ProductRef::Id(id.clone())),
+            (None, Some(sku)) => Some(ProductRef::Sku(sku.0.clone())),
+            (None, None) => None,
+        }
+    }
+}
+
+/// `POST /v2/carts/{cart}/items`: one item, or an array of them (all or nothing).
+pub type NewCartItems = OneOrMany<NewCartItem, CART_ADD_ITEMS_MAX>;
+
+/// `PUT /v2/carts/{cart}/items/{item}`.
+#[derive(Deserialize, ToSchema)]
+#[serde(expecting = "an object")]
+pub struct CartItemUpdate {
+    #[serde(rename = "type", default)]
+    pub kind: Option<CartItemTag>,
+    #[serde(deserialize_with = "fields::de")]
+    #[schema(schema_with = fields::schema::<Quantity>)]
+    pub quantity: Quantity,
+}
+
+// ---- answers -----------------------------------------------------------------------------------
+
+/// A cart item's price: from the catalog, or zero in `currency` when the product has no record.
+pub fn item_price(item: &CartItem, currency: &str) -> Money {
+    item.product
+        .as_ref()
+        .map(|p| p.price.clone())
+        .unwrap_or(Money {
+            amount: 0,
+            currency: currency.to_owned(),
+            includes_tax: false,
+        })
+}
+
+/// The currency of a cart: that of its priced items (one per cart), else USD.
+pub fn cart_currency(cart: Option<&Cart>) -> String {
+    cart.and_then(|c| c.items.iter().find_map(|i| i.product.as_ref()))
+        .map(|p| p.price.currency.clone())
+        .unwrap_or_else(|| "USD".to_owned())
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CartItemLinks {
+    #[serde(rename = "self")]
+    this: String,
+    product: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CartItemMeta {
+    display_price: LineDisplayPrice,
+    timestamps: Timestamps,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = CartItem)]
+pub struct CartItemOut<'a> {
+    #[schema(value_type = String)]
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: CartItemTag,
+    #[schema(value_type = String)]
+    product_id: &'a str,
+    /// Empty for stock with no product record.
+    #[schema(value_type = String)]
+    name: &'a str,
+    #[schema(value_type = String)]
+    sku: &'a str,
+    quantity: u64,
+    #[schema(value_type = Option<String>)]
+    location: Option<&'a str>,
+    /// Whether the product has a stock record.
+    manage_stock: bool,
+    unit_price: MoneyOut,
+    value: MoneyOut,
+    links: CartItemLinks,
+    meta: CartItemMeta,
+}
+
+impl<'a> CartItemOut<'a> {
+    pub fn new(cart_id: &str, item: &'a CartItem, currency: &str) -> Self {
+        let price = MoneyOut::from(&item_price(item, currency));
+        let value = line_value(price.amount, item.quantity).unwrap_or(i64::MAX);
+        let product = item.product.as_ref();
+        CartItemOut {
+            id: &item.id,
+            kind: CartItemTag,
+            product_id: item.product_id.as_str(),
+            name: product.map_or("", |p| p.name.as_str()),
+            sku: product.map_or("", |p| p.sku.as_str()),
+            quantity: item.quantity,
+            location: (item.location != NO_LOCATION).then_some(item.location.as_str()),
+            manage_stock: item.managed,
+            meta: CartItemMeta {
+                display_price: LineDisplayPrice::new(price.amount, value, &price.currency),
+                timestamps: Timestamps {
+                    created_at: item.created_at,
+                    updated_at: item.updated_at,
+                },
+            },
+            value: MoneyOut {
+                amount: value,
+                ..price.clone()
+            },
+            unit_price: price,
+            links: CartItemLinks {
+                this: format!("/v2/carts/{cart_id}/items/{}", item.id),
+                product: format!("/v2/products/{}", item.product_id),
+            },
+        }
+    }
+}
+
+/// A cart's totals and times.
+#[derive(Serialize, ToSchema)]
+pub struct CartMeta {
+    display_price: TotalPrices,
+    timestamps: Timestamps,
+}
+
+impl CartMeta {
+    fn new(cart: Option<&Cart>, now: Timestamp) -> Self {
+        let currency = cart_currency(cart);
+        let amount = cart
+            .map(|c| {
+                c.items.iter().try_fold(0i64, |sum, i| {
+                    line_value(item_price(i, &currency).amount, i.quantity)
+                        .and_then(|v| sum.checked_add(v))
+                })
+            })
+            .unwrap_or(Some(0))
+            .unwrap_or(i64::MAX);
+        let (created_at, updated_at) = cart.map_or((now, now), |c| (c.created_at, c.updated_at));
+        CartMeta {
+            display_price: TotalPrices::new(amount, &currency),
+            timestamps: Timestamps {
+                created_at,
+                updated_at,
+            },
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SelfLink {
+    #[serde(rename = "self")]
+    this: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Related<'a> {
+    data: Vec<Relation<'a>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CartRelationships<'a> {
+    items: Related<'a>,
+}
+
+/// `GET /v2/carts/{id}`: a cart that does not exist yet is shown empty.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Cart)]
+pub struct CartOut<'a> {
+    #[schema(value_type = String)]
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: CartTag,
+    #[schema(value_type = String)]
+    name: &'static str,
+    links: SelfLink,
+    relationships: CartRelationships<'a>,
+    meta: CartMeta,
+}
+
+impl<'a> CartOut<'a> {
+    pub fn new(id: &'a str, cart: Option<&'a Cart>, now: Timestamp) -> Self {
+        let items = cart
+            .map(|c| {
+                c.items
+                    .iter()
+                    .map(|i| Relation {
+                        kind: "cart_item",
+                        id: &i.id,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        CartOut {
+            id,
+            kind: CartTag,
+            name: "Cart",
+            links: SelfLink {
+                this: format!("/v2/carts/{id}"),
+            },
+            relationships: CartRelationships {
+                items: Related { data: items },
+            },
+            meta: CartMeta::new(cart, now),
+        }
+    }
+}
+
+/// The items of a cart, as add, update and `GET …/items` answer.
+#[derive(Serialize, ToSchema)]
+pub struct CartItems<'a> {
+    data: Vec<CartItemOut<'a>>,
+    meta: CartMeta,
+}
+
+impl<'a> CartItems<'a> {
+    pub fn new(id: &str, cart: Option<&'a Cart>, now: Timestamp) -> Self {
+        let currency = cart_currency(cart);
+        CartItems {
+            data: cart
+                .map(|c| {
+                    c.items
+                        .iter()
+                        .map(|i| CartItemOut::new(id, i, &currency))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            meta: CartMeta::new(cart, now),
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Payments: `POST /v2/orders/{id}/payments` and the order's payment transactions.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use stockroom_domain::order::PaymentMethod;
+use stockroom_store::{PaymentStatus, PaymentTx};
+use utoipa::ToSchema;
+
+use super::fields::{self, WireField};
+use super::{DisplayPrice, Relation, Timestamps};
+
+/// The payment gateways Stockroom knows.
+#[derive(Deserialize, ToSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase", expecting = "manual or http")]
+pub enum Gateway {
+    /// Built in; always approves.
+    Manual,
+    /// The gateway at `--payment-gateway-url`, when one is configured.
+    Http,
+}
+
+impl Gateway {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Gateway::Manual => "manual",
+            Gateway::Http => "http",
+        }
+    }
+}
+
+impl WireField for PaymentMethod {
+    fn json_schema() -> serde_json::Value {
+        json!({"type": "string", "enum": ["purchase", "authorize"]})
+    }
+    fn parse<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        PaymentMethod::parse(&raw)
+            .ok_or_else(|| serde::de::Error::custom("must be purchase or authorize"))
+    }
+}
+
+/// `POST /v2/orders/{id}/payments`.
+#[derive(Deserialize, ToSchema)]
+#[serde(expecting = "an object")]
+pub struct PaymentRequest {
+    pub gateway: Gateway,
+    #[serde(deserialize_with = "fields::de")]
+    #[schema(schema_with = fields::schema::<PaymentMethod>)]
+    pub method: PaymentMethod,
+    /// Left out, or the order's total (no split payments).
+    #[serde(default)]
+    pub amount: Option<i64>,
+}
+
+// ---- answers -----------------------------------------------------------------------------------
+
+super::tag!(TransactionTag, "transaction");
+
+#[derive(Serialize, ToSchema)]
+pub struct PaymentRelation<'a> {
+    data: Relation<'a>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PaymentRelationships<'a> {
+    order: PaymentRelation<'a>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PaymentMeta {
+    display_price: DisplayPrice,
+    timestamps: Timestamps,
+}
+
+/// A payment transaction: a purchase, an authorization or a capture.
+#[derive(Serialize, ToSchema)]
+#[schema(as = PaymentTransaction)]
+pub struct PaymentOut<'a> {
+    #[schema(value_type = String)]
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: TransactionTag,
+    #[schema(value_type = String)]
+    reference: &'a str,
+    #[schema(value_type = String)]
+    gateway: &'a str,
+    amount: i64,
+    #[schema(value_type = String)]
+    currency: &'a str,
+    /// `purchase`, `authorize` or `capture`.
+    #[schema(value_type = String)]
+    transaction_type: &'a str,
+    /// The same, as Elastic Path's manual-payments examples spell it.
+    #[serde(rename = "transaction-type")]
+    #[schema(value_type = String)]
+    transaction_type_dashed: &'a str,
+    /// `pending`, `complete` or `failed`.
+    #[schema(value_type = String)]
+    status: &'static str,
+    relationships: PaymentRelationships<'a>,
+    meta: PaymentMeta,
+    /// Why the gateway did not approve.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    failure: Option<&'a str>,
+}
+
+impl<'a> PaymentOut<'a> {
+    pub fn new(p: &'a PaymentTx) -> Self {
+        PaymentOut {
+            id: &p.id,
+            kind: TransactionTag,
+            reference: &p.gateway,
+            gateway: &p.gateway,
+            amount: p.amount.amount,
+            currency: &p.amount.currency,
+            transaction_type: &p.transaction_type,
+            transaction_type_dashed: &p.transaction_type,
+            status: match p.status {
+                PaymentStatus::Pending => "pending",
+                PaymentStatus::Complete => "complete",
+                PaymentStatus::Failed => "failed",
+            },
+            relationships: PaymentRelationships {
+                order: PaymentRelation {
+                    data: Relation {
+                        kind: "order",
+                        id: &p.order_id,
+                    },
+                },
+            },
+            meta: PaymentMeta {
+                display_price: DisplayPrice::new(p.amount.amount, &p.amount.currency),
+                timestamps: Timestamps {
+                    created_at: p.created_at,
+                    updated_at: p.updated_at,
+                },
+            },
+            failure: p.failure.as_deref(),
+        }
+    }
+}
+
+/// What the HTTP gateway is sent.
+#[derive(Serialize)]
+pub struct GatewayRequest<'a> {
+    pub order_id: &'a str,
+    pub payment_id: &'a str,
+    pub amount: i64,
+    pub currency: &'a str,
+    pub method: &'a str,
+}
+
+/// What the HTTP gateway answers; anything but `approve` declines.
+#[derive(Deserialize)]
+pub struct GatewayAnswer {
+    #[serde(default)]
+    pub decision: Option<String>,
+}
