@@ -111,12 +111,42 @@ impl AppState {
     }
 }
 
-/// One route: method, path (axum syntax) and who may call it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One route: method, path (axum syntax), who may call it, and its documentation.
+#[derive(Clone, Debug)]
 pub struct RouteInfo {
     pub method: Method,
     pub path: &'static str,
     pub access: Access,
+    pub doc: openapi::Doc,
+}
+
+/// The methods the API routes. A closed set, so a route's method filter is always its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verb {
+    Get,
+    Post,
+    Put,
+    Delete,
+}
+
+impl Verb {
+    fn method(self) -> Method {
+        match self {
+            Verb::Get => Method::GET,
+            Verb::Post => Method::POST,
+            Verb::Put => Method::PUT,
+            Verb::Delete => Method::DELETE,
+        }
+    }
+
+    fn filter(self) -> MethodFilter {
+        match self {
+            Verb::Get => MethodFilter::GET,
+            Verb::Post => MethodFilter::POST,
+            Verb::Put => MethodFilter::PUT,
+            Verb::Delete => MethodFilter::DELETE,
+        }
+    }
 }
 
 /// Builds the router and the table of its routes together.
@@ -127,179 +157,419 @@ struct Routes {
 }
 
 impl Routes {
-    fn add<H, T>(mut self, method: Method, path: &'static str, access: Access, handler: H) -> Self
+    fn add<H, T>(
+        mut self,
+        verb: Verb,
+        path: &'static str,
+        access: Access,
+        handler: H,
+        doc: openapi::Doc,
+    ) -> Self
     where
         H: Handler<T, AppState>,
         T: 'static,
     {
-        let filter = match method {
-            Method::GET => MethodFilter::GET,
-            Method::POST => MethodFilter::POST,
-            Method::PUT => MethodFilter::PUT,
-            Method::DELETE => MethodFilter::DELETE,
-            _ => MethodFilter::PATCH,
-        };
-        let route = on(filter, handler).route_layer(from_fn_with_state(
+        let route = on(verb.filter(), handler).route_layer(from_fn_with_state(
             self.state.clone(),
             move |state, req, next| auth::authorize(access, state, req, next),
         ));
         self.router = self.router.route(path, route);
         self.table.push(RouteInfo {
-            method,
+            method: verb.method(),
             path,
             access,
+            doc,
         });
         self
     }
 }
 
-/// Every route of the API with its access, and the router serving them.
+/// Every route of the API: method, path, who may call it, its handler, and what its
+/// documentation cannot read off the handler's types (a summary, the wire types of its body,
+/// query and answers, its own error statuses). The router and the OpenAPI document are both
+/// built from this table.
 pub fn routes(state: AppState) -> (Router, Vec<RouteInfo>) {
+    use openapi::doc;
+    use wire::carts::{CartItemUpdate, CartItems, CartOut, NewCartItems};
+    use wire::locations::{LocationOut, LocationPatchBody, NewLocationBody};
+    use wire::orders::{
+        CheckoutBody, IncludeQuery, OrderAnswer, OrderItemOut, OrderOut, OrderTerm, OrderUpdate,
+    };
+    use wire::payments::{PaymentOut, PaymentRequest};
+    use wire::products::{NewProductBody, ProductOut, ProductPatchBody};
+    use wire::stock::{
+        AnyStock, AnyStockTransaction, HistoryTerm, MultipleIds, NewStock, NewStockMulti,
+        StockMultiLocation, StockTerm, StockUpdate, TransactionBody,
+    };
+    use wire::{Data, List, ListQuery, PageQuery};
     use Access::*;
-    use Method as M;
+    use Verb::*;
     let routes = Routes {
         state: state.clone(),
         router: Router::new(),
         table: Vec::new(),
     }
-    .add(M::POST, "/oauth/access_token", Public, auth::access_token)
-    .add(M::GET, "/health", Public, health)
-    .add(M::GET, "/metrics", Public, metrics::render)
-    .add(M::GET, "/openapi.json", Public, openapi::serve_document)
-    .add(M::GET, "/v2/inventories", Shopper, inventory::list)
-    .add(M::POST, "/v2/inventories", Admin, inventory::create_multi)
     .add(
-        M::GET,
-        "/v2/inventories/locations",
+        Post,
+        "/oauth/access_token",
+        Public,
+        auth::access_token,
+        doc("Get an access token (client credentials or implicit grant)")
+            .form::<wire::auth::TokenForm>()
+            .ok::<wire::auth::Token>()
+            .errors(&[401]),
+    )
+    .add(
+        Get,
+        "/health",
+        Public,
+        health,
+        doc("Health check: the database answers").ok::<wire::Health>(),
+    )
+    .add(
+        Get,
+        "/metrics",
+        Public,
+        metrics::render,
+        doc("Prometheus metrics").text(),
+    )
+    .add(
+        Get,
+        "/openapi.json",
+        Public,
+        openapi::serve_document,
+        doc("This OpenAPI document").ok::<openapi::Document>(),
+    )
+    // ---- stock -------------------------------------------------------------------------------
+    .add(
+        Get,
+        "/v2/inventories",
         Shopper,
-        locations::list,
+        inventory::list,
+        doc("List products' stock")
+            .query::<ListQuery<StockTerm>>()
+            .ok::<List<AnyStock>>()
+            .multi_location(),
     )
     .add(
-        M::POST,
-        "/v2/inventories/locations",
+        Post,
+        "/v2/inventories",
         Admin,
-        locations::create,
+        inventory::create_multi,
+        doc("Create a product's stock at no location or at locations (multi-location API)")
+            .body::<Data<NewStockMulti>>()
+            .created::<Data<StockMultiLocation>>()
+            .idempotent()
+            .errors(&[404, 409]),
     )
     .add(
-        M::GET,
-        "/v2/inventories/locations/{location}",
-        Shopper,
-        locations::get,
-    )
-    .add(
-        M::PUT,
-        "/v2/inventories/locations/{location}",
-        Admin,
-        locations::update,
-    )
-    .add(
-        M::DELETE,
-        "/v2/inventories/locations/{location}",
-        Admin,
-        locations::delete,
-    )
-    .add(
-        M::POST,
+        Post,
         "/v2/inventories/multiple",
         Shopper,
         inventory::multiple,
+        doc("Read the stock of several products (ids with no stock are left out)")
+            .body::<Data<MultipleIds>>()
+            .ok::<Data<Vec<AnyStock>>>()
+            .multi_location(),
     )
-    .add(M::GET, "/v2/inventories/{product}", Shopper, inventory::get)
     .add(
-        M::POST,
+        Get,
+        "/v2/inventories/{product}",
+        Shopper,
+        inventory::get,
+        doc("Read a product's stock")
+            .ok::<Data<AnyStock>>()
+            .multi_location(),
+    )
+    .add(
+        Post,
         "/v2/inventories/{product}",
         Admin,
         inventory::create,
+        doc("Create a product's stock (at no location)")
+            .body::<Data<NewStock>>()
+            .created::<Data<AnyStock>>()
+            .idempotent()
+            .multi_location()
+            .errors(&[409]),
     )
     .add(
-        M::PUT,
+        Put,
         "/v2/inventories/{product}",
         Admin,
         inventory::update_multi,
+        doc(
+            "Set a product's available stock per location; null removes a location \
+             (multi-location API)",
+        )
+        .body::<Data<StockUpdate>>()
+        .ok::<Data<StockMultiLocation>>()
+        .errors(&[409, 422]),
     )
     .add(
-        M::DELETE,
+        Delete,
         "/v2/inventories/{product}",
         Admin,
         inventory::delete,
+        doc("Delete a product's stock (refused while units are allocated)")
+            .no_content()
+            .errors(&[409]),
     )
     .add(
-        M::GET,
+        Get,
         "/v2/inventories/{product}/transactions",
         Admin,
         inventory::list_transactions,
+        doc("List a product's stock transactions, newest first")
+            .query::<ListQuery<HistoryTerm>>()
+            .ok::<List<AnyStockTransaction>>()
+            .multi_location(),
     )
     .add(
-        M::POST,
+        Post,
         "/v2/inventories/{product}/transactions",
         Admin,
         inventory::post_transaction,
+        doc("Change a product's stock (200 on the classic API, 201 on the multi-location one)")
+            .body::<Data<TransactionBody>>()
+            .ok::<Data<AnyStockTransaction>>()
+            .also::<Data<AnyStockTransaction>>(201)
+            .idempotent()
+            .multi_location()
+            .errors(&[422]),
     )
     .add(
-        M::GET,
+        Get,
         "/v2/inventories/{product}/transactions/{transaction}",
         Admin,
         inventory::get_transaction,
+        doc("Read one stock transaction")
+            .ok::<Data<AnyStockTransaction>>()
+            .multi_location(),
     )
-    .add(M::POST, "/v2/products", Admin, products::create)
-    .add(M::GET, "/v2/products", Shopper, products::list)
-    .add(M::GET, "/v2/products/{product}", Shopper, products::get)
-    .add(M::PUT, "/v2/products/{product}", Admin, products::update)
-    .add(M::DELETE, "/v2/products/{product}", Admin, products::delete)
-    .add(M::GET, "/v2/carts/{cart}", Shopper, carts::get)
-    .add(M::DELETE, "/v2/carts/{cart}", Shopper, carts::delete)
-    .add(M::GET, "/v2/carts/{cart}/items", Shopper, carts::get_items)
-    .add(M::POST, "/v2/carts/{cart}/items", Shopper, carts::add_items)
+    // ---- locations ---------------------------------------------------------------------------
     .add(
-        M::PUT,
+        Get,
+        "/v2/inventories/locations",
+        Shopper,
+        locations::list,
+        doc("List inventory locations")
+            .query::<PageQuery>()
+            .ok::<List<LocationOut>>(),
+    )
+    .add(
+        Post,
+        "/v2/inventories/locations",
+        Admin,
+        locations::create,
+        // 404: a repeated Idempotency-Key whose location was deleted since.
+        doc("Create an inventory location")
+            .body::<Data<NewLocationBody>>()
+            .created::<Data<LocationOut>>()
+            .idempotent()
+            .errors(&[404, 409]),
+    )
+    .add(
+        Get,
+        "/v2/inventories/locations/{location}",
+        Shopper,
+        locations::get,
+        doc("Read an inventory location").ok::<Data<LocationOut>>(),
+    )
+    .add(
+        Put,
+        "/v2/inventories/locations/{location}",
+        Admin,
+        locations::update,
+        doc("Update an inventory location (its slug is kept while it holds stock)")
+            .body::<Data<LocationPatchBody>>()
+            .ok::<Data<LocationOut>>()
+            .errors(&[409]),
+    )
+    .add(
+        Delete,
+        "/v2/inventories/locations/{location}",
+        Admin,
+        locations::delete,
+        doc("Delete an inventory location (refused while it holds stock)")
+            .no_content()
+            .errors(&[409]),
+    )
+    // ---- products ----------------------------------------------------------------------------
+    .add(
+        Post,
+        "/v2/products",
+        Admin,
+        products::create,
+        // 404: a repeated Idempotency-Key whose product was deleted since.
+        doc("Create a product")
+            .body::<Data<NewProductBody>>()
+            .created::<Data<ProductOut>>()
+            .idempotent()
+            .errors(&[404, 409]),
+    )
+    .add(
+        Get,
+        "/v2/products",
+        Shopper,
+        products::list,
+        doc("List products")
+            .query::<PageQuery>()
+            .ok::<List<ProductOut>>(),
+    )
+    .add(
+        Get,
+        "/v2/products/{product}",
+        Shopper,
+        products::get,
+        doc("Read a product").ok::<Data<ProductOut>>(),
+    )
+    .add(
+        Put,
+        "/v2/products/{product}",
+        Admin,
+        products::update,
+        doc("Update a product")
+            .body::<Data<ProductPatchBody>>()
+            .ok::<Data<ProductOut>>()
+            .errors(&[409]),
+    )
+    .add(
+        Delete,
+        "/v2/products/{product}",
+        Admin,
+        products::delete,
+        doc("Delete a product (and its lines in carts)").no_content(),
+    )
+    // ---- carts -------------------------------------------------------------------------------
+    .add(
+        Get,
+        "/v2/carts/{cart}",
+        Shopper,
+        carts::get,
+        doc("Read a cart (a new cart reads as empty)").ok::<Data<CartOut>>(),
+    )
+    .add(
+        Delete,
+        "/v2/carts/{cart}",
+        Shopper,
+        carts::delete,
+        doc("Delete a cart").no_content(),
+    )
+    .add(
+        Get,
+        "/v2/carts/{cart}/items",
+        Shopper,
+        carts::get_items,
+        doc("Read a cart's items").ok::<CartItems>(),
+    )
+    .add(
+        Post,
+        "/v2/carts/{cart}/items",
+        Shopper,
+        carts::add_items,
+        doc("Add one item or several to a cart, all or nothing")
+            .body::<Data<NewCartItems>>()
+            .ok::<CartItems>()
+            .idempotent(),
+    )
+    .add(
+        Put,
         "/v2/carts/{cart}/items/{item}",
         Shopper,
         carts::update_item,
+        doc("Change the quantity of a cart item")
+            .body::<Data<CartItemUpdate>>()
+            .ok::<CartItems>(),
     )
     .add(
-        M::DELETE,
+        Delete,
         "/v2/carts/{cart}/items/{item}",
         Shopper,
         carts::delete_item,
+        doc("Remove an item from a cart").no_content(),
     )
     .add(
-        M::POST,
+        Post,
         "/v2/carts/{cart}/checkout",
         Shopper,
         orders::checkout,
+        doc("Check a cart out into an order")
+            .body::<Data<CheckoutBody>>()
+            .created::<Data<OrderOut>>()
+            .idempotent(),
     )
-    .add(M::GET, "/v2/orders", Admin, orders::list)
-    .add(M::GET, "/v2/orders/{order}", Shopper, orders::get)
-    .add(M::PUT, "/v2/orders/{order}", Admin, orders::update)
+    // ---- orders and payments -----------------------------------------------------------------
     .add(
-        M::GET,
+        Get,
+        "/v2/orders",
+        Admin,
+        orders::list,
+        doc("List orders, newest first")
+            .query::<ListQuery<OrderTerm>>()
+            .ok::<List<OrderOut>>(),
+    )
+    .add(
+        Get,
+        "/v2/orders/{order}",
+        Shopper,
+        orders::get,
+        doc("Read an order")
+            .query::<IncludeQuery>()
+            .ok::<OrderAnswer>(),
+    )
+    .add(
+        Put,
+        "/v2/orders/{order}",
+        Admin,
+        orders::update,
+        doc("Ship (`shipping: fulfilled`) or cancel (`status: cancelled`) an order")
+            .body::<Data<OrderUpdate>>()
+            .ok::<Data<OrderOut>>()
+            .idempotent()
+            .errors(&[409]),
+    )
+    .add(
+        Get,
         "/v2/orders/{order}/items",
         Shopper,
         orders::get_items,
+        doc("Read an order's items").ok::<Data<Vec<OrderItemOut>>>(),
     )
     .add(
-        M::POST,
+        Post,
         "/v2/orders/{order}/payments",
         Shopper,
         payments::pay,
+        doc("Pay for an order (purchase or authorize); allocates every line or none")
+            .body::<Data<PaymentRequest>>()
+            .ok::<Data<PaymentOut>>()
+            .idempotent()
+            .errors(&[409]),
     )
     .add(
-        M::GET,
+        Get,
         "/v2/orders/{order}/transactions",
         Shopper,
         payments::list,
+        doc("List an order's payment transactions").ok::<Data<Vec<PaymentOut>>>(),
     )
     .add(
-        M::GET,
+        Get,
         "/v2/orders/{order}/transactions/{transaction}",
         Shopper,
         payments::get,
+        doc("Read one payment transaction").ok::<Data<PaymentOut>>(),
     )
     .add(
-        M::POST,
+        Post,
         "/v2/orders/{order}/transactions/{transaction}/capture",
         Admin,
         payments::capture,
+        doc("Capture an authorized payment (any body is ignored)")
+            .ok::<Data<PaymentOut>>()
+            .idempotent()
+            .errors(&[409]),
     );
     let router =
         routes

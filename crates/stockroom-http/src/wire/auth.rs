@@ -80,8 +80,9 @@ impl PartialSchema for TokenForm {
         fields::with_constraints(
             TokenFields::schema(),
             json!({"anyOf": [
-                {"properties": {"grant_type": {"const": "implicit"}}},
-                {"required": ["client_secret"]},
+                {"type": "object",
+                 "properties": {"grant_type": {"type": "string", "enum": ["implicit"]}}},
+                {"type": "object", "required": ["client_secret"]},
             ]}),
         )
     }

@@ -48,7 +48,10 @@ impl PartialSchema for NewCartItem {
     fn schema() -> RefOr<Schema> {
         fields::with_constraints(
             CartItemFields::schema(),
-            json!({"anyOf": [{"required": ["id"]}, {"required": ["sku"]}]}),
+            json!({"anyOf": [
+                {"type": "object", "required": ["id"]},
+                {"type": "object", "required": ["sku"]},
+            ]}),
         )
     }
 }

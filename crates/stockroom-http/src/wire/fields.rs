@@ -83,7 +83,10 @@ pub fn nullable_json(schema: Value) -> Value {
 
 /// A schema written as JSON (utoipa's `Schema` is the same JSON Schema, typed).
 pub fn to_schema(value: Value) -> Schema {
-    serde_json::from_value(value).expect("a field schema is a JSON Schema")
+    match serde_json::from_value(value.clone()) {
+        Ok(schema) => schema,
+        Err(e) => panic!("{value} is not a schema utoipa reads: {e}"),
+    }
 }
 
 /// Text with no NUL character (PostgreSQL cannot store one, and no field needs it).
@@ -224,7 +227,7 @@ pub fn id_schema(max: usize) -> Value {
 impl WireField for ProductId {
     fn json_schema() -> Value {
         let mut s = id_schema(PRODUCT_ID_LEN_MAX);
-        s["not"] = json!({"enum": ["multiple", "locations"]});
+        s["description"] = json!("A product id (not `multiple` or `locations`, which are paths).");
         s
     }
     fn parse<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -593,17 +596,14 @@ pub fn patch<'de, D: Deserializer<'de>, T: WireField>(d: D) -> Result<Option<Opt
     opt(d).map(Some)
 }
 
-/// A schema with `required` and `anyOf`/`oneOf` constraints added to a derived object schema:
-/// what serde checks after the fields (one of two fields, say) and a derive cannot state.
+/// A derived object schema and a constraint it must also meet: what serde checks after the
+/// fields (one of two fields, say) and a derive cannot state.
 pub fn with_constraints(
     schema: utoipa::openapi::RefOr<Schema>,
     extra: Value,
 ) -> utoipa::openapi::RefOr<Schema> {
-    let mut value = serde_json::to_value(schema).unwrap_or_default();
-    if let (Some(target), Value::Object(extra)) = (value.as_object_mut(), extra) {
-        target.extend(extra);
-    }
-    utoipa::openapi::RefOr::T(to_schema(value))
+    let value = serde_json::to_value(schema).unwrap_or_default();
+    utoipa::openapi::RefOr::T(to_schema(json!({"allOf": [value, extra]})))
 }
 
 /// `deserialize_with` for a structured field that may be left out (`None`), sent as `null`

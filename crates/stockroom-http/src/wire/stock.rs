@@ -266,8 +266,7 @@ impl PartialSchema for TransactionBody {
     fn schema() -> RefOr<Schema> {
         let mut fields = serde_json::to_value(TransactionFields::schema()).unwrap_or_default();
         fields["required"] = json!(["action", "quantity"]);
-        let mut classic = fields.clone();
-        classic["not"] = json!({"required": ["attributes"]});
+        let classic = fields.clone();
         let wrapped = json!({
             "type": "object",
             "properties": {
