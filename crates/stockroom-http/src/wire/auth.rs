@@ -24,6 +24,17 @@ pub enum Grant {
     Implicit,
 }
 
+impl TryFrom<String> for Grant {
+    type Error = &'static str;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        match s.as_str() {
+            "client_credentials" => Ok(Grant::ClientCredentials),
+            "implicit" => Ok(Grant::Implicit),
+            _ => Err("grant_type must be client_credentials or implicit"),
+        }
+    }
+}
+
 /// The form (or JSON object) a token is asked with.
 #[derive(Deserialize, ToSchema)]
 #[serde(expecting = "grant_type, client_id and (for client_credentials) client_secret")]

@@ -11,12 +11,23 @@ use super::{DisplayPrice, Relation, Timestamps};
 
 /// The payment gateways Stockroom knows.
 #[derive(Deserialize, ToSchema, Clone, Copy, Debug, PartialEq, Eq)]
-#[serde(rename_all = "lowercase", expecting = "manual or http")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum Gateway {
     /// Built in; always approves.
     Manual,
     /// The gateway at `--payment-gateway-url`, when one is configured.
     Http,
+}
+
+impl TryFrom<String> for Gateway {
+    type Error = &'static str;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        match s.as_str() {
+            "manual" => Ok(Gateway::Manual),
+            "http" => Ok(Gateway::Http),
+            _ => Err("must be manual or http"),
+        }
+    }
 }
 
 impl Gateway {

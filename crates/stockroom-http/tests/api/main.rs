@@ -4,6 +4,7 @@ mod support;
 
 mod flow;
 mod locations;
+mod wire;
 
 use std::sync::Arc;
 
