@@ -24,11 +24,11 @@ pub struct CartItemFields {
     pub kind: Option<CartItemTag>,
     /// The product's id.
     #[serde(default, deserialize_with = "fields::opt")]
-    #[schema(schema_with = fields::schema::<ProductId>)]
+    #[schema(schema_with = fields::opt_schema::<ProductId>)]
     pub id: Option<ProductId>,
     /// The product's SKU (when no id is sent).
     #[serde(default, deserialize_with = "fields::opt")]
-    #[schema(schema_with = fields::schema::<Sku>)]
+    #[schema(schema_with = fields::opt_schema::<Sku>)]
     pub sku: Option<Sku>,
     #[serde(deserialize_with = "fields::de")]
     #[schema(schema_with = fields::schema::<Quantity>)]

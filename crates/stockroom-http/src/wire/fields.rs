@@ -460,7 +460,7 @@ impl<'de, V: Deserialize<'de>, const MAX: usize> Visitor<'de> for SlugMapVisitor
                     "at most {MAX} locations at once"
                 )));
             }
-            entries.push((slug, map.next_value()?));
+            entries.push((slug, map.next_value_seed(Strict::<V>::new())?));
         }
         Ok(SlugMap(entries))
     }
@@ -507,7 +507,7 @@ impl<'de, T: Deserialize<'de>, const MIN: usize, const MAX: usize> Visitor<'de>
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut items = Vec::new();
-        while let Some(item) = seq.next_element()? {
+        while let Some(item) = seq.next_element_seed(Strict::<T>::new())? {
             if items.len() == MAX {
                 return Err(de::Error::invalid_length(MAX + 1, &self));
             }
@@ -561,7 +561,7 @@ impl<'de, T: Deserialize<'de>, const MAX: usize> Visitor<'de> for OneOrManyVisit
         write!(f, "an object, or an array of 1 to {MAX} objects")
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        T::deserialize(de::value::MapAccessDeserializer::new(map)).map(|t| OneOrMany(vec![t]))
+        T::deserialize(Access(map)).map(|t| OneOrMany(vec![t]))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
         ManyVisitor::<T, 1, MAX>(PhantomData)
@@ -612,4 +612,128 @@ pub fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
 ) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
+}
+
+// ---- objects only where objects belong -----------------------------------------------------------
+
+/// Reads a `T` the strict way: serde's derived structs also accept a JSON *array* of their
+/// fields in order (`"attributes": [null, null]`); here a struct must be an object. Used for
+/// `data` and every nested object of a request.
+pub struct Strict<T>(PhantomData<T>);
+
+impl<T> Strict<T> {
+    pub fn new() -> Self {
+        Strict(PhantomData)
+    }
+}
+
+impl<T> Default for Strict<T> {
+    fn default() -> Self {
+        Strict::new()
+    }
+}
+
+impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for Strict<T> {
+    type Value = T;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+macro_rules! forward_scalar {
+    ($($visit:ident($ty:ty) => $de:ident),* $(,)?) => {
+        $(fn $visit<E: de::Error>(self, v: $ty) -> Result<T, E> {
+            T::deserialize(de::value::$de::<E>::new(v))
+        })*
+    };
+}
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for Strict<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a value")
+    }
+    forward_scalar!(
+        visit_bool(bool) => BoolDeserializer,
+        visit_i64(i64) => I64Deserializer,
+        visit_u64(u64) => U64Deserializer,
+        visit_f64(f64) => F64Deserializer,
+        visit_borrowed_str(&'de str) => BorrowedStrDeserializer,
+    );
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        T::deserialize(de::value::StrDeserializer::<E>::new(v))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<T, E> {
+        T::deserialize(de::value::UnitDeserializer::<E>::new())
+    }
+    fn visit_none<E: de::Error>(self) -> Result<T, E> {
+        self.visit_unit()
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::deserialize(Access(map))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<T, A::Error> {
+        T::deserialize(SeqAccessOf(seq))
+    }
+}
+
+/// A map or a sequence already opened, as a deserializer: it hands itself to the visitor as
+/// what it is, refuses to be read as a struct when it is a sequence, and is `Some` when read
+/// as an option.
+struct Access<A>(A);
+
+/// [`Access`] for a sequence.
+struct SeqAccessOf<A>(A);
+
+macro_rules! access_deserializer {
+    ($wrapper:ident, $access:ident, $visit:ident, $struct_ok:expr) => {
+        impl<'de, A: $access<'de>> Deserializer<'de> for $wrapper<A> {
+            type Error = A::Error;
+            fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, A::Error> {
+                visitor.$visit(self.0)
+            }
+            fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, A::Error> {
+                visitor.visit_some(self)
+            }
+            fn deserialize_struct<V: Visitor<'de>>(
+                self,
+                _name: &'static str,
+                _fields: &'static [&'static str],
+                visitor: V,
+            ) -> Result<V::Value, A::Error> {
+                if $struct_ok {
+                    visitor.$visit(self.0)
+                } else {
+                    Err(de::Error::invalid_type(Unexpected::Seq, &visitor))
+                }
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+                byte_buf unit unit_struct newtype_struct seq tuple tuple_struct map enum
+                identifier ignored_any
+            }
+        }
+    };
+}
+
+access_deserializer!(Access, MapAccess, visit_map, true);
+access_deserializer!(SeqAccessOf, SeqAccess, visit_seq, false);
+
+/// `deserialize_with` for a nested object field: see [`Strict`].
+pub fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    d.deserialize_any(Strict::<T>::new())
+}
+
+/// `deserialize_with` for an optional nested object (`null` or left out: `None`).
+pub fn opt_object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    d.deserialize_any(Strict::<Option<T>>::new())
+}
+
+/// `deserialize_with` for a nested object that may be left out, `null` or sent.
+pub fn patch_object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    opt_object(d).map(Some)
 }

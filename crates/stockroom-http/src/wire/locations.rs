@@ -35,6 +35,7 @@ pub struct Geolocation {
 pub struct NewLocationBody {
     #[serde(rename = "type", default)]
     pub kind: Option<InventoryLocationTag>,
+    #[serde(deserialize_with = "fields::object")]
     pub attributes: NewLocation,
 }
 
@@ -56,7 +57,7 @@ pub struct NewLocation {
     #[serde(default)]
     #[schema(schema_with = fields::opt_partial::<Address>)]
     address: Option<Address>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "fields::opt_object")]
     geolocation: Option<Geolocation>,
 }
 
@@ -88,6 +89,7 @@ fn lines(address: Option<Address>) -> Vec<String> {
 pub struct LocationPatchBody {
     #[serde(rename = "type", default)]
     pub kind: Option<InventoryLocationTag>,
+    #[serde(deserialize_with = "fields::object")]
     pub attributes: LocationPatch,
 }
 
@@ -110,7 +112,7 @@ pub struct LocationPatch {
     #[serde(default, deserialize_with = "fields::nullable")]
     #[schema(schema_with = fields::opt_partial::<Address>)]
     address: Option<Option<Address>>,
-    #[serde(default, deserialize_with = "fields::nullable")]
+    #[serde(default, deserialize_with = "fields::patch_object")]
     #[schema(schema_with = fields::opt_partial::<Geolocation>)]
     geolocation: Option<Option<Geolocation>>,
 }

@@ -73,7 +73,7 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for DataVisitor<T> {
             } else if data.is_some() {
                 return Err(de::Error::duplicate_field("data"));
             } else {
-                data = Some(map.next_value()?);
+                data = Some(map.next_value_seed(fields::Strict::<T>::new())?);
             }
         }
         data.map(Data::new)

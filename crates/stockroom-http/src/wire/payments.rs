@@ -58,8 +58,10 @@ pub struct PaymentRequest {
     #[serde(deserialize_with = "fields::de")]
     #[schema(schema_with = fields::schema::<PaymentMethod>)]
     pub method: PaymentMethod,
-    /// Left out, or the order's total (no split payments).
+    /// Left out, or the order's total (no split payments). Left out of the document: a
+    /// schema cannot say "the order's total", and any other amount is refused.
     #[serde(default)]
+    #[schema(ignore)]
     pub amount: Option<i64>,
 }
 

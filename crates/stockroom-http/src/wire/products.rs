@@ -50,6 +50,7 @@ pub struct NewProductBody {
     #[serde(default, deserialize_with = "fields::opt")]
     #[schema(schema_with = fields::opt_schema::<ProductId>)]
     pub id: Option<ProductId>,
+    #[serde(deserialize_with = "fields::object")]
     pub attributes: NewProduct,
 }
 
@@ -62,6 +63,7 @@ pub struct NewProduct {
     #[serde(deserialize_with = "fields::de")]
     #[schema(schema_with = fields::schema::<Sku>)]
     pub sku: Sku,
+    #[serde(deserialize_with = "fields::object")]
     pub price: PriceIn,
 }
 
@@ -71,6 +73,7 @@ pub struct NewProduct {
 pub struct ProductPatchBody {
     #[serde(rename = "type", default)]
     pub kind: Option<ProductTag>,
+    #[serde(deserialize_with = "fields::object")]
     pub attributes: ProductPatchIn,
 }
 
@@ -84,7 +87,7 @@ pub struct ProductPatchIn {
     #[serde(default, deserialize_with = "fields::opt")]
     #[schema(schema_with = fields::opt_schema::<Sku>)]
     pub sku: Option<Sku>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "fields::opt_object")]
     pub price: Option<PriceIn>,
 }
 

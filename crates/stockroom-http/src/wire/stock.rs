@@ -52,6 +52,7 @@ pub struct NewStockMulti {
     #[serde(deserialize_with = "fields::de")]
     #[schema(schema_with = fields::schema::<ProductId>)]
     pub id: ProductId,
+    #[serde(deserialize_with = "fields::object")]
     pub attributes: NewStockAttributes,
 }
 
@@ -98,6 +99,7 @@ pub struct StockUpdate {
     #[serde(default, deserialize_with = "fields::opt")]
     #[schema(schema_with = fields::opt_schema::<ProductId>)]
     pub id: Option<ProductId>,
+    #[serde(deserialize_with = "fields::object")]
     pub attributes: StockChanges,
 }
 
@@ -187,9 +189,10 @@ pub struct TransactionFields {
     #[serde(default, deserialize_with = "fields::opt")]
     #[schema(schema_with = fields::opt_schema::<Slug>)]
     pub location: Option<Slug>,
-    /// When sent, the product in the path.
+    /// When sent, the product in the path (left out of the document: it can only repeat the
+    /// path).
     #[serde(default, deserialize_with = "fields::opt")]
-    #[schema(schema_with = fields::opt_schema::<ProductId>)]
+    #[schema(ignore)]
     pub product_id: Option<ProductId>,
 }
 
@@ -199,7 +202,7 @@ pub struct TransactionFields {
 #[derive(Deserialize)]
 #[serde(expecting = "an object")]
 pub struct TransactionBody {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "fields::opt_object")]
     attributes: Option<TransactionFields>,
     #[serde(rename = "type", default)]
     kind: Option<StockTransactionTag>,

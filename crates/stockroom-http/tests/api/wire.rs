@@ -294,6 +294,26 @@ async fn every_body_fields_type_error_names_the_field(app: TestApp) {
             json!({"data":{"gateway":"manual","method":"purchase","amount":"1"}}),
             "data.amount",
         ),
+        // serde's derived structs read an array of their fields in order; here an object is
+        // an object.
+        (
+            Method::PUT,
+            "/v2/products/wt",
+            json!({"data":{"type":"product","attributes":[null,null,null]}}),
+            "data.attributes",
+        ),
+        (
+            Method::PUT,
+            "/v2/inventories/wt",
+            json!({"data":{"attributes":[null,null]}}),
+            "data.attributes",
+        ),
+        (
+            Method::POST,
+            "/v2/inventories/wt2",
+            json!({"data":[5]}),
+            "data",
+        ),
     ];
     for (method, path, body, source) in cases {
         let r = app.admin(method.clone(), path, Some(body.clone())).await;
