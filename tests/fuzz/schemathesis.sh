@@ -19,6 +19,8 @@ cd "$(dirname "$0")/../.."
 # Pinned: the CLI (flags, check names, config keys) changes between releases. 4.x needs
 # Python >= 3.9; checked with Python 3.11.
 SCHEMATHESIS_VERSION="${SCHEMATHESIS_VERSION:-4.32.5}"
+# Checks the document itself against the OpenAPI 3.1 schema before fuzzing with it.
+VALIDATOR_VERSION="${VALIDATOR_VERSION:-0.9.0}"
 MAX_EXAMPLES="${FUZZ_MAX_EXAMPLES:-50}"
 # A hard bound on the schemathesis run (seconds); hitting it fails the script. (schemathesis's
 # own --max-time is a budget it fills: fuzzing repeats until it is spent.)
@@ -36,6 +38,10 @@ if [[ "$("$VENV/bin/schemathesis" --version 2>/dev/null || true)" != *"version $
   "$VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 "$VENV/bin/schemathesis" --version >&2
+if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('openapi-spec-validator') != '$VALIDATOR_VERSION')" 2>/dev/null; then
+  say "installing openapi-spec-validator $VALIDATOR_VERSION into $VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "openapi-spec-validator==$VALIDATOR_VERSION"
+fi
 
 # ---- the server ------------------------------------------------------------------------------
 if [[ -n "${STOCKROOM_BIN:-}" ]]; then
@@ -88,6 +94,19 @@ for _ in $(seq 1 300); do
 done
 [[ -n "$BASE" ]] || { say "the server did not start listening"; exit 1; }
 say "server at $BASE"
+
+# ---- the document is valid OpenAPI 3.1 ---------------------------------------------------------
+curl -sf "$BASE/openapi.json" >"$WORK/openapi.json"
+"$VENV/bin/python" - "$WORK/openapi.json" <<'PY'
+import json, sys
+from openapi_spec_validator import validate
+from openapi_spec_validator.validation import OpenAPIV31SpecValidator
+doc = json.load(open(sys.argv[1]))
+assert doc["openapi"].startswith("3.1"), doc["openapi"]
+validate(doc, cls=OpenAPIV31SpecValidator)
+print("== the document is valid OpenAPI", doc["openapi"], "with",
+      sum(len(ops) for ops in doc["paths"].values()), "operations", file=sys.stderr)
+PY
 
 # ---- an administrator's token and a little data ----------------------------------------------
 TOKEN="$(curl -sf -d "grant_type=client_credentials&client_id=$STOCKROOM_CLIENT_ID&client_secret=$STOCKROOM_CLIENT_SECRET" \
