@@ -43,7 +43,12 @@ pub async fn serve_document(State(state): State<AppState>) -> Response {
     static DOCUMENT: OnceLock<Result<Bytes, String>> = OnceLock::new();
     let built = DOCUMENT.get_or_init(|| {
         let (_, table) = crate::routes(state.clone());
-        document(&table).map(|doc| Bytes::from(doc.to_string()))
+        let mut doc = document(&table)?;
+        // The gateways this server takes: `http` only when one is configured.
+        if state.payments.http.is_none() {
+            doc["components"]["schemas"]["Gateway"]["enum"] = json!(["manual"]);
+        }
+        Ok(Bytes::from(doc.to_string()))
     });
     match built {
         Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes.clone()).into_response(),

@@ -48,9 +48,10 @@ impl PartialSchema for NewCartItem {
     fn schema() -> RefOr<Schema> {
         fields::with_constraints(
             CartItemFields::schema(),
+            // Present and not null.
             json!({"anyOf": [
-                {"type": "object", "required": ["id"]},
-                {"type": "object", "required": ["sku"]},
+                {"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}}},
+                {"type": "object", "required": ["sku"], "properties": {"sku": {"type": "string"}}},
             ]}),
         )
     }

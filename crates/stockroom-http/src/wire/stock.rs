@@ -53,7 +53,22 @@ pub struct NewStockMulti {
     #[schema(schema_with = fields::schema::<ProductId>)]
     pub id: ProductId,
     #[serde(deserialize_with = "fields::object")]
+    #[schema(schema_with = new_stock_attributes_schema)]
     pub attributes: NewStockAttributes,
+}
+
+/// `available`, or `locations`, or both; not null.
+fn new_stock_attributes_schema() -> Schema {
+    let constrained = fields::with_constraints(
+        NewStockAttributes::schema(),
+        json!({"anyOf": [
+            {"type": "object", "required": ["available"],
+             "properties": {"available": {"type": "integer"}}},
+            {"type": "object", "required": ["locations"],
+             "properties": {"locations": {"type": "object"}}},
+        ]}),
+    );
+    fields::to_schema(serde_json::to_value(constrained).unwrap_or_default())
 }
 
 /// Stock at no location (`available`) and per location, at least one of them.
