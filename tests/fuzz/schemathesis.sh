@@ -99,8 +99,7 @@ say "server at $BASE"
 curl -sf "$BASE/openapi.json" >"$WORK/openapi.json"
 "$VENV/bin/python" - "$WORK/openapi.json" <<'PY'
 import json, sys
-from openapi_spec_validator import validate
-from openapi_spec_validator.validation import OpenAPIV31SpecValidator
+from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 doc = json.load(open(sys.argv[1]))
 assert doc["openapi"].startswith("3.1"), doc["openapi"]
 validate(doc, cls=OpenAPIV31SpecValidator)
