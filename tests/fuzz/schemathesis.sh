@@ -151,9 +151,12 @@ EOF
 # Every check runs except these, which test OpenAPI strictness rather than our behaviour:
 #  - positive_data_acceptance: "valid" data by the document is often refused for reasons a
 #    schema cannot say: a product id or SKU that exists (409), a cart whose currency differs,
-#    an empty cart at checkout, an order in the wrong state, a payment `amount` that is not the
-#    order's total, the `http` gateway when none is configured, byte limits on strings that
-#    JSON Schema counts in characters.
+#    an empty cart at checkout, an order in the wrong state, stock short of a quantity, byte
+#    limits on strings that JSON Schema counts in characters, and integers written as
+#    `1024.0`: JSON Schema's "integer" includes them, Stockroom's quantities are JSON integer
+#    literals (`1e3` and `1.0` are 400, a tested decision). That last one is also what is left
+#    of schemathesis's "operations mostly rejected generated data" note (a few operations whose
+#    generated integers it wrote as floats); the schemas are otherwise what the API accepts.
 ARGS=(
   run "$BASE/openapi.json"
   --header "Authorization: Bearer $TOKEN"
