@@ -29,7 +29,7 @@ use hyper_util::rt::TokioIo;
 use stockroom_domain::limits::BODY_BYTES_MAX;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
@@ -196,10 +196,13 @@ impl Connection {
         mut stopping: watch::Receiver<bool>,
     ) {
         let _ = stream.set_nodelay(true);
-        let activity = Arc::new(Mutex::new(Phase::Waiting {
-            since: Instant::now(),
-            first: true,
-        }));
+        let activity = Arc::new(Activity {
+            phase: Mutex::new(Phase::Waiting {
+                since: Instant::now(),
+                first: true,
+            }),
+            changed: Notify::new(),
+        });
         let io = TokioIo::new(Watched {
             inner: stream,
             activity: activity.clone(),
@@ -224,15 +227,16 @@ impl Connection {
         tokio::pin!(conn);
         let mut draining = false;
         loop {
-            let deadline = lock(&activity).deadline(&self.limits);
+            let deadline = activity.phase().deadline(&self.limits);
             tokio::select! {
                 _ = conn.as_mut() => break,
+                () = activity.changed.notified() => {}
                 _ = stopping.changed(), if !draining => {
                     draining = true;
                     conn.as_mut().graceful_shutdown();
                 }
                 () = tokio::time::sleep_until(deadline) => {
-                    if let Some(counter) = lock(&activity).expired(&self.limits, &self.counts) {
+                    if let Some(counter) = activity.phase().expired(&self.limits, &self.counts) {
                         counter.fetch_add(1, Ordering::Relaxed);
                         // Dropping the connection closes it; no request is being served.
                         break;
@@ -240,6 +244,25 @@ impl Connection {
                 }
             }
         }
+    }
+}
+
+/// What a connection is doing, and a signal to its watchdog when that changes.
+struct Activity {
+    phase: Mutex<Phase>,
+    changed: Notify,
+}
+
+impl Activity {
+    fn phase(&self) -> Phase {
+        *lock(&self.phase)
+    }
+
+    fn set(&self, change: impl FnOnce(Phase) -> Phase) {
+        let mut phase = lock(&self.phase);
+        *phase = change(*phase);
+        drop(phase);
+        self.changed.notify_one();
     }
 }
 
@@ -280,43 +303,38 @@ impl Phase {
 }
 
 /// A request being served on a connection; its end (drop) may leave the connection waiting.
-struct RequestStarted(Arc<Mutex<Phase>>);
+struct RequestStarted(Arc<Activity>);
 
 impl RequestStarted {
-    fn new(activity: &Arc<Mutex<Phase>>) -> Self {
-        let mut phase = lock(activity);
-        *phase = match *phase {
+    fn new(activity: &Arc<Activity>) -> Self {
+        activity.set(|phase| match phase {
             Phase::Busy { requests } => Phase::Busy {
                 requests: requests + 1,
             },
             _ => Phase::Busy { requests: 1 },
-        };
+        });
         RequestStarted(activity.clone())
     }
 }
 
 impl Drop for RequestStarted {
     fn drop(&mut self) {
-        let mut phase = lock(&self.0);
-        if let Phase::Busy { requests } = *phase {
-            *phase = if requests > 1 {
-                Phase::Busy {
-                    requests: requests - 1,
-                }
-            } else {
-                Phase::Waiting {
-                    since: Instant::now(),
-                    first: false,
-                }
-            };
-        }
+        self.0.set(|phase| match phase {
+            Phase::Busy { requests } if requests > 1 => Phase::Busy {
+                requests: requests - 1,
+            },
+            _ => Phase::Waiting {
+                since: Instant::now(),
+                first: false,
+            },
+        });
     }
 }
 
 /// The socket, noting when bytes of a new request start arriving.
 struct Watched {
     inner: TcpStream,
-    activity: Arc<Mutex<Phase>>,
+    activity: Arc<Activity>,
 }
 
 impl AsyncRead for Watched {
@@ -327,13 +345,13 @@ impl AsyncRead for Watched {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            let mut phase = lock(&self.activity);
-            if let Phase::Waiting { .. } = *phase {
-                *phase = Phase::Head {
+        if buf.filled().len() > before && matches!(self.activity.phase(), Phase::Waiting { .. }) {
+            self.activity.set(|phase| match phase {
+                Phase::Waiting { .. } => Phase::Head {
                     since: Instant::now(),
-                };
-            }
+                },
+                other => other,
+            });
         }
         polled
     }

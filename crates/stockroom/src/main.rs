@@ -134,6 +134,57 @@ struct ServeArgs {
     #[arg(long, env = "STOCKROOM_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
     request_timeout_ms: u64,
 
+    /// Milliseconds a request's head may take to arrive, from its first byte (from the
+    /// connection's start, for its first request); a slower connection is closed.
+    #[arg(
+        long,
+        env = "STOCKROOM_HEADER_READ_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    header_read_timeout_ms: u64,
+
+    /// Milliseconds a kept-alive connection may wait for its next request before it is closed.
+    /// Set it above the idle timeout of a load balancer in front.
+    #[arg(
+        long,
+        env = "STOCKROOM_KEEP_ALIVE_TIMEOUT_MS",
+        default_value_t = 75_000
+    )]
+    keep_alive_timeout_ms: u64,
+
+    /// Milliseconds a request's body may take to arrive; a slower one is answered 408. Bodies
+    /// are read before the request counts against --max-concurrent-requests.
+    #[arg(long, env = "STOCKROOM_BODY_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    body_read_timeout_ms: u64,
+
+    /// Connections open at once; more are closed as soon as they are accepted. Lowered to fit
+    /// the process's open-file limit.
+    #[arg(long, env = "STOCKROOM_MAX_CONNECTIONS", default_value_t = 4096)]
+    max_connections: usize,
+
+    /// Connections open at once from one client address (an IPv6 /64 counts as one).
+    #[arg(
+        long,
+        env = "STOCKROOM_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 256
+    )]
+    max_connections_per_address: usize,
+
+    /// Addresses of reverse proxies whose X-Forwarded-For names the client (comma-separated).
+    /// Rate limits per address then apply to the client, not the proxy.
+    #[arg(long, env = "STOCKROOM_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<std::net::IpAddr>,
+
+    /// Failed sign-ins (wrong secret, unknown client id) allowed per client address per
+    /// minute, all at once or spread; beyond it the token endpoint answers 429. A client id
+    /// takes ten times as many from all addresses together.
+    #[arg(
+        long,
+        env = "STOCKROOM_SIGN_IN_FAILURES_PER_MINUTE",
+        default_value_t = 10
+    )]
+    sign_in_failures_per_minute: u32,
+
     /// Log format: text for people, json for log collectors. The level comes from
     /// STOCKROOM_LOG (e.g. info, debug, stockroom_store=debug).
     #[arg(long, env = "STOCKROOM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -244,10 +295,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("loading the token signing key")?
         .with_payments(payments)
-        .with_limits(Limits {
-            max_concurrent_requests: args.max_concurrent_requests.max(1),
-            request_timeout: Duration::from_millis(args.request_timeout_ms),
-        });
+        .with_limits(limits(&args));
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -264,6 +312,58 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("serving HTTP")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn limits(args: &ServeArgs) -> Limits {
+    let ms = Duration::from_millis;
+    Limits {
+        max_concurrent_requests: args.max_concurrent_requests.max(1),
+        request_timeout: ms(args.request_timeout_ms),
+        header_read_timeout: ms(args.header_read_timeout_ms.max(1)),
+        keep_alive_timeout: ms(args.keep_alive_timeout_ms.max(1)),
+        body_read_timeout: ms(args.body_read_timeout_ms.max(1)),
+        max_connections: connections_within_file_limit(args.max_connections.max(1), &args.db),
+        max_connections_per_address: args.max_connections_per_address.max(1),
+        trusted_proxies: args.trusted_proxies.clone(),
+        sign_in_failures_per_minute: args.sign_in_failures_per_minute.max(1),
+    }
+}
+
+/// Descriptors kept for everything but client connections: database files and connections,
+/// the listener, logs.
+const FILES_RESERVED: u64 = 64;
+
+/// `wanted` connections, if the open-file limit allows them (raising the soft limit toward the
+/// hard one if needed); else as many as it allows, with a warning. A cap above the limit would
+/// let stalled connections take every descriptor, and accepting would fail for everyone.
+fn connections_within_file_limit(wanted: usize, db: &DbArgs) -> usize {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let reserved = FILES_RESERVED + 2 * u64::from(db.pool_size);
+    let needed = wanted as u64 + reserved;
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current.is_some_and(|soft| soft < needed) {
+        let raised = limit.maximum.map_or(needed, |hard| hard.min(needed));
+        let attempt = rustix::process::Rlimit {
+            current: Some(raised),
+            maximum: limit.maximum,
+        };
+        if setrlimit(Resource::Nofile, attempt).is_ok() {
+            limit = getrlimit(Resource::Nofile);
+        }
+    }
+    let Some(soft) = limit.current else {
+        return wanted;
+    };
+    let fits = usize::try_from(soft.saturating_sub(reserved).max(1)).unwrap_or(wanted);
+    if fits < wanted {
+        tracing::warn!(
+            max_connections = fits,
+            asked = wanted,
+            open_file_limit = soft,
+            "lowered --max-connections to fit the open-file limit (raise it with ulimit -n)"
+        );
+    }
+    fits.min(wanted)
 }
 
 /// The credential from the environment, or on first start a new administrator credential,

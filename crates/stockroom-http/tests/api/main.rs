@@ -2,6 +2,7 @@
 
 mod support;
 
+mod connections;
 mod flow;
 mod locations;
 
