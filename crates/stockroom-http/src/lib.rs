@@ -16,6 +16,7 @@ mod orders;
 pub mod payments;
 pub mod ratelimit;
 pub mod server;
+pub mod tokens;
 pub mod wire;
 
 use std::future::Future;
@@ -35,10 +36,11 @@ use stockroom_store::Store;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
-pub use auth::{Access, Caller, TokenKeys};
+pub use auth::{Access, Caller, SignInLimits};
 pub use error::ApiError;
 pub use metrics::Metrics;
 pub use payments::{HttpGateway, PaymentSettings};
+pub use tokens::TokenKeys;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -51,6 +53,8 @@ pub struct AppState {
     /// For the HTTP payment gateway.
     pub http_client: reqwest::Client,
     pub limits: Arc<Limits>,
+    /// Failed sign-ins, per client address and per client id.
+    pub sign_ins: Arc<SignInLimits>,
     /// Permits for requests in flight; when none is left, requests are shed with 503.
     inflight: Arc<tokio::sync::Semaphore>,
 }
@@ -114,6 +118,9 @@ impl AppState {
             payments: Arc::new(PaymentSettings::default()),
             http_client: reqwest::Client::new(),
             limits: Arc::new(Limits::default()),
+            sign_ins: Arc::new(SignInLimits::new(
+                Limits::default().sign_in_failures_per_minute,
+            )),
             inflight: Arc::new(tokio::sync::Semaphore::new(
                 Limits::default().max_concurrent_requests,
             )),
@@ -123,6 +130,7 @@ impl AppState {
     pub fn with_limits(self, limits: Limits) -> Self {
         AppState {
             inflight: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_requests)),
+            sign_ins: Arc::new(SignInLimits::new(limits.sign_in_failures_per_minute)),
             limits: Arc::new(limits),
             ..self
         }
@@ -432,9 +440,11 @@ pub async fn serve(
         std::time::Duration::from_secs(5),
     );
     let sweeper = tokio::spawn(payments::housekeeping_forever(state.clone(), every));
+    let keys = tokio::spawn(state.tokens.clone().refresh_forever(state.store.clone()));
     let (limits, connections) = (state.limits.clone(), state.metrics.connections.clone());
     let (router, _) = routes(state);
     let served = server::run(listener, router, limits, connections, shutdown).await;
     sweeper.abort();
+    keys.abort();
     served
 }

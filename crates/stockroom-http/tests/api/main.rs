@@ -5,6 +5,7 @@ mod support;
 mod connections;
 mod flow;
 mod locations;
+mod security;
 
 use std::sync::Arc;
 
