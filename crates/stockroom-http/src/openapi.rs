@@ -193,7 +193,7 @@ fn table() -> Vec<(Method, &'static str, Op)> {
                 Json(200, token),
             )
             .token_body()
-            .errors(&[401]),
+            .errors(&[401, 429]),
         ),
         m(
             Method::GET,
@@ -702,7 +702,7 @@ fn operation(route: &RouteInfo, op: &Op) -> Result<Value, String> {
     }
     errors.push(503);
     if op.body.is_some() {
-        errors.push(413);
+        errors.extend([408, 413]);
     }
     if op.body.is_some() || !op.query.is_empty() || !path_params.is_empty() {
         errors.push(400);
@@ -720,6 +720,15 @@ fn operation(route: &RouteInfo, op: &Op) -> Result<Value, String> {
             "description": error_description(status, route.access),
             "content": {"application/json": {"schema": {"$ref": ERRORS_REF}}},
         });
+        if status == 429 {
+            response["headers"] = json!({
+                "Retry-After": {
+                    "description": "Seconds to wait before trying again.",
+                    "required": true,
+                    "schema": {"type": "integer", "minimum": 1},
+                }
+            });
+        }
         if status == 503 {
             response["headers"] = json!({
                 "Retry-After": {
@@ -852,7 +861,9 @@ fn error_description(status: u16, access: Access) -> &'static str {
         403 => "The token is valid but not an administrator's.",
         404 => "The resource could not be found.",
         409 => "The resource's state does not allow this.",
+        408 => "The body did not arrive within the body-read timeout.",
         413 => "The body is larger than the server accepts.",
+        429 => "Too many failed sign-ins from this address or for this client id; retry after Retry-After seconds.",
         422 => {
             "The Idempotency-Key was used before with another request, or the stock \
                 arithmetic refused the change."

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use stockroom_domain::limits::CLIENT_SECRET_LEN_MIN;
 use stockroom_domain::{Clock, Role};
 use stockroom_http::clock::SystemClock;
 use stockroom_http::{auth, AppState, HttpGateway, Limits, PaymentSettings};
@@ -210,6 +211,33 @@ enum KeysCommand {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// List the credentials (client id, role, name; never secrets).
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Give a credential a new secret, printed once; every token it was given stops working
+    /// (on every instance within 2 s).
+    RotateSecret {
+        #[arg(long)]
+        client_id: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Remove a credential; every token it was given stops working (on every instance within
+    /// 2 s).
+    Revoke {
+        #[arg(long)]
+        client_id: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Replace the token signing key: every token issued so far stops working (on every
+    /// instance within 2 s); clients sign in again.
+    RotateSigningKey {
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -266,8 +294,17 @@ async fn open_with(
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logs(args.log_format);
+    if let Some(secret) = &args.client_secret {
+        if secret.chars().count() < CLIENT_SECRET_LEN_MIN {
+            anyhow::bail!(
+                "STOCKROOM_CLIENT_SECRET (--client-secret) must be at least \
+                 {CLIENT_SECRET_LEN_MIN} characters; make one with e.g. `openssl rand -base64 32`"
+            );
+        }
+    }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = open(&args.db, clock.clone()).await?;
+    warn_if_others_can_read(&store);
     ensure_credential(&*store, &args, &*clock).await?;
     if args.request_timeout_ms <= args.payment_gateway_timeout_ms {
         anyhow::bail!(
@@ -366,6 +403,21 @@ fn connections_within_file_limit(wanted: usize, db: &DbArgs) -> usize {
     fits.min(wanted)
 }
 
+/// The database holds the token signing key: anyone who can read it can mint tokens.
+fn warn_if_others_can_read(store: &SqlStore) {
+    let Some(file) = store.database_file() else {
+        return;
+    };
+    for (path, mode) in stockroom_store::security::files_open_to_others(file) {
+        tracing::warn!(
+            file = %path.display(),
+            mode = %format!("{mode:o}"),
+            "the database file can be read by other users, and it holds the token signing key; \
+             make it private: chmod 600"
+        );
+    }
+}
+
 /// The credential from the environment, or on first start a new administrator credential,
 /// printed once on standard output (never logged).
 async fn ensure_credential(
@@ -374,10 +426,26 @@ async fn ensure_credential(
     clock: &dyn Clock,
 ) -> anyhow::Result<()> {
     if let (Some(id), Some(secret)) = (&args.client_id, &args.client_secret) {
+        let stored = store.credential(id).await?;
+        if stored
+            .as_ref()
+            .is_some_and(|c| c.role == Role::Admin && auth::secret_matches(secret, &c.secret_hash))
+        {
+            // Unchanged: its tokens stay valid (every instance starts with the same secret).
+            return Ok(());
+        }
         let credential =
             auth::credential(id, secret, "from environment", Role::Admin, clock.now())?;
         store.upsert_credential(&credential).await?;
-        tracing::info!(client_id = %id, "administrator credential from the environment");
+        if stored.is_some() {
+            tracing::warn!(
+                client_id = %id,
+                "the administrator credential from the environment has a new secret: \
+                 every token issued with the old one is revoked"
+            );
+        } else {
+            tracing::info!(client_id = %id, "administrator credential from the environment");
+        }
         return Ok(());
     }
     if store.credential_count().await? > 0 {
@@ -457,6 +525,50 @@ async fn backup(to: std::path::PathBuf, db: DbArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn keys(command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::Create { name, role, db } => keys_create(name, role, db).await,
+        KeysCommand::List { db } => {
+            let store = open_existing(&db).await?;
+            for c in store.credentials().await? {
+                println!("{}\t{}\t{}", c.client_id, c.role.as_str(), c.name);
+            }
+            Ok(())
+        }
+        KeysCommand::RotateSecret { client_id, db } => {
+            let store = open_existing(&db).await?;
+            let Some(old) = store.credential(&client_id).await? else {
+                anyhow::bail!("no credential has client id {client_id:?}");
+            };
+            let secret = auth::random_string(32);
+            let new = auth::credential(&client_id, &secret, &old.name, old.role, old.created_at)?;
+            store.upsert_credential(&new).await?;
+            println!("client_id:     {client_id}\nclient_secret: {secret}");
+            eprintln!("the old secret and every token issued with it no longer work");
+            Ok(())
+        }
+        KeysCommand::Revoke { client_id, db } => {
+            let store = open_existing(&db).await?;
+            if !store.delete_credential(&client_id).await? {
+                anyhow::bail!("no credential has client id {client_id:?}");
+            }
+            println!("removed {client_id}; its tokens no longer work");
+            Ok(())
+        }
+        KeysCommand::RotateSigningKey { db } => {
+            let store = open_existing(&db).await?;
+            store
+                .set_setting(
+                    stockroom_http::tokens::SIGNING_KEY_SETTING,
+                    &stockroom_http::tokens::new_signing_key(),
+                )
+                .await?;
+            println!("rotated the token signing key; every token issued before no longer works");
+            Ok(())
+        }
+    }
+}
+
 async fn keys_create(name: String, role: RoleArg, db: DbArgs) -> anyhow::Result<()> {
     let clock = SystemClock;
     let store = open(&db, Arc::new(SystemClock)).await?;
@@ -498,11 +610,7 @@ fn main() -> ExitCode {
             Command::Verify(db) => verify(db).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Backup { to, db } => backup(to, db).await.map(|()| ExitCode::SUCCESS),
-            Command::Keys {
-                command: KeysCommand::Create { name, role, db },
-            } => keys_create(name, role, db)
-                .await
-                .map(|()| ExitCode::SUCCESS),
+            Command::Keys { command } => keys(command).await.map(|()| ExitCode::SUCCESS),
         }
     });
     match result {
