@@ -75,7 +75,7 @@ trap 'exit 143' TERM
 
 PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 export STOCKROOM_CLIENT_ID="fuzz-admin"
-export STOCKROOM_CLIENT_SECRET="fuzz-admin-secret-$RANDOM$RANDOM"
+export STOCKROOM_CLIENT_SECRET="fuzz-admin-secret-of-enough-length-$RANDOM$RANDOM"
 export STOCKROOM_LOG="${STOCKROOM_LOG:-warn}"
 DATABASE_URL="${FUZZ_DATABASE_URL:-sqlite://$WORK/fuzz.db}"
 say "starting $BIN on 127.0.0.1:$PORT"

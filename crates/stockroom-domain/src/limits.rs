@@ -52,3 +52,12 @@ pub const LOCATION_ADDRESS_LINES_MAX: usize = 8;
 pub const LOCATION_TEXT_LEN_MAX: usize = 1024;
 /// Most locations named in one stock create or update.
 pub const LOCATIONS_PER_REQUEST_MAX: usize = 100;
+/// Shortest client secret accepted from an operator (`STOCKROOM_CLIENT_SECRET`); generated ones
+/// are 43 characters.
+pub const CLIENT_SECRET_LEN_MIN: usize = 24;
+/// Most credentials whose token keys each instance keeps in memory; credentials are made by
+/// hand (`stockroom keys create`), so this is far above any real count.
+pub const CREDENTIALS_MAX: u64 = 10_000;
+/// How far ahead of this instance's clock a token's issue time may be (another instance's
+/// clock may run ahead), in seconds.
+pub const TOKEN_CLOCK_SKEW_SECS: i64 = 60;

@@ -1,9 +1,12 @@
-//! Tokens and credentials.
+//! Credentials, the token endpoint and the middleware that checks tokens (the tokens
+//! themselves are in `tokens.rs`).
 //!
-//! A token is `base64url(version ‖ role ‖ expires ‖ 16 random bytes ‖ HMAC-SHA256)`, signed
-//! with a key kept in the database (so every instance accepts every other's tokens) and checked
-//! without touching the database. Client secrets are stored only as argon2id hashes; hashes are
-//! compared in constant time by the argon2 crate, MACs by `hmac`'s `verify_slice`.
+//! Client secrets are stored only as argon2id hashes, compared in constant time by the argon2
+//! crate. Failed sign-ins are rate-limited per client address and per client id
+//! ([`SignInLimits`]) and logged at warn, without the secret.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::num::NonZeroU32;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -11,29 +14,21 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use hmac::{Hmac, Mac};
+use governor::Quota;
 use rand::RngCore;
-use sha2::Sha256;
-use stockroom_domain::limits::{CREDENTIAL_NAME_LEN_MAX, TOKEN_LIFETIME_SECS};
+use stockroom_domain::limits::CREDENTIAL_NAME_LEN_MAX;
 use stockroom_domain::{Role, Timestamp};
-use stockroom_store::{Credential, Store, StoreError};
+use stockroom_store::{Credential, StoreError};
 
 use crate::error::ApiError;
 use crate::extract::RawBody;
+use crate::ratelimit::{address_key, KeyedLimiter, Limited};
+use crate::server::ClientAddr;
 use crate::wire::auth::{Bearer, Grant, Token, TokenForm, TokenRequest};
 use crate::AppState;
-
-type HmacSha256 = Hmac<Sha256>;
-
-const TOKEN_VERSION: u8 = 1;
-const TOKEN_RANDOM_BYTES: usize = 16;
-const TOKEN_BODY_BYTES: usize = 1 + 1 + 8 + TOKEN_RANDOM_BYTES;
-const TOKEN_MAC_BYTES: usize = 32;
-/// The setting under which the token signing key is kept.
-const SIGNING_KEY_SETTING: &str = "token_signing_key";
 
 /// Who may call a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,71 +47,46 @@ pub struct Caller {
     pub role: Role,
 }
 
-/// The key that signs and checks tokens.
-#[derive(Clone)]
-pub struct TokenKeys {
-    key: Vec<u8>,
+/// Most addresses and client ids whose failures are remembered at once, each.
+const SIGN_IN_KEYS_MAX: usize = 65_536;
+
+/// Limits on failed sign-ins. A client address may fail `per_minute` times (at once, or
+/// spread over a minute) before its sign-ins are answered 429 without a secret check. A client
+/// id may fail ten times as often, from all addresses together; beyond that, addresses that
+/// have failed recently are answered 429 for it too, while an address with no recent failure
+/// still gets its answer — so an attacker cannot lock the real client out from elsewhere.
+pub struct SignInLimits {
+    by_address: KeyedLimiter<IpAddr>,
+    by_client: KeyedLimiter<String>,
 }
 
-impl TokenKeys {
-    /// The signing key shared by every instance over this database, made on first start.
-    pub async fn load(store: &dyn Store) -> Result<TokenKeys, StoreError> {
-        let mut candidate = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut candidate);
-        let stored = store
-            .setting_or_insert(SIGNING_KEY_SETTING, &URL_SAFE_NO_PAD.encode(candidate))
-            .await?;
-        let key = URL_SAFE_NO_PAD
-            .decode(stored)
-            .map_err(|_| StoreError::Internal("unreadable token signing key".into()))?;
-        Ok(TokenKeys { key })
+impl SignInLimits {
+    pub fn new(per_minute: u32) -> SignInLimits {
+        let per_address = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
+        let per_client = per_address.saturating_mul(NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN));
+        SignInLimits {
+            by_address: KeyedLimiter::new(Quota::per_minute(per_address), SIGN_IN_KEYS_MAX),
+            by_client: KeyedLimiter::new(Quota::per_minute(per_client), SIGN_IN_KEYS_MAX),
+        }
     }
 
-    fn mac(&self) -> HmacSha256 {
-        // HMAC takes a key of any length.
-        HmacSha256::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!())
+    /// Whether a sign-in from `address` for `client` (a known client id) may be tried now.
+    fn admit(&self, address: IpAddr, client: Option<&str>) -> Result<(), Limited> {
+        self.by_address.peek(&address)?;
+        if let Some(client) = client.map(str::to_owned) {
+            if let Err(limited) = self.by_client.peek(&client) {
+                if !self.by_address.is_fresh(&address) {
+                    return Err(limited);
+                }
+            }
+        }
+        Ok(())
     }
 
-    /// A new token for `role`, valid for an hour from `now`; returns it and its expiry.
-    pub fn issue(&self, role: Role, now: Timestamp) -> (String, i64) {
-        let expires = now.secs() + TOKEN_LIFETIME_SECS;
-        let mut body = [0u8; TOKEN_BODY_BYTES];
-        body[0] = TOKEN_VERSION;
-        body[1] = match role {
-            Role::Admin => 1,
-            Role::Shopper => 2,
-        };
-        body[2..10].copy_from_slice(&expires.to_be_bytes());
-        rand::rngs::OsRng.fill_bytes(&mut body[10..]);
-        let mut mac = self.mac();
-        mac.update(&body);
-        let mut token = body.to_vec();
-        token.extend_from_slice(&mac.finalize().into_bytes());
-        (URL_SAFE_NO_PAD.encode(token), expires)
-    }
-
-    /// The role of a valid, unexpired token.
-    pub fn check(&self, token: &str, now: Timestamp) -> Option<Role> {
-        let raw = URL_SAFE_NO_PAD.decode(token).ok()?;
-        if raw.len() != TOKEN_BODY_BYTES + TOKEN_MAC_BYTES {
-            return None;
-        }
-        let (body, tag) = raw.split_at(TOKEN_BODY_BYTES);
-        let mut mac = self.mac();
-        mac.update(body);
-        mac.verify_slice(tag).ok()?;
-        if body[0] != TOKEN_VERSION {
-            return None;
-        }
-        let mut expires = [0u8; 8];
-        expires.copy_from_slice(&body[2..10]);
-        if now.secs() >= i64::from_be_bytes(expires) {
-            return None;
-        }
-        match body[1] {
-            1 => Some(Role::Admin),
-            2 => Some(Role::Shopper),
-            _ => None,
+    fn failed(&self, address: IpAddr, client: Option<&str>) {
+        let _ = self.by_address.check(&address);
+        if let Some(client) = client {
+            let _ = self.by_client.check(&client.to_owned());
         }
     }
 }
@@ -130,7 +100,8 @@ pub fn hash_secret(secret: &str) -> Result<String, StoreError> {
         .map_err(|e| StoreError::Internal(format!("hashing a secret: {e}")))
 }
 
-fn secret_matches(secret: &str, hash: &str) -> bool {
+/// Whether `secret` is the secret whose argon2 hash is `hash`.
+pub fn secret_matches(secret: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
         .map(|parsed| {
             Argon2::default()
@@ -201,26 +172,55 @@ fn secret_checks() -> &'static std::sync::Arc<tokio::sync::Semaphore> {
 /// Most bytes of a token request body.
 const TOKEN_REQUEST_BYTES_MAX: usize = 4096;
 
-/// `POST /oauth/access_token`: a form body (or JSON), whatever the content type says.
+/// `POST /oauth/access_token`: a form body (or JSON), whatever the content type says. Failed
+/// sign-ins are counted per client address and per client id; over the allowance the answer is
+/// 429 before any secret is checked.
 pub async fn access_token(
     State(state): State<AppState>,
+    client: Option<Extension<ClientAddr>>,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     if body.len() > TOKEN_REQUEST_BYTES_MAX {
         return Err(ApiError::PayloadTooLarge);
     }
-    let (role, grant) = match token_request(&body)? {
-        TokenRequest::ClientCredentials { client_id, secret } => (
-            client_role(&state, &client_id, secret).await?,
-            Grant::ClientCredentials,
-        ),
-        TokenRequest::Implicit { client_id } => match state.store.credential(&client_id).await? {
-            Some(_) => (Role::Shopper, Grant::Implicit),
-            None => return Err(ApiError::BadCredentials),
-        },
+    let request = token_request(&body)?;
+    let (client_id, secret, grant) = match request {
+        TokenRequest::ClientCredentials { client_id, secret } => {
+            (client_id, Some(secret), Grant::ClientCredentials)
+        }
+        TokenRequest::Implicit { client_id } => (client_id, None, Grant::Implicit),
+    };
+    let address = address_key(client.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0 .0));
+    let found = state.store.credential(&client_id).await?;
+    let known = found.as_ref().map(|c| c.client_id.clone());
+    let known = known.as_deref();
+    if let Err(limited) = state.sign_ins.admit(address, known) {
+        tracing::debug!(%address, "sign-in refused: too many failures");
+        return Err(ApiError::TooManyRequests {
+            retry_after_secs: limited.retry_after_secs(),
+        });
+    }
+    let signed_in = match secret {
+        Some(secret) => check_secret(found, secret).await?,
+        // The implicit grant: a shopper token for any known client id.
+        None => found.map(|c| (c, Role::Shopper)),
+    };
+    let Some((credential, role)) = signed_in else {
+        state.sign_ins.failed(address, known);
+        tracing::warn!(
+            client_id = %client_id.chars().take(64).collect::<String>(),
+            %address,
+            grant = ?grant,
+            reason = if known.is_some() { "wrong secret" } else { "unknown client id" },
+            "sign-in failed"
+        );
+        return Err(ApiError::BadCredentials);
     };
     let now = state.clock.now();
-    let (token, expires) = state.tokens.issue(role, now);
+    let (token, expires) = state
+        .tokens
+        .issue(&*state.store, &credential, role, now)
+        .await?;
     Ok(Json(Token {
         access_token: token,
         token_type: Bearer,
@@ -243,9 +243,12 @@ fn token_request(body: &[u8]) -> Result<TokenRequest, ApiError> {
     form.request()
 }
 
-/// The role of the credential with this id and secret, checked in constant time.
-async fn client_role(state: &AppState, client_id: &str, secret: String) -> Result<Role, ApiError> {
-    let found = state.store.credential(client_id).await?;
+/// The credential and its role if `secret` is its secret. An unknown client id is checked
+/// against a decoy hash, so that it takes as long to refuse as a wrong secret.
+async fn check_secret(
+    found: Option<Credential>,
+    secret: String,
+) -> Result<Option<(Credential, Role)>, ApiError> {
     let hash = found
         .as_ref()
         .map(|c| c.secret_hash.clone())
@@ -264,10 +267,10 @@ async fn client_role(state: &AppState, client_id: &str, secret: String) -> Resul
     let matches = tokio::task::spawn_blocking(move || secret_matches(&secret, &hash))
         .await
         .map_err(|_| ApiError::Internal)?;
-    match found {
-        Some(c) if matches => Ok(c.role),
-        _ => Err(ApiError::BadCredentials),
-    }
+    Ok(found.filter(|_| matches).map(|c| {
+        let role = c.role;
+        (c, role)
+    }))
 }
 
 /// The middleware that enforces a route's [`Access`].
@@ -302,33 +305,6 @@ pub async fn authorize(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tokens_check_their_role_signature_and_expiry() {
-        let keys = TokenKeys { key: vec![7; 32] };
-        let now = Timestamp::from_secs(1_000_000);
-        let (token, expires) = keys.issue(Role::Shopper, now);
-        assert_eq!(expires, 1_000_000 + TOKEN_LIFETIME_SECS);
-        assert_eq!(keys.check(&token, now), Some(Role::Shopper));
-        assert_eq!(
-            keys.check(&token, Timestamp::from_secs(expires - 1)),
-            Some(Role::Shopper)
-        );
-        assert_eq!(keys.check(&token, Timestamp::from_secs(expires)), None);
-        let other = TokenKeys { key: vec![8; 32] };
-        assert_eq!(
-            other.check(&token, now),
-            None,
-            "another key's token is refused"
-        );
-        let mut tampered = URL_SAFE_NO_PAD.decode(&token).expect("base64");
-        tampered[1] = 1; // shopper -> admin
-        assert_eq!(keys.check(&URL_SAFE_NO_PAD.encode(tampered), now), None);
-        assert_eq!(keys.check("garbage", now), None);
-        let (a, _) = keys.issue(Role::Admin, now);
-        let (b, _) = keys.issue(Role::Admin, now);
-        assert_ne!(a, b, "two tokens are never the same");
-    }
 
     #[test]
     fn secrets_are_hashed_and_verified() {

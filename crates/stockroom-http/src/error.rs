@@ -35,6 +35,10 @@ pub enum ApiError {
     NotFound,
     /// 405
     MethodNotAllowed,
+    /// 408: the request's body did not arrive within the body-read timeout.
+    BodyTimedOut,
+    /// 429: too many (failed) attempts from this client; come back after `retry_after_secs`.
+    TooManyRequests { retry_after_secs: u64 },
     /// 409, with what conflicts.
     Conflict(&'static str),
     /// 413
@@ -102,6 +106,16 @@ impl ApiError {
                 "This method is not allowed on this resource".into(),
             ),
             ApiError::Conflict(what) => (StatusCode::CONFLICT, "Conflict", (*what).into()),
+            ApiError::BodyTimedOut => (
+                StatusCode::REQUEST_TIMEOUT,
+                "Request Timeout",
+                "The request body did not arrive in time".into(),
+            ),
+            ApiError::TooManyRequests { retry_after_secs } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too Many Requests",
+                format!("Too many failed attempts; try again in {retry_after_secs} s"),
+            ),
             ApiError::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "Payload Too Large",
@@ -203,10 +217,15 @@ impl IntoResponse for ApiError {
             }],
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        let retry_after = match self {
+            ApiError::TooManyRequests { retry_after_secs } => Some(retry_after_secs),
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(RETRY_AFTER_SECS),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

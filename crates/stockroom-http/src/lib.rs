@@ -17,10 +17,14 @@ pub mod openapi;
 mod orders;
 pub mod payments;
 mod products;
+pub mod ratelimit;
+pub mod server;
+pub mod tokens;
 pub mod wire;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::handler::Handler;
@@ -34,10 +38,11 @@ use stockroom_store::Store;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
-pub use auth::{Access, Caller, TokenKeys};
+pub use auth::{Access, Caller, SignInLimits};
 pub use error::ApiError;
 pub use gateways::{HttpGateway, PaymentSettings};
 pub use metrics::Metrics;
+pub use tokens::TokenKeys;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -50,11 +55,13 @@ pub struct AppState {
     /// For the HTTP payment gateway.
     pub http_client: reqwest::Client,
     pub limits: Arc<Limits>,
+    /// Failed sign-ins, per client address and per client id.
+    pub sign_ins: Arc<SignInLimits>,
     /// Permits for requests in flight; when none is left, requests are shed with 503.
     inflight: Arc<tokio::sync::Semaphore>,
 }
 
-/// Bounds on the work the server takes on at once.
+/// Bounds on the work the server takes on at once, and on how long a client may hold it.
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// Requests handled at once; more are answered 503 with `Retry-After` at once rather than
@@ -62,14 +69,38 @@ pub struct Limits {
     pub max_concurrent_requests: usize,
     /// How long one request may take before it is answered 503 (its outcome then unknown:
     /// retry with the same `Idempotency-Key`).
-    pub request_timeout: std::time::Duration,
+    pub request_timeout: Duration,
+    /// How long a request's head may take to arrive, from its first byte (from the accept, for
+    /// a connection's first request); a slower connection is closed.
+    pub header_read_timeout: Duration,
+    /// How long a kept-alive connection may wait for its next request before it is closed.
+    pub keep_alive_timeout: Duration,
+    /// How long a request's body may take to arrive (it is read before the request takes a
+    /// slot); a slower one is answered 408.
+    pub body_read_timeout: Duration,
+    /// Connections open at once; more are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// Connections open at once from one client address (an IPv6 /64 counts as one).
+    pub max_connections_per_address: usize,
+    /// Peers whose `X-Forwarded-For` names the client (reverse proxies in front of Stockroom).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Failed sign-ins allowed per client address per minute (all at once, or spread); a
+    /// client id takes ten times as many from all addresses together.
+    pub sign_in_failures_per_minute: u32,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_concurrent_requests: 1024,
-            request_timeout: std::time::Duration::from_secs(30),
+            request_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(75),
+            body_read_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+            max_connections_per_address: 256,
+            trusted_proxies: Vec::new(),
+            sign_in_failures_per_minute: 10,
         }
     }
 }
@@ -89,6 +120,9 @@ impl AppState {
             payments: Arc::new(PaymentSettings::default()),
             http_client: reqwest::Client::new(),
             limits: Arc::new(Limits::default()),
+            sign_ins: Arc::new(SignInLimits::new(
+                Limits::default().sign_in_failures_per_minute,
+            )),
             inflight: Arc::new(tokio::sync::Semaphore::new(
                 Limits::default().max_concurrent_requests,
             )),
@@ -98,6 +132,7 @@ impl AppState {
     pub fn with_limits(self, limits: Limits) -> Self {
         AppState {
             inflight: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_requests)),
+            sign_ins: Arc::new(SignInLimits::new(limits.sign_in_failures_per_minute)),
             limits: Arc::new(limits),
             ..self
         }
@@ -217,7 +252,7 @@ pub fn routes(state: AppState) -> (Router, Vec<RouteInfo>) {
         doc("Get an access token (client credentials or implicit grant)")
             .form::<wire::auth::TokenForm>()
             .ok::<wire::auth::Token>()
-            .errors(&[401]),
+            .errors(&[401, 429]),
     )
     .add(
         Get,
@@ -577,6 +612,8 @@ pub fn routes(state: AppState) -> (Router, Vec<RouteInfo>) {
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .layer(from_fn_with_state(state.clone(), shed_and_time_out))
+            // Outside the shedding: a body is read before its request takes a slot.
+            .layer(from_fn_with_state(state.clone(), server::read_body_first))
             .layer(from_fn_with_state(state.clone(), metrics::count))
             // Failed requests are answered and counted (`/metrics`); the causes worth an operator's
             // attention (storage errors) are logged where they happen. Logging every shed 503 at
@@ -644,7 +681,7 @@ async fn health(State(state): State<AppState>) -> Response {
 }
 
 /// Serves until `shutdown` completes, then finishes the requests in flight. Meanwhile it
-/// releases overdue payment attempts in the background.
+/// releases overdue payment attempts in the background, and keeps the token keys current.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -655,10 +692,11 @@ pub async fn serve(
         std::time::Duration::from_secs(5),
     );
     let sweeper = tokio::spawn(gateways::housekeeping_forever(state.clone(), every));
+    let keys = tokio::spawn(state.tokens.clone().refresh_forever(state.store.clone()));
+    let (limits, connections) = (state.limits.clone(), state.metrics.connections.clone());
     let (router, _) = routes(state);
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = server::run(listener, router, limits, connections, shutdown).await;
     sweeper.abort();
+    keys.abort();
     served
 }

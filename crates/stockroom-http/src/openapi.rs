@@ -348,7 +348,7 @@ fn operation(route: &RouteInfo, components: &mut Components) -> Result<Value, St
     let mut errors: Vec<u16> = op.errors.to_vec();
     errors.push(503);
     if op.body.is_some() {
-        errors.push(413);
+        errors.extend([408, 413]);
     }
     if op.body.is_some() || has_query || !path_params.is_empty() {
         errors.push(400);
@@ -405,6 +405,14 @@ fn error_response(status: u16) -> Value {
             "Retry-After": {
                 "description": format!("Seconds to wait before retrying (always {RETRY_AFTER_SECS})."),
                 "schema": {"type": "integer", "minimum": 0},
+            }
+        });
+    }
+    if status == 429 {
+        response["headers"] = json!({
+            "Retry-After": {
+                "description": "Seconds to wait before trying again.",
+                "schema": {"type": "integer", "minimum": 1},
             }
         });
     }
@@ -546,7 +554,12 @@ fn error_description(status: u16) -> &'static str {
         403 => "The token is valid but not an administrator's.",
         404 => "The resource could not be found.",
         409 => "The resource's state does not allow this.",
+        408 => "The body did not arrive within the body-read timeout.",
         413 => "The body is larger than the server accepts.",
+        429 => {
+            "Too many failed sign-ins from this address or for this client id; retry after \
+                Retry-After seconds."
+        }
         422 => {
             "The Idempotency-Key was used before with another request, or the stock \
                 arithmetic refused the change."

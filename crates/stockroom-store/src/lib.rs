@@ -14,6 +14,7 @@ mod flow;
 mod locations;
 mod model;
 mod orders;
+pub mod security;
 mod sql;
 pub mod testing;
 mod verify;
@@ -79,6 +80,15 @@ pub trait Store: Send + Sync + 'static {
     /// The value of a setting, writing `candidate` first if it has none (the first writer wins,
     /// also across instances).
     async fn setting_or_insert(&self, name: &str, candidate: &str) -> Result<String, StoreError>;
+
+    /// Every credential (at most `limits::CREDENTIALS_MAX`), by client id.
+    async fn credentials(&self) -> Result<Vec<Credential>, StoreError>;
+    /// Removes a credential; whether there was one.
+    async fn delete_credential(&self, client_id: &str) -> Result<bool, StoreError>;
+    /// The value of a setting, if it has one.
+    async fn setting(&self, name: &str) -> Result<Option<String>, StoreError>;
+    /// Sets a setting, replacing any value it had.
+    async fn set_setting(&self, name: &str, value: &str) -> Result<(), StoreError>;
 
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), StoreError>;

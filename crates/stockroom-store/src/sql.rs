@@ -57,6 +57,8 @@ pub struct SqlStore {
     dialect: &'static Dialect,
     read: Reader,
     writer: mpsc::Sender<Job>,
+    /// The database file, on SQLite.
+    file: Option<std::path::PathBuf>,
 }
 
 /// The URL with any password replaced by `***`, for messages and logs.
@@ -160,6 +162,17 @@ impl SqlStore {
             Kind::Sqlite => (&SQLITE, sqlite_url(url, options.create_if_missing)?),
             Kind::Postgres => (&POSTGRES, url.to_owned()),
         };
+        let file = match kind {
+            Kind::Sqlite => sqlite_path(&url).ok().map(std::path::PathBuf::from),
+            Kind::Postgres => None,
+        };
+        // The database holds the token signing key: create it readable by its owner only.
+        if let (Some(path), true) = (&file, options.create_if_missing) {
+            crate::security::create_private_file(path).map_err(|e| OpenError::Connect {
+                url: redacted.clone(),
+                reason: format!("cannot create {}: {e}", path.display()),
+            })?;
+        }
         sqlx::any::AnyConnectOptions::from_str(&url).map_err(|e| OpenError::BadUrl {
             url: redacted.clone(),
             reason: e.to_string(),
@@ -244,11 +257,17 @@ impl SqlStore {
             dialect,
             read,
             writer: tx,
+            file,
         }))
     }
 
     pub fn kind(&self) -> Kind {
         self.dialect.kind
+    }
+
+    /// The database file, on SQLite.
+    pub fn database_file(&self) -> Option<&std::path::Path> {
+        self.file.as_deref()
     }
 
     /// Writes a consistent snapshot of a SQLite database to a new file (`VACUUM INTO`, which
@@ -257,6 +276,10 @@ impl SqlStore {
         if self.dialect.kind != Kind::Sqlite {
             return Err(StoreError::Internal("backup_to is for SQLite".into()));
         }
+        // A backup holds the token signing key: readable by its owner only. VACUUM INTO
+        // accepts an empty file.
+        crate::security::create_private_file(std::path::Path::new(path))
+            .map_err(|e| StoreError::Internal(format!("cannot create {path}: {e}")))?;
         sqlx::query("VACUUM INTO $1")
             .bind(path.to_owned())
             .execute(&self.read.pool)
@@ -315,7 +338,7 @@ pub(crate) fn history_entry(row: &impl Get) -> Result<HistoryEntry, StoreError> 
     })
 }
 
-fn credential(row: &AnyRow) -> Result<Credential, StoreError> {
+pub(crate) fn credential(row: &AnyRow) -> Result<Credential, StoreError> {
     let role: String = row.try_get("role")?;
     Ok(Credential {
         client_id: row.try_get("client_id")?,
@@ -537,6 +560,22 @@ impl Store for SqlStore {
                 .fetch_one(&self.read.pool)
                 .await?,
         )
+    }
+
+    async fn credentials(&self) -> Result<Vec<Credential>, StoreError> {
+        crate::security::credentials(&self.read.pool).await
+    }
+
+    async fn delete_credential(&self, client_id: &str) -> Result<bool, StoreError> {
+        crate::security::delete_credential(&self.read.pool, client_id).await
+    }
+
+    async fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        crate::security::setting(&self.read.pool, name).await
+    }
+
+    async fn set_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        crate::security::set_setting(&self.read.pool, name, value).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

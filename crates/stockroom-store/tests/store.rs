@@ -182,3 +182,106 @@ fn random_sequences_agree_with_the_model_on_sqlite() {
 fn random_sequences_agree_with_the_model_on_postgres() {
     random_sequences_agree_with_the_model(Backend::Postgres);
 }
+
+async fn open(backend: Backend, dir: &std::path::Path) -> Option<Arc<SqlStore>> {
+    let url = fresh_database(backend, dir).await?;
+    Some(
+        SqlStore::open(&url, OpenOptions::default(), Arc::new(FixedClock))
+            .await
+            .expect("open"),
+    )
+}
+
+fn credential(id: &str, hash: &str) -> stockroom_store::Credential {
+    stockroom_store::Credential {
+        client_id: id.into(),
+        name: id.into(),
+        role: stockroom_domain::Role::Admin,
+        secret_hash: hash.into(),
+        created_at: Timestamp::from_secs(1),
+    }
+}
+
+async fn credentials_are_listed_and_removed_and_settings_replaced(backend: Backend) {
+    let dir = tempfile::tempdir().expect("dir");
+    let Some(store) = open(backend, dir.path()).await else {
+        return;
+    };
+    for id in ["b", "a"] {
+        store
+            .insert_credential(&credential(id, "h"))
+            .await
+            .expect("insert");
+    }
+    let ids: Vec<String> = store
+        .credentials()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|c| c.client_id)
+        .collect();
+    assert_eq!(ids, ["a", "b"], "every credential, by client id");
+    assert!(store.delete_credential("a").await.expect("delete"));
+    assert!(!store.delete_credential("a").await.expect("delete"), "gone");
+    assert_eq!(store.credentials().await.expect("list").len(), 1);
+
+    assert_eq!(store.setting("k").await.expect("read"), None);
+    store.set_setting("k", "one").await.expect("set");
+    store.set_setting("k", "two").await.expect("replace");
+    assert_eq!(
+        store.setting("k").await.expect("read").as_deref(),
+        Some("two")
+    );
+    assert_eq!(
+        store.setting_or_insert("k", "three").await.expect("read"),
+        "two"
+    );
+}
+
+#[tokio::test]
+async fn credentials_are_listed_and_removed_and_settings_replaced_on_sqlite() {
+    credentials_are_listed_and_removed_and_settings_replaced(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn credentials_are_listed_and_removed_and_settings_replaced_on_postgres() {
+    credentials_are_listed_and_removed_and_settings_replaced(Backend::Postgres).await;
+}
+
+/// The database holds the token signing key: a new one, its WAL and shared-memory files, and
+/// its backups are readable by their owner only.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_sqlite_database_its_companions_and_its_backups_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("dir");
+    let store = open(Backend::Sqlite, dir.path()).await.expect("sqlite");
+    // A write makes SQLite create the -wal and -shm files.
+    store.set_setting("k", "v").await.expect("write");
+    let db = store.database_file().expect("a file").to_owned();
+    let backup = dir.path().join("backup.db");
+    store
+        .backup_to(backup.to_str().expect("utf-8"))
+        .await
+        .expect("backup");
+    for path in [
+        db.clone(),
+        db.with_extension("db-wal"),
+        db.with_extension("db-shm"),
+        backup,
+    ] {
+        let mode = std::fs::metadata(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{} is {:o}", path.display(), mode);
+    }
+    assert!(stockroom_store::security::files_open_to_others(&db).is_empty());
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let open = stockroom_store::security::files_open_to_others(&db);
+    assert_eq!(
+        open,
+        vec![(db.clone(), 0o644)],
+        "a readable file is reported"
+    );
+}

@@ -351,10 +351,19 @@ struct Server {
     addr: SocketAddr,
 }
 
-async fn start_server(db_url: &str, id: &str, secret: &str) -> anyhow::Result<Server> {
+async fn start_server(
+    db_url: &str,
+    id: &str,
+    secret: &str,
+    clients: u32,
+) -> anyhow::Result<Server> {
     let exe = std::env::current_exe().context("finding the stockroom executable")?;
+    // Every simulated client comes from 127.0.0.1: let them all connect, and then some.
+    let connections = (u64::from(clients) + 64).max(4096).to_string();
     let mut child = Command::new(exe)
         .args(["serve", "--listen", "127.0.0.1:0", "--database-url", db_url])
+        .env("STOCKROOM_MAX_CONNECTIONS", &connections)
+        .env("STOCKROOM_MAX_CONNECTIONS_PER_ADDRESS", &connections)
         .env("STOCKROOM_CLIENT_ID", id)
         .env("STOCKROOM_CLIENT_SECRET", secret)
         .env("STOCKROOM_LOG", "warn")
@@ -929,7 +938,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             );
         }
         for _ in 0..args.instances {
-            servers.push(start_server(&url, &id, &secret).await?);
+            servers.push(start_server(&url, &id, &secret, args.clients).await?);
         }
         db_url = Some(url);
         let addrs = servers.iter().map(|s| s.addr).collect();

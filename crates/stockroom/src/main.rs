@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use stockroom_domain::limits::CLIENT_SECRET_LEN_MIN;
 use stockroom_domain::{Clock, Role};
 use stockroom_http::clock::SystemClock;
 use stockroom_http::{auth, AppState, HttpGateway, Limits, PaymentSettings};
@@ -134,6 +135,57 @@ struct ServeArgs {
     #[arg(long, env = "STOCKROOM_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
     request_timeout_ms: u64,
 
+    /// Milliseconds a request's head may take to arrive, from its first byte (from the
+    /// connection's start, for its first request); a slower connection is closed.
+    #[arg(
+        long,
+        env = "STOCKROOM_HEADER_READ_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    header_read_timeout_ms: u64,
+
+    /// Milliseconds a kept-alive connection may wait for its next request before it is closed.
+    /// Set it above the idle timeout of a load balancer in front.
+    #[arg(
+        long,
+        env = "STOCKROOM_KEEP_ALIVE_TIMEOUT_MS",
+        default_value_t = 75_000
+    )]
+    keep_alive_timeout_ms: u64,
+
+    /// Milliseconds a request's body may take to arrive; a slower one is answered 408. Bodies
+    /// are read before the request counts against --max-concurrent-requests.
+    #[arg(long, env = "STOCKROOM_BODY_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    body_read_timeout_ms: u64,
+
+    /// Connections open at once; more are closed as soon as they are accepted. Lowered to fit
+    /// the process's open-file limit.
+    #[arg(long, env = "STOCKROOM_MAX_CONNECTIONS", default_value_t = 4096)]
+    max_connections: usize,
+
+    /// Connections open at once from one client address (an IPv6 /64 counts as one).
+    #[arg(
+        long,
+        env = "STOCKROOM_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 256
+    )]
+    max_connections_per_address: usize,
+
+    /// Addresses of reverse proxies whose X-Forwarded-For names the client (comma-separated).
+    /// Rate limits per address then apply to the client, not the proxy.
+    #[arg(long, env = "STOCKROOM_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<std::net::IpAddr>,
+
+    /// Failed sign-ins (wrong secret, unknown client id) allowed per client address per
+    /// minute, all at once or spread; beyond it the token endpoint answers 429. A client id
+    /// takes ten times as many from all addresses together.
+    #[arg(
+        long,
+        env = "STOCKROOM_SIGN_IN_FAILURES_PER_MINUTE",
+        default_value_t = 10
+    )]
+    sign_in_failures_per_minute: u32,
+
     /// Log format: text for people, json for log collectors. The level comes from
     /// STOCKROOM_LOG (e.g. info, debug, stockroom_store=debug).
     #[arg(long, env = "STOCKROOM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -156,6 +208,33 @@ enum KeysCommand {
         /// admin: may do everything; shopper: gets shopper tokens only.
         #[arg(long, value_enum, default_value_t = RoleArg::Admin)]
         role: RoleArg,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List the credentials (client id, role, name; never secrets).
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Give a credential a new secret, printed once; every token it was given stops working
+    /// (on every instance within 2 s).
+    RotateSecret {
+        #[arg(long)]
+        client_id: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Remove a credential; every token it was given stops working (on every instance within
+    /// 2 s).
+    Revoke {
+        #[arg(long)]
+        client_id: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Replace the token signing key: every token issued so far stops working (on every
+    /// instance within 2 s); clients sign in again.
+    RotateSigningKey {
         #[command(flatten)]
         db: DbArgs,
     },
@@ -215,8 +294,17 @@ async fn open_with(
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logs(args.log_format);
+    if let Some(secret) = &args.client_secret {
+        if secret.chars().count() < CLIENT_SECRET_LEN_MIN {
+            anyhow::bail!(
+                "STOCKROOM_CLIENT_SECRET (--client-secret) must be at least \
+                 {CLIENT_SECRET_LEN_MIN} characters; make one with e.g. `openssl rand -base64 32`"
+            );
+        }
+    }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = open(&args.db, clock.clone()).await?;
+    warn_if_others_can_read(&store);
     ensure_credential(&*store, &args, &*clock).await?;
     if args.request_timeout_ms <= args.payment_gateway_timeout_ms {
         anyhow::bail!(
@@ -244,10 +332,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("loading the token signing key")?
         .with_payments(payments)
-        .with_limits(Limits {
-            max_concurrent_requests: args.max_concurrent_requests.max(1),
-            request_timeout: Duration::from_millis(args.request_timeout_ms),
-        });
+        .with_limits(limits(&args));
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -266,6 +351,73 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn limits(args: &ServeArgs) -> Limits {
+    let ms = Duration::from_millis;
+    Limits {
+        max_concurrent_requests: args.max_concurrent_requests.max(1),
+        request_timeout: ms(args.request_timeout_ms),
+        header_read_timeout: ms(args.header_read_timeout_ms.max(1)),
+        keep_alive_timeout: ms(args.keep_alive_timeout_ms.max(1)),
+        body_read_timeout: ms(args.body_read_timeout_ms.max(1)),
+        max_connections: connections_within_file_limit(args.max_connections.max(1), &args.db),
+        max_connections_per_address: args.max_connections_per_address.max(1),
+        trusted_proxies: args.trusted_proxies.clone(),
+        sign_in_failures_per_minute: args.sign_in_failures_per_minute.max(1),
+    }
+}
+
+/// Descriptors kept for everything but client connections: database files and connections,
+/// the listener, logs.
+const FILES_RESERVED: u64 = 64;
+
+/// `wanted` connections, if the open-file limit allows them (raising the soft limit toward the
+/// hard one if needed); else as many as it allows, with a warning. A cap above the limit would
+/// let stalled connections take every descriptor, and accepting would fail for everyone.
+fn connections_within_file_limit(wanted: usize, db: &DbArgs) -> usize {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let reserved = FILES_RESERVED + 2 * u64::from(db.pool_size);
+    let needed = wanted as u64 + reserved;
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current.is_some_and(|soft| soft < needed) {
+        let raised = limit.maximum.map_or(needed, |hard| hard.min(needed));
+        let attempt = rustix::process::Rlimit {
+            current: Some(raised),
+            maximum: limit.maximum,
+        };
+        if setrlimit(Resource::Nofile, attempt).is_ok() {
+            limit = getrlimit(Resource::Nofile);
+        }
+    }
+    let Some(soft) = limit.current else {
+        return wanted;
+    };
+    let fits = usize::try_from(soft.saturating_sub(reserved).max(1)).unwrap_or(wanted);
+    if fits < wanted {
+        tracing::warn!(
+            max_connections = fits,
+            asked = wanted,
+            open_file_limit = soft,
+            "lowered --max-connections to fit the open-file limit (raise it with ulimit -n)"
+        );
+    }
+    fits.min(wanted)
+}
+
+/// The database holds the token signing key: anyone who can read it can mint tokens.
+fn warn_if_others_can_read(store: &SqlStore) {
+    let Some(file) = store.database_file() else {
+        return;
+    };
+    for (path, mode) in stockroom_store::security::files_open_to_others(file) {
+        tracing::warn!(
+            file = %path.display(),
+            mode = %format!("{mode:o}"),
+            "the database file can be read by other users, and it holds the token signing key; \
+             make it private: chmod 600"
+        );
+    }
+}
+
 /// The credential from the environment, or on first start a new administrator credential,
 /// printed once on standard output (never logged).
 async fn ensure_credential(
@@ -274,10 +426,26 @@ async fn ensure_credential(
     clock: &dyn Clock,
 ) -> anyhow::Result<()> {
     if let (Some(id), Some(secret)) = (&args.client_id, &args.client_secret) {
+        let stored = store.credential(id).await?;
+        if stored
+            .as_ref()
+            .is_some_and(|c| c.role == Role::Admin && auth::secret_matches(secret, &c.secret_hash))
+        {
+            // Unchanged: its tokens stay valid (every instance starts with the same secret).
+            return Ok(());
+        }
         let credential =
             auth::credential(id, secret, "from environment", Role::Admin, clock.now())?;
         store.upsert_credential(&credential).await?;
-        tracing::info!(client_id = %id, "administrator credential from the environment");
+        if stored.is_some() {
+            tracing::warn!(
+                client_id = %id,
+                "the administrator credential from the environment has a new secret: \
+                 every token issued with the old one is revoked"
+            );
+        } else {
+            tracing::info!(client_id = %id, "administrator credential from the environment");
+        }
         return Ok(());
     }
     if store.credential_count().await? > 0 {
@@ -357,6 +525,50 @@ async fn backup(to: std::path::PathBuf, db: DbArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn keys(command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::Create { name, role, db } => keys_create(name, role, db).await,
+        KeysCommand::List { db } => {
+            let store = open_existing(&db).await?;
+            for c in store.credentials().await? {
+                println!("{}\t{}\t{}", c.client_id, c.role.as_str(), c.name);
+            }
+            Ok(())
+        }
+        KeysCommand::RotateSecret { client_id, db } => {
+            let store = open_existing(&db).await?;
+            let Some(old) = store.credential(&client_id).await? else {
+                anyhow::bail!("no credential has client id {client_id:?}");
+            };
+            let secret = auth::random_string(32);
+            let new = auth::credential(&client_id, &secret, &old.name, old.role, old.created_at)?;
+            store.upsert_credential(&new).await?;
+            println!("client_id:     {client_id}\nclient_secret: {secret}");
+            eprintln!("the old secret and every token issued with it no longer work");
+            Ok(())
+        }
+        KeysCommand::Revoke { client_id, db } => {
+            let store = open_existing(&db).await?;
+            if !store.delete_credential(&client_id).await? {
+                anyhow::bail!("no credential has client id {client_id:?}");
+            }
+            println!("removed {client_id}; its tokens no longer work");
+            Ok(())
+        }
+        KeysCommand::RotateSigningKey { db } => {
+            let store = open_existing(&db).await?;
+            store
+                .set_setting(
+                    stockroom_http::tokens::SIGNING_KEY_SETTING,
+                    &stockroom_http::tokens::new_signing_key(),
+                )
+                .await?;
+            println!("rotated the token signing key; every token issued before no longer works");
+            Ok(())
+        }
+    }
+}
+
 async fn keys_create(name: String, role: RoleArg, db: DbArgs) -> anyhow::Result<()> {
     let clock = SystemClock;
     let store = open(&db, Arc::new(SystemClock)).await?;
@@ -398,11 +610,7 @@ fn main() -> ExitCode {
             Command::Verify(db) => verify(db).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Backup { to, db } => backup(to, db).await.map(|()| ExitCode::SUCCESS),
-            Command::Keys {
-                command: KeysCommand::Create { name, role, db },
-            } => keys_create(name, role, db)
-                .await
-                .map(|()| ExitCode::SUCCESS),
+            Command::Keys { command } => keys(command).await.map(|()| ExitCode::SUCCESS),
         }
     });
     match result {

@@ -12,13 +12,29 @@ use stockroom_store::testing::{fresh_database, Backend};
 
 const BIN: &str = env!("CARGO_BIN_EXE_stockroom");
 const ADMIN_ID: &str = "cli-admin";
-const ADMIN_SECRET: &str = "cli-admin-secret";
+const ADMIN_SECRET: &str = "cli-admin-secret-of-24-chars-or-more";
 
 /// A running `stockroom serve`, killed when dropped.
 struct Server {
     child: Child,
     base: String,
     stdout: String,
+    /// Everything it has logged so far.
+    logs: Arc<std::sync::Mutex<String>>,
+}
+
+impl Server {
+    /// Waits (at most 10 s) until the logs contain `needle`; the logs so far.
+    fn logs_with(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let logs = self.logs.lock().expect("logs").clone();
+            if logs.contains(needle) || std::time::Instant::now() > deadline {
+                return logs;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Server {
@@ -43,7 +59,15 @@ fn serve(url: &str, env: &[(&str, &str)]) -> Server {
     let mut child = cmd.spawn().expect("spawn stockroom serve");
     // Keep draining the logs so the server never blocks on a full pipe.
     let stderr = child.stderr.take().expect("stderr");
-    std::thread::spawn(move || for _ in BufReader::new(stderr).lines() {});
+    let logs = Arc::new(std::sync::Mutex::new(String::new()));
+    let kept = logs.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut logs = kept.lock().expect("logs");
+            logs.push_str(&line);
+            logs.push('\n');
+        }
+    });
     // Everything serve prints on stdout comes before the line that says where it listens.
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let mut stdout = String::new();
@@ -63,6 +87,7 @@ fn serve(url: &str, env: &[(&str, &str)]) -> Server {
         child,
         base: format!("http://{addr}"),
         stdout,
+        logs,
     }
 }
 
@@ -110,6 +135,12 @@ fn help_explains_every_serve_option() {
         "--pool-size",
         "--acquire-timeout-ms",
         "--client-id",
+        "--header-read-timeout-ms",
+        "--keep-alive-timeout-ms",
+        "--body-read-timeout-ms",
+        "--max-connections",
+        "--max-connections-per-address",
+        "--sign-in-failures-per-minute",
         "STOCKROOM_DATABASE_URL",
         "STOCKROOM_LISTEN",
     ] {
@@ -691,4 +722,221 @@ fn verify_refuses_a_database_that_does_not_exist() {
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     assert!(!missing.exists(), "verify created no database");
+}
+
+#[test]
+fn a_client_secret_shorter_than_24_characters_is_refused_at_start() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--database-url"])
+        .arg(sqlite_url(dir.path()))
+        .env("STOCKROOM_CLIENT_ID", ADMIN_ID)
+        .env("STOCKROOM_CLIENT_SECRET", "a".repeat(23))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("at least 24 characters"), "{stderr}");
+    assert!(
+        !stderr.contains(&"a".repeat(23)),
+        "the secret is not echoed"
+    );
+}
+
+/// Asks with `token` until the server refuses it; panics if it still accepts it after 10 s
+/// (instances re-read their keys every 2 s).
+async fn refused_soon(http: &reqwest::Client, base: &str, token: &str) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = http
+            .get(format!("{base}/v2/inventories"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("get");
+        if r.status() == 401 {
+            return;
+        }
+        assert_eq!(r.status(), 200);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the token still works"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+async fn works(http: &reqwest::Client, base: &str, token: &str) -> bool {
+    http.get(format!("{base}/v2/inventories"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("get")
+        .status()
+        == 200
+}
+
+fn printed(stdout: &str, name: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .map(str::trim)
+        .expect(name)
+        .to_owned()
+}
+
+/// `keys revoke`, `keys rotate-secret` and `keys rotate-signing-key`, run beside a serving
+/// instance, stop the tokens they should, and only those.
+#[tokio::test]
+async fn keys_revoke_rotate_secret_and_rotate_signing_key_stop_old_tokens() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = sqlite_url(dir.path());
+    let env = [
+        ("STOCKROOM_CLIENT_ID", ADMIN_ID),
+        ("STOCKROOM_CLIENT_SECRET", ADMIN_SECRET),
+    ];
+    let server = serve(&url, &env);
+    let out = run(&["keys", "create", "--name", "ops", "--database-url", &url]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let (ops_id, ops_secret) = (
+        printed(&stdout, "client_id:"),
+        printed(&stdout, "client_secret:"),
+    );
+    let http = reqwest::Client::new();
+    let base = &server.base;
+    let admin = token(&http, base, ADMIN_ID, ADMIN_SECRET).await;
+    let ops = token(&http, base, &ops_id, &ops_secret).await;
+    let listed = text(&run(&["keys", "list", "--database-url", &url]).stdout);
+    assert!(
+        listed.contains(&ops_id) && listed.contains(ADMIN_ID),
+        "{listed}"
+    );
+    assert!(!listed.contains(&ops_secret), "never a secret");
+
+    let out = run(&[
+        "keys",
+        "revoke",
+        "--client-id",
+        &ops_id,
+        "--database-url",
+        &url,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    refused_soon(&http, base, &ops).await;
+    assert!(
+        works(&http, base, &admin).await,
+        "other credentials keep their tokens"
+    );
+
+    let out = run(&[
+        "keys",
+        "rotate-secret",
+        "--client-id",
+        ADMIN_ID,
+        "--database-url",
+        &url,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let new_secret = printed(&text(&out.stdout), "client_secret:");
+    refused_soon(&http, base, &admin).await;
+    let admin = token(&http, base, ADMIN_ID, &new_secret).await;
+    assert!(works(&http, base, &admin).await);
+
+    let out = run(&["keys", "rotate-signing-key", "--database-url", &url]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    refused_soon(&http, base, &admin).await;
+    let admin = token(&http, base, ADMIN_ID, &new_secret).await;
+    assert!(works(&http, base, &admin).await, "signing in again works");
+    let out = run(&[
+        "keys",
+        "revoke",
+        "--client-id",
+        "nobody",
+        "--database-url",
+        &url,
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an unknown client id is an error"
+    );
+}
+
+/// Every instance starts with the same STOCKROOM_CLIENT_SECRET: a restart with it keeps the
+/// credential's tokens; a restart with a new one revokes them.
+#[tokio::test]
+async fn a_new_client_secret_at_start_revokes_the_old_tokens_and_the_same_one_keeps_them() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = sqlite_url(dir.path());
+    let http = reqwest::Client::new();
+    let with = |secret: &'static str| {
+        [
+            ("STOCKROOM_CLIENT_ID", ADMIN_ID),
+            ("STOCKROOM_CLIENT_SECRET", secret),
+        ]
+    };
+    let first = serve(&url, &with(ADMIN_SECRET));
+    let admin = token(&http, &first.base, ADMIN_ID, ADMIN_SECRET).await;
+    drop(first);
+    let same = serve(&url, &with(ADMIN_SECRET));
+    assert!(
+        works(&http, &same.base, &admin).await,
+        "same secret: still valid"
+    );
+    drop(same);
+    let changed = serve(&url, &with("a-different-secret-of-enough-length"));
+    assert!(
+        !works(&http, &changed.base, &admin).await,
+        "new secret: revoked"
+    );
+    let logs = changed.logs_with("revoked");
+    assert!(
+        logs.contains("every token issued with the old one is revoked"),
+        "{logs}"
+    );
+}
+
+/// Failed sign-ins are logged at warn with the client id and address, never the secret; a
+/// database file others can read is reported at start.
+#[cfg(unix)]
+#[tokio::test]
+async fn failed_sign_ins_and_a_readable_database_are_logged() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("dir");
+    let url = sqlite_url(dir.path());
+    let env = [
+        ("STOCKROOM_CLIENT_ID", ADMIN_ID),
+        ("STOCKROOM_CLIENT_SECRET", ADMIN_SECRET),
+    ];
+    drop(serve(&url, &env));
+    let db = dir.path().join("stockroom.db");
+    let mode = std::fs::metadata(&db).expect("db").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "created private");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let server = serve(&url, &env);
+    let logs = server.logs_with("chmod 600");
+    assert!(logs.contains("can be read by other users"), "{logs}");
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/oauth/access_token", server.base))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", ADMIN_ID),
+            ("client_secret", "the-wrong-secret-guess"),
+        ])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 401);
+    let logs = server.logs_with("sign-in failed");
+    let line = logs
+        .lines()
+        .find(|l| l.contains("sign-in failed"))
+        .unwrap_or_else(|| panic!("a sign-in failure is logged: {logs}"));
+    assert!(
+        line.contains("WARN") && line.contains(ADMIN_ID) && line.contains("127.0.0.1"),
+        "{line}"
+    );
+    assert!(!logs.contains("the-wrong-secret-guess"), "never the secret");
 }

@@ -1002,6 +1002,7 @@ async fn load_beyond_the_limit_is_shed_and_slow_requests_time_out(backend: Backe
     let limits = Limits {
         max_concurrent_requests: 1,
         request_timeout: Duration::from_millis(500),
+        ..Limits::default()
     };
     let Some(app) = spawn_app_limited(backend, settings, limits).await else {
         return;

@@ -2,8 +2,10 @@
 
 mod support;
 
+mod connections;
 mod flow;
 mod locations;
+mod security;
 mod wire;
 
 use std::sync::Arc;
