@@ -94,6 +94,7 @@ class Instance:
         self.proc: subprocess.Popen | None = None
         self.log = open(os.path.join(work, f"{self.name}.log"), "ab")
         self.starts = 0
+        self.url_params = args.url_params
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKROOM_")}
         self.env.update(
             STOCKROOM_CLIENT_ID=args.client_id,
@@ -102,9 +103,11 @@ class Instance:
         )
 
     def with_app_name(self, url: str) -> str:
-        """The URL with application_name set, so pg_stat_activity tells the instances apart."""
+        """The URL with application_name set, so pg_stat_activity tells the instances apart
+        (and --url-params, if any)."""
         sep = "&" if "?" in url else "?"
-        return f"{url}{sep}application_name={self.name}"
+        extra = f"&{self.url_params}" if self.url_params else ""
+        return f"{url}{sep}application_name={self.name}{extra}"
 
     def start(self) -> None:
         self.starts += 1
@@ -317,6 +320,7 @@ class Worker(threading.Thread):
             headers = {"Authorization": "Bearer " + run.token, "Content-Type": "application/json",
                        "Idempotency-Key": key}
             t0 = time.monotonic()
+            run.inflight[self.wid] = (self.inst.index, t0)
             try:
                 status, resp = self.http.request(method, path, body, headers)
                 outcome = str(status)
@@ -326,6 +330,7 @@ class Worker(threading.Thread):
                 status, resp, outcome = 0, None, "timeout"
             except (OSError, http.client.HTTPException):
                 status, resp, outcome = 0, None, "conn-error"
+            run.inflight.pop(self.wid, None)
             run.record.add(Attempt(self.inst.index, kind, t0, time.monotonic(), outcome))
             if status == 401:
                 run.refresh_token()
@@ -479,6 +484,7 @@ class Run:
         self.token = ""
         self.token_lock = threading.Lock()
         self.failed_workers: list[str] = []
+        self.inflight: dict[int, tuple[int, float]] = {}  # worker -> (instance, attempt start)
         self.checks_failed: list[str] = []
         self.checks_passed = 0
         self.figures: list[str] = []
@@ -585,6 +591,9 @@ class Run:
             counts = collections.Counter(a.outcome for a in window)
             longest = max((a.end - a.start for a in mine if a.end > t_fault and a.start < t_to), default=0.0)
             answers = ", ".join(f"{n}x {o}" for o, n in sorted(counts.items())) or "none"
+            waiting = [now - t for i, t in list(self.inflight.values()) if i == inst.index]
+            if waiting and inst.index not in served:
+                answers += f"; {len(waiting)} request(s) still unanswered, the oldest for {max(waiting):.1f} s"
             back = (f"first after it at +{served[inst.index]:.2f} s" if inst.index in served
                     else "none since (NOT serving)")
             line = (f"{label} {inst.name}: last write acknowledged at {fault}{last_ok - t_fault:+.2f} s, "
@@ -736,8 +745,16 @@ def failover_round(run: Run, label: str, primary: Node, standby: Node) -> None:
     say(f"\n== {label}: load for {args.load_before:.0f} s, then the primary crashes")
     time.sleep(args.load_before)
     t_crash = time.monotonic()
-    primary.stop("immediate")
+    if args.fault in ("isolate", "host-down"):
+        for p in run.proxies:
+            p.stall()  # new connections wait (as for an address nobody answers) until the switch
+            p.isolate_current(reset_on_send=args.fault == "host-down")
+    else:
+        primary.stop("immediate")
     time.sleep(args.detect)  # the time a watcher takes to decide the primary is gone
+    if args.switch_early:
+        for p in run.proxies:
+            p.switch(standby.port, cut_existing=not args.keep_connections)
     standby.promote()
     if args.sync and not args.keep_sync:
         # The promoted node has no standby yet: left synchronous, every commit would wait for
@@ -745,6 +762,7 @@ def failover_round(run: Run, label: str, primary: Node, standby: Node) -> None:
         standby.set_sync_standbys("")
     for p in run.proxies:
         p.switch(standby.port, cut_existing=not args.keep_connections)
+        p.flow()
     t_promoted = time.monotonic()
     say(f"  crash -> promoted in {t_promoted - t_crash:.2f} s (detection {args.detect:.1f} s + promotion)")
     served = run.wait_served(t_promoted, args.recover_within, standby, label)
@@ -882,6 +900,17 @@ def main() -> int:
                     help="failover: leave synchronous_standby_names on the promoted node (commits then wait)")
     ap.add_argument("--keep-connections", action="store_true",
                     help="failover, proxy style: switch only new connections, keep those open to the old primary")
+    ap.add_argument("--switch-early", action="store_true",
+                    help="failover, proxy style: move the proxies to the standby before promoting it")
+    ap.add_argument("--fault", choices=["crash", "isolate", "host-down"], default="crash",
+                    help="failover: crash the primary (stop -m immediate: its kernel closes every "
+                    "connection); isolate: leave it running and stall every proxied connection to it "
+                    "(a partition); host-down: the same, but a connection is reset as soon as "
+                    "Stockroom sends on it (the host is gone and its address moved). The last two "
+                    "need the proxy style and --keep-connections")
+    ap.add_argument("--url-params", default="",
+                    help="more query parameters for the instances' database URL, e.g. "
+                    "'options=-c%%20idle_in_transaction_session_timeout%%3D5000'")
     ap.add_argument("--seed", type=int)
     args = ap.parse_args()
     args.client_id = "failover-admin"
@@ -899,8 +928,9 @@ def main() -> int:
         run.checks_failed.append("interrupted")
     finally:
         run.cleanup()
-    say(f"\n== figures ({args.scenario}, URL style {args.url_style}, "
-        f"{'sync' if args.sync else 'async'} replication, {time.monotonic() - t0:.0f} s)")
+    setup = (f"URL style {args.url_style}, {'sync' if args.sync else 'async'} replication, fault {args.fault}"
+             if args.scenario == "failover" else f"{args.stall_which} paths stalled {args.stall:.0f} s")
+    say(f"\n== figures ({args.scenario}: {setup}; {time.monotonic() - t0:.0f} s)")
     for f in run.figures:
         say("  " + f)
     say(f"\n{run.checks_passed} passed, {len(run.checks_failed)} failed")

@@ -37,6 +37,9 @@ class Proxy:
         self.links: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter | None]] = set()
         self.server: asyncio.base_events.Server | None = None
         self.accepted = 0
+        self.isolated: set[asyncio.StreamWriter] = set()  # client sides whose links never flow again
+        self.never = asyncio.Event()  # not set: what isolated links wait on
+        self.reset_on_send: set[asyncio.StreamWriter] = set()
 
     # -- control (any thread) --
 
@@ -59,6 +62,14 @@ class Proxy:
         self.upstream = upstream
         return self.cut() if cut_existing else 0
 
+    def isolate_current(self, reset_on_send: bool = False) -> int:
+        """Stalls every connection open now, for good (the host behind them is gone), while new
+        ones flow to the upstream (`switch` picks it); returns how many. With `reset_on_send`
+        an isolated connection is reset as soon as the client sends anything on it — what a
+        virtual IP moved to another host does (that host answers segments of connections it
+        does not know with RST) — while a client that only waits for an answer waits forever."""
+        return self._call(self._isolate(reset_on_send))
+
     def open_connections(self) -> int:
         return len(self.links)
 
@@ -69,6 +80,8 @@ class Proxy:
             finally:
                 self.loop.call_soon_threadsafe(self.loop.stop)
                 self.thread.join(timeout=10)
+                if not self.thread.is_alive():
+                    self.loop.close()
 
     def _call(self, coro, timeout: float = 30):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -96,10 +109,38 @@ class Proxy:
                 server.transport.abort()
         return len(links)
 
+    async def _isolate(self, reset_on_send: bool) -> int:
+        for link in list(self.links):
+            self.isolated.add(link[0])
+            if reset_on_send:
+                self.reset_on_send.add(link[0])
+        return len(self.isolated)
+
     async def _close(self) -> None:
         if self.server is not None:
             self.server.close()
+        # Wake every held pump so that it meets its closed transport and ends.
+        self.isolated.clear()
+        self.reset_on_send.clear()
+        self.never.set()
+        assert self.flowing is not None
+        self.flowing.set()
         await self._cut()
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        if others:
+            await asyncio.wait(others, timeout=5)
+
+    async def _may_flow(self, client: asyncio.StreamWriter) -> None:
+        """Returns when this connection's bytes may pass: never for an isolated one, after the
+        stall for the others (isolation may come while waiting out a stall: check again)."""
+        assert self.flowing is not None
+        while True:
+            if client in self.isolated:
+                await self.never.wait()
+            elif not self.flowing.is_set():
+                await self.flowing.wait()
+            else:
+                return
 
     async def _accept(self, c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter) -> None:
         assert self.flowing is not None
@@ -119,8 +160,8 @@ class Proxy:
             link[1] = s_writer
             self.links.add(key)
             await asyncio.gather(
-                self._pump(c_reader, s_writer, link),
-                self._pump(s_reader, c_writer, link),
+                self._pump(c_reader, s_writer, link, c_writer, c_reader),
+                self._pump(s_reader, c_writer, link, c_writer, c_reader),
                 return_exceptions=True,
             )
         finally:
@@ -129,15 +170,19 @@ class Proxy:
                 if w is not None:
                     w.transport.abort()
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: list) -> None:
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: list,
+                    client: asyncio.StreamWriter, client_reader: asyncio.StreamReader) -> None:
         assert self.flowing is not None
         try:
             while True:
-                await self.flowing.wait()
+                if reader is not client_reader or client not in self.reset_on_send:
+                    await self._may_flow(client)
                 data = await reader.read(65536)
                 if not data:
                     break
-                await self.flowing.wait()  # read during a stall: held until the path is back
+                if reader is client_reader and client in self.reset_on_send:
+                    break  # the client spoke on a connection the new host does not know: RST
+                await self._may_flow(client)  # read during a stall: held until the path is back
                 writer.write(data)
                 await writer.drain()
         except (OSError, asyncio.CancelledError):
