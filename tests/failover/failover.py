@@ -791,7 +791,8 @@ def failover_round(run: Run, label: str, primary: Node, standby: Node) -> None:
         line = (f"{label}: " + ("after restarting on the new URL" if args.url_style == "single" else
                                 f"+{t_restart - t_promoted:.1f} s after the promotion") +
                 ", writes served again in " +
-                ", ".join(f"{run.instances[i - 1].name} {s:.2f} s" for i, s in sorted(again.items())))
+                (", ".join(f"{run.instances[i - 1].name} {s:.2f} s" for i, s in sorted(again.items()))
+                 or f"none within {args.ack_within:.0f} s"))
         say("  figure " + line)
         run.figures.append(line)
     time.sleep(args.load_after)
