@@ -5,6 +5,11 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 
 failover_cleanup() {
   local status=$?
+  # The driver first, so that it starts nothing more while we clean up.
+  if [[ -n "${DRIVER_PID:-}" ]] && kill -0 "$DRIVER_PID" 2>/dev/null; then
+    kill -TERM "$DRIVER_PID" 2>/dev/null || true
+    wait "$DRIVER_PID" 2>/dev/null || true
+  fi
   # Stockroom instances failover.py started (it writes their pids here).
   for f in "$WORK"/pids/*; do
     [[ -f "$f" ]] || continue
@@ -29,8 +34,12 @@ failover_cleanup() {
       kill -KILL "$(head -n1 "$pidfile")" 2>/dev/null || true
     fi
   done
-  if [[ "${FAILOVER_KEEP:-0}" == 1 || $status -ne 0 ]]; then
+  if [[ "${FAILOVER_KEEP:-0}" == 1 ]]; then
     echo "work folder kept: $WORK" >&2
+  elif [[ $status -ne 0 ]]; then
+    # Keep the logs and diagnostics of a failed run, not the clusters' data.
+    find "$WORK/pg" -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} + 2>/dev/null || true
+    echo "logs kept: $WORK (FAILOVER_KEEP=1 keeps the clusters' data too)" >&2
   else
     rm -rf "$WORK"
   fi
@@ -67,4 +76,12 @@ failover_setup() {
   fi
   trap failover_cleanup EXIT
   trap 'exit 130' INT TERM
+}
+
+# Runs failover.py in the background and waits for it, so that a signal to this script runs the
+# clean-up at once (bash runs traps only between commands, never during a foreground one).
+failover_run() {
+  python3 "$HERE/failover.py" "$@" &
+  DRIVER_PID=$!
+  wait "$DRIVER_PID"
 }

@@ -18,5 +18,5 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/common.sh"
 
 failover_setup
-python3 "$HERE/failover.py" partition --bin "$STOCKROOM_BIN" --work "$WORK" \
+failover_run partition --bin "$STOCKROOM_BIN" --work "$WORK" \
   --rounds "${FAILOVER_ROUNDS:-1}" "$@"

@@ -83,9 +83,11 @@ class Node:
 
     def _run(self, tool: str, *args: str, check: bool = True, timeout: float = 120) -> str:
         cmd = as_postgres([os.path.join(self.bin, tool), *args])
+        t0 = time.monotonic()
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         with open(os.path.join(self.root, f"{self.name}-tools.log"), "a") as log:
-            log.write(f"$ {' '.join(cmd)}\n{out.stdout}{out.stderr}(exit {out.returncode})\n")
+            log.write(f"$ {' '.join(cmd)}\n{out.stdout}{out.stderr}"
+                      f"(exit {out.returncode}, {time.monotonic() - t0:.2f} s)\n")
         if check and out.returncode != 0:
             raise PgError(f"{tool} {' '.join(args)} failed ({out.returncode}): {out.stderr.strip()[-800:]}")
         return out.stdout
@@ -161,7 +163,7 @@ class Node:
         primary.sql("CHECKPOINT", db="postgres")
         try:
             self._run("pg_rewind", "-D", self.data, f"--source-server=host=127.0.0.1 port={primary.port} "
-                      "user=postgres dbname=postgres", "-R", timeout=300)
+                      "user=postgres dbname=postgres", "-R", "--no-sync", timeout=300)
         except PgError as e:
             print(f"    pg_rewind failed ({e}); copying the new primary instead", flush=True)
             self.make_standby_of(primary)

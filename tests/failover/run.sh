@@ -25,6 +25,6 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/common.sh"
 
 failover_setup
-python3 "$HERE/failover.py" failover --bin "$STOCKROOM_BIN" --work "$WORK" \
+failover_run failover --bin "$STOCKROOM_BIN" --work "$WORK" \
   --rounds "${FAILOVER_ROUNDS:-2}" --url-style "${FAILOVER_URL_STYLE:-multi}" \
   --sync "${FAILOVER_SYNC:-1}" "$@"
