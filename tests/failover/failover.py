@@ -605,13 +605,17 @@ class Run:
     # -- data checks --
 
     def check_data(self, node: Node, label: str) -> None:
+        self.check_increments(node, label)
+        self.check_orders(node, label)
+        self.check(f"{label}: no request was refused", self.record.refusals[:],
+                   "every definitive answer was a success")
+
+    def check_increments(self, node: Node, label: str) -> None:
         rec = self.record
         problems: list[str] = []
-        ids_in_db: dict[str, list[str]] = {}
         for pid in INC_PRODUCTS:
             rows = node.sql(f"SELECT id, quantity FROM history WHERE product_id = '{pid}' AND action = 'increment'")
             got = [r.split("|") for r in rows.splitlines() if r]
-            ids_in_db[pid] = [g[0] for g in got]
             want = rec.increments.get(pid, [])
             dup = [i for i, n in collections.Counter(g[0] for g in got).items() if n > 1]
             missing = {i for i, _ in want} - {g[0] for g in got}
@@ -630,7 +634,9 @@ class Run:
         self.check(f"{label}: every acknowledged increment is in the history exactly once", problems,
                    f"{n_inc} increments on {len(INC_PRODUCTS)} products, totals match")
 
-        problems = []
+    def check_orders(self, node: Node, label: str) -> None:
+        rec = self.record
+        problems: list[str] = []
         carts = dict(line.split("|", 1) for line in node.sql(
             f"SELECT cart_id, product_id || ':' || quantity FROM cart_items WHERE cart_id LIKE '{self.tag}-%'"
         ).splitlines() if line)
@@ -673,8 +679,6 @@ class Run:
                 problems.append(f"{pid}: allocated {got}, acknowledged payments hold {alloc_want[pid]}")
         self.check(f"{label}: every acknowledged cart, checkout and payment is there exactly once", problems,
                    f"{len(rec.carts)} carts, {len(rec.orders)} orders, {len(rec.paid)} paid; allocations match")
-        self.check(f"{label}: no request was refused", rec.refusals[:],
-                   "every definitive answer was a success")
 
     def verify(self, node: Node, label: str) -> None:
         out = subprocess.run([self.args.bin, "verify", "--database-url", node.url()],
