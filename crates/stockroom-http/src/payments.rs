@@ -65,25 +65,45 @@ pub async fn ask_gateway(
             "method": payment.transaction_type,
         }))
         .send();
+    let started = std::time::Instant::now();
     let declined = |why: String| Verdict {
         approved: false,
         failure: Some(why),
     };
-    match request.await {
-        Err(e) if e.is_timeout() => declined("the gateway did not answer in time".into()),
-        Err(_) => declined("the gateway could not be reached".into()),
-        Ok(r) if !r.status().is_success() => {
-            declined(format!("the gateway answered {}", r.status().as_u16()))
-        }
+    let (verdict, outcome) = match request.await {
+        Err(e) if e.is_timeout() => (
+            declined("the gateway did not answer in time".into()),
+            "timeout",
+        ),
+        Err(_) => (
+            declined("the gateway could not be reached".into()),
+            "unreachable",
+        ),
+        Ok(r) if !r.status().is_success() => (
+            declined(format!("the gateway answered {}", r.status().as_u16())),
+            "error_status",
+        ),
         Ok(r) => match r.json::<serde_json::Value>().await {
-            Ok(body) if body["decision"] == "approve" => Verdict {
-                approved: true,
-                failure: None,
-            },
-            Ok(_) => declined("the gateway declined the payment".into()),
-            Err(_) => declined("the gateway's answer could not be read".into()),
+            Ok(body) if body["decision"] == "approve" => (
+                Verdict {
+                    approved: true,
+                    failure: None,
+                },
+                "approved",
+            ),
+            Ok(_) => (
+                declined("the gateway declined the payment".into()),
+                "declined",
+            ),
+            Err(_) => (
+                declined("the gateway's answer could not be read".into()),
+                "unreadable",
+            ),
         },
-    }
+    };
+    metrics::histogram!("stockroom_payment_gateway_duration_seconds", "outcome" => outcome)
+        .record(started.elapsed().as_secs_f64());
+    verdict
 }
 
 /// Records the gateway's verdict on an attempt. A verdict is money that has moved (or not), so

@@ -81,6 +81,12 @@ struct ServeArgs {
     #[command(flatten)]
     db: DbArgs,
 
+    /// Also serve GET /metrics (Prometheus text) on this address, without a token: for a
+    /// scraper on a private network. On the main address /metrics needs an administrator's
+    /// bearer token.
+    #[arg(long, env = "STOCKROOM_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+
     /// Client id of an administrator credential to create (or update) at start; needs
     /// STOCKROOM_CLIENT_SECRET. Without it, the first start creates one and prints it once.
     #[arg(long, env = "STOCKROOM_CLIENT_ID", requires = "client_secret")]
@@ -252,6 +258,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
+    if let Some(metrics_addr) = args.metrics_listen {
+        let metrics = TcpListener::bind(metrics_addr)
+            .await
+            .with_context(|| format!("cannot listen on {metrics_addr} for metrics"))?;
+        tracing::info!(addr = %metrics_addr, "serving /metrics without a token");
+        tokio::spawn(async move {
+            if let Err(e) = stockroom_http::metrics::serve_plain(metrics).await {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
+    }
     let shutdown = shutdown_signal()?;
     println!("stockroom listening on http://{addr}");
     tracing::info!(

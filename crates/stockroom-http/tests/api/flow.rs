@@ -884,7 +884,9 @@ async fn an_overdue_payment_attempt_is_released_exactly_once(app: TestApp) {
 
 /// A stand-in payment provider: approves, declines, answers 500, or never answers. Each request
 /// it receives is announced on the returned channel.
-async fn spawn_gateway(mode: Arc<AtomicU8>) -> (String, tokio::sync::mpsc::UnboundedReceiver<()>) {
+pub(crate) async fn spawn_gateway(
+    mode: Arc<AtomicU8>,
+) -> (String, tokio::sync::mpsc::UnboundedReceiver<()>) {
     use axum::routing::post;
     let (seen_tx, seen) = tokio::sync::mpsc::unbounded_channel();
     let app = axum::Router::new().route(

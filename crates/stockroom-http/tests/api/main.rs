@@ -4,6 +4,7 @@ mod support;
 
 mod flow;
 mod locations;
+mod metrics;
 
 use std::sync::Arc;
 
@@ -1038,6 +1039,7 @@ async fn health_and_metrics_answer(app: TestApp) {
     let text = app
         .http
         .get(format!("{}/metrics", app.base))
+        .bearer_auth(&app.admin)
         .send()
         .await
         .expect("metrics")
