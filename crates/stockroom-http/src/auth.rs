@@ -232,35 +232,13 @@ pub async fn access_token(
         .ok_or_else(|| ApiError::invalid("grant_type", "grant_type is required"))?;
     let client_id = field("client_id")
         .ok_or_else(|| ApiError::invalid("client_id", "client_id is required"))?;
-    let found = state.store.credential(&client_id).await?;
     let role = match grant.as_str() {
         "client_credentials" => {
             let secret = field("client_secret")
                 .ok_or_else(|| ApiError::invalid("client_secret", "client_secret is required"))?;
-            let hash = found
-                .as_ref()
-                .map(|c| c.secret_hash.clone())
-                .unwrap_or_else(|| decoy_hash().to_owned());
-            // Each check costs ~19 MiB and a core for a few milliseconds: only a few run at once,
-            // others wait a little, then are told to come back, so token requests cannot
-            // exhaust memory.
-            let permit = tokio::time::timeout(
-                std::time::Duration::from_secs(2),
-                secret_checks().clone().acquire_owned(),
-            )
-            .await;
-            let Ok(Ok(_permit)) = permit else {
-                return Err(ApiError::Unavailable);
-            };
-            let matches = tokio::task::spawn_blocking(move || secret_matches(&secret, &hash))
-                .await
-                .map_err(|_| ApiError::Internal)?;
-            match found {
-                Some(c) if matches => c.role,
-                _ => return Err(ApiError::BadCredentials),
-            }
+            client_credentials(&state, &client_id, secret).await?
         }
-        "implicit" => match found {
+        "implicit" => match state.store.credential(&client_id).await? {
             Some(_) => Role::Shopper,
             None => return Err(ApiError::BadCredentials),
         },
@@ -281,6 +259,39 @@ pub async fn access_token(
         "identifier": grant,
     }))
     .into_response())
+}
+
+/// The role of a client id and secret: `BadCredentials` unless they match (an unknown id takes
+/// as long to refuse as a wrong secret). Shared by the token endpoint and the dashboard's
+/// sign-in.
+pub async fn client_credentials(
+    state: &AppState,
+    client_id: &str,
+    secret: String,
+) -> Result<Role, ApiError> {
+    let found = state.store.credential(client_id).await?;
+    let hash = found
+        .as_ref()
+        .map(|c| c.secret_hash.clone())
+        .unwrap_or_else(|| decoy_hash().to_owned());
+    // Each check costs ~19 MiB and a core for a few milliseconds: only a few run at once,
+    // others wait a little, then are told to come back, so token requests cannot
+    // exhaust memory.
+    let permit = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        secret_checks().clone().acquire_owned(),
+    )
+    .await;
+    let Ok(Ok(_permit)) = permit else {
+        return Err(ApiError::Unavailable);
+    };
+    let matches = tokio::task::spawn_blocking(move || secret_matches(&secret, &hash))
+        .await
+        .map_err(|_| ApiError::Internal)?;
+    match found {
+        Some(c) if matches => Ok(c.role),
+        _ => Err(ApiError::BadCredentials),
+    }
 }
 
 /// The middleware that enforces a route's [`Access`].

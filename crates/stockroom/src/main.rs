@@ -276,7 +276,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         database = %stockroom_store::redact_url(&args.db.database_url),
         "stockroom is serving"
     );
-    stockroom_http::serve(listener, state, shutdown)
+    let dashboard = stockroom_dashboard::router(state.clone());
+    stockroom_http::serve_with(listener, state, dashboard, shutdown)
         .await
         .context("serving HTTP")?;
     tracing::info!("stopped");

@@ -1,0 +1,343 @@
+//! The pages: what each shows is gathered here and rendered by its template.
+
+mod orders;
+mod stock;
+
+use askama::Template;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use stockroom_domain::limits::IDEMPOTENCY_KEY_LEN_MAX;
+use stockroom_domain::{Role, Timestamp};
+use stockroom_http::ApiError;
+use stockroom_store::{IdempotencyKey, StoreError};
+
+pub use orders::{cancel, locations, order, orders, ship};
+pub use stock::{adjust, product, stock};
+
+use crate::session::{self, Session, SESSION_COOKIE, SIGN_IN_COOKIE};
+use crate::{secure_headers, Dash};
+
+/// What every signed-in page carries: the sign-out form's CSRF token and the current section.
+pub struct Nav {
+    pub csrf: String,
+    pub active: &'static str,
+}
+
+impl Nav {
+    pub fn new(session: &Session, active: &'static str) -> Option<Nav> {
+        Some(Nav {
+            csrf: session.csrf.clone(),
+            active,
+        })
+    }
+}
+
+/// Why a page cannot be shown; each answers with an HTML page of its own.
+#[derive(Debug)]
+pub enum PageError {
+    /// Not signed in: go to the sign-in form.
+    SignIn,
+    NotFound,
+    Forbidden(&'static str),
+    BadRequest(String),
+    Unavailable,
+    Internal,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    nav: Option<Nav>,
+    title: &'static str,
+    message: String,
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let (status, title, message) = match self {
+            PageError::SignIn => return Redirect::to("/dashboard/sign-in").into_response(),
+            PageError::NotFound => (
+                StatusCode::NOT_FOUND,
+                "Not found",
+                "There is nothing here.".to_owned(),
+            ),
+            PageError::Forbidden(why) => (StatusCode::FORBIDDEN, "Refused", why.to_owned()),
+            PageError::BadRequest(why) => (StatusCode::BAD_REQUEST, "Cannot do that", why),
+            PageError::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Busy",
+                "The database is busy or unreachable. Try again in a moment.".to_owned(),
+            ),
+            PageError::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "The error has been logged.".to_owned(),
+            ),
+        };
+        render(
+            &ErrorPage {
+                nav: None,
+                title,
+                message,
+            },
+            status,
+        )
+    }
+}
+
+impl From<StoreError> for PageError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => PageError::Unavailable,
+            other => {
+                tracing::error!(error = %other, "dashboard: storage error");
+                PageError::Internal
+            }
+        }
+    }
+}
+
+/// A page's HTML with the dashboard's security headers.
+pub fn render(template: &impl Template, status: StatusCode) -> Response {
+    match template.render() {
+        Ok(html) => {
+            let mut response = (
+                status,
+                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                html,
+            )
+                .into_response();
+            secure_headers(&mut response);
+            response
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "dashboard: a template failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// A form body; an unreadable one is a 400 page (not axum's plain text).
+pub struct PostForm<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequest<Dash> for PostForm<T> {
+    type Rejection = PageError;
+
+    async fn from_request(req: Request, dash: &Dash) -> Result<Self, Self::Rejection> {
+        Form::<T>::from_request(req, dash)
+            .await
+            .map(|Form(v)| PostForm(v))
+            .map_err(|e| {
+                PageError::BadRequest(format!("The form could not be read: {}", e.body_text()))
+            })
+    }
+}
+
+/// An idempotency key from a form's hidden field, scoped to what the form does.
+pub fn idempotency(scope: String, key: &str, fields: &[&str]) -> Result<IdempotencyKey, PageError> {
+    let visible = key.bytes().all(|b| b.is_ascii_graphic());
+    if key.is_empty() || key.len() > IDEMPOTENCY_KEY_LEN_MAX || !visible {
+        return Err(PageError::BadRequest(
+            "The form's idempotency key is missing or malformed; reload the page.".into(),
+        ));
+    }
+    let mut hash = Sha256::new();
+    for f in fields {
+        hash.update(f.as_bytes());
+        hash.update([0]);
+    }
+    Ok(IdempotencyKey {
+        scope,
+        key: key.to_owned(),
+        fingerprint: format!("{:x}", hash.finalize()),
+    })
+}
+
+/// A fresh idempotency key for a form.
+pub fn fresh_key() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// `1,234,567`.
+pub fn figure(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `2026-12-02 14:05:09` (UTC).
+pub fn when(t: Timestamp) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.micros()) * 1000)
+        .ok()
+        .and_then(|d| d.format(&format).ok())
+        .unwrap_or_default()
+}
+
+/// `12.99 USD` (two decimals: the minor unit of most currencies).
+pub fn money(amount: i64, currency: &str) -> String {
+    let sign = if amount < 0 { "-" } else { "" };
+    let a = amount.unsigned_abs();
+    format!("{sign}{}.{:02} {currency}", figure(a / 100), a % 100)
+}
+
+/// A query string from its pairs, leaving out empty values.
+pub fn query(path: &str, pairs: &[(&str, &str)]) -> String {
+    let mut s = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs.iter().filter(|(_, v)| !v.is_empty()) {
+        s.append_pair(k, v);
+    }
+    let q = s.finish();
+    if q.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{q}")
+    }
+}
+
+// ----- sign-in and sign-out -----
+
+#[derive(Template)]
+#[template(path = "sign_in.html")]
+struct SignInPage {
+    nav: Option<Nav>,
+    csrf: String,
+    client_id: String,
+    error: Option<&'static str>,
+}
+
+/// The sign-in form, with a fresh token tied to a cookie of its own.
+pub async fn sign_in_form(session: Option<Session>, headers: HeaderMap) -> Response {
+    if session.is_some() {
+        return Redirect::to("/dashboard/stock").into_response();
+    }
+    sign_in_page(&headers, String::new(), None, StatusCode::OK)
+}
+
+fn sign_in_page(
+    headers: &HeaderMap,
+    client_id: String,
+    error: Option<&'static str>,
+    status: StatusCode,
+) -> Response {
+    let csrf = fresh_key();
+    let mut response = render(
+        &SignInPage {
+            nav: None,
+            csrf: csrf.clone(),
+            client_id,
+            error,
+        },
+        status,
+    );
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        session::set_cookie(headers, SIGN_IN_COOKIE, &csrf, 600),
+    );
+    response
+}
+
+#[derive(Deserialize)]
+pub struct SignIn {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    client_id: String,
+    #[serde(default)]
+    client_secret: String,
+}
+
+/// Checks the credential like the token endpoint does; only an administrator's signs in.
+pub async fn sign_in(
+    State(dash): State<Dash>,
+    headers: HeaderMap,
+    PostForm(form): PostForm<SignIn>,
+) -> Result<Response, PageError> {
+    let expected = session::cookie(&headers, SIGN_IN_COOKIE).unwrap_or_default();
+    if expected.is_empty() || !session::same(form.csrf.as_bytes(), expected.as_bytes()) {
+        return Err(PageError::Forbidden(
+            "The sign-in form has expired. Reload it and try again.",
+        ));
+    }
+    let role =
+        stockroom_http::auth::client_credentials(&dash.app, &form.client_id, form.client_secret)
+            .await;
+    let refused = |why| {
+        Ok(sign_in_page(
+            &headers,
+            form.client_id.clone(),
+            Some(why),
+            StatusCode::UNAUTHORIZED,
+        ))
+    };
+    match role {
+        Ok(Role::Admin) => {}
+        Ok(Role::Shopper) => {
+            return refused("That credential is a shopper's; the dashboard is for administrators.")
+        }
+        Err(ApiError::BadCredentials) => return refused("Wrong client id or secret."),
+        Err(ApiError::Unavailable) => return Err(PageError::Unavailable),
+        Err(_) => return Err(PageError::Internal),
+    }
+    let now = dash.app.clock.now();
+    let (token, expires) = dash.app.tokens.issue(Role::Admin, now);
+    let mut response = Redirect::to("/dashboard/stock").into_response();
+    let cookies = response.headers_mut();
+    cookies.append(
+        header::SET_COOKIE,
+        session::set_cookie(&headers, SESSION_COOKIE, &token, expires - now.secs()),
+    );
+    cookies.append(
+        header::SET_COOKIE,
+        session::set_cookie(&headers, SIGN_IN_COOKIE, "", 0),
+    );
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+pub struct SignOut {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn sign_out(
+    session: Session,
+    headers: HeaderMap,
+    PostForm(form): PostForm<SignOut>,
+) -> Result<Response, PageError> {
+    session.check(&form.csrf)?;
+    let mut response = Redirect::to("/dashboard/sign-in").into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        session::set_cookie(&headers, SESSION_COOKIE, "", 0),
+    );
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_money_and_times_read_like_a_person_writes_them() {
+        assert_eq!(figure(0), "0");
+        assert_eq!(figure(999), "999");
+        assert_eq!(figure(1000), "1,000");
+        assert_eq!(figure(1_234_567), "1,234,567");
+        assert_eq!(money(1299, "USD"), "12.99 USD");
+        assert_eq!(money(-5, "EUR"), "-0.05 EUR");
+        assert_eq!(when(Timestamp::from_secs(0)), "1970-01-01 00:00:00");
+        assert_eq!(query("/x", &[("a", "1 2"), ("b", "")]), "/x?a=1+2");
+    }
+}
