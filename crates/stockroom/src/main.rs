@@ -16,6 +16,7 @@ use stockroom_store::{OpenOptions, SqlStore, Store, StoreError};
 use tokio::net::TcpListener;
 
 mod bench;
+mod transfer;
 
 #[derive(Parser)]
 #[command(
@@ -42,6 +43,23 @@ enum Command {
     },
     /// Load-test a server over HTTP (its own, or --url) and check the figures afterwards.
     Bench(bench::BenchArgs),
+    /// Write every stock record (with its location), or the whole history, as JSON lines or
+    /// CSV.
+    Export {
+        #[command(flatten)]
+        args: transfer::ExportArgs,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Set stock levels per product and location from a JSON-lines or CSV file (as `export`
+    /// writes them), through the same write path as the API; safe while servers run, and
+    /// importing the same file again changes nothing. Exits 1 if a line was bad or refused.
+    Import {
+        #[command(flatten)]
+        args: transfer::ImportArgs,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Copy a consistent snapshot of a SQLite database to a new file, while the service runs
     /// (for PostgreSQL use pg_dump).
     Backup {
@@ -357,6 +375,33 @@ async fn verify(db: DbArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+async fn export(args: transfer::ExportArgs, db: DbArgs) -> anyhow::Result<()> {
+    transfer::check_export(&args)?;
+    let store = open_existing(&db).await?;
+    match transfer::export(store, args).await {
+        // The reader went away (`stockroom export | head`): not an error of ours.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+async fn import(args: transfer::ImportArgs, db: DbArgs) -> anyhow::Result<ExitCode> {
+    let store = open(&db, Arc::new(SystemClock)).await?;
+    let clean = transfer::import(store, args).await?;
+    Ok(if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 async fn backup(to: std::path::PathBuf, db: DbArgs) -> anyhow::Result<()> {
     if !db.database_url.starts_with("sqlite:") {
         anyhow::bail!(
@@ -415,6 +460,8 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
             Command::Verify(db) => verify(db).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Export { args, db } => export(args, db).await.map(|()| ExitCode::SUCCESS),
+            Command::Import { args, db } => import(args, db).await,
             Command::Backup { to, db } => backup(to, db).await.map(|()| ExitCode::SUCCESS),
             Command::Keys {
                 command: KeysCommand::Create { name, role, db },
