@@ -118,24 +118,6 @@ fn limit_arg(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// The overview's matching rows; `$1` location, `$2` search pattern, `$3` level filter (0 all,
-/// 1 low, 2 out), `$4` the low threshold. Sums are cast: PostgreSQL's SUM of a BIGINT is NUMERIC.
-macro_rules! overview {
-    () => {
-        "SELECT s.product_id, COALESCE(MAX(p.sku), '') AS sku, COALESCE(MAX(p.name), '') AS name, \
-         CAST(SUM(s.total) AS BIGINT) AS total, CAST(SUM(s.allocated) AS BIGINT) AS allocated, \
-         COUNT(*) AS records \
-         FROM stock s LEFT JOIN products p ON p.id = s.product_id \
-         WHERE (CAST($1 AS TEXT) IS NULL OR s.location = $1) \
-         AND (CAST($2 AS TEXT) IS NULL OR LOWER(s.product_id) LIKE $2 \
-              OR LOWER(p.sku) LIKE $2 OR LOWER(p.name) LIKE $2) \
-         GROUP BY s.product_id \
-         HAVING $3 = 0 \
-         OR ($3 = 1 AND SUM(s.total) - SUM(s.allocated) BETWEEN 1 AND $4) \
-         OR ($3 = 2 AND SUM(s.total) - SUM(s.allocated) = 0)"
-    };
-}
-
 /// `%text%` for LIKE, lower-cased, with LIKE's wildcards taken literally by dropping them.
 fn pattern(search: &str) -> Option<String> {
     let cleaned: String = search
@@ -147,6 +129,59 @@ fn pattern(search: &str) -> Option<String> {
     (!cleaned.is_empty()).then(|| format!("%{cleaned}%"))
 }
 
+/// The overview's statements, built from fixed fragments (no text of the request is ever part
+/// of the SQL): which stock rows match, which grouped products are kept, and the arguments.
+#[derive(Clone)]
+struct Overview {
+    filter: String,
+    having: String,
+    args: Vec<Arg>,
+}
+
+impl Overview {
+    fn new(query: &StockQuery) -> Overview {
+        let mut o = Overview {
+            filter: String::from("WHERE 1 = 1"),
+            having: String::new(),
+            args: Vec::new(),
+        };
+        if let Some(location) = &query.location {
+            let n = o.arg(location.as_str().into());
+            o.filter += &format!(" AND s.location = {n}");
+        }
+        if let Some(like) = pattern(&query.search) {
+            let n = o.arg(like.into());
+            o.filter += &format!(
+                " AND (LOWER(s.product_id) LIKE {n} OR s.product_id IN \
+                 (SELECT id FROM products WHERE LOWER(sku) LIKE {n} OR LOWER(name) LIKE {n}))"
+            );
+        }
+        let (threshold, keep) = match query.level {
+            LevelFilter::All => return o,
+            LevelFilter::Low(t) => (t, "BETWEEN 1 AND"),
+            LevelFilter::Out => (0, "<="),
+        };
+        // Candidates from the index of what records have available: a product this low has
+        // every record (at the location asked) at most this low.
+        let n = o.arg(limit_arg(threshold).into());
+        let at = if query.location.is_some() {
+            " AND location = $1"
+        } else {
+            ""
+        };
+        o.filter += &format!(
+            " AND s.product_id IN (SELECT product_id FROM stock WHERE total - allocated <= {n}{at})"
+        );
+        o.having = format!(" HAVING SUM(s.total) - SUM(s.allocated) {keep} {n}");
+        o
+    }
+
+    fn arg(&mut self, value: Arg) -> String {
+        self.args.push(value);
+        format!("${}", self.args.len())
+    }
+}
+
 #[async_trait]
 impl OperatorStore for SqlStore {
     async fn stock_overview(
@@ -154,39 +189,37 @@ impl OperatorStore for SqlStore {
         query: &StockQuery,
         limit: u64,
     ) -> Result<Paged<StockRow>, StoreError> {
-        let (level, threshold) = match query.level {
-            LevelFilter::All => (0, 0),
-            LevelFilter::Low(n) => (1, limit_arg(n)),
-            LevelFilter::Out => (2, 0),
-        };
-        let filters = || {
-            args![
-                query.location.clone(),
-                pattern(&query.search),
-                level,
-                threshold
-            ]
-        };
-        let mut page_args = filters();
-        page_args.extend(args![
-            query.after.as_ref().map(|p| p.as_str().to_owned()),
-            limit_arg(limit)
-        ]);
-        let rows = self
-            .rows(
-                concat!(
-                    "SELECT * FROM (",
-                    overview!(),
-                    ") AS o WHERE (CAST($5 AS TEXT) IS NULL OR o.product_id > $5) \
-                     ORDER BY o.product_id LIMIT $6"
-                ),
-                page_args,
-            )
-            .await?;
+        let o = Overview::new(query);
         let total = self
             .rows(
-                concat!("SELECT COUNT(*) AS n FROM (", overview!(), ") AS o"),
-                filters(),
+                &format!(
+                    "SELECT COUNT(*) AS n FROM (SELECT s.product_id FROM stock s {} \
+                     GROUP BY s.product_id{}) AS c",
+                    o.filter, o.having
+                ),
+                o.args.clone(),
+            )
+            .await?;
+        let mut page = o;
+        if let Some(id) = &query.after {
+            let n = page.arg(id.as_str().into());
+            page.filter += &format!(" AND s.product_id > {n}");
+        }
+        let n = page.arg(limit_arg(limit).into());
+        // Grouped in the primary key's order, so an unfiltered page stops after `limit`
+        // products; the catalog is joined to the page's rows only.
+        let rows = self
+            .rows(
+                &format!(
+                    "SELECT o.product_id, COALESCE(p.sku, '') AS sku, COALESCE(p.name, '') AS name, \
+                     o.total, o.allocated, o.records FROM (SELECT s.product_id, \
+                     CAST(SUM(s.total) AS BIGINT) AS total, \
+                     CAST(SUM(s.allocated) AS BIGINT) AS allocated, COUNT(*) AS records \
+                     FROM stock s {} GROUP BY s.product_id{} ORDER BY s.product_id LIMIT {n}) AS o \
+                     LEFT JOIN products p ON p.id = o.product_id ORDER BY o.product_id",
+                    page.filter, page.having
+                ),
+                page.args,
             )
             .await?;
         let items = rows
