@@ -280,7 +280,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let metrics = TcpListener::bind(metrics_addr)
             .await
             .with_context(|| format!("cannot listen on {metrics_addr} for metrics"))?;
-        tracing::info!(addr = %metrics_addr, "serving /metrics without a token");
+        let bound = metrics
+            .local_addr()
+            .context("reading the metrics address")?;
+        println!("metrics on http://{bound}/metrics");
+        tracing::info!(addr = %bound, "serving /metrics without a token");
         tokio::spawn(async move {
             if let Err(e) = stockroom_http::metrics::serve_plain(metrics).await {
                 tracing::error!(error = %e, "the metrics listener stopped");

@@ -1006,3 +1006,40 @@ fn rusqlite_count(db: &Path) -> usize {
     conn.query_row("SELECT COUNT(*) FROM stock", [], |r| r.get::<_, i64>(0))
         .map_or(0, |n| usize::try_from(n).unwrap_or(0))
 }
+
+/// `--metrics-listen` serves `/metrics` without a token on its own address; the main address
+/// still asks for an administrator's.
+#[tokio::test]
+async fn metrics_listen_serves_metrics_without_a_token_on_its_own_address() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = sqlite_url(dir.path());
+    let server = serve(&url, &[("STOCKROOM_METRICS_LISTEN", "127.0.0.1:0")]);
+    let addr = server
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("metrics on "))
+        .expect("the metrics address is printed")
+        .to_owned();
+    let http = reqwest::Client::new();
+    let main = http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(
+        main.status().as_u16(),
+        401,
+        "the main address needs a token"
+    );
+    let plain = http.get(&addr).send().await.expect("get");
+    assert_eq!(plain.status().as_u16(), 200);
+    let text = plain.text().await.expect("text");
+    assert!(
+        text.contains("stockroom_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"status="401""#),
+        "the refused scrape was counted: {text}"
+    );
+}
