@@ -325,8 +325,7 @@ impl OperatorStore for SqlStore {
         let rows = self
             .rows(
                 "SELECT product_id, location, total, allocated, held, created_at, updated_at \
-                 FROM stock WHERE CAST($1 AS TEXT) IS NULL OR product_id > $1 \
-                 OR (product_id = $1 AND location > $2) \
+                 FROM stock WHERE CAST($1 AS TEXT) IS NULL OR (product_id, location) > ($1, $2) \
                  ORDER BY product_id, location LIMIT $3",
                 args![product, location, limit_arg(limit)],
             )

@@ -397,7 +397,12 @@ async fn export(args: transfer::ExportArgs, db: DbArgs) -> anyhow::Result<()> {
 }
 
 async fn import(args: transfer::ImportArgs, db: DbArgs) -> anyhow::Result<ExitCode> {
-    let store = open(&db, Arc::new(SystemClock)).await?;
+    let options = args.open_options(OpenOptions {
+        pool_size: db.pool_size,
+        acquire_timeout: Duration::from_millis(db.acquire_timeout_ms),
+        ..OpenOptions::default()
+    });
+    let store = SqlStore::open(&db.database_url, options, Arc::new(SystemClock)).await?;
     let clean = transfer::import(store, args).await?;
     Ok(if clean {
         ExitCode::SUCCESS

@@ -19,7 +19,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use stockroom_dashboard::levels::{self, Tally, Target, PHASES};
-use stockroom_domain::limits::LOCATION_SLUG_LEN_MAX;
+use stockroom_domain::limits::{LOCATION_SLUG_LEN_MAX, MULTIPLE_IDS_MAX};
 use stockroom_domain::{ProductId, StockLevel};
 use stockroom_store::{Outcome, SqlStore, Store, WriteRequest, NO_LOCATION};
 
@@ -58,9 +58,23 @@ pub struct ImportArgs {
     /// Check the file and show what would change, changing nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Lines checked, and applied, together.
-    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    /// Lines checked, and applied, together (also the most changes committed in one
+    /// transaction).
+    #[arg(long, default_value_t = 4000, value_parser = clap::value_parser!(u64).range(1..=20_000))]
     batch_lines: u64,
+}
+
+impl ImportArgs {
+    /// The writer's settings for an import: a batch's changes of one phase fit in one
+    /// transaction (one fsync), instead of the server's 256 jobs per transaction.
+    pub fn open_options(&self, base: stockroom_store::OpenOptions) -> stockroom_store::OpenOptions {
+        let lines = usize::try_from(self.batch_lines).unwrap_or(4000);
+        stockroom_store::OpenOptions {
+            write_batch_max: lines,
+            write_queue_capacity: 2 * lines,
+            ..base
+        }
+    }
 }
 
 /// One stock record as exported, and as imported.
@@ -426,12 +440,14 @@ async fn apply_batch(
             .insert(c.target.location.clone(), (c.line, c.target));
     }
     let ids: Vec<ProductId> = by_product.keys().cloned().collect();
-    let current: HashMap<ProductId, stockroom_store::ProductStock> = store
-        .stocks_by_ids(&ids)
-        .await?
-        .into_iter()
-        .map(|s| (s.product_id.clone(), s))
-        .collect();
+    let mut current: HashMap<ProductId, stockroom_store::ProductStock> = HashMap::new();
+    // In the API's chunks (`multiple` takes 100): `stocks_by_ids` matches its answer to the
+    // ids asked one by one, which grows with the square of the ids.
+    for chunk in ids.chunks(MULTIPLE_IDS_MAX) {
+        for stock in store.stocks_by_ids(chunk).await? {
+            current.insert(stock.product_id.clone(), stock);
+        }
+    }
     if !allowed(&by_product, &current, summary) {
         return Ok(());
     }
