@@ -130,49 +130,53 @@ fn pattern(search: &str) -> Option<String> {
 }
 
 /// The overview's statements, built from fixed fragments (no text of the request is ever part
-/// of the SQL): which stock rows match, which grouped products are kept, and the arguments.
-#[derive(Clone)]
+/// of the SQL): which stock rows count, which grouped products are kept, and the arguments.
 struct Overview {
     filter: String,
     having: String,
+    /// Whether products are filtered beyond the location: then they come from a set of
+    /// candidates, and are counted in the same pass.
+    filtered: bool,
     args: Vec<Arg>,
 }
 
 impl Overview {
-    fn new(query: &StockQuery) -> Overview {
+    /// `like` is the dialect's case-insensitive LIKE (SQLite's LIKE, PostgreSQL's ILIKE).
+    fn new(query: &StockQuery, like: &str) -> Overview {
         let mut o = Overview {
             filter: String::from("WHERE 1 = 1"),
             having: String::new(),
+            filtered: false,
             args: Vec::new(),
         };
-        if let Some(location) = &query.location {
+        let at = query.location.as_ref().map(|location| {
             let n = o.arg(location.as_str().into());
             o.filter += &format!(" AND s.location = {n}");
-        }
-        if let Some(like) = pattern(&query.search) {
-            let n = o.arg(like.into());
+            format!(" AND location = {n}")
+        });
+        let at = at.unwrap_or_default();
+        if let Some(text) = pattern(&query.search) {
+            let n = o.arg(text.into());
+            // Candidates: ids that match (a scan of the primary key only), and products whose
+            // SKU or name does; then only their records are read.
             o.filter += &format!(
-                " AND (LOWER(s.product_id) LIKE {n} OR s.product_id IN \
-                 (SELECT id FROM products WHERE LOWER(sku) LIKE {n} OR LOWER(name) LIKE {n}))"
+                " AND s.product_id IN (SELECT product_id FROM stock WHERE product_id {like} {n} \
+                 UNION SELECT id FROM products WHERE sku {like} {n} OR name {like} {n})"
             );
+            o.filtered = true;
         }
         let (threshold, keep) = match query.level {
             LevelFilter::All => return o,
             LevelFilter::Low(t) => (t, "BETWEEN 1 AND"),
             LevelFilter::Out => (0, "<="),
         };
-        // Candidates from the index of what records have available: a product this low has
-        // every record (at the location asked) at most this low.
         let n = o.arg(limit_arg(threshold).into());
-        let at = if query.location.is_some() {
-            " AND location = $1"
-        } else {
-            ""
-        };
+        // Candidates: a product this low has every record (at the location asked) this low.
         o.filter += &format!(
             " AND s.product_id IN (SELECT product_id FROM stock WHERE total - allocated <= {n}{at})"
         );
         o.having = format!(" HAVING SUM(s.total) - SUM(s.allocated) {keep} {n}");
+        o.filtered = true;
         o
     }
 
@@ -189,39 +193,72 @@ impl OperatorStore for SqlStore {
         query: &StockQuery,
         limit: u64,
     ) -> Result<Paged<StockRow>, StoreError> {
-        let o = Overview::new(query);
-        let total = self
-            .rows(
-                &format!(
-                    "SELECT COUNT(*) AS n FROM (SELECT s.product_id FROM stock s {} \
-                     GROUP BY s.product_id{}) AS c",
-                    o.filter, o.having
-                ),
-                o.args.clone(),
+        let like = match self.kind() {
+            crate::dialect::Kind::Sqlite => "LIKE",
+            crate::dialect::Kind::Postgres => "ILIKE",
+        };
+        let mut o = Overview::new(query, like);
+        let count_args = o.args.clone();
+        let after = match &query.after {
+            Some(id) => format!(" AND s.product_id > {}", o.arg(id.as_str().into())),
+            None => String::new(),
+        };
+        let n = o.arg(limit_arg(limit).into());
+        // Grouped in the primary key's order, so a page stops after `limit` products; a
+        // filtered page counts its matches in the same pass (before the page's key applies).
+        // The catalog is joined to the page's rows only.
+        let (matches, page_after) = if o.filtered {
+            (
+                "COUNT(*) OVER ()",
+                after.replace("s.product_id", "g.product_id"),
             )
-            .await?;
-        let mut page = o;
-        if let Some(id) = &query.after {
-            let n = page.arg(id.as_str().into());
-            page.filter += &format!(" AND s.product_id > {n}");
-        }
-        let n = page.arg(limit_arg(limit).into());
-        // Grouped in the primary key's order, so an unfiltered page stops after `limit`
-        // products; the catalog is joined to the page's rows only.
+        } else {
+            ("0", String::new())
+        };
+        let inner_after = if o.filtered { "" } else { after.as_str() };
+        let inner_limit = if o.filtered {
+            String::new()
+        } else {
+            format!(" ORDER BY s.product_id LIMIT {n}")
+        };
         let rows = self
             .rows(
                 &format!(
-                    "SELECT o.product_id, COALESCE(p.sku, '') AS sku, COALESCE(p.name, '') AS name, \
-                     o.total, o.allocated, o.records FROM (SELECT s.product_id, \
+                    "SELECT g.product_id, COALESCE(p.sku, '') AS sku, COALESCE(p.name, '') AS name, \
+                     g.total, g.allocated, g.records, g.matches FROM (SELECT s.product_id, \
                      CAST(SUM(s.total) AS BIGINT) AS total, \
-                     CAST(SUM(s.allocated) AS BIGINT) AS allocated, COUNT(*) AS records \
-                     FROM stock s {} GROUP BY s.product_id{} ORDER BY s.product_id LIMIT {n}) AS o \
-                     LEFT JOIN products p ON p.id = o.product_id ORDER BY o.product_id",
-                    page.filter, page.having
+                     CAST(SUM(s.allocated) AS BIGINT) AS allocated, COUNT(*) AS records, \
+                     {matches} AS matches FROM stock s {}{inner_after} GROUP BY s.product_id{}{inner_limit}) \
+                     AS g LEFT JOIN products p ON p.id = g.product_id WHERE 1 = 1{page_after} \
+                     ORDER BY g.product_id LIMIT {n}",
+                    o.filter, o.having
                 ),
-                page.args,
+                o.args,
             )
             .await?;
+        let total = match rows.first() {
+            Some(first) if o.filtered => count(first, "matches")?,
+            // Nothing matches at all (with no key, the page holds the first match if any).
+            None if o.filtered && query.after.is_none() => 0,
+            _ => {
+                let all = Overview::new(query, like);
+                let counted = self
+                    .rows(
+                        &format!(
+                            "SELECT COUNT(*) AS n FROM (SELECT s.product_id FROM stock s {} \
+                             GROUP BY s.product_id{}) AS c",
+                            all.filter, all.having
+                        ),
+                        count_args,
+                    )
+                    .await?;
+                counted
+                    .first()
+                    .map(|r| count(r, "n"))
+                    .transpose()?
+                    .unwrap_or(0)
+            }
+        };
         let items = rows
             .iter()
             .map(|r| {
@@ -237,14 +274,7 @@ impl OperatorStore for SqlStore {
                 })
             })
             .collect::<Result<_, StoreError>>()?;
-        Ok(Paged {
-            items,
-            total: total
-                .first()
-                .map(|r| count(r, "n"))
-                .transpose()?
-                .unwrap_or(0),
-        })
+        Ok(Paged { items, total })
     }
 
     async fn history_series(
@@ -318,18 +348,26 @@ impl OperatorStore for SqlStore {
         after: Option<&(ProductId, String)>,
         limit: u64,
     ) -> Result<Vec<StockRecord>, StoreError> {
-        let (product, location) = match after {
-            Some((p, l)) => (Some(p.as_str().to_owned()), l.clone()),
-            None => (None, String::new()),
+        // Two statements rather than one with `$1 IS NULL OR …`, which no index serves.
+        let rows = match after {
+            None => {
+                self.rows(
+                    "SELECT product_id, location, total, allocated, held, created_at, updated_at \
+                     FROM stock ORDER BY product_id, location LIMIT $1",
+                    args![limit_arg(limit)],
+                )
+                .await?
+            }
+            Some((product, location)) => {
+                self.rows(
+                    "SELECT product_id, location, total, allocated, held, created_at, updated_at \
+                     FROM stock WHERE (product_id, location) > ($1, $2) \
+                     ORDER BY product_id, location LIMIT $3",
+                    args![product.as_str(), location, limit_arg(limit)],
+                )
+                .await?
+            }
         };
-        let rows = self
-            .rows(
-                "SELECT product_id, location, total, allocated, held, created_at, updated_at \
-                 FROM stock WHERE CAST($1 AS TEXT) IS NULL OR (product_id, location) > ($1, $2) \
-                 ORDER BY product_id, location LIMIT $3",
-                args![product, location, limit_arg(limit)],
-            )
-            .await?;
         rows.iter().map(stock_record).collect()
     }
 
