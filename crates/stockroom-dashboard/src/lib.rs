@@ -26,6 +26,9 @@ use stockroom_http::AppState;
 pub struct Dash {
     pub app: AppState,
     pub samples: Arc<status::Samples>,
+    /// What each location holds, read at most every [`pages::SUMMARY_MAX_AGE`]: summing every
+    /// record takes tens of milliseconds with 100,000 products.
+    pub summaries: Arc<pages::Cached<Vec<stockroom_store::LocationSummary>>>,
 }
 
 /// The dashboard's routes, to merge into the API's router (`stockroom_http::serve_with`), so
@@ -34,7 +37,11 @@ pub struct Dash {
 pub fn router(app: AppState) -> Router<AppState> {
     let samples = Arc::new(status::Samples::default());
     tokio::spawn(status::sample_forever(samples.clone()));
-    let dash = Dash { app, samples };
+    let dash = Dash {
+        app,
+        samples,
+        summaries: Arc::default(),
+    };
     Router::new()
         .route(
             "/dashboard",

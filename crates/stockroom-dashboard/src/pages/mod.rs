@@ -22,6 +22,45 @@ pub use stock::{adjust, product, stock};
 use crate::session::{self, Session, SESSION_COOKIE, SIGN_IN_COOKIE};
 use crate::{secure_headers, Dash};
 
+/// How old the locations page's totals may be.
+pub const SUMMARY_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A value read now and then: kept with the time it was read.
+pub struct Cached<T> {
+    kept: std::sync::Mutex<Option<(std::time::Instant, std::sync::Arc<T>)>>,
+}
+
+impl<T> Default for Cached<T> {
+    fn default() -> Self {
+        Cached {
+            kept: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl<T> Cached<T> {
+    /// The kept value if younger than `max_age`, else a fresh one from `read` (kept).
+    pub async fn get<F, E>(
+        &self,
+        max_age: std::time::Duration,
+        read: F,
+    ) -> Result<(std::sync::Arc<T>, std::time::Instant), E>
+    where
+        F: std::future::Future<Output = Result<T, E>>,
+    {
+        let kept = self.kept.lock().ok().and_then(|k| k.clone());
+        if let Some((at, value)) = kept.filter(|(at, _)| at.elapsed() < max_age) {
+            return Ok((value, at));
+        }
+        let value = std::sync::Arc::new(read.await?);
+        let at = std::time::Instant::now();
+        if let Ok(mut k) = self.kept.lock() {
+            *k = Some((at, value.clone()));
+        }
+        Ok((value, at))
+    }
+}
+
 /// What every signed-in page carries: the sign-out form's CSRF token and the current section.
 pub struct Nav {
     pub csrf: String,

@@ -333,6 +333,8 @@ pub struct LocationView {
 struct LocationsPage {
     nav: Option<Nav>,
     rows: Vec<LocationView>,
+    /// Seconds since the totals were read.
+    age: u64,
 }
 
 pub async fn locations(session: Session, State(dash): State<Dash>) -> Result<Response, PageError> {
@@ -344,7 +346,14 @@ pub async fn locations(session: Session, State(dash): State<Dash>) -> Result<Res
             offset: 0,
         })
         .await?;
-    let held = dash.app.store.location_summaries().await?;
+    let store = dash.app.store.clone();
+    let (held, read_at) = dash
+        .summaries
+        .get(super::SUMMARY_MAX_AGE, async move {
+            store.location_summaries().await
+        })
+        .await?;
+    let age = read_at.elapsed().as_secs();
     let mut rows: Vec<LocationView> = Vec::new();
     let names = std::iter::once((NO_LOCATION.to_owned(), "(no location)".to_owned()))
         .chain(known.items.into_iter().map(|l| (l.slug, l.name)));
@@ -372,6 +381,7 @@ pub async fn locations(session: Session, State(dash): State<Dash>) -> Result<Res
         &LocationsPage {
             nav: Nav::new(&session, "locations"),
             rows,
+            age,
         },
         StatusCode::OK,
     ))
