@@ -487,12 +487,11 @@ pub async fn adjust(
             let level =
                 StockLevel::new(amount).map_err(|e| PageError::BadRequest(e.to_string()))?;
             let current = dash.app.store.stock(&id).await?;
-            if current
-                .as_ref()
-                .and_then(|s| s.at(&form.location))
-                .is_none()
-            {
+            let Some(record) = current.as_ref().and_then(|s| s.at(&form.location)) else {
                 return Ok(back(&id, "not_found"));
+            };
+            if level.get() < record.stock.allocated() {
+                return Ok(back(&id, "below_allocated"));
             }
             let target = Target {
                 location: form.location.clone(),
