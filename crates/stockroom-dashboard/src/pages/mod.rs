@@ -11,7 +11,7 @@ use axum::Form;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use stockroom_domain::limits::IDEMPOTENCY_KEY_LEN_MAX;
+use stockroom_domain::limits::{IDEMPOTENCY_KEY_LEN_MAX, PAGE_OFFSET_MAX};
 use stockroom_domain::{Role, Timestamp};
 use stockroom_http::ApiError;
 use stockroom_store::{IdempotencyKey, StoreError};
@@ -197,6 +197,39 @@ pub fn idempotency(scope: String, key: &str, fields: &[&str]) -> Result<Idempote
     })
 }
 
+/// Offset paging of a list (`?page=N`, from 0), bounded like the API's (offset ≤ 10,000).
+pub struct Paging {
+    pub number: u64,
+    pub page: stockroom_store::Page,
+}
+
+impl Paging {
+    pub fn new(raw: Option<&str>, rows: u64) -> Paging {
+        let number = raw.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let offset = number.saturating_mul(rows).min(PAGE_OFFSET_MAX);
+        Paging {
+            number,
+            page: stockroom_store::Page {
+                limit: rows,
+                offset,
+            },
+        }
+    }
+
+    /// Links to the newer and the older page, given how many there are in all; `link(n)` is
+    /// page n's address.
+    pub fn links(
+        &self,
+        total: u64,
+        link: impl Fn(u64) -> String,
+    ) -> (Option<String>, Option<String>) {
+        let next = self.page.offset + self.page.limit;
+        let older = (next < total && next <= PAGE_OFFSET_MAX).then(|| link(self.number + 1));
+        let newer = (self.number > 0).then(|| link(self.number - 1));
+        (newer, older)
+    }
+}
+
 /// A fresh idempotency key for a form.
 pub fn fresh_key() -> String {
     uuid::Uuid::new_v4().to_string()
@@ -367,6 +400,29 @@ pub async fn sign_out(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_link_to_their_neighbours_within_the_offset_limit() {
+        let link = |n: u64| format!("p{n}");
+        let first = Paging::new(None, 20);
+        assert_eq!(first.links(45, link), (None, Some("p1".into())));
+        let last = Paging::new(Some("2"), 20);
+        assert_eq!(
+            (last.page.offset, last.links(45, link)),
+            (40, (Some("p1".into()), None))
+        );
+        let far = Paging::new(Some("999999999999"), 20);
+        assert_eq!(
+            far.page.offset, PAGE_OFFSET_MAX,
+            "bounded like the API's offset"
+        );
+        assert_eq!(
+            far.links(1_000_000, link).1,
+            None,
+            "no page beyond the bound"
+        );
+        assert_eq!(Paging::new(Some("x"), 20).number, 0);
+    }
 
     #[test]
     fn figures_money_and_times_read_like_a_person_writes_them() {

@@ -6,12 +6,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use stockroom_domain::limits::PAGE_OFFSET_MAX;
 use stockroom_domain::order::{Payment, Shipping, Status};
 use stockroom_store::{Command, OrderQuery, Page, PaymentStatus, WriteRequest, NO_LOCATION};
 
 use super::stock::{notice, notice_of, EntryView};
-use super::{figure, fresh_key, idempotency, money, query, render, when, Nav, PageError, PostForm};
+use super::{
+    figure, fresh_key, idempotency, money, query, render, when, Nav, PageError, Paging, PostForm,
+};
 use crate::session::Session;
 use crate::Dash;
 
@@ -62,23 +63,8 @@ pub async fn orders(
         payment: Payment::parse(&payment),
         shipping: Shipping::parse(&shipping),
     };
-    let page_no = p
-        .page
-        .as_deref()
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
-    let offset = (page_no * ORDER_PAGE_ROWS).min(PAGE_OFFSET_MAX);
-    let found = dash
-        .app
-        .store
-        .orders(
-            &filter,
-            Page {
-                limit: ORDER_PAGE_ROWS,
-                offset,
-            },
-        )
-        .await?;
+    let paging = Paging::new(p.page.as_deref(), ORDER_PAGE_ROWS);
+    let found = dash.app.store.orders(&filter, paging.page).await?;
     let link = |n: u64| {
         query(
             "/dashboard/orders",
@@ -90,6 +76,7 @@ pub async fn orders(
             ],
         )
     };
+    let (newer, older) = paging.links(found.total, link);
     let rows = found
         .items
         .iter()
@@ -109,10 +96,8 @@ pub async fn orders(
             nav: Nav::new(&session, "orders"),
             rows,
             matches: figure(found.total),
-            older: (offset + ORDER_PAGE_ROWS < found.total
-                && offset + ORDER_PAGE_ROWS <= PAGE_OFFSET_MAX)
-                .then(|| link(page_no + 1)),
-            newer: (page_no > 0).then(|| link(page_no - 1)),
+            newer,
+            older,
             status,
             payment,
             shipping,

@@ -6,14 +6,16 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Redirect, Response};
 use serde::Deserialize;
-use stockroom_domain::limits::{PAGE_OFFSET_MAX, REASON_LEN_MAX};
+use stockroom_domain::limits::REASON_LEN_MAX;
 use stockroom_domain::{Action, ProductId, Quantity, StockLevel, Timestamp};
 use stockroom_store::{
     Answer, HistoryEntry, HistoryQuery, LevelFilter, Outcome, Page, Rejection, StockQuery,
     WriteRequest, NO_LOCATION,
 };
 
-use super::{figure, fresh_key, idempotency, money, query, render, when, Nav, PageError, PostForm};
+use super::{
+    figure, fresh_key, idempotency, money, query, render, when, Nav, PageError, Paging, PostForm,
+};
 use crate::chart;
 use crate::levels::{self, Target};
 use crate::session::Session;
@@ -283,22 +285,8 @@ pub async fn product(
         created_from: day(p.from.as_deref().unwrap_or(""))?,
         created_before: day(p.before.as_deref().unwrap_or(""))?,
     };
-    let page_no = p
-        .page
-        .as_deref()
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
-    let offset = (page_no * HISTORY_PAGE_ROWS).min(PAGE_OFFSET_MAX);
-    let history = store
-        .history(
-            &id,
-            &history_query,
-            Page {
-                limit: HISTORY_PAGE_ROWS,
-                offset,
-            },
-        )
-        .await?;
+    let paging = Paging::new(p.page.as_deref(), HISTORY_PAGE_ROWS);
+    let history = store.history(&id, &history_query, paging.page).await?;
     let series = store
         .history_series(&id, history_query.location.as_deref(), CHART_ENTRIES_MAX)
         .await?;
@@ -316,6 +304,7 @@ pub async fn product(
             ],
         )
     };
+    let (newer, older) = paging.links(history.total, link);
     let records = stock
         .records
         .iter()
@@ -345,10 +334,8 @@ pub async fn product(
             chart: chart::stock_chart(&series),
             entries: history.items.iter().map(EntryView::of).collect(),
             entries_total: figure(history.total),
-            older: (offset + HISTORY_PAGE_ROWS
-                < history.total.min(PAGE_OFFSET_MAX + HISTORY_PAGE_ROWS))
-            .then(|| link(page_no + 1)),
-            newer: (page_no > 0).then(|| link(page_no - 1)),
+            newer,
+            older,
             action,
             location,
             from,
