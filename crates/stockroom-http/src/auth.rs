@@ -190,32 +190,8 @@ pub async fn access_token(
         }
         TokenRequest::Implicit { client_id } => (client_id, None, Grant::Implicit),
     };
-    let address = address_key(client.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0 .0));
-    let found = state.store.credential(&client_id).await?;
-    let known = found.as_ref().map(|c| c.client_id.clone());
-    let known = known.as_deref();
-    if let Err(limited) = state.sign_ins.admit(address, known) {
-        tracing::debug!(%address, "sign-in refused: too many failures");
-        return Err(ApiError::TooManyRequests {
-            retry_after_secs: limited.retry_after_secs(),
-        });
-    }
-    let signed_in = match secret {
-        Some(secret) => check_secret(found, secret).await?,
-        // The implicit grant: a shopper token for any known client id.
-        None => found.map(|c| (c, Role::Shopper)),
-    };
-    let Some((credential, role)) = signed_in else {
-        state.sign_ins.failed(address, known);
-        tracing::warn!(
-            client_id = %client_id.chars().take(64).collect::<String>(),
-            %address,
-            grant = ?grant,
-            reason = if known.is_some() { "wrong secret" } else { "unknown client id" },
-            "sign-in failed"
-        );
-        return Err(ApiError::BadCredentials);
-    };
+    let address = client.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0 .0);
+    let (credential, role) = sign_in(&state, address, &client_id, secret, grant).await?;
     let now = state.clock.now();
     let (token, expires) = state
         .tokens
@@ -229,6 +205,45 @@ pub async fn access_token(
         identifier: grant,
     })
     .into_response())
+}
+
+/// Checks a sign-in — a client id with its secret, or (the implicit grant) a client id alone —
+/// under the limits on failed sign-ins per client address and per client id: over them it is a
+/// 429 before any secret is checked. A failure is counted and logged (never the secret). The
+/// token endpoint and the dashboard's sign-in form both come through here.
+pub async fn sign_in(
+    state: &AppState,
+    client: IpAddr,
+    client_id: &str,
+    secret: Option<String>,
+    grant: Grant,
+) -> Result<(Credential, Role), ApiError> {
+    let address = address_key(client);
+    let found = state.store.credential(client_id).await?;
+    let known = found.as_ref().map(|c| c.client_id.clone());
+    let known = known.as_deref();
+    if let Err(limited) = state.sign_ins.admit(address, known) {
+        tracing::debug!(%address, "sign-in refused: too many failures");
+        return Err(ApiError::TooManyRequests {
+            retry_after_secs: limited.retry_after_secs(),
+        });
+    }
+    let signed_in = match secret {
+        Some(secret) => check_secret(found, secret).await?,
+        // The implicit grant: a shopper token for any known client id.
+        None => found.map(|c| (c, Role::Shopper)),
+    };
+    signed_in.ok_or_else(|| {
+        state.sign_ins.failed(address, known);
+        tracing::warn!(
+            client_id = %client_id.chars().take(64).collect::<String>(),
+            %address,
+            grant = ?grant,
+            reason = if known.is_some() { "wrong secret" } else { "unknown client id" },
+            "sign-in failed"
+        );
+        ApiError::BadCredentials
+    })
 }
 
 /// The token request: a JSON object when the body is one, else a form.

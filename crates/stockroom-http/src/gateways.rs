@@ -65,25 +65,36 @@ pub async fn ask_gateway(
             method: &payment.transaction_type,
         })
         .send();
-    let declined = |why: String| Verdict {
+    let started = std::time::Instant::now();
+    let declined = |why: &str| Verdict {
         approved: false,
-        failure: Some(why),
+        failure: Some(why.to_owned()),
     };
-    match request.await {
-        Err(e) if e.is_timeout() => declined("the gateway did not answer in time".into()),
-        Err(_) => declined("the gateway could not be reached".into()),
-        Ok(r) if !r.status().is_success() => {
-            declined(format!("the gateway answered {}", r.status().as_u16()))
-        }
+    let (verdict, outcome) = match request.await {
+        Err(e) if e.is_timeout() => (declined("the gateway did not answer in time"), "timeout"),
+        Err(_) => (declined("the gateway could not be reached"), "unreachable"),
+        Ok(r) if !r.status().is_success() => (
+            declined(&format!("the gateway answered {}", r.status().as_u16())),
+            "error_status",
+        ),
         Ok(r) => match r.json::<GatewayAnswer>().await {
-            Ok(body) if body.decision.as_deref() == Some("approve") => Verdict {
-                approved: true,
-                failure: None,
-            },
-            Ok(_) => declined("the gateway declined the payment".into()),
-            Err(_) => declined("the gateway's answer could not be read".into()),
+            Ok(body) if body.decision.as_deref() == Some("approve") => (
+                Verdict {
+                    approved: true,
+                    failure: None,
+                },
+                "approved",
+            ),
+            Ok(_) => (declined("the gateway declined the payment"), "declined"),
+            Err(_) => (
+                declined("the gateway's answer could not be read"),
+                "unreadable",
+            ),
         },
-    }
+    };
+    metrics::histogram!("stockroom_payment_gateway_duration_seconds", "outcome" => outcome)
+        .record(started.elapsed().as_secs_f64());
+    verdict
 }
 
 /// Records the gateway's verdict on an attempt. A verdict is money that has moved (or not), so

@@ -12,7 +12,7 @@ pub mod extract;
 pub mod gateways;
 mod inventory;
 mod locations;
-mod metrics;
+pub mod metrics;
 pub mod openapi;
 mod orders;
 pub mod payments;
@@ -41,7 +41,6 @@ use tower_http::trace::TraceLayer;
 pub use auth::{Access, Caller, SignInLimits};
 pub use error::ApiError;
 pub use gateways::{HttpGateway, PaymentSettings};
-pub use metrics::Metrics;
 pub use tokens::TokenKeys;
 
 /// What every handler shares.
@@ -50,7 +49,6 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub tokens: Arc<TokenKeys>,
     pub clock: Arc<dyn Clock>,
-    pub metrics: Arc<Metrics>,
     pub payments: Arc<PaymentSettings>,
     /// For the HTTP payment gateway.
     pub http_client: reqwest::Client,
@@ -112,11 +110,11 @@ impl AppState {
         clock: Arc<dyn Clock>,
     ) -> Result<AppState, stockroom_store::StoreError> {
         let tokens = Arc::new(TokenKeys::load(&*store).await?);
+        metrics::handle();
         Ok(AppState {
             store,
             tokens,
             clock,
-            metrics: Arc::new(Metrics::default()),
             payments: Arc::new(PaymentSettings::default()),
             http_client: reqwest::Client::new(),
             limits: Arc::new(Limits::default()),
@@ -224,6 +222,12 @@ impl Routes {
 /// query and answers, its own error statuses). The router and the OpenAPI document are both
 /// built from this table.
 pub fn routes(state: AppState) -> (Router, Vec<RouteInfo>) {
+    routes_with(state, Router::new())
+}
+
+/// [`routes`], with `extra` routes (the dashboard) merged in under the same layers: load
+/// shedding, time limit, metrics and tracing. `extra` does its own authorization.
+pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<RouteInfo>) {
     use openapi::doc;
     use wire::carts::{CartItemUpdate, CartItems, CartOut, NewCartItems};
     use wire::locations::{LocationOut, LocationPatchBody, NewLocationBody};
@@ -264,7 +268,7 @@ pub fn routes(state: AppState) -> (Router, Vec<RouteInfo>) {
     .add(
         Get,
         "/metrics",
-        Public,
+        Admin,
         metrics::render,
         doc("Prometheus metrics").text(),
     )
@@ -609,12 +613,13 @@ pub fn routes(state: AppState) -> (Router, Vec<RouteInfo>) {
     let router =
         routes
             .router
+            .merge(extra)
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .layer(from_fn_with_state(state.clone(), shed_and_time_out))
             // Outside the shedding: a body is read before its request takes a slot.
             .layer(from_fn_with_state(state.clone(), server::read_body_first))
-            .layer(from_fn_with_state(state.clone(), metrics::count))
+            .layer(from_fn(metrics::count))
             // Failed requests are answered and counted (`/metrics`); the causes worth an operator's
             // attention (storage errors) are logged where they happen. Logging every shed 503 at
             // error level would turn an overload into a logging storm.
@@ -634,11 +639,15 @@ async fn shed_and_time_out(
     next: axum::middleware::Next,
 ) -> Response {
     let Ok(_permit) = state.inflight.clone().try_acquire_owned() else {
+        ::metrics::counter!("stockroom_http_shed_total").increment(1);
         return ApiError::Unavailable.into_response();
     };
     match tokio::time::timeout(state.limits.request_timeout, next.run(req)).await {
         Ok(response) => response,
-        Err(_) => ApiError::TimedOut.into_response(),
+        Err(_) => {
+            ::metrics::counter!("stockroom_http_timeouts_total").increment(1);
+            ApiError::TimedOut.into_response()
+        }
     }
 }
 
@@ -657,10 +666,13 @@ async fn json_errors_for_bad_paths(
     next: axum::middleware::Next,
 ) -> Response {
     let response = next.run(req).await;
+    // The dashboard's pages (HTML) answer their own errors.
     let is_json = response
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        .is_some_and(|v| {
+            v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html")
+        });
     if response.status().is_client_error()
         && !is_json
         && response.status() != StatusCode::NO_CONTENT
@@ -687,16 +699,28 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(listener, state, Router::new(), shutdown).await
+}
+
+/// [`serve`], with `extra` routes merged in (see [`routes_with`]).
+pub async fn serve_with(
+    listener: TcpListener,
+    state: AppState,
+    extra: Router<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let every = (state.payments.pending_timeout / 4).clamp(
         std::time::Duration::from_millis(100),
         std::time::Duration::from_secs(5),
     );
     let sweeper = tokio::spawn(gateways::housekeeping_forever(state.clone(), every));
     let keys = tokio::spawn(state.tokens.clone().refresh_forever(state.store.clone()));
-    let (limits, connections) = (state.limits.clone(), state.metrics.connections.clone());
-    let (router, _) = routes(state);
-    let served = server::run(listener, router, limits, connections, shutdown).await;
+    let upkeep = tokio::spawn(metrics::upkeep_forever());
+    let limits = state.limits.clone();
+    let (router, _) = routes_with(state, extra);
+    let served = server::run(listener, router, limits, shutdown).await;
     sweeper.abort();
     keys.abort();
+    upkeep.abort();
     served
 }

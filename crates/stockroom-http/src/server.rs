@@ -14,7 +14,6 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -42,15 +41,12 @@ use crate::{AppState, Limits};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientAddr(pub IpAddr);
 
-/// Connections refused or closed by the server, for `/metrics`.
-#[derive(Default)]
-pub struct ConnectionCounts {
-    pub open: AtomicU64,
-    pub refused_max_connections: AtomicU64,
-    pub refused_per_address: AtomicU64,
-    pub closed_header_timeout: AtomicU64,
-    pub closed_idle: AtomicU64,
-}
+/// Connections open now (`/metrics`).
+const CONNECTIONS_OPEN: &str = "stockroom_connections_open";
+/// Connections closed at accept because a cap was reached, by `cap`.
+const CONNECTIONS_REFUSED: &str = "stockroom_connections_refused_total";
+/// Connections closed by a timeout, by `timeout`.
+const CONNECTIONS_TIMED_OUT: &str = "stockroom_connections_timed_out_total";
 
 /// Accepts connections until `shutdown` completes, then stops accepting, lets every connection
 /// finish the request it is serving (idle ones close at once) and returns when all are closed.
@@ -58,7 +54,6 @@ pub(crate) async fn run(
     listener: TcpListener,
     router: Router,
     limits: Arc<Limits>,
-    counts: Arc<ConnectionCounts>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let admissions = Admissions::new(&limits);
@@ -76,13 +71,12 @@ pub(crate) async fn run(
             },
         };
         // Refused connections are dropped, which closes them at once.
-        let Some(admission) = admissions.admit(peer.ip(), &counts) else {
+        let Some(admission) = admissions.admit(peer.ip()) else {
             continue;
         };
         let connection = Connection {
             router: router.clone(),
             limits: limits.clone(),
-            counts: counts.clone(),
             peer,
         };
         tokio::spawn(connection.serve(stream, admission, stopping.clone()));
@@ -118,7 +112,6 @@ struct Admission {
     _permit: OwnedSemaphorePermit,
     per_address: Arc<Mutex<HashMap<IpAddr, usize>>>,
     address: IpAddr,
-    counts: Arc<ConnectionCounts>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -136,11 +129,9 @@ impl Admissions {
         }
     }
 
-    fn admit(&self, ip: IpAddr, counts: &Arc<ConnectionCounts>) -> Option<Admission> {
+    fn admit(&self, ip: IpAddr) -> Option<Admission> {
         let Ok(permit) = self.all.clone().try_acquire_owned() else {
-            counts
-                .refused_max_connections
-                .fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(CONNECTIONS_REFUSED, "cap" => "max_connections").increment(1);
             return None;
         };
         let address = address_key(ip);
@@ -148,17 +139,17 @@ impl Admissions {
             let mut open = lock(&self.per_address);
             let n = open.entry(address).or_insert(0);
             if *n >= self.per_address_max {
-                counts.refused_per_address.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(CONNECTIONS_REFUSED, "cap" => "max_connections_per_address")
+                    .increment(1);
                 return None;
             }
             *n += 1;
         }
-        counts.open.fetch_add(1, Ordering::Relaxed);
+        metrics::gauge!(CONNECTIONS_OPEN).increment(1.0);
         Some(Admission {
             _permit: permit,
             per_address: self.per_address.clone(),
             address,
-            counts: counts.clone(),
         })
     }
 
@@ -177,14 +168,13 @@ impl Drop for Admission {
                 open.remove(&self.address);
             }
         }
-        self.counts.open.fetch_sub(1, Ordering::Relaxed);
+        metrics::gauge!(CONNECTIONS_OPEN).decrement(1.0);
     }
 }
 
 struct Connection {
     router: Router,
     limits: Arc<Limits>,
-    counts: Arc<ConnectionCounts>,
     peer: SocketAddr,
 }
 
@@ -236,8 +226,8 @@ impl Connection {
                     conn.as_mut().graceful_shutdown();
                 }
                 () = tokio::time::sleep_until(deadline) => {
-                    if let Some(counter) = activity.phase().expired(&self.limits, &self.counts) {
-                        counter.fetch_add(1, Ordering::Relaxed);
+                    if let Some(timeout) = activity.phase().expired(&self.limits) {
+                        metrics::counter!(CONNECTIONS_TIMED_OUT, "timeout" => timeout).increment(1);
                         // Dropping the connection closes it; no request is being served.
                         break;
                     }
@@ -289,14 +279,12 @@ impl Phase {
         }
     }
 
-    /// The counter to bump if the connection is to be closed now.
-    fn expired<'a>(&self, limits: &Limits, counts: &'a ConnectionCounts) -> Option<&'a AtomicU64> {
+    /// The timeout that closes the connection now, if one has run out.
+    fn expired(&self, limits: &Limits) -> Option<&'static str> {
         let late = Instant::now() >= self.deadline(limits);
         match self {
-            Phase::Waiting { first: false, .. } if late => Some(&counts.closed_idle),
-            Phase::Waiting { first: true, .. } | Phase::Head { .. } if late => {
-                Some(&counts.closed_header_timeout)
-            }
+            Phase::Waiting { first: false, .. } if late => Some("keep_alive"),
+            Phase::Waiting { first: true, .. } | Phase::Head { .. } if late => Some("header_read"),
             _ => None,
         }
     }

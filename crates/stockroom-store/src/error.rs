@@ -28,6 +28,9 @@ impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                if matches!(e, sqlx::Error::PoolTimedOut) {
+                    metrics::counter!("stockroom_db_pool_timeouts_total").increment(1);
+                }
                 StoreError::Unavailable(e.to_string())
             }
             sqlx::Error::Database(db) => match db.code().as_deref() {

@@ -294,7 +294,7 @@ impl Conn<'_> {
     }
 }
 
-fn any_query(
+pub(crate) fn any_query(
     sql: &str,
     args: Vec<Arg>,
 ) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {

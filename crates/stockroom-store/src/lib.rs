@@ -13,6 +13,7 @@ mod exec;
 mod flow;
 mod locations;
 mod model;
+mod operator;
 mod orders;
 pub mod security;
 mod sql;
@@ -25,12 +26,13 @@ use stockroom_domain::{ProductId, Timestamp};
 
 pub use error::{OpenError, StoreError};
 pub use model::*;
+pub use operator::{LevelFilter, LocationSummary, OperatorStore, Sequenced, StockQuery, StockRow};
 pub use sql::{redact_url, OpenOptions, SqlStore};
 pub use verify::{Problem, VerifyReport};
 
 /// All that the HTTP layer and the CLI need from storage. Each method is atomic on its own.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: OperatorStore + Send + Sync + 'static {
     /// Applies one write (create, transact, delete) through the group-commit writer, honouring
     /// its idempotency key. `Ok` carries the outcome, applied or refused; `Err` means the
     /// outcome is not known to have happened and nothing was acknowledged.

@@ -55,7 +55,7 @@ impl Default for OpenOptions {
 
 pub struct SqlStore {
     dialect: &'static Dialect,
-    read: Reader,
+    pub(crate) read: Reader,
     writer: mpsc::Sender<Job>,
     /// The database file, on SQLite.
     file: Option<std::path::PathBuf>,

@@ -68,8 +68,13 @@ pub(crate) async fn run(
 ) {
     let mut jobs: Vec<Job> = Vec::with_capacity(batch_max);
     while rx.recv_many(&mut jobs, batch_max).await > 0 {
+        metrics::gauge!("stockroom_writer_queue_depth").set(rx.len() as f64);
+        metrics::histogram!("stockroom_writer_batch_size").record(jobs.len() as f64);
+        let started = std::time::Instant::now();
         let requests: Vec<&WriteRequest> = jobs.iter().map(|j| &j.request).collect();
         let answers = commit(&mut db, dialect, &*clock, &requests).await;
+        metrics::histogram!("stockroom_writer_batch_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
         for (job, answer) in jobs.drain(..).zip(answers) {
             // The requester may have gone away; its write stands all the same.
             let _ = job.reply.send(answer);
@@ -155,7 +160,10 @@ fn commit_once<'a>(
     Box::pin(async move {
         match db {
             WriteDb::Pool(pool) => {
+                let waited = std::time::Instant::now();
                 let mut pooled = pool.acquire().await?;
+                metrics::histogram!("stockroom_db_pool_wait_seconds", "pool" => "writer")
+                    .record(waited.elapsed().as_secs_f64());
                 let (result, clean) =
                     transact(&mut Conn::Any(&mut pooled), dialect, now, requests).await;
                 if !clean {
@@ -197,10 +205,16 @@ async fn transact(
         return (Err(e), true);
     }
     let result = match apply_and_write(conn, dialect, now, requests).await {
-        Ok(answers) => match conn.execute("COMMIT", args![]).await {
-            Ok(_) => return (Ok(answers), true),
-            Err(e) => e,
-        },
+        Ok(answers) => {
+            let started = std::time::Instant::now();
+            let committed = conn.execute("COMMIT", args![]).await;
+            metrics::histogram!("stockroom_db_commit_duration_seconds")
+                .record(started.elapsed().as_secs_f64());
+            match committed {
+                Ok(_) => return (Ok(answers), true),
+                Err(e) => e,
+            }
+        }
         Err(e) => e,
     };
     match conn.execute("ROLLBACK", args![]).await {
@@ -546,6 +560,7 @@ async fn apply_and_write_inner(
                     answers.push(Err(StoreError::IdempotencyMismatch));
                 } else {
                     let outcome = outcome.clone();
+                    metrics::counter!("stockroom_idempotent_replays_total").increment(1);
                     answers.push(Ok(replay(&mut batch, &outcome).await?));
                 }
                 continue;

@@ -17,6 +17,7 @@ use stockroom_store::{OpenOptions, SqlStore, Store, StoreError};
 use tokio::net::TcpListener;
 
 mod bench;
+mod transfer;
 
 #[derive(Parser)]
 #[command(
@@ -43,6 +44,23 @@ enum Command {
     },
     /// Load-test a server over HTTP (its own, or --url) and check the figures afterwards.
     Bench(bench::BenchArgs),
+    /// Write every stock record (with its location), or the whole history, as JSON lines or
+    /// CSV.
+    Export {
+        #[command(flatten)]
+        args: transfer::ExportArgs,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Set stock levels per product and location from a JSON-lines or CSV file (as `export`
+    /// writes them), through the same write path as the API; safe while servers run, and
+    /// importing the same file again changes nothing. Exits 1 if a line was bad or refused.
+    Import {
+        #[command(flatten)]
+        args: transfer::ImportArgs,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Copy a consistent snapshot of a SQLite database to a new file, while the service runs
     /// (for PostgreSQL use pg_dump).
     Backup {
@@ -81,6 +99,12 @@ struct ServeArgs {
 
     #[command(flatten)]
     db: DbArgs,
+
+    /// Also serve GET /metrics (Prometheus text) on this address, without a token: for a
+    /// scraper on a private network. On the main address /metrics needs an administrator's
+    /// bearer token.
+    #[arg(long, env = "STOCKROOM_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
 
     /// Client id of an administrator credential to create (or update) at start; needs
     /// STOCKROOM_CLIENT_SECRET. Without it, the first start creates one and prints it once.
@@ -337,6 +361,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
+    if let Some(metrics_addr) = args.metrics_listen {
+        let metrics = TcpListener::bind(metrics_addr)
+            .await
+            .with_context(|| format!("cannot listen on {metrics_addr} for metrics"))?;
+        let bound = metrics
+            .local_addr()
+            .context("reading the metrics address")?;
+        println!("metrics on http://{bound}/metrics");
+        tracing::info!(addr = %bound, "serving /metrics without a token");
+        tokio::spawn(async move {
+            if let Err(e) = stockroom_http::metrics::serve_plain(metrics).await {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
+    }
     let shutdown = shutdown_signal()?;
     println!("stockroom listening on http://{addr}");
     tracing::info!(
@@ -344,7 +383,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         database = %stockroom_store::redact_url(&args.db.database_url),
         "stockroom is serving"
     );
-    stockroom_http::serve(listener, state, shutdown)
+    let dashboard = stockroom_dashboard::router(state.clone());
+    stockroom_http::serve_with(listener, state, dashboard, shutdown)
         .await
         .context("serving HTTP")?;
     tracing::info!("stopped");
@@ -507,6 +547,38 @@ async fn verify(db: DbArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+async fn export(args: transfer::ExportArgs, db: DbArgs) -> anyhow::Result<()> {
+    transfer::check_export(&args)?;
+    let store = open_existing(&db).await?;
+    match transfer::export(store, args).await {
+        // The reader went away (`stockroom export | head`): not an error of ours.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+async fn import(args: transfer::ImportArgs, db: DbArgs) -> anyhow::Result<ExitCode> {
+    let options = args.open_options(OpenOptions {
+        pool_size: db.pool_size,
+        acquire_timeout: Duration::from_millis(db.acquire_timeout_ms),
+        ..OpenOptions::default()
+    });
+    let store = SqlStore::open(&db.database_url, options, Arc::new(SystemClock)).await?;
+    let clean = transfer::import(store, args).await?;
+    Ok(if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 async fn backup(to: std::path::PathBuf, db: DbArgs) -> anyhow::Result<()> {
     if !db.database_url.starts_with("sqlite:") {
         anyhow::bail!(
@@ -609,6 +681,8 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
             Command::Verify(db) => verify(db).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Export { args, db } => export(args, db).await.map(|()| ExitCode::SUCCESS),
+            Command::Import { args, db } => import(args, db).await,
             Command::Backup { to, db } => backup(to, db).await.map(|()| ExitCode::SUCCESS),
             Command::Keys { command } => keys(command).await.map(|()| ExitCode::SUCCESS),
         }

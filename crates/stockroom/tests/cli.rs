@@ -940,3 +940,354 @@ async fn failed_sign_ins_and_a_readable_database_are_logged() {
     );
     assert!(!logs.contains("the-wrong-secret-guess"), "never the secret");
 }
+
+// ----- import and export -----
+
+/// `stockroom export` of a database's stock records (JSON lines, or CSV).
+fn export(url: &str, extra: &[&str]) -> String {
+    let mut args = vec!["export", "--database-url", url];
+    args.extend_from_slice(extra);
+    let out = run(&args);
+    assert!(out.status.success(), "export: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// `stockroom import FILE`, with its exit code and what it printed.
+fn import(url: &str, file: &Path, extra: &[&str]) -> (Option<i32>, String, String) {
+    let mut args = vec![
+        "import",
+        file.to_str().expect("path"),
+        "--database-url",
+        url,
+    ];
+    args.extend_from_slice(extra);
+    let out = run(&args);
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+fn verify_ok(url: &str) {
+    let out = run(&["verify", "--database-url", url]);
+    assert!(out.status.success(), "verify: {}", text(&out.stdout));
+}
+
+/// Stock made through the API: a location, classic and multi-location records, manual and
+/// order-held allocations, a record decremented to 0.
+async fn seed_through_the_api(url: &str) {
+    let server = serve(
+        url,
+        &[
+            ("STOCKROOM_CLIENT_ID", ADMIN_ID),
+            ("STOCKROOM_CLIENT_SECRET", ADMIN_SECRET),
+        ],
+    );
+    let http = reqwest::Client::new();
+    let base = &server.base;
+    let t = token(&http, base, ADMIN_ID, ADMIN_SECRET).await;
+    let (status, body) = post(
+        &http,
+        format!("{base}/v2/inventories/locations"),
+        &t,
+        json!({"data": {"type": "inventory_location", "attributes": {"name": "Warehouse A", "slug": "wh-a"}}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    for (id, q) in [("mug", 40), ("pot", 5), ("gone", 3)] {
+        let (status, _) = post(
+            &http,
+            format!("{base}/v2/inventories/{id}"),
+            &t,
+            json!({"data": {"quantity": q}}),
+        )
+        .await;
+        assert_eq!(status, 201);
+    }
+    let (status, body) = post(
+        &http,
+        format!("{base}/v2/inventories"),
+        &t,
+        json!({"data": {"type": "stock", "id": "crate", "attributes": {"locations": {"wh-a": {"available": 12}}}}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    for (id, action, q) in [("mug", "allocate", 6), ("gone", "decrement", 3)] {
+        let (status, body) = post(
+            &http,
+            format!("{base}/v2/inventories/{id}/transactions"),
+            &t,
+            json!({"data": {"type": "stock-transaction", "action": action, "quantity": q}}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let order = order_of(&http, base, &t, "cart-1", &[("pot", 2)]).await;
+    let (status, body) = post(
+        &http,
+        format!("{base}/v2/orders/{order}/payments"),
+        &t,
+        json!({"data": {"gateway": "manual", "method": "purchase"}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Export → import into an empty database → export gives the same file, in both formats, on
+/// both backends; the import passes `verify`, and a second import changes nothing.
+#[tokio::test]
+async fn exported_stock_imports_into_an_empty_database_unchanged() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let dir = tempfile::tempdir().expect("dir");
+        let a = dir.path().join("a");
+        std::fs::create_dir_all(&a).expect("dir");
+        let Some(source) = fresh_database(backend, &a).await else {
+            continue;
+        };
+        seed_through_the_api(&source).await;
+        let jsonl = export(&source, &[]);
+        assert_eq!(jsonl.lines().count(), 4, "{jsonl}");
+        assert!(jsonl.contains(
+            r#"{"product_id":"pot","location":"","total":5,"allocated":2,"available":3}"#
+        ));
+        assert!(jsonl.contains(r#""product_id":"gone","location":"","total":0"#));
+        for (format, exported) in [
+            ("jsonl", jsonl.clone()),
+            ("csv", export(&source, &["--format", "csv"])),
+        ] {
+            let file = dir.path().join(format!("stock.{format}"));
+            std::fs::write(&file, &exported).expect("write");
+            let place = dir.path().join(format);
+            std::fs::create_dir_all(&place).expect("dir");
+            let Some(target) = fresh_database(backend, &place).await else {
+                continue;
+            };
+            // The location must exist where stock is imported: make it with the API's twin.
+            seed_location(&target).await;
+            let (code, out, err) = import(&target, &file, &[]);
+            assert_eq!(code, Some(0), "{out}{err}");
+            assert!(out.contains("4 records were created"), "{out}");
+            assert_eq!(
+                export(&target, &["--format", format]),
+                exported,
+                "{backend:?} {format}"
+            );
+            verify_ok(&target);
+            let (code, out, _) = import(&target, &file, &[]);
+            assert_eq!(code, Some(0));
+            assert!(
+                out.contains("0 records were created, 0 were changed, 4 already matched"),
+                "{out}"
+            );
+            let history = export(&target, &["--history"]);
+            assert!(
+                history.contains(r#""reason":"import""#),
+                "changes carry the reason: {history}"
+            );
+        }
+    }
+}
+
+async fn seed_location(url: &str) {
+    let server = serve(
+        url,
+        &[
+            ("STOCKROOM_CLIENT_ID", ADMIN_ID),
+            ("STOCKROOM_CLIENT_SECRET", ADMIN_SECRET),
+        ],
+    );
+    let http = reqwest::Client::new();
+    let t = token(&http, &server.base, ADMIN_ID, ADMIN_SECRET).await;
+    let (status, _) = post(
+        &http,
+        format!("{}/v2/inventories/locations", server.base),
+        &t,
+        json!({"data": {"type": "inventory_location", "attributes": {"name": "Warehouse A", "slug": "wh-a"}}}),
+    )
+    .await;
+    assert_eq!(status, 201);
+}
+
+/// `n` lines of levels: every product at no location, some at 0, some with allocations.
+fn levels_file(path: &Path, n: usize) {
+    let mut lines = String::new();
+    for i in 0..n {
+        let total = i % 37;
+        let allocated = if i % 5 == 0 { total / 2 } else { 0 };
+        lines.push_str(&format!(
+            "{{\"product_id\":\"p{i:06}\",\"total\":{total},\"allocated\":{allocated}}}\n"
+        ));
+    }
+    std::fs::write(path, lines).expect("write");
+}
+
+#[test]
+fn a_dry_run_says_what_would_change_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = sqlite_url(dir.path());
+    let file = dir.path().join("levels.jsonl");
+    levels_file(&file, 50);
+    let (code, out, _) = import(&url, &file, &["--batch-lines", "20"]);
+    assert_eq!(code, Some(0), "{out}");
+    let before = export(&url, &["--history"]);
+    levels_file(&file, 60);
+    let (code, out, err) = import(&url, &file, &["--dry-run"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("10 records would be created, 0 would be changed, 50 already matched"),
+        "{out}"
+    );
+    assert!(out.contains("dry run: nothing was changed"), "{out}");
+    assert_eq!(
+        export(&url, &["--history"]),
+        before,
+        "not one history entry more"
+    );
+}
+
+#[test]
+fn a_bad_line_is_reported_by_number_and_nothing_of_its_batch_is_applied() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = sqlite_url(dir.path());
+    let file = dir.path().join("levels.csv");
+    let mut csv = String::from("product_id,location,total,allocated\n");
+    for i in 1..=30 {
+        if i == 15 {
+            csv.push_str("p15,,-3,\n");
+        } else {
+            csv.push_str(&format!("p{i},,{i},\n"));
+        }
+    }
+    csv.push_str("p31,nowhere,1,\n");
+    std::fs::write(&file, csv).expect("write");
+    let (code, out, err) = import(&url, &file, &["--batch-lines", "10"]);
+    assert_eq!(code, Some(1), "a bad line fails the import: {out}");
+    assert!(
+        err.contains("line 16: total must be a whole number"),
+        "CSV line numbers count the header: {err}"
+    );
+    assert!(
+        err.contains("line 32: no location with slug \"nowhere\""),
+        "{err}"
+    );
+    let ids: Vec<String> = export(&url, &[])
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).expect("json")["product_id"]
+                .as_str()
+                .expect("id")
+                .to_owned()
+        })
+        .collect();
+    let expected: Vec<String> = (1..=10).chain(21..=30).map(|i| format!("p{i}")).collect();
+    let mut sorted = expected.clone();
+    sorted.sort();
+    assert_eq!(
+        ids, sorted,
+        "lines 2-11 and 22-31 applied; the batches of the bad lines not"
+    );
+    verify_ok(&url);
+}
+
+/// An import killed with SIGKILL half-way, then run again, leaves exactly what one clean import
+/// leaves (and a history `verify` agrees with).
+#[test]
+fn an_import_killed_half_way_and_run_again_ends_like_one_clean_import() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("levels.jsonl");
+    let lines = 6000;
+    levels_file(&file, lines);
+    let clean = format!("sqlite://{}/clean.db", dir.path().display());
+    let (code, _, err) = import(&clean, &file, &[]);
+    assert_eq!(code, Some(0), "{err}");
+
+    let url = format!("sqlite://{}/killed.db", dir.path().display());
+    let mut child = Command::new(BIN)
+        .args([
+            "import",
+            file.to_str().expect("path"),
+            "--database-url",
+            &url,
+            "--batch-lines",
+            "200",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn import");
+    let db = dir.path().join("killed.db");
+    // Kill it as soon as its first changes are committed.
+    let started = std::time::Instant::now();
+    let stocked = || -> usize { rusqlite_count(&db) };
+    while stocked() == 0 {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "the import never committed anything"
+        );
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the import ended before it could be killed"
+        );
+        std::thread::yield_now();
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    let at_kill = stocked();
+    assert!(
+        at_kill < lines,
+        "killed half-way: {at_kill} of {lines} records"
+    );
+    let (code, out, err) = import(&url, &file, &[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(
+        export(&url, &[]),
+        export(&clean, &[]),
+        "the same figures as one clean import"
+    );
+    verify_ok(&url);
+}
+
+/// Stock records in a SQLite file (0 while the file or its tables do not exist yet).
+fn rusqlite_count(db: &Path) -> usize {
+    let Ok(conn) =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return 0;
+    };
+    conn.query_row("SELECT COUNT(*) FROM stock", [], |r| r.get::<_, i64>(0))
+        .map_or(0, |n| usize::try_from(n).unwrap_or(0))
+}
+
+/// `--metrics-listen` serves `/metrics` without a token on its own address; the main address
+/// still asks for an administrator's.
+#[tokio::test]
+async fn metrics_listen_serves_metrics_without_a_token_on_its_own_address() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = sqlite_url(dir.path());
+    let server = serve(&url, &[("STOCKROOM_METRICS_LISTEN", "127.0.0.1:0")]);
+    let addr = server
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("metrics on "))
+        .expect("the metrics address is printed")
+        .to_owned();
+    let http = reqwest::Client::new();
+    let main = http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(
+        main.status().as_u16(),
+        401,
+        "the main address needs a token"
+    );
+    let plain = http.get(&addr).send().await.expect("get");
+    assert_eq!(plain.status().as_u16(), 200);
+    let text = plain.text().await.expect("text");
+    assert!(
+        text.contains("stockroom_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"status="401""#),
+        "the refused scrape was counted: {text}"
+    );
+}

@@ -93,6 +93,7 @@ async fn read_response(stream: &mut TcpStream) -> String {
 async fn metrics(app: &TestApp) -> String {
     app.http
         .get(format!("{}/metrics", app.base))
+        .bearer_auth(&app.admin)
         .send()
         .await
         .expect("metrics")
@@ -101,23 +102,36 @@ async fn metrics(app: &TestApp) -> String {
         .expect("text")
 }
 
+/// A counter's value, 0 if it was never recorded.
 fn counter(metrics: &str, name: &str) -> u64 {
     metrics
         .lines()
         .find_map(|l| l.strip_prefix(name))
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} in {metrics}"))
+        .unwrap_or(0)
 }
+
+/// The connection counters live in the process's one metrics recorder, which every test of
+/// this binary shares: the tests that make connections time out or be refused take turns, and
+/// each asserts how much its own work moved a counter.
+static CONNECTION_COUNTERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const HEADER_READ: &str = "stockroom_connections_timed_out_total{timeout=\"header_read\"}";
+const KEEP_ALIVE: &str = "stockroom_connections_timed_out_total{timeout=\"keep_alive\"}";
+const PER_ADDRESS: &str =
+    "stockroom_connections_refused_total{cap=\"max_connections_per_address\"}";
 
 const HEALTH: &[u8] = b"GET /health HTTP/1.1\r\nHost: stockroom\r\n\r\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_request_head_is_closed_within_the_header_read_timeout() {
+    let _turn = CONNECTION_COUNTERS.lock().await;
     let app = app_with(Limits {
         header_read_timeout: Duration::from_millis(400),
         ..Limits::default()
     })
     .await;
+    let before = counter(&metrics(&app).await, HEADER_READ);
     // Half a head, then nothing.
     let mut stalled = connect_from(&app, "127.0.0.2").await;
     stalled
@@ -134,14 +148,12 @@ async fn a_stalled_request_head_is_closed_within_the_header_read_timeout() {
     let mut silent = connect_from(&app, "127.0.0.2").await;
     read_until_closed(&mut silent, Duration::from_secs(5)).await;
     let metrics = metrics(&app).await;
-    assert!(
-        metrics.contains("stockroom_connections_timed_out_total{timeout=\"header_read\"} 2"),
-        "{metrics}"
-    );
+    assert_eq!(counter(&metrics, HEADER_READ) - before, 2, "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_head_trickled_a_byte_at_a_time_is_cut_off_at_the_header_read_timeout() {
+    let _turn = CONNECTION_COUNTERS.lock().await;
     let app = app_with(Limits {
         header_read_timeout: Duration::from_millis(500),
         ..Limits::default()
@@ -172,12 +184,14 @@ async fn a_head_trickled_a_byte_at_a_time_is_cut_off_at_the_header_read_timeout(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout() {
+    let _turn = CONNECTION_COUNTERS.lock().await;
     let app = app_with(Limits {
         keep_alive_timeout: Duration::from_millis(400),
         header_read_timeout: Duration::from_secs(30),
         ..Limits::default()
     })
     .await;
+    let before = counter(&metrics(&app).await, KEEP_ALIVE);
     let mut conn = connect_from(&app, "127.0.0.3").await;
     // Requests within the keep-alive timeout keep it open, one after another.
     for _ in 0..3 {
@@ -193,13 +207,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout() 
     );
     // The test client's own pooled connection (its sign-ins) may have idled out too.
     let metrics = metrics(&app).await;
-    assert!(
-        counter(
-            &metrics,
-            "stockroom_connections_timed_out_total{timeout=\"keep_alive\"}"
-        ) >= 1,
-        "{metrics}"
-    );
+    assert!(counter(&metrics, KEEP_ALIVE) > before, "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,11 +253,13 @@ async fn stalled_bodies_do_not_starve_real_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_per_address_cap_are_closed_at_once() {
+    let _turn = CONNECTION_COUNTERS.lock().await;
     let app = app_with(Limits {
         max_connections_per_address: 3,
         ..Limits::default()
     })
     .await;
+    let before = counter(&metrics(&app).await, PER_ADDRESS);
     let mut held = Vec::new();
     for _ in 0..3 {
         let mut conn = connect_from(&app, "127.0.0.4").await;
@@ -267,11 +277,7 @@ async fn connections_beyond_the_per_address_cap_are_closed_at_once() {
     other.write_all(HEALTH).await.expect("write");
     assert!(read_response(&mut other).await.starts_with("HTTP/1.1 200"));
     let metrics = metrics(&app).await;
-    assert!(
-        metrics
-            .contains("stockroom_connections_refused_total{cap=\"max_connections_per_address\"} 1"),
-        "{metrics}"
-    );
+    assert_eq!(counter(&metrics, PER_ADDRESS) - before, 1, "{metrics}");
     // Closing one makes room for another.
     drop(held.pop());
     let deadline = Instant::now() + Duration::from_secs(5);

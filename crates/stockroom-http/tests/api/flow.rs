@@ -884,7 +884,9 @@ async fn an_overdue_payment_attempt_is_released_exactly_once(app: TestApp) {
 
 /// A stand-in payment provider: approves, declines, answers 500, or never answers. Each request
 /// it receives is announced on the returned channel.
-async fn spawn_gateway(mode: Arc<AtomicU8>) -> (String, tokio::sync::mpsc::UnboundedReceiver<()>) {
+pub(crate) async fn spawn_gateway(
+    mode: Arc<AtomicU8>,
+) -> (String, tokio::sync::mpsc::UnboundedReceiver<()>) {
     use axum::routing::post;
     let (seen_tx, seen) = tokio::sync::mpsc::unbounded_channel();
     let app = axum::Router::new().route(
@@ -1034,6 +1036,20 @@ async fn load_beyond_the_limit_is_shed_and_slow_requests_time_out(backend: Backe
     let r = stuck.await.expect("task");
     assert_eq!(r.error_status(), 503);
     assert_eq!(r.body["errors"][0]["title"], "Request timed out");
+    // Both are counted (the counters are the process's: other tests may add to them).
+    let text = app
+        .call(Method::GET, "/metrics", Some(&app.admin), None)
+        .await
+        .body;
+    let text = text.as_str().expect("metrics text");
+    for counter in ["stockroom_http_shed_total", "stockroom_http_timeouts_total"] {
+        let n: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{counter} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        assert!(n >= 1.0, "{counter} counted: {n}");
+    }
     // The attempt goes on without its caller: the gateway's timeout fails it and releases.
     let mut released = false;
     for _ in 0..100 {

@@ -5,6 +5,7 @@ mod support;
 mod connections;
 mod flow;
 mod locations;
+mod metrics;
 mod security;
 mod wire;
 
@@ -1041,6 +1042,7 @@ async fn health_and_metrics_answer(app: TestApp) {
     let text = app
         .http
         .get(format!("{}/metrics", app.base))
+        .bearer_auth(&app.admin)
         .send()
         .await
         .expect("metrics")

@@ -198,8 +198,13 @@ impl TestApp {
         let status = r.status();
         let headers = r.headers().clone();
         let text = r.text().await?;
+        let is_text = headers
+            .get("content-type")
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
         let body = if text.is_empty() {
             Value::Null
+        } else if is_text {
+            Value::String(text)
         } else {
             serde_json::from_str(&text).unwrap_or_else(|_| panic!("JSON body, got {text:?}"))
         };

@@ -1,0 +1,313 @@
+//! Setting stock levels (a record's total, and optionally its allocation) through the store's
+//! ordinary commands — shared by the dashboard's "set" and `stockroom import`.
+//!
+//! A level may be 0 (SPEC §1), but the store's commands still take quantities of 1 or more, so
+//! a level of 0 is reached the way those commands allow: an existing record is decremented by
+//! its total (refused, like `set`, while units are allocated); a new record is created with 1
+//! unit and decremented by it. Both leave the figures exactly at 0 and say so in the history.
+//!
+//! A change is planned from the records as read and sent in [`PHASES`]: creations first, then
+//! releases of allocations, then totals, then new allocations, so that each step is allowed by
+//! the one before (a total below today's allocation needs the release first; an allocation
+//! beyond today's total needs the new total first). Replanning from what the database holds
+//! makes a rerun after a crash finish the job, and a second run change nothing.
+
+use stockroom_domain::{Action, ProductId, Quantity, Stock, StockLevel};
+use stockroom_store::{Command, ProductStock};
+
+/// The order in which a plan's commands are sent; commands of one phase may run together.
+pub const PHASES: usize = 4;
+const CREATE: usize = 0;
+const RELEASE: usize = 1;
+const TOTAL: usize = 2;
+const ALLOCATE: usize = 3;
+
+/// What one record should hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub location: String,
+    pub total: StockLevel,
+    /// Allocated units to reach (by hand: as manual allocations); `None` leaves them alone.
+    pub allocated: Option<StockLevel>,
+}
+
+/// How a record fares under a plan.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub created: u64,
+    pub changed: u64,
+    pub unchanged: u64,
+}
+
+/// The commands that bring a product's records to its targets, by phase.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub phases: [Vec<Command>; PHASES],
+    pub tally: Tally,
+}
+
+fn units(n: u64) -> Option<Quantity> {
+    Quantity::new(i64::try_from(n).ok()?).ok()
+}
+
+fn transact(
+    product: &ProductId,
+    location: &str,
+    action: Action,
+    q: Quantity,
+    reason: Option<&str>,
+) -> Command {
+    Command::Transact {
+        product: product.clone(),
+        location: location.to_owned(),
+        action,
+        quantity: q,
+        order_id: None,
+        reason: reason.map(str::to_owned),
+    }
+}
+
+/// Plans one product's targets against its stock as read (`None`: not stock-managed).
+pub fn plan(
+    product: &ProductId,
+    current: Option<&ProductStock>,
+    targets: &[Target],
+    reason: Option<&str>,
+) -> Plan {
+    let mut plan = Plan::default();
+    let mut created = Vec::new();
+    for t in targets {
+        let now = current.and_then(|p| p.at(&t.location)).map(|r| r.stock);
+        let (now, fresh) = match now {
+            Some(stock) => (stock, false),
+            None => {
+                // New records start at the level (or at 1, for 0), with nothing allocated.
+                let start = units(t.total.get())
+                    .unwrap_or_else(|| Quantity::new(1).expect("1 is a quantity"));
+                created.push((t.location.clone(), start));
+                (Stock::created(start), true)
+            }
+        };
+        let steps = record_steps(product, &t.location, now, t, reason);
+        let touched = fresh || steps.iter().any(|(_, c)| c.is_some());
+        for (phase, command) in steps {
+            plan.phases[phase].extend(command);
+        }
+        match (fresh, touched) {
+            (true, _) => plan.tally.created += 1,
+            (false, true) => plan.tally.changed += 1,
+            (false, false) => plan.tally.unchanged += 1,
+        }
+    }
+    if !created.is_empty() {
+        plan.phases[CREATE].push(match current {
+            None => Command::Create {
+                product: product.clone(),
+                records: created,
+            },
+            Some(_) => Command::SetLocations {
+                product: product.clone(),
+                changes: created.into_iter().map(|(l, q)| (l, Some(q))).collect(),
+            },
+        });
+    }
+    plan
+}
+
+/// The steps that take one record from `now` to its target.
+fn record_steps(
+    product: &ProductId,
+    location: &str,
+    now: Stock,
+    t: &Target,
+    reason: Option<&str>,
+) -> [(usize, Option<Command>); 3] {
+    let want_allocated = t.allocated.map_or(now.allocated(), StockLevel::get);
+    let release = now.allocated().checked_sub(want_allocated).and_then(units);
+    let allocate = want_allocated.checked_sub(now.allocated()).and_then(units);
+    let total = match t.total.get() {
+        same if same == now.total() => None,
+        0 => units(now.total()).map(|q| transact(product, location, Action::Decrement, q, reason)),
+        level => units(level).map(|q| transact(product, location, Action::Set, q, reason)),
+    };
+    [
+        (
+            RELEASE,
+            release.map(|q| transact(product, location, Action::Deallocate, q, reason)),
+        ),
+        (TOTAL, total),
+        (
+            ALLOCATE,
+            allocate.map(|q| transact(product, location, Action::Allocate, q, reason)),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stockroom_store::{StockRecord, NO_LOCATION};
+
+    fn level(n: i64) -> StockLevel {
+        StockLevel::new(n).expect("a level")
+    }
+
+    fn stock_of(product: &ProductId, records: &[(&str, Stock)]) -> ProductStock {
+        let records = records
+            .iter()
+            .map(|(l, s)| StockRecord {
+                product_id: product.clone(),
+                location: (*l).to_owned(),
+                stock: *s,
+                created_at: stockroom_domain::Timestamp(0),
+                updated_at: stockroom_domain::Timestamp(0),
+            })
+            .collect();
+        ProductStock::group(records).remove(0)
+    }
+
+    fn q(n: i64) -> Quantity {
+        Quantity::new(n).expect("a quantity")
+    }
+
+    #[test]
+    fn a_record_at_its_level_needs_nothing_and_others_are_set() {
+        let p = ProductId::parse("p").expect("id");
+        let stock = stock_of(&p, &[(NO_LOCATION, Stock::created(q(5)))]);
+        let same = plan(
+            &p,
+            Some(&stock),
+            &[Target {
+                location: NO_LOCATION.into(),
+                total: level(5),
+                allocated: None,
+            }],
+            Some("import"),
+        );
+        assert_eq!(
+            same.tally,
+            Tally {
+                unchanged: 1,
+                ..Tally::default()
+            }
+        );
+        assert!(same.phases.iter().all(Vec::is_empty));
+        let set = plan(
+            &p,
+            Some(&stock),
+            &[Target {
+                location: NO_LOCATION.into(),
+                total: level(9),
+                allocated: None,
+            }],
+            Some("import"),
+        );
+        assert_eq!(set.tally.changed, 1);
+        assert_eq!(
+            set.phases[TOTAL],
+            vec![transact(&p, NO_LOCATION, Action::Set, q(9), Some("import"))]
+        );
+    }
+
+    #[test]
+    fn a_level_of_zero_is_a_decrement_and_a_new_zero_record_starts_at_one() {
+        let p = ProductId::parse("p").expect("id");
+        let stock = stock_of(&p, &[(NO_LOCATION, Stock::created(q(5)))]);
+        let zero = plan(
+            &p,
+            Some(&stock),
+            &[Target {
+                location: NO_LOCATION.into(),
+                total: level(0),
+                allocated: None,
+            }],
+            Some("r"),
+        );
+        assert_eq!(
+            zero.phases[TOTAL],
+            vec![transact(
+                &p,
+                NO_LOCATION,
+                Action::Decrement,
+                q(5),
+                Some("r")
+            )]
+        );
+        let fresh = plan(
+            &p,
+            None,
+            &[Target {
+                location: NO_LOCATION.into(),
+                total: level(0),
+                allocated: None,
+            }],
+            Some("r"),
+        );
+        assert_eq!(
+            fresh.phases[CREATE],
+            vec![Command::Create {
+                product: p.clone(),
+                records: vec![(NO_LOCATION.into(), q(1))]
+            }]
+        );
+        assert_eq!(
+            fresh.phases[TOTAL],
+            vec![transact(
+                &p,
+                NO_LOCATION,
+                Action::Decrement,
+                q(1),
+                Some("r")
+            )]
+        );
+        assert_eq!(fresh.tally.created, 1);
+    }
+
+    #[test]
+    fn allocations_are_released_before_and_made_after_the_total() {
+        let p = ProductId::parse("p").expect("id");
+        let held = Stock::created(q(10))
+            .apply(Action::Allocate, q(4))
+            .expect("allocate");
+        let stock = stock_of(&p, &[("wh", held)]);
+        let down = plan(
+            &p,
+            Some(&stock),
+            &[Target {
+                location: "wh".into(),
+                total: level(3),
+                allocated: Some(level(1)),
+            }],
+            Some("r"),
+        );
+        assert_eq!(
+            down.phases[RELEASE],
+            vec![transact(&p, "wh", Action::Deallocate, q(3), Some("r"))]
+        );
+        assert_eq!(
+            down.phases[TOTAL],
+            vec![transact(&p, "wh", Action::Set, q(3), Some("r"))]
+        );
+        let new_place = plan(
+            &p,
+            Some(&stock),
+            &[Target {
+                location: "shop".into(),
+                total: level(8),
+                allocated: Some(level(2)),
+            }],
+            Some("r"),
+        );
+        assert_eq!(
+            new_place.phases[CREATE],
+            vec![Command::SetLocations {
+                product: p.clone(),
+                changes: vec![("shop".into(), Some(q(8)))]
+            }]
+        );
+        assert_eq!(
+            new_place.phases[ALLOCATE],
+            vec![transact(&p, "shop", Action::Allocate, q(2), Some("r"))]
+        );
+    }
+}
