@@ -200,7 +200,7 @@ pub async fn update(
     apply_attributes(&mut location, attrs)?;
     location.updated_at = state.clock.now();
     let updated = match state.store.update_location(&location).await {
-        Err(StoreError::Conflict) => {
+        Err(StoreError::AlreadyExists) => {
             return Err(ApiError::Conflict(
                 "The slug is taken, or the location holds stock and so keeps its slug",
             ))

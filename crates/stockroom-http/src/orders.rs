@@ -1,8 +1,6 @@
 //! The order flow's API (wire-contract §5–6): products, carts, checkout, orders, payments,
 //! shipping and cancellation.
 
-use std::collections::BTreeMap;
-
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -14,10 +12,10 @@ use stockroom_domain::limits::{
     PRODUCT_NAME_LEN_MAX, PRODUCT_SKU_LEN_MAX,
 };
 use stockroom_domain::order::{Payment, PaymentMethod, Shipping, Status};
-use stockroom_domain::{ProductId, Quantity};
+use stockroom_domain::ProductId;
 use stockroom_store::{
-    CartLine, Command, Effect, Line, Money, NewOrder, NewPayment, OrderItem, OrderQuery, Outcome,
-    PaymentStatus, Product, ProductPatch, WriteRequest, NO_LOCATION,
+    CartLine, Command, Effect, Money, NewOrder, NewPayment, OrderQuery, Outcome, PaymentStatus,
+    Product, ProductPatch, WriteRequest, NO_LOCATION,
 };
 
 use crate::error::ApiError;
@@ -196,7 +194,7 @@ pub async fn update_product(
         .update_product(&id, &patch, state.clock.now())
         .await
     {
-        Err(stockroom_store::StoreError::Conflict) => {
+        Err(stockroom_store::StoreError::AlreadyExists) => {
             return Err(ApiError::Conflict("A product with this SKU exists"))
         }
         other => other?.ok_or(ApiError::NotFound)?,
@@ -233,13 +231,13 @@ async fn cart_line(state: &AppState, item: &Value) -> Result<CartLine, ApiError>
     check_type(obj, "cart_item")?;
     let quantity = quantity(obj, "quantity")?;
     let not_found = || ApiError::NotFound;
-    let (product, currency) = match (obj.get("id"), obj.get("sku")) {
+    let product = match (obj.get("id"), obj.get("sku")) {
         (Some(Value::String(id)), _) => {
             let pid = ProductId::parse(id).map_err(|_| not_found())?;
             match state.store.product(id).await? {
-                Some(p) => (pid, Some(p.price.currency)),
+                Some(_) => pid,
                 // Stock with no product record may be sold: no name, price zero.
-                None if state.store.stock(&pid).await?.is_some() => (pid, None),
+                None if state.store.stock(&pid).await?.is_some() => pid,
                 None => return Err(not_found()),
             }
         }
@@ -249,7 +247,7 @@ async fn cart_line(state: &AppState, item: &Value) -> Result<CartLine, ApiError>
                 .product_by_sku(sku)
                 .await?
                 .ok_or_else(not_found)?;
-            (p.id, Some(p.price.currency))
+            p.id
         }
         _ => return Err(ApiError::invalid("id", "an item needs a product id or sku")),
     };
@@ -262,7 +260,6 @@ async fn cart_line(state: &AppState, item: &Value) -> Result<CartLine, ApiError>
         product,
         location,
         quantity,
-        currency,
     })
 }
 
@@ -341,19 +338,11 @@ pub async fn update_cart_item(
     let data = data_object(&body)?;
     check_type(data, "cart_item")?;
     let quantity = quantity(data, "quantity")?;
-    let found = state.store.cart(&cart).await?.ok_or(ApiError::NotFound)?;
-    let line = found
-        .items
-        .iter()
-        .find(|i| i.id == item)
-        .ok_or(ApiError::NotFound)?;
     let answer = state
         .store
         .execute(WriteRequest::new(Command::UpdateCartItem {
             cart_id: cart.clone(),
             item_id: item,
-            product: line.product_id.clone(),
-            location: line.location.clone(),
             quantity,
         }))
         .await?;
@@ -423,53 +412,8 @@ pub async fn checkout(
     let billing = party(data, "billing_address")?
         .ok_or_else(|| ApiError::invalid("billing_address", "billing_address is required"))?;
     let shipping = party(data, "shipping_address")?.unwrap_or_else(|| billing.clone());
-    let found = state.store.cart(&cart).await?.ok_or(ApiError::NotFound)?;
-    if found.items.is_empty() {
-        return Err(ApiError::invalid("cart", "the cart is empty"));
-    }
-    // One currency per cart was checked when items were added; a product's price may have
-    // changed currency since.
-    let mut currencies: Vec<&str> = found
-        .items
-        .iter()
-        .filter_map(|i| i.product.as_ref().map(|p| p.price.currency.as_str()))
-        .collect();
-    currencies.sort_unstable();
-    currencies.dedup();
-    if currencies.len() > 1 {
-        return Err(stockroom_store::Rejection::CurrencyMismatch.into());
-    }
-    let currency = wire::cart_currency(Some(&found));
-    let items = found
-        .items
-        .iter()
-        .map(|i| {
-            Ok(OrderItem {
-                id: stockroom_store::new_id(),
-                product_id: i.product_id.clone(),
-                location: i.location.clone(),
-                name: i
-                    .product
-                    .as_ref()
-                    .map(|p| p.name.clone())
-                    .unwrap_or_default(),
-                sku: i
-                    .product
-                    .as_ref()
-                    .map(|p| p.sku.clone())
-                    .unwrap_or_default(),
-                quantity: Quantity::new(i64::try_from(i.quantity).unwrap_or(0))
-                    .map_err(|_| ApiError::Internal)?,
-                unit_price: wire::item_price(i, &currency),
-            })
-        })
-        .collect::<Result<Vec<_>, ApiError>>()?;
-    let amount = wire::total(
-        items
-            .iter()
-            .map(|i| (i.unit_price.amount, i.quantity.get())),
-    )
-    .ok_or_else(|| ApiError::invalid("cart", "the order total is too large"))?;
+    // The store reads the cart and prices its items from the catalog, in the transaction
+    // that checks their stock and makes the order.
     let idempotency = idempotency_key(&headers, format!("POST /v2/carts/{cart}/checkout"), &body)?;
     let answer = state
         .store
@@ -480,12 +424,6 @@ pub async fn checkout(
                 customer,
                 billing_address: billing,
                 shipping_address: shipping,
-                items,
-                total: Money {
-                    amount,
-                    currency,
-                    includes_tax: false,
-                },
             }),
             idempotency,
         })
@@ -646,24 +584,6 @@ pub async fn pay(
             ));
         }
     }
-    let mut per_record: BTreeMap<(ProductId, String), u64> = BTreeMap::new();
-    for item in &order.items {
-        *per_record
-            .entry((item.product_id.clone(), item.location.clone()))
-            .or_default() += item.quantity.get();
-    }
-    let lines = per_record
-        .into_iter()
-        .map(|((product, location), q)| {
-            Ok(Line {
-                product,
-                location,
-                quantity: Quantity::new(i64::try_from(q).unwrap_or(0)).map_err(|_| {
-                    ApiError::invalid("order", "an order line exceeds 1000000000 units")
-                })?,
-            })
-        })
-        .collect::<Result<Vec<_>, ApiError>>()?;
     let pending = deadline_after(&state, state.payments.pending_timeout);
     let idempotency = idempotency_key(&headers, format!("POST /v2/orders/{id}/payments"), &body)?;
     let answer = state
@@ -675,8 +595,6 @@ pub async fn pay(
                     id: stockroom_store::new_id(),
                     gateway: gateway.clone(),
                     method,
-                    amount: order.total.clone(),
-                    lines,
                     expires_at: pending,
                 },
                 settled,

@@ -362,7 +362,7 @@ async fn keys_create(name: String, role: RoleArg, db: DbArgs) -> anyhow::Result<
     let store = open(&db, Arc::new(SystemClock)).await?;
     let (credential, secret) = auth::new_credential(&name, role.into(), clock.now())?;
     match store.insert_credential(&credential).await {
-        Err(StoreError::Conflict) => {
+        Err(StoreError::AlreadyExists) => {
             anyhow::bail!("a credential with that client id exists; try again")
         }
         other => other?,
