@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::limits::PRODUCT_ID_LEN_MAX;
+use crate::limits::{CART_ID_LEN_MAX, PRODUCT_ID_LEN_MAX};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
@@ -40,6 +40,27 @@ impl ProductId {
 }
 
 impl fmt::Display for ProductId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The id of a cart, chosen by the client (SPEC §2: 1 to 64 characters of `[A-Za-z0-9-_.:]`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CartId(String);
+
+impl CartId {
+    pub fn parse(raw: &str) -> Result<Self, IdError> {
+        check_id(raw, CART_ID_LEN_MAX)?;
+        Ok(CartId(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CartId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
@@ -83,5 +104,19 @@ mod tests {
         assert_eq!(ProductId::parse("é"), Err(IdError::BadCharacter));
         assert_eq!(ProductId::parse("multiple"), Err(IdError::Reserved));
         assert_eq!(ProductId::parse("locations"), Err(IdError::Reserved));
+    }
+
+    #[test]
+    fn cart_ids_are_bounded_and_plain() {
+        assert!(CartId::parse("cart-1").is_ok());
+        assert!(CartId::parse(&"c".repeat(CART_ID_LEN_MAX)).is_ok());
+        assert_eq!(
+            CartId::parse(&"c".repeat(CART_ID_LEN_MAX + 1)),
+            Err(IdError::TooLong {
+                max: CART_ID_LEN_MAX
+            })
+        );
+        assert_eq!(CartId::parse(""), Err(IdError::Empty));
+        assert_eq!(CartId::parse("a/b"), Err(IdError::BadCharacter));
     }
 }

@@ -7,14 +7,16 @@
 pub mod clock;
 pub mod ids;
 pub mod limits;
+pub mod money;
 pub mod order;
 pub mod stock;
 
 pub use clock::{Clock, Timestamp};
-pub use ids::{IdError, ProductId};
+pub use ids::{CartId, IdError, ProductId};
+pub use money::{Currency, Money, MoneyError, Price};
 pub use stock::{
     replay_step, Action, InvariantViolation, Origin, Quantity, QuantityError, Refusal, ReplayError,
-    Stock, UnknownAction,
+    Stock, StockLevel, StockLevelError, UnknownAction,
 };
 
 /// Who a token speaks for (SPEC §3, "Who may do what").

@@ -31,6 +31,9 @@ pub const CART_LINES_MAX: usize = 100;
 pub const CART_ID_LEN_MAX: usize = 64;
 /// Largest unit price, in minor units (ten billion of a currency's main unit).
 pub const PRICE_AMOUNT_MAX: i64 = 1_000_000_000_000;
+/// Largest amount of money (a line, an order total, a payment), in minor units, either sign.
+/// Far below `i64::MAX`, so that adding two amounts can never overflow before it is checked.
+pub const MONEY_AMOUNT_MAX: i64 = 1_000_000_000_000_000;
 /// Longest product name and SKU, in bytes.
 pub const PRODUCT_NAME_LEN_MAX: usize = 1024;
 pub const PRODUCT_SKU_LEN_MAX: usize = 128;

@@ -28,6 +28,35 @@ impl Quantity {
     }
 }
 
+/// A stock level given directly — the quantity of `create`, `set`, a location's `available`:
+/// a whole number from 0 to 1,000,000,000 (SPEC §1: unlike a transaction's quantity, it may be
+/// zero, as when an ERP marks a product sold out).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StockLevel(u64);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a stock level must be a whole number from 0 to {QUANTITY_MAX}")]
+pub struct StockLevelError;
+
+impl StockLevel {
+    pub fn new(n: i64) -> Result<Self, StockLevelError> {
+        match u64::try_from(n) {
+            Ok(n) if n <= QUANTITY_MAX => Ok(StockLevel(n)),
+            _ => Err(StockLevelError),
+        }
+    }
+
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl From<Quantity> for StockLevel {
+    fn from(q: Quantity) -> Self {
+        StockLevel(q.get())
+    }
+}
+
 /// What a history entry records. The first five may be posted by an administrator; `create` is
 /// written when stock is created, `ship` by the order flow, and `delete` when stock stops being
 /// managed (a Stockroom addition, so that replaying the history knows the record is gone).
@@ -342,6 +371,17 @@ mod tests {
             Quantity::new(1_000_000_000).map(Quantity::get),
             Ok(1_000_000_000)
         );
+    }
+
+    #[test]
+    fn stock_levels_run_from_zero_to_a_billion() {
+        assert_eq!(StockLevel::new(0).map(StockLevel::get), Ok(0));
+        assert_eq!(
+            StockLevel::new(1_000_000_000).map(StockLevel::get),
+            Ok(1_000_000_000)
+        );
+        assert_eq!(StockLevel::new(-1), Err(StockLevelError));
+        assert_eq!(StockLevel::new(1_000_000_001), Err(StockLevelError));
     }
 
     #[test]
