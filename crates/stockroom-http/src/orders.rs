@@ -14,8 +14,8 @@ use stockroom_domain::limits::{
 use stockroom_domain::order::{Payment, PaymentMethod, Shipping, Status};
 use stockroom_domain::ProductId;
 use stockroom_store::{
-    CartLine, Command, Effect, Money, NewOrder, NewPayment, OrderQuery, Outcome, PaymentStatus,
-    Product, ProductPatch, WriteRequest, NO_LOCATION,
+    CartLine, Command, Currency, Effect, Money, NewOrder, NewPayment, OrderQuery, Outcome,
+    PaymentStatus, Price, Product, ProductPatch, WriteRequest, NO_LOCATION,
 };
 
 use crate::error::ApiError;
@@ -52,7 +52,7 @@ fn text_field(
     }
 }
 
-fn price_field(obj: &Map<String, Value>) -> Result<Option<Money>, ApiError> {
+fn price_field(obj: &Map<String, Value>) -> Result<Option<Price>, ApiError> {
     let price = match obj.get("price") {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::Object(p)) => p,
@@ -68,13 +68,12 @@ fn price_field(obj: &Map<String, Value>) -> Result<Option<Money>, ApiError> {
                 format!("price.amount must be a whole number of minor units from 0 to {PRICE_AMOUNT_MAX}"),
             )
         })?;
-    let currency = required_string(price, "currency")?;
-    if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err(ApiError::invalid(
+    let currency = Currency::parse(required_string(price, "currency")?).map_err(|_| {
+        ApiError::invalid(
             "price.currency",
             "price.currency must be an ISO 4217 code such as USD",
-        ));
-    }
+        )
+    })?;
     let includes_tax = match price.get("includes_tax") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
@@ -85,9 +84,9 @@ fn price_field(obj: &Map<String, Value>) -> Result<Option<Money>, ApiError> {
             ))
         }
     };
-    Ok(Some(Money {
+    let amount = Money::new(amount, currency).map_err(|_| ApiError::Internal)?;
+    Ok(Some(Price {
         amount,
-        currency: currency.to_owned(),
         includes_tax,
     }))
 }
@@ -577,7 +576,7 @@ pub async fn pay(
         .ok_or_else(|| ApiError::invalid("method", "method must be purchase or authorize"))?;
     let order = state.store.order(&id).await?.ok_or(ApiError::NotFound)?;
     if let Some(amount) = data.get("amount").filter(|a| !a.is_null()) {
-        if amount.as_i64() != Some(order.total.amount) {
+        if amount.as_i64() != Some(order.total.amount_minor()) {
             return Err(ApiError::invalid(
                 "amount",
                 "split payments are not supported: leave amount out or send the order total",

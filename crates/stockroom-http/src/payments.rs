@@ -60,8 +60,8 @@ pub async fn ask_gateway(
         .json(&json!({
             "order_id": payment.order_id,
             "payment_id": payment.id,
-            "amount": payment.amount.amount,
-            "currency": payment.amount.currency,
+            "amount": payment.amount.amount_minor(),
+            "currency": payment.amount.currency().as_str(),
             "method": payment.transaction_type,
         }))
         .send();

@@ -6,8 +6,8 @@ use axum::Json;
 use serde_json::{json, Value};
 use stockroom_domain::Timestamp;
 use stockroom_store::{
-    Cart, CartItem, HistoryEntry, Location, Money, Order, OrderItem, Page, PaymentStatus,
-    PaymentTx, Product, ProductStock, NO_LOCATION,
+    Cart, CartItem, Currency, HistoryEntry, Location, Money, Order, OrderItem, Page, PaymentStatus,
+    PaymentTx, Price, Product, ProductStock, NO_LOCATION,
 };
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -213,8 +213,8 @@ pub fn display_price(amount: i64, currency: &str) -> Value {
     })
 }
 
-pub fn money(m: &Money) -> Value {
-    json!({"amount": m.amount, "currency": m.currency, "includes_tax": m.includes_tax})
+pub fn money(p: &Price) -> Value {
+    json!({"amount": p.amount.amount_minor(), "currency": p.amount.currency().as_str(), "includes_tax": p.includes_tax})
 }
 
 pub fn product(p: &Product) -> Value {
@@ -227,28 +227,26 @@ pub fn product(p: &Product) -> Value {
             "price": money(&p.price),
         },
         "meta": {
-            "display_price": { "without_tax": display_price(p.price.amount, &p.price.currency) },
+            "display_price": { "without_tax": display_price(p.price.amount.amount_minor(), p.price.amount.currency().as_str()) },
             "timestamps": {"created_at": rfc3339(p.created_at), "updated_at": rfc3339(p.updated_at)},
         }
     })
 }
 
 /// A cart item's price: from the catalog, or zero in `currency` when the product has no record.
-pub fn item_price(item: &CartItem, currency: &str) -> Money {
-    item.product
-        .as_ref()
-        .map(|p| p.price.clone())
-        .unwrap_or(Money {
-            amount: 0,
-            currency: currency.to_owned(),
-            includes_tax: false,
-        })
+pub fn item_price(item: &CartItem, currency: &str) -> Price {
+    item.product.as_ref().map(|p| p.price).unwrap_or(Price {
+        amount: Money::zero(
+            Currency::parse(currency).unwrap_or(Currency::parse("USD").expect("USD is a code")),
+        ),
+        includes_tax: false,
+    })
 }
 
 /// The currency of a cart: that of its priced items (one per cart), else USD.
 pub fn cart_currency(cart: Option<&Cart>) -> String {
     cart.and_then(|c| c.items.iter().find_map(|i| i.product.as_ref()))
-        .map(|p| p.price.currency.clone())
+        .map(|p| p.price.amount.currency().as_str().to_owned())
         .unwrap_or_else(|| "USD".to_owned())
 }
 
@@ -263,7 +261,10 @@ pub fn total<'a>(lines: impl IntoIterator<Item = (i64, u64)> + 'a) -> Option<i64
 
 pub fn cart_item(cart_id: &str, item: &CartItem, currency: &str) -> Value {
     let price = item_price(item, currency);
-    let value = total([(price.amount, item.quantity)]).unwrap_or(i64::MAX);
+    let value = total([(price.amount.amount_minor(), item.quantity)]).unwrap_or(i64::MAX);
+    let unit = price.amount.amount_minor();
+    let currency = price.amount.currency();
+    let currency = currency.as_str();
     json!({
         "id": item.id,
         "type": "cart_item",
@@ -274,7 +275,7 @@ pub fn cart_item(cart_id: &str, item: &CartItem, currency: &str) -> Value {
         "location": (item.location != NO_LOCATION).then_some(item.location.as_str()),
         "manage_stock": item.managed,
         "unit_price": money(&price),
-        "value": {"amount": value, "currency": price.currency, "includes_tax": price.includes_tax},
+        "value": {"amount": value, "currency": currency, "includes_tax": price.includes_tax},
         "links": {
             "self": format!("/v2/carts/{cart_id}/items/{}", item.id),
             "product": format!("/v2/products/{}", item.product_id),
@@ -282,12 +283,12 @@ pub fn cart_item(cart_id: &str, item: &CartItem, currency: &str) -> Value {
         "meta": {
             "display_price": {
                 "with_tax": {
-                    "unit": display_price(price.amount, &price.currency),
-                    "value": display_price(value, &price.currency),
+                    "unit": display_price(unit, currency),
+                    "value": display_price(value, currency),
                 },
                 "without_tax": {
-                    "unit": display_price(price.amount, &price.currency),
-                    "value": display_price(value, &price.currency),
+                    "unit": display_price(unit, currency),
+                    "value": display_price(value, currency),
                 },
             },
             "timestamps": {"created_at": rfc3339(item.created_at), "updated_at": rfc3339(item.updated_at)},
@@ -302,7 +303,7 @@ fn cart_total(cart: Option<&Cart>) -> (i64, String) {
             total(
                 c.items
                     .iter()
-                    .map(|i| (item_price(i, &currency).amount, i.quantity)),
+                    .map(|i| (item_price(i, &currency).amount.amount_minor(), i.quantity)),
             )
         })
         .unwrap_or(Some(0))
@@ -356,8 +357,10 @@ pub fn cart_items(id: &str, cart: Option<&Cart>, now: Timestamp) -> Value {
 }
 
 pub fn order_item(order_id: &str, item: &OrderItem) -> Value {
-    let value = total([(item.unit_price.amount, item.quantity.get())]).unwrap_or(i64::MAX);
-    let currency = &item.unit_price.currency;
+    let unit = item.unit_price.amount.amount_minor();
+    let value = total([(unit, item.quantity.get())]).unwrap_or(i64::MAX);
+    let currency = item.unit_price.amount.currency();
+    let currency = currency.as_str();
     json!({
         "type": "order_item",
         "id": item.id,
@@ -371,8 +374,8 @@ pub fn order_item(order_id: &str, item: &OrderItem) -> Value {
         "relationships": {"order": {"data": {"type": "order", "id": order_id}}},
         "meta": {
             "display_price": {
-                "with_tax": {"unit": display_price(item.unit_price.amount, currency), "value": display_price(value, currency)},
-                "without_tax": {"unit": display_price(item.unit_price.amount, currency), "value": display_price(value, currency)},
+                "with_tax": {"unit": display_price(unit, currency), "value": display_price(value, currency)},
+                "without_tax": {"unit": display_price(unit, currency), "value": display_price(value, currency)},
             }
         }
     })
@@ -383,7 +386,8 @@ fn stored_json(raw: &str) -> Value {
 }
 
 pub fn order(o: &Order) -> Value {
-    let currency = &o.total.currency;
+    let currency = o.total.currency();
+    let currency = currency.as_str();
     json!({
         "type": "order",
         "id": o.id,
@@ -396,8 +400,8 @@ pub fn order(o: &Order) -> Value {
         "links": {},
         "meta": {
             "display_price": {
-                "with_tax": display_price(o.total.amount, currency),
-                "without_tax": display_price(o.total.amount, currency),
+                "with_tax": display_price(o.total.amount_minor(), currency),
+                "without_tax": display_price(o.total.amount_minor(), currency),
                 "tax": display_price(0, currency),
             },
             "timestamps": {"created_at": rfc3339(o.created_at), "updated_at": rfc3339(o.updated_at)},
@@ -419,14 +423,14 @@ pub fn payment(p: &PaymentTx) -> Value {
         "type": "transaction",
         "reference": p.gateway,
         "gateway": p.gateway,
-        "amount": p.amount.amount,
-        "currency": p.amount.currency,
+        "amount": p.amount.amount_minor(),
+        "currency": p.amount.currency().as_str(),
         "transaction_type": p.transaction_type,
         "transaction-type": p.transaction_type,
         "status": status,
         "relationships": {"order": {"data": {"type": "order", "id": p.order_id}}},
         "meta": {
-            "display_price": display_price(p.amount.amount, &p.amount.currency),
+            "display_price": display_price(p.amount.amount_minor(), p.amount.currency().as_str()),
             "timestamps": {"created_at": rfc3339(p.created_at), "updated_at": rfc3339(p.updated_at)},
         }
     });

@@ -246,11 +246,11 @@ fn refusal_to_add(cart: &CartState, catalog: &Catalog, wanted: &Wanted) -> Optio
             .collect(),
         false => BTreeMap::new(),
     };
-    let mut currencies: Vec<&str> = wanted
+    let mut currencies: Vec<Currency> = wanted
         .keys()
         .map(|(p, _)| p)
         .chain(held.keys().map(|(p, _)| *p))
-        .filter_map(|p| catalog.get(p).map(|p| p.price.currency.as_str()))
+        .filter_map(|p| catalog.get(p).map(|p| p.price.amount.currency()))
         .collect();
     currencies.sort_unstable();
     currencies.dedup();

@@ -62,8 +62,8 @@ async fn create(
                 p.id.as_str(),
                 &p.sku,
                 &p.name,
-                p.price.amount,
-                &p.price.currency,
+                p.price.amount.amount_minor(),
+                p.price.amount.currency().as_str(),
                 i64::from(p.price.includes_tax),
                 now
             ],
@@ -181,8 +181,8 @@ pub(crate) async fn update_product(
                 id.as_str(),
                 &patch.sku,
                 &patch.name,
-                price.map(|p| p.amount),
-                price.map(|p| p.currency.as_str()),
+                price.map(|p| p.amount.amount_minor()),
+                price.map(|p| p.amount.currency().as_str().to_owned()),
                 price.map(|p| i64::from(p.includes_tax)),
                 now.micros()
             ],

@@ -2,6 +2,7 @@
 
 use stockroom_domain::order::{OrderError, OrderState, PaymentMethod};
 use stockroom_domain::{Action, ProductId, Quantity, Refusal, Role, Stock, Timestamp};
+pub use stockroom_domain::{Currency, Money, Price};
 
 /// The slug of the location that holds a stock record; empty for stock that uses no
 /// locations (classic stock).
@@ -271,20 +272,12 @@ impl Command {
     }
 }
 
-/// A price: integer minor units and an ISO 4217 currency code.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Money {
-    pub amount: i64,
-    pub currency: String,
-    pub includes_tax: bool,
-}
-
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Product {
     pub id: ProductId,
     pub sku: String,
     pub name: String,
-    pub price: Money,
+    pub price: Price,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -294,7 +287,7 @@ pub struct Product {
 pub struct ProductPatch {
     pub sku: Option<String>,
     pub name: Option<String>,
-    pub price: Option<Money>,
+    pub price: Option<Price>,
 }
 
 /// A cart item with what the catalog says of its product now (`None`: no product record).
@@ -328,7 +321,7 @@ pub struct OrderItem {
     pub name: String,
     pub sku: String,
     pub quantity: Quantity,
-    pub unit_price: Money,
+    pub unit_price: Price,
 }
 
 /// What checkout needs besides the cart's items, which it reads and prices itself: the new

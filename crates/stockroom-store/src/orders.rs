@@ -223,8 +223,8 @@ fn checkout(
         customer: order.customer.clone(),
         billing_address: order.billing_address.clone(),
         shipping_address: order.shipping_address.clone(),
-        total_amount: priced.total.amount,
-        currency: priced.total.currency.clone(),
+        total_amount: priced.total.amount_minor(),
+        currency: priced.total.currency().as_str().to_owned(),
     });
     let slot = OrderSlot {
         state,
@@ -251,32 +251,32 @@ fn price(cart: &crate::carts::CartState, catalog: &Catalog) -> Result<Priced, Re
     }
     let products: Vec<Option<&Product>> =
         cart.lines.iter().map(|l| catalog.get(&l.product)).collect();
-    let mut currencies: Vec<&str> = products
+    let mut currencies: Vec<Currency> = products
         .iter()
         .flatten()
-        .map(|p| p.price.currency.as_str())
+        .map(|p| p.price.amount.currency())
         .collect();
     currencies.sort_unstable();
     currencies.dedup();
-    if currencies.len() > 1 {
-        return Err(Rejection::CurrencyMismatch);
-    }
-    let currency = currencies.first().copied().unwrap_or("USD").to_owned();
+    let currency = match currencies.as_slice() {
+        [] => Currency::parse("USD").map_err(|_| Rejection::CurrencyMismatch)?,
+        [one] => *one,
+        _ => return Err(Rejection::CurrencyMismatch),
+    };
     let mut items = Vec::with_capacity(cart.lines.len());
     let mut lines = Wanted::new();
-    let mut total: i64 = 0;
+    let mut total = Money::zero(currency);
     for (line, product) in cart.lines.iter().zip(products) {
         let quantity = Quantity::new(figure(line.quantity)).map_err(|_| Rejection::CartLimit)?;
-        let unit_price = product.map(|p| p.price.clone()).unwrap_or(Money {
-            amount: 0,
-            currency: currency.clone(),
+        let unit_price = product.map(|p| p.price).unwrap_or(Price {
+            amount: Money::zero(currency),
             includes_tax: false,
         });
         total = unit_price
             .amount
-            .checked_mul(figure(line.quantity))
+            .checked_mul(quantity)
             .and_then(|value| total.checked_add(value))
-            .ok_or(Rejection::OrderTotalTooLarge)?;
+            .map_err(|_| Rejection::OrderTotalTooLarge)?;
         *lines
             .entry((line.product.clone(), line.location.clone()))
             .or_default() += line.quantity;
@@ -290,11 +290,6 @@ fn price(cart: &crate::carts::CartState, catalog: &Catalog) -> Result<Priced, Re
             unit_price,
         });
     }
-    let total = Money {
-        amount: total,
-        currency,
-        includes_tax: false,
-    };
     Ok(Priced {
         items,
         total,
@@ -312,8 +307,8 @@ fn item_row(order_id: &str, position: usize, item: &OrderItem) -> OrderItemRow {
         name: item.name.clone(),
         sku: item.sku.clone(),
         quantity: figure(item.quantity.get()),
-        unit_amount: item.unit_price.amount,
-        currency: item.unit_price.currency.clone(),
+        unit_amount: item.unit_price.amount.amount_minor(),
+        currency: item.unit_price.amount.currency().as_str().to_owned(),
         includes_tax: i64::from(item.unit_price.includes_tax),
     }
 }
@@ -396,8 +391,8 @@ fn payment_row(
         gateway: payment.gateway.clone(),
         transaction_type: payment.method.into(),
         status,
-        amount: amount.amount,
-        currency: amount.currency.clone(),
+        amount: amount.amount_minor(),
+        currency: amount.currency().as_str().to_owned(),
         lines: rows::encode_lines(lines),
         allocation: match lines.is_empty() {
             true => AllocationState::None,

@@ -77,9 +77,8 @@ pub(crate) fn product(row: &Row) -> Result<Product, StoreError> {
         id: product_id(&row.col::<String>("id")?)?,
         sku: row.col("sku")?,
         name: row.col("name")?,
-        price: Money {
-            amount: row.col("price_amount")?,
-            currency: row.col("currency")?,
+        price: Price {
+            amount: money(row, "price_amount", "currency")?,
             includes_tax: includes_tax != 0,
         },
         created_at: Timestamp(row.col("created_at")?),
@@ -119,13 +118,18 @@ pub(crate) fn order_state(row: &Row) -> Result<OrderState, StoreError> {
     })
 }
 
-/// An order's total: its amount and currency (totals never include tax).
+/// An amount of money from its amount and currency columns.
+pub(crate) fn money(row: &Row, amount: &str, currency: &str) -> Result<Money, StoreError> {
+    let code: String = row.col(currency)?;
+    let bad = |e: stockroom_domain::MoneyError| {
+        StoreError::Internal(format!("stored money in {amount}/{currency}: {e}"))
+    };
+    Money::new(row.col(amount)?, Currency::parse(&code).map_err(bad)?).map_err(bad)
+}
+
+/// An order's total: its amount and currency.
 pub(crate) fn order_total(row: &Row) -> Result<Money, StoreError> {
-    Ok(Money {
-        amount: row.col("total_amount")?,
-        currency: row.col("currency")?,
-        includes_tax: false,
-    })
+    money(row, "total_amount", "currency")
 }
 
 pub(crate) fn order(row: &Row, items: Vec<OrderItem>) -> Result<Order, StoreError> {
@@ -162,9 +166,8 @@ pub(crate) fn order_item(r: &Row) -> Result<OrderItem, StoreError> {
         name: r.col("item_name")?,
         sku: r.col("item_sku")?,
         quantity: quantity(r.col("item_quantity")?)?,
-        unit_price: Money {
-            amount: r.col("item_amount")?,
-            currency: r.col("item_currency")?,
+        unit_price: Price {
+            amount: money(r, "item_amount", "item_currency")?,
             includes_tax: includes_tax != 0,
         },
     })
@@ -226,11 +229,7 @@ pub(crate) fn payment(row: &Row) -> Result<PaymentTx, StoreError> {
         gateway: row.col("gateway")?,
         transaction_type: stored(TransactionType::parse, row, "transaction_type")?,
         status: stored(PaymentStatus::parse, row, "status")?,
-        amount: Money {
-            amount: row.col("amount")?,
-            currency: row.col("currency")?,
-            includes_tax: false,
-        },
+        amount: money(row, "amount", "currency")?,
         lines: decode_lines(&row.col::<String>("lines")?)?,
         allocation: stored(AllocationState::parse, row, "allocation")?,
         failure: row.col("failure")?,
