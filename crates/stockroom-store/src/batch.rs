@@ -333,3 +333,246 @@ fn locked_products(
     }
     Ok(locked)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use stockroom_domain::order::{Payment, PaymentMethod, Shipping, Status};
+    use stockroom_domain::{Clock, Currency, Money, Price, ProductId, Quantity, Timestamp};
+
+    use super::*;
+    use crate::api::Store;
+    use crate::testing::{fresh_database, Backend};
+    use crate::{OpenOptions, SqlStore};
+
+    struct FixedClock;
+    impl Clock for FixedClock {
+        fn now(&self) -> Timestamp {
+            Timestamp(1_700_000_000_000_000)
+        }
+    }
+
+    fn units(n: i64) -> Quantity {
+        Quantity::new(n).expect("a valid quantity")
+    }
+
+    fn id(raw: &str) -> ProductId {
+        ProductId::parse(raw).expect("an id")
+    }
+
+    fn add(cart: &str, product: &ProductId, n: i64) -> Command {
+        Command::AddToCart {
+            cart_id: cart.into(),
+            lines: vec![CartLine {
+                product: product.clone(),
+                location: NO_LOCATION.into(),
+                quantity: units(n),
+            }],
+        }
+    }
+
+    fn checkout(order: &str, cart: &str) -> Command {
+        Command::Checkout(NewOrder {
+            id: order.into(),
+            cart_id: cart.into(),
+            customer: "{}".into(),
+            billing_address: "{}".into(),
+            shipping_address: "{}".into(),
+        })
+    }
+
+    fn pay(order: &str, payment: &str, method: PaymentMethod) -> Command {
+        Command::Pay {
+            order_id: order.into(),
+            payment: NewPayment {
+                id: payment.into(),
+                gateway: "manual".into(),
+                method,
+                expires_at: Timestamp(0),
+            },
+            settled: true,
+        }
+    }
+
+    /// The jobs of one batch, in order: they see each other's kept-back rows (carts, orders,
+    /// payments), whether from memory or through statements of their own.
+    fn one_batch(hot: &ProductId, bare: &ProductId) -> Vec<Command> {
+        let euros = Price {
+            amount: Money::new(100, Currency::parse("EUR").expect("EUR")).expect("an amount"),
+            includes_tax: false,
+        };
+        vec![
+            Command::Create {
+                product: hot.clone(),
+                records: vec![(NO_LOCATION.into(), units(10))],
+            },
+            // Two adds to one cart (one line, 1 + 2 units) and one to another.
+            add("cart-1", hot, 1),
+            add("cart-1", hot, 2),
+            add("cart-2", hot, 4),
+            checkout("order-1", "cart-1"),
+            pay("order-1", "payment-1", PaymentMethod::Purchase),
+            // Paid already: refused, and nothing of it is written.
+            pay("order-1", "payment-2", PaymentMethod::Purchase),
+            // Reads the held payment with a statement of its own: sees payment-1.
+            Command::Ship {
+                order_id: "order-1".into(),
+            },
+            // A second order of the same cart: authorized, then captured after a statement of
+            // its own (the capture is numbered after the kept-back authorization).
+            checkout("order-2", "cart-1"),
+            pay("order-2", "authorization", PaymentMethod::Authorize),
+            Command::Capture {
+                order_id: "order-2".into(),
+                authorization_id: "authorization".into(),
+                capture_id: "capture".into(),
+            },
+            // A cart holding stock with no catalog product (priced in no currency) ...
+            Command::Create {
+                product: bare.clone(),
+                records: vec![(NO_LOCATION.into(), units(10))],
+            },
+            add("cart-3", bare, 1),
+            // ... whose product then gets a catalog record in euros: the cart checks out at
+            // that price, in euros.
+            Command::CreateProduct(Product {
+                id: bare.clone(),
+                sku: "bare".into(),
+                name: "Bare".into(),
+                price: euros,
+                created_at: Timestamp(0),
+                updated_at: Timestamp(0),
+            }),
+            checkout("order-3", "cart-3"),
+            // A cart removed; removing it again in the same batch finds nothing.
+            Command::DeleteCart {
+                cart_id: "cart-2".into(),
+            },
+            Command::DeleteCart {
+                cart_id: "cart-2".into(),
+            },
+        ]
+    }
+
+    #[tokio::test]
+    async fn one_batch_sees_its_own_order_flow_writes_on_sqlite() {
+        one_batch_sees_its_own_order_flow_writes(Backend::Sqlite).await;
+    }
+
+    #[tokio::test]
+    async fn one_batch_sees_its_own_order_flow_writes_on_postgres() {
+        one_batch_sees_its_own_order_flow_writes(Backend::Postgres).await;
+    }
+
+    async fn one_batch_sees_its_own_order_flow_writes(backend: Backend) {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let Some(url) = fresh_database(backend, dir.path()).await else {
+            return; // PostgreSQL is not configured (said once by `fresh_database`)
+        };
+        let clock: Arc<dyn Clock> = Arc::new(FixedClock);
+        let store = SqlStore::open(&url, OpenOptions::default(), clock.clone())
+            .await
+            .expect("the store opens");
+        let (hot, bare) = (id("hot"), id("bare"));
+        let requests: Vec<WriteRequest> = one_batch(&hot, &bare)
+            .into_iter()
+            .map(WriteRequest::new)
+            .collect();
+        let batch: Vec<&WriteRequest> = requests.iter().collect();
+        let answers = run_by_hand(backend, &url, clock.now(), &batch).await;
+        let applied: Vec<bool> = answers
+            .into_iter()
+            .map(|a| matches!(a.expect("an answer").outcome, Outcome::Applied(_)))
+            .collect();
+        let expected = [
+            true, true, true, true, true, true, false, true, // order-1
+            true, true, true, // order-2
+            true, true, true, true, // order-3
+            true, false, // cart-2 removed once
+        ];
+        assert_eq!(applied, expected, "which jobs applied");
+        check_what_was_committed(&*store, &hot).await;
+    }
+
+    /// Runs one batch on a connection of its own, in one transaction.
+    async fn run_by_hand(
+        backend: Backend,
+        url: &str,
+        now: Timestamp,
+        batch: &[&WriteRequest],
+    ) -> Vec<Reply> {
+        let ends = || (Stmt::control("BEGIN"), Stmt::control("COMMIT"));
+        match backend {
+            Backend::Sqlite => {
+                let path = url.trim_start_matches("sqlite://");
+                let conn = crate::exec::open_sqlite(path, false).expect("a connection");
+                run(
+                    Conn::Lite(&conn),
+                    &crate::dialect::SQLITE,
+                    now,
+                    ends(),
+                    batch,
+                )
+                .await
+            }
+            Backend::Postgres => {
+                let pool = crate::open::pg_pool(url, 1, std::time::Duration::from_secs(5))
+                    .expect("a pool");
+                let client = pool.get().await.expect("a connection");
+                run(
+                    Conn::Pg(&client),
+                    &crate::dialect::POSTGRES,
+                    now,
+                    ends(),
+                    batch,
+                )
+                .await
+            }
+        }
+        .expect("the batch commits")
+    }
+
+    async fn check_what_was_committed(store: &dyn Store, hot: &ProductId) {
+        let cart = store.cart("cart-1").await.expect("a read").expect("cart-1");
+        assert_eq!(cart.items.len(), 1);
+        assert_eq!(cart.items[0].quantity, 3);
+        assert!(store.cart("cart-2").await.expect("a read").is_none());
+        let order = store
+            .order("order-1")
+            .await
+            .expect("a read")
+            .expect("order-1");
+        assert_eq!(order.state.status, Status::Complete);
+        assert_eq!(order.state.payment, Payment::Paid);
+        assert_eq!(order.state.shipping, Shipping::Fulfilled);
+        assert_eq!(order.items.len(), 1);
+        assert_eq!(order.items[0].quantity.get(), 3);
+        let payments = store.payments("order-1").await.expect("a read");
+        let ids: Vec<&str> = payments.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["payment-1"]);
+        assert_eq!(payments[0].allocation, AllocationState::Shipped);
+        let payments = store.payments("order-2").await.expect("a read");
+        let ids: Vec<&str> = payments.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["authorization", "capture"], "in position order");
+        let order = store
+            .order("order-2")
+            .await
+            .expect("a read")
+            .expect("order-2");
+        assert_eq!(order.state.payment, Payment::Paid);
+        let order = store
+            .order("order-3")
+            .await
+            .expect("a read")
+            .expect("order-3");
+        assert_eq!(order.total.currency().as_str(), "EUR");
+        assert_eq!(order.total.amount_minor(), 100);
+        assert_eq!(order.items[0].name, "Bare");
+        let stock = store.stock(hot).await.expect("a read").expect("stock");
+        // 3 shipped for order-1; 3 held by order-2's authorization.
+        assert_eq!((stock.total, stock.allocated), (7, 3));
+        let report = store.verify().await.expect("a read");
+        assert!(report.problems.is_empty(), "{report:?}");
+    }
+}
