@@ -63,7 +63,8 @@ struct DbArgs {
     )]
     database_url: String,
 
-    /// Connections in the read pool (the writer keeps one more of its own).
+    /// Connections for reads (the writer keeps its own: one on SQLite, one per lane, four, on
+    /// PostgreSQL).
     #[arg(long, env = "STOCKROOM_POOL_SIZE", default_value_t = 8)]
     pool_size: u32,
 
