@@ -58,10 +58,13 @@ pub(crate) async fn run(
 #[derive(Default)]
 struct Plan {
     keys: Option<String>,
+    /// Products whose stock the batch may change (locked).
     products: BTreeSet<ProductId>,
+    /// Products whose stock the batch only checks (read without a lock).
+    checked: BTreeSet<ProductId>,
     orders: BTreeSet<String>,
     carts: BTreeSet<String>,
-    /// Carts whose items' stock is checked (and so locked).
+    /// Carts whose items' stock is checked (read without a lock).
     checked_carts: BTreeSet<String>,
     slugs: BTreeSet<String>,
 }
@@ -76,6 +79,8 @@ impl Plan {
             let command = &r.command;
             plan.products
                 .extend(command.products().into_iter().cloned());
+            plan.checked
+                .extend(command.checked_products().into_iter().cloned());
             plan.orders.extend(command.order_id().map(str::to_owned));
             plan.slugs
                 .extend(command.slugs().into_iter().map(str::to_owned));
@@ -95,6 +100,7 @@ impl Plan {
 struct Reads {
     keys: Option<usize>,
     stocks: Option<usize>,
+    checked_stocks: Option<usize>,
     orders: Option<usize>,
     order_items: Option<usize>,
     carts: Option<usize>,
@@ -119,19 +125,23 @@ impl Reads {
             push(Stmt::new(lock, args![carts.clone()]));
         }
         let orders = ids_json(&plan.orders);
-        if !(plan.products.is_empty() && plan.orders.is_empty() && plan.checked_carts.is_empty()) {
+        if !(plan.products.is_empty() && plan.orders.is_empty()) {
             let products = ids_json(plan.products.iter().map(ProductId::as_str));
-            let checked = ids_json(&plan.checked_carts);
-            let args = args![products, orders.clone(), checked];
+            let args = args![products, orders.clone()];
             reads.stocks = push(Stmt::new(dialect.lock_stocks, args));
         }
         if !plan.orders.is_empty() {
             reads.orders = push(Stmt::new(dialect.lock_orders, args![orders.clone()]));
             reads.order_items = push(Stmt::new(dialect.order_items_of, args![orders]));
         }
+        if !(plan.checked.is_empty() && plan.checked_carts.is_empty()) {
+            let products = ids_json(plan.checked.iter().map(ProductId::as_str));
+            let args = args![products, ids_json(&plan.checked_carts)];
+            reads.checked_stocks = push(Stmt::new(dialect.read_stocks, args));
+        }
         if !plan.carts.is_empty() {
             reads.carts = push(Stmt::new(dialect.cart_items_of, args![carts.clone()]));
-            let products = ids_json(plan.products.iter().map(ProductId::as_str));
+            let products = ids_json(plan.checked.iter().map(ProductId::as_str));
             reads.catalog = push(Stmt::new(dialect.catalog_of, args![products, carts]));
         }
         if !plan.slugs.is_empty() {
@@ -174,8 +184,12 @@ impl<'c> Batch<'c> {
         let mut answers = conn.pipeline(stmts).await?;
         let order_items = rows_at(&mut answers, reads.order_items);
         let cart_items = rows_at(&mut answers, reads.carts);
-        let locked = locked_products(&plan, &order_items, &cart_items)?;
-        let stocks = Stocks::read(locked, &rows_at(&mut answers, reads.stocks), now)?;
+        let (locked, checked) = stock_products(&plan, &order_items, &cart_items)?;
+        let stocks = Stocks::read(
+            (locked, &rows_at(&mut answers, reads.stocks)),
+            (checked, &rows_at(&mut answers, reads.checked_stocks)),
+            now,
+        )?;
         let orders_read = rows_at(&mut answers, reads.orders);
         Ok(Batch {
             conn,
@@ -311,27 +325,28 @@ impl<'c> Batch<'c> {
     }
 }
 
-/// The products whose records the batch locked: those its commands name, its orders' items'
-/// and its checked-out carts' items'.
-fn locked_products(
+/// The products whose records the batch locked (those its commands change, and its orders'
+/// items') and those it read to check (its adds to carts', and its checked-out carts' items').
+fn stock_products(
     plan: &Plan,
     order_items: &[Row],
     cart_items: &[Row],
-) -> Result<BTreeSet<ProductId>, StoreError> {
+) -> Result<(BTreeSet<ProductId>, BTreeSet<ProductId>), StoreError> {
     let mut locked = plan.products.clone();
     for row in order_items {
         locked.insert(rows::product_id(&row.col::<String>("product_id")?)?);
     }
+    let mut checked = plan.checked.clone();
     for row in cart_items {
         let cart: String = row.col("cart_id")?;
         if let (true, Some(product)) = (
             plan.checked_carts.contains(&cart),
             row.col::<Option<String>>("product_id")?,
         ) {
-            locked.insert(rows::product_id(&product)?);
+            checked.insert(rows::product_id(&product)?);
         }
     }
-    Ok(locked)
+    Ok((locked, checked))
 }
 
 #[cfg(test)]

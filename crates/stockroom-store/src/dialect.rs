@@ -25,10 +25,13 @@ pub(crate) struct Dialect {
     /// their keys). `None` on SQLite, whose one writer holds the whole database.
     pub lock_carts: Option<&'static str>,
     /// Reads (and, on PostgreSQL, locks) every stock record of the products in the JSON array
-    /// `$1`, of the items of the orders in `$2` and of the items of the carts in `$3`, in
-    /// product-id then location order: every writer of every instance locks rows in this one
-    /// order, so two batches can never deadlock on them.
+    /// `$1` and of the items of the orders in `$2`, in product-id then location order: every
+    /// writer of every instance locks rows in this one order, so two batches can never
+    /// deadlock on them.
     pub lock_stocks: &'static str,
+    /// Reads, without a lock, every stock record of the products in the JSON array `$1` and of
+    /// the items of the carts in `$2`: the stock the order flow checks but does not change.
+    pub read_stocks: &'static str,
     /// Reads the orders whose ids are in the JSON array `$1`, locking them (on PostgreSQL) in
     /// id order.
     pub lock_orders: &'static str,
@@ -102,7 +105,7 @@ pub(crate) use product_columns;
 macro_rules! dialect {
     (kind: $kind:expr, begin: $begin:literal, lock: $lock:literal, lock_carts: $carts:expr,
      open: $open:literal, close: $close:literal,
-     texts1: $t1:literal, texts2: $t2:literal, texts3: $t3:literal, rows: $rows:literal,
+     texts1: $t1:literal, texts2: $t2:literal, rows: $rows:literal,
      ordered_rows: $ordered:literal, order_by_row: $order_by:literal) => {
         Dialect {
             kind: $kind,
@@ -118,8 +121,13 @@ macro_rules! dialect {
                 "SELECT ", stock_columns!(), " FROM stock WHERE product_id ", $open,
                 $t1,
                 " UNION ALL SELECT product_id FROM order_items WHERE order_id ", $open, $t2, $close,
-                " UNION ALL SELECT product_id FROM cart_items WHERE cart_id ", $open, $t3, $close,
                 $close, " ORDER BY product_id, location", $lock
+            ),
+            read_stocks: concat!(
+                "SELECT ", stock_columns!(), " FROM stock WHERE product_id ", $open,
+                $t1,
+                " UNION ALL SELECT product_id FROM cart_items WHERE cart_id ", $open, $t2, $close,
+                $close, " ORDER BY product_id, location"
             ),
             lock_orders: concat!(
                 "SELECT id, status, payment, shipping, paying, total_amount, currency \
@@ -260,7 +268,6 @@ pub(crate) const SQLITE: Dialect = dialect!(
     close: ")",
     texts1: "SELECT value FROM json_each($1)",
     texts2: "SELECT value FROM json_each($2)",
-    texts3: "SELECT value FROM json_each($3)",
     rows: "json_each($1) AS j",
     ordered_rows: "json_each($1) AS j",
     order_by_row: " ORDER BY j.key"
@@ -281,7 +288,6 @@ pub(crate) const POSTGRES: Dialect = dialect!(
     close: "))",
     texts1: "SELECT jsonb_array_elements_text(CAST($1 AS jsonb))",
     texts2: "SELECT jsonb_array_elements_text(CAST($2 AS jsonb))",
-    texts3: "SELECT jsonb_array_elements_text(CAST($3 AS jsonb))",
     rows: "jsonb_array_elements(CAST($1 AS jsonb)) AS j(value)",
     ordered_rows: "jsonb_array_elements(CAST($1 AS jsonb)) WITH ORDINALITY AS j(value, n)",
     order_by_row: " ORDER BY j.n"

@@ -197,17 +197,41 @@ pub struct Line {
 }
 
 impl Command {
-    /// The products whose stock records (at every location) this command names itself; the
-    /// writer locks them up front. The stock of an order's items and of a checked-out cart's
-    /// items is locked through [`Command::order_id`] and [`Command::cart_id`].
+    /// The products whose stock records (at every location) this command changes and names
+    /// itself; the writer locks them up front. The stock of an order's items is locked through
+    /// [`Command::order_id`].
     pub fn products(&self) -> Vec<&ProductId> {
         match self {
             Command::Create { product, .. }
             | Command::Transact { product, .. }
             | Command::Delete { product }
             | Command::SetLocations { product, .. } => vec![product],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The products whose stock this command only checks (adding to a cart reserves nothing):
+    /// read without a lock. The stock of a checked-out cart's items is read through
+    /// [`Command::cart_id`].
+    pub fn checked_products(&self) -> Vec<&ProductId> {
+        match self {
             Command::AddToCart { lines, .. } => lines.iter().map(|l| &l.product).collect(),
             _ => Vec::new(),
+        }
+    }
+
+    /// What the command is routed by to a writer lane: commands with the same key share a lane,
+    /// so a flash sale's writes gather into large batches on one lane instead of small ones
+    /// queueing on one row lock from every lane. Stock writes go by product, cart writes and
+    /// checkouts by cart (they lock no stock); payments and the order flow's other stock
+    /// changes, whose products are read in the batch, share one lane.
+    pub fn lane_key(&self) -> &str {
+        if let Some(product) = self.products().first() {
+            return product.as_str();
+        }
+        match (self.cart_id(), self.order_id()) {
+            (Some(cart), _) => cart,
+            _ => "",
         }
     }
 
@@ -235,8 +259,8 @@ impl Command {
         }
     }
 
-    /// Whether the stock of every product in the command's cart is locked too (checkout and
-    /// item updates check it).
+    /// Whether the stock of every product in the command's cart is read too (checkout and item
+    /// updates check it; nothing is reserved, so it is read without a lock).
     pub fn checks_cart_stock(&self) -> bool {
         matches!(self, Command::Checkout(_) | Command::UpdateCartItem { .. })
     }

@@ -29,25 +29,31 @@ struct Slot {
     current: Option<Stock>,
 }
 
-/// The stock records a batch has locked, as it has left them so far, and the history entries
-/// it has made. Lives only inside the transaction that holds the records' locks.
+/// The stock records a batch has locked (or only read, to check), as it has left them so far,
+/// and the history entries it has made. Lives only inside the transaction that holds the
+/// records' locks.
 pub(crate) struct Stocks {
     now: Timestamp,
     /// Products whose records (at every location) the batch has locked and read.
     locked: BTreeSet<ProductId>,
+    /// Products whose records the batch has read without a lock: it may check them, never
+    /// change them.
+    checked: BTreeSet<ProductId>,
     slots: BTreeMap<Key, Slot>,
     entries: Vec<HistoryEntry>,
 }
 
 impl Stocks {
-    /// The records read by `Dialect::lock_stocks` for the products in `locked`.
+    /// The records read by `Dialect::lock_stocks` for the products in `locked`, and by
+    /// `Dialect::read_stocks` for those in `checked` (a locked record read both ways is the
+    /// same: the lock was taken first).
     pub fn read(
-        locked: BTreeSet<ProductId>,
-        rows: &[Row],
+        (locked, locked_rows): (BTreeSet<ProductId>, &[Row]),
+        (checked, checked_rows): (BTreeSet<ProductId>, &[Row]),
         now: Timestamp,
     ) -> Result<Stocks, StoreError> {
         let mut slots = BTreeMap::new();
-        for row in rows {
+        for row in checked_rows.iter().chain(locked_rows) {
             let record = rows::stock_record(row)?;
             slots.insert(
                 (record.product_id, record.location),
@@ -60,15 +66,16 @@ impl Stocks {
         Ok(Stocks {
             now,
             locked,
+            checked,
             slots,
             entries: Vec::new(),
         })
     }
 
     /// The stock of a product at a location as the batch has it now (`None`: no record). A
-    /// product the batch did not lock means it read something that has changed: re-run.
+    /// product the batch did not read means it read something that has changed: re-run.
     pub fn stock(&self, product: &ProductId, location: &str) -> Result<Option<Stock>, StoreError> {
-        if !self.locked.contains(product) {
+        if !self.locked.contains(product) && !self.checked.contains(product) {
             return Err(StoreError::RaceLost(format!(
                 "product {product} was not locked by its batch"
             )));
@@ -160,6 +167,7 @@ impl Stocks {
         let mut next: BTreeMap<Key, Stock> = BTreeMap::new();
         let mut written = Vec::with_capacity(lines.len());
         for (product, location, action, quantity) in lines {
+            self.must_be_locked(product)?;
             let key = (product.clone(), location.clone());
             let current = match next.get(&key).copied() {
                 Some(s) => s,
@@ -209,6 +217,16 @@ impl Stocks {
             order_id: None,
             reason: None,
             created_at: self.now,
+        }
+    }
+
+    /// A change to a product the batch has not locked would be a bug (or a lost race: re-run).
+    fn must_be_locked(&self, product: &ProductId) -> Result<(), StoreError> {
+        match self.locked.contains(product) {
+            true => Ok(()),
+            false => Err(StoreError::RaceLost(format!(
+                "product {product} is changed but was not locked by its batch"
+            ))),
         }
     }
 
@@ -293,6 +311,9 @@ pub(crate) fn apply_stock_command(
     slugs: &Slugs,
     command: &Command,
 ) -> Result<Outcome, StoreError> {
+    for product in command.products() {
+        stocks.must_be_locked(product)?;
+    }
     match command {
         Command::Create { product, records } => create(stocks, slugs, product, records),
         Command::Transact {

@@ -30,7 +30,8 @@ pub struct OpenOptions {
     /// Most writes committed in one database transaction.
     pub write_batch_max: usize,
     /// Writer lanes on PostgreSQL: batches in flight at once, each on its own connection
-    /// (SQLite always has one: it has one write lock).
+    /// (SQLite always has one: it has one write lock). Writes are routed to lanes by what they
+    /// change (`Command::lane_key`).
     pub write_lanes: usize,
     /// Whether a SQLite database that does not exist is created (`serve`), or is an error
     /// (`verify`, `backup`: a mistyped path must not pass as an empty database).
@@ -44,7 +45,7 @@ impl Default for OpenOptions {
             acquire_timeout: Duration::from_secs(5),
             write_queue_capacity: 4096,
             write_batch_max: 256,
-            write_lanes: 4,
+            write_lanes: 8,
             create_if_missing: true,
         }
     }
@@ -53,7 +54,8 @@ impl Default for OpenOptions {
 pub struct SqlStore {
     dialect: &'static Dialect,
     read: Reader,
-    writer: mpsc::Sender<Job>,
+    /// Each writer lane's queue.
+    lanes: Vec<mpsc::Sender<Job>>,
 }
 
 fn connect_error(url: &str) -> impl Fn(StoreError) -> OpenError + '_ {
@@ -81,20 +83,24 @@ impl SqlStore {
             Kind::Sqlite => open_sqlite_db(url, &options)?,
             Kind::Postgres => open_pg_db(url, &options).await?,
         };
-        let (tx, rx) = mpsc::channel(options.write_queue_capacity.max(1));
+        let capacity = (options.write_queue_capacity / lanes.len().max(1)).max(1);
+        let (senders, queues): (Vec<_>, Vec<_>) =
+            lanes.iter().map(|_| mpsc::channel(capacity)).unzip();
         let lane = Arc::new(Lane {
             dialect,
             clock,
             batch_max: options.write_batch_max.max(1),
         });
-        start_writer(lanes, lane, rx).map_err(|e| OpenError::Connect {
-            url: redact_url(url),
-            reason: format!("cannot start the writer: {e}"),
+        start_writer(lanes.into_iter().zip(queues).collect(), lane).map_err(|e| {
+            OpenError::Connect {
+                url: redact_url(url),
+                reason: format!("cannot start the writer: {e}"),
+            }
         })?;
         Ok(Arc::new(SqlStore {
             dialect,
             read,
-            writer: tx,
+            lanes: senders,
         }))
     }
 
@@ -163,20 +169,18 @@ async fn open_pg_db(url: &str, options: &OpenOptions) -> Result<Opened, OpenErro
 /// statements is the hot path — and SQLite's batch, which runs on the calling thread, never
 /// holds up an async worker.
 fn start_writer(
-    dbs: Vec<WriteDb>,
+    lanes: Vec<(WriteDb, mpsc::Receiver<Job>)>,
     lane: Arc<Lane>,
-    rx: mpsc::Receiver<Job>,
 ) -> std::io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let queue = Arc::new(tokio::sync::Mutex::new(rx));
     std::thread::Builder::new()
         .name("stockroom-writer".into())
         .spawn(move || {
-            let lanes = dbs
+            let lanes = lanes
                 .into_iter()
-                .map(|db| writer::run_lane(db, lane.clone(), queue.clone()));
+                .map(|(db, queue)| writer::run_lane(db, lane.clone(), queue));
             runtime.block_on(futures::future::join_all(lanes));
         })?;
     Ok(())
@@ -187,7 +191,8 @@ impl Store for SqlStore {
     async fn execute(&self, request: WriteRequest) -> Result<Answer, StoreError> {
         let (reply, answer) = oneshot::channel();
         let stopped = || StoreError::Unavailable("the writer has stopped".into());
-        self.writer
+        let lane = writer::lane_of(request.command.lane_key(), self.lanes.len());
+        self.lanes[lane]
             .send(Job { request, reply })
             .await
             .map_err(|_| stopped())?;

@@ -1,9 +1,11 @@
 //! The group-commit writer: the one path by which stock changes.
 //!
-//! Request handlers send a [`Job`] down a bounded channel and wait for its answer. Writer
-//! *lanes* take jobs from it: each takes every job that is waiting (up to a batch limit) and
-//! runs them as one batch ([`crate::batch`]) in one database transaction on a connection of its
-//! own, retrying a batch that lost a race, and answers every job only after the commit.
+//! Request handlers send a [`Job`] down the bounded channel of a writer *lane* and wait for its
+//! answer. A lane takes every job waiting in its channel (up to a batch limit) and runs them as
+//! one batch ([`crate::batch`]) in one database transaction on a connection of its own,
+//! retrying a batch that lost a race, and answers every job only after the commit. A job's
+//! lane follows from its command ([`crate::Command::lane_key`]): a flash sale's writes share a
+//! lane and gather into large batches, writes to different products spread over the lanes.
 //!
 //! SQLite has one lane: it has one write lock, and the lane runs its batch on its own thread
 //! through its own connection. PostgreSQL has several (`OpenOptions::write_lanes`): batches
@@ -15,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stockroom_domain::Clock;
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::batch::{self, Reply};
 use crate::dialect::Dialect;
@@ -31,9 +33,6 @@ pub struct Job {
     pub reply: oneshot::Sender<Reply>,
 }
 
-/// The queue the lanes take their jobs from.
-pub(crate) type Queue = Arc<Mutex<mpsc::Receiver<Job>>>;
-
 /// Where a lane commits: its SQLite connection (and the file it is reopened from), or the
 /// PostgreSQL pool its connections come from.
 pub(crate) enum WriteDb {
@@ -48,18 +47,19 @@ pub(crate) struct Lane {
     pub batch_max: usize,
 }
 
-/// Runs one lane until the queue closes.
-pub(crate) async fn run_lane(mut db: WriteDb, lane: Arc<Lane>, queue: Queue) {
+/// The lane of a key among `lanes` (a stable hash: the same key, the same lane).
+pub(crate) fn lane_of(key: &str, lanes: usize) -> usize {
+    // FNV-1a: small, and the same in every run and build.
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    usize::try_from(hash % lanes.max(1) as u64).unwrap_or(0)
+}
+
+/// Runs one lane until its queue closes.
+pub(crate) async fn run_lane(mut db: WriteDb, lane: Arc<Lane>, mut queue: mpsc::Receiver<Job>) {
     let mut jobs: Vec<Job> = Vec::with_capacity(lane.batch_max);
-    loop {
-        let taken = queue
-            .lock()
-            .await
-            .recv_many(&mut jobs, lane.batch_max)
-            .await;
-        if taken == 0 {
-            break;
-        }
+    while queue.recv_many(&mut jobs, lane.batch_max).await > 0 {
         let requests: Vec<&WriteRequest> = jobs.iter().map(|j| &j.request).collect();
         let answers = commit(&mut db, &lane, &requests).await;
         for (job, answer) in jobs.drain(..).zip(answers) {
