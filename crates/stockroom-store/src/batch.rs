@@ -39,17 +39,38 @@ use crate::stock::{self, ids_json, Stocks};
 /// The answer to one job: its outcome, or why it has none.
 pub(crate) type Reply = Result<Answer, StoreError>;
 
+/// Requests that arrive while a batch takes its locks, offered to it once it holds them.
+pub(crate) trait Joiners {
+    /// The waiting requests `covers` accepts, in order (the others wait for the next batch).
+    fn take(&mut self, covers: &dyn Fn(&WriteRequest) -> bool) -> Vec<WriteRequest>;
+}
+
+/// No late joiners (a re-run batch, a job tried alone).
+pub(crate) struct NoJoiners;
+
+impl Joiners for NoJoiners {
+    fn take(&mut self, _: &dyn Fn(&WriteRequest) -> bool) -> Vec<WriteRequest> {
+        Vec::new()
+    }
+}
+
 /// Runs one batch on a connection inside the transaction that `begin` starts and `commit`
-/// ends (the caller rolls back if this fails).
+/// ends (the caller rolls back if this fails). Once it holds its locks, it takes in the
+/// `joiners` whose rows it has locked and read already: a flash sale's requests that arrived
+/// while it waited for the hot row's lock join it instead of waiting for the next batch. The
+/// answers are those of `requests`, then those of the joiners taken.
 pub(crate) async fn run(
     conn: Conn<'_>,
     dialect: &'static Dialect,
     now: Timestamp,
     (begin, commit): (Stmt, Stmt),
     requests: &[&WriteRequest],
+    joiners: &mut dyn Joiners,
 ) -> Result<Vec<Reply>, StoreError> {
     let mut batch = Batch::lock_and_read(conn, dialect, now, begin, requests).await?;
-    let answers = batch.apply_all(requests).await?;
+    let late = joiners.take(&|r| batch.covers(r));
+    let all: Vec<&WriteRequest> = requests.iter().copied().chain(&late).collect();
+    let answers = batch.apply_all(&all).await?;
     batch.write_back(commit).await?;
     Ok(answers)
 }
@@ -168,9 +189,33 @@ pub(crate) struct Batch<'c> {
     catalog: Catalog,
     carts: Carts,
     orders: Orders,
+    /// What the batch locked and read.
+    plan: Plan,
 }
 
 impl<'c> Batch<'c> {
+    /// Whether a request's rows are all among those the batch has locked and read (and it
+    /// carries no idempotency key the batch has not read).
+    fn covers(&self, request: &WriteRequest) -> bool {
+        let command = &request.command;
+        let plan = &self.plan;
+        request.idempotency.is_none()
+            && command
+                .products()
+                .into_iter()
+                .all(|p| self.stocks.is_locked(p))
+            && command
+                .checked_products()
+                .into_iter()
+                .all(|p| self.stocks.is_read(p))
+            && command.order_id().is_none_or(|o| plan.orders.contains(o))
+            && command.cart_id().is_none_or(|c| {
+                plan.carts.contains(c)
+                    && (!command.checks_cart_stock() || plan.checked_carts.contains(c))
+            })
+            && command.slugs().iter().all(|s| plan.slugs.contains(*s))
+    }
+
     /// Step 1: begins the transaction, takes the batch's locks and reads what it needs.
     async fn lock_and_read(
         conn: Conn<'c>,
@@ -201,6 +246,7 @@ impl<'c> Batch<'c> {
             catalog: Catalog::read(&rows_at(&mut answers, reads.catalog))?,
             carts: Carts::read(plan.carts.iter().map(String::as_str), &cart_items, now)?,
             orders: Orders::read(&plan.orders, &orders_read, &order_items, now)?,
+            plan,
         })
     }
 
@@ -528,6 +574,7 @@ mod tests {
                     now,
                     ends(),
                     batch,
+                    &mut NoJoiners,
                 )
                 .await
             }
@@ -541,6 +588,7 @@ mod tests {
                     now,
                     ends(),
                     batch,
+                    &mut NoJoiners,
                 )
                 .await
             }

@@ -86,6 +86,16 @@ impl Stocks {
             .and_then(|s| s.current))
     }
 
+    /// Whether the batch holds the lock of every record of the product.
+    pub fn is_locked(&self, product: &ProductId) -> bool {
+        self.locked.contains(product)
+    }
+
+    /// Whether the batch has read (locked, or only to check) the product's records.
+    pub fn is_read(&self, product: &ProductId) -> bool {
+        self.locked.contains(product) || self.checked.contains(product)
+    }
+
     /// Whether the product has any stock record now (is stock-managed).
     pub fn managed(&self, product: &ProductId) -> bool {
         !self.records(product).is_empty()

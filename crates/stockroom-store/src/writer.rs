@@ -19,7 +19,7 @@ use std::time::Duration;
 use stockroom_domain::Clock;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::batch::{self, Reply};
+use crate::batch::{self, Joiners, NoJoiners, Reply};
 use crate::dialect::Dialect;
 use crate::error::StoreError;
 use crate::exec::{open_sqlite, Conn, Stmt};
@@ -59,20 +59,73 @@ pub(crate) fn lane_of(key: &str, lanes: usize) -> usize {
 /// Runs one lane until its queue closes.
 pub(crate) async fn run_lane(mut db: WriteDb, lane: Arc<Lane>, mut queue: mpsc::Receiver<Job>) {
     let mut jobs: Vec<Job> = Vec::with_capacity(lane.batch_max);
-    while queue.recv_many(&mut jobs, lane.batch_max).await > 0 {
-        let requests: Vec<&WriteRequest> = jobs.iter().map(|j| &j.request).collect();
-        let answers = commit(&mut db, &lane, &requests).await;
-        for (job, answer) in jobs.drain(..).zip(answers) {
+    let mut carried: Vec<Job> = Vec::new();
+    loop {
+        let n = carried.len().min(lane.batch_max);
+        jobs.extend(carried.drain(..n));
+        if jobs.is_empty() && queue.recv_many(&mut jobs, lane.batch_max).await == 0 {
+            break;
+        }
+        let mut waiting = Waiting {
+            queue: &mut queue,
+            joined: Vec::new(),
+            carried: &mut carried,
+            room: lane.batch_max.saturating_sub(jobs.len()),
+        };
+        let answers = commit(&mut db, &lane, &jobs, &mut waiting).await;
+        let joined = waiting.joined;
+        for (job, answer) in jobs.drain(..).chain(joined).zip(answers) {
             // The requester may have gone away; its write stands all the same.
             let _ = job.reply.send(answer);
         }
     }
 }
 
-/// Commits a batch, re-running it after a lost race; if it fails for another reason, each job
-/// is tried alone so that one bad job cannot fail its neighbours.
-async fn commit(db: &mut WriteDb, lane: &Lane, requests: &[&WriteRequest]) -> Vec<Reply> {
-    match commit_with_retries(db, lane, requests).await {
+/// The jobs waiting in a lane's queue while its batch takes its locks.
+struct Waiting<'q> {
+    queue: &'q mut mpsc::Receiver<Job>,
+    /// Jobs that joined the batch, answered after its own.
+    joined: Vec<Job>,
+    /// Jobs the batch did not cover: they open the lane's next batch.
+    carried: &'q mut Vec<Job>,
+    /// Most jobs that may still join.
+    room: usize,
+}
+
+impl Joiners for Waiting<'_> {
+    fn take(&mut self, covers: &dyn Fn(&WriteRequest) -> bool) -> Vec<WriteRequest> {
+        let mut taken = Vec::new();
+        while self.joined.len() < self.room {
+            let Ok(job) = self.queue.try_recv() else {
+                break;
+            };
+            if covers(&job.request) {
+                taken.push(job.request.clone());
+                self.joined.push(job);
+            } else {
+                self.carried.push(job);
+            }
+        }
+        taken
+    }
+}
+
+fn requests_of<'j>(jobs: &'j [Job], joined: &'j [Job]) -> Vec<&'j WriteRequest> {
+    jobs.iter().chain(joined).map(|j| &j.request).collect()
+}
+
+/// Commits a batch (the lane's jobs, and those that join it), re-running it after a lost race;
+/// if it fails for another reason, each job is tried alone so that one bad job cannot fail its
+/// neighbours. The answers are the jobs', then the joiners'.
+async fn commit(
+    db: &mut WriteDb,
+    lane: &Lane,
+    jobs: &[Job],
+    waiting: &mut Waiting<'_>,
+) -> Vec<Reply> {
+    let result = commit_with_retries(db, lane, jobs, waiting).await;
+    let requests = requests_of(jobs, &waiting.joined);
+    match result {
         Ok(answers) => answers,
         Err(e) if requests.len() == 1 => vec![Err(contention_is_unavailable(e))],
         // The database is down or out of connections: trying each job alone would not help.
@@ -85,7 +138,7 @@ async fn commit(db: &mut WriteDb, lane: &Lane, requests: &[&WriteRequest]) -> Ve
             let mut answers = Vec::with_capacity(requests.len());
             for request in requests {
                 answers.push(
-                    commit_with_retries(db, lane, &[*request])
+                    retried(db, lane, &[request])
                         .await
                         .map_err(contention_is_unavailable)
                         .and_then(|mut a| a.remove(0)),
@@ -106,19 +159,37 @@ fn contention_is_unavailable(e: StoreError) -> StoreError {
     }
 }
 
+/// The first attempt takes in late joiners; a re-run runs the same jobs again.
 async fn commit_with_retries(
+    db: &mut WriteDb,
+    lane: &Lane,
+    jobs: &[Job],
+    waiting: &mut Waiting<'_>,
+) -> Result<Vec<Reply>, StoreError> {
+    match transact(db, lane, &requests_of(jobs, &[]), waiting).await {
+        Err(e) if e.is_retryable() => {
+            tracing::debug!(error = %e, "batch lost a race; re-running it");
+            backoff(1).await;
+            retried(db, lane, &requests_of(jobs, &waiting.joined)).await
+        }
+        other => other,
+    }
+}
+
+/// Runs the requests as a batch, re-running it after each lost race up to
+/// [`BATCH_ATTEMPTS_MAX`] times in all.
+async fn retried(
     db: &mut WriteDb,
     lane: &Lane,
     requests: &[&WriteRequest],
 ) -> Result<Vec<Reply>, StoreError> {
-    let mut attempt = 0;
+    let mut attempt = 1;
     loop {
         attempt += 1;
-        match transact(db, lane, requests).await {
+        match transact(db, lane, requests, &mut NoJoiners).await {
             Err(e) if e.is_retryable() && attempt < BATCH_ATTEMPTS_MAX => {
                 tracing::debug!(error = %e, attempt, "batch lost a race; re-running it");
-                // Let the other writer finish before running into it again.
-                tokio::time::sleep(Duration::from_millis(u64::from(attempt))).await;
+                backoff(attempt).await;
             }
             // Still losing after every attempt (or one job always loses): the caller tries
             // the batch's jobs one by one, so one such job cannot fail its neighbours.
@@ -127,11 +198,17 @@ async fn commit_with_retries(
     }
 }
 
+/// Lets the other writer finish before running into it again.
+async fn backoff(attempt: u32) {
+    tokio::time::sleep(Duration::from_millis(u64::from(attempt))).await;
+}
+
 /// One batch in one transaction on the lane's connection; rolled back if it fails.
 async fn transact(
     db: &mut WriteDb,
     lane: &Lane,
     requests: &[&WriteRequest],
+    joiners: &mut dyn Joiners,
 ) -> Result<Vec<Reply>, StoreError> {
     let now = lane.clock.now();
     let ends = || {
@@ -143,7 +220,15 @@ async fn transact(
     match db {
         WriteDb::Pg(pool) => {
             let client = pool.get().await?;
-            let result = batch::run(Conn::Pg(&client), lane.dialect, now, ends(), requests).await;
+            let result = batch::run(
+                Conn::Pg(&client),
+                lane.dialect,
+                now,
+                ends(),
+                requests,
+                joiners,
+            )
+            .await;
             if result.is_err() {
                 // After a failed COMMIT PostgreSQL has rolled back already (then this only
                 // warns); a connection whose state is unknown is never handed on.
@@ -155,7 +240,15 @@ async fn transact(
             result
         }
         WriteDb::Lite(conn, path) => {
-            let result = batch::run(Conn::Lite(conn), lane.dialect, now, ends(), requests).await;
+            let result = batch::run(
+                Conn::Lite(conn),
+                lane.dialect,
+                now,
+                ends(),
+                requests,
+                joiners,
+            )
+            .await;
             if result.is_err() && !conn.is_autocommit() {
                 let _ = conn.execute_batch("ROLLBACK");
             }
