@@ -179,6 +179,17 @@ pub enum Command {
     Cancel { order_id: String },
 }
 
+/// What a command is routed to a writer lane by ([`Command::lane`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LaneKey<'a> {
+    /// The lane of this product's stock.
+    Product(&'a str),
+    /// The lane of cart writes and checkouts.
+    Carts,
+    /// The lane of payments and the rest.
+    Orders,
+}
+
 /// A line to add to a cart. The batch reads the product's catalog record (its currency) itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CartLine {
@@ -220,18 +231,16 @@ impl Command {
         }
     }
 
-    /// What the command is routed by to a writer lane: commands with the same key share a lane,
-    /// so a flash sale's writes gather into large batches on one lane instead of small ones
-    /// queueing on one row lock from every lane. Stock writes go by product, cart writes and
-    /// checkouts by cart (they lock no stock); payments and the order flow's other stock
-    /// changes, whose products are read in the batch, share one lane.
-    pub fn lane_key(&self) -> &str {
-        if let Some(product) = self.products().first() {
-            return product.as_str();
-        }
-        match (self.cart_id(), self.order_id()) {
-            (Some(cart), _) => cart,
-            _ => "",
+    /// Which writer lane the command goes to. Commands of one lane gather into one batch, so a
+    /// flash sale's writes form large batches on one lane instead of small ones queueing on one
+    /// row lock from every lane: stock writes go by product; the order flow's cart writes and
+    /// checkouts (which lock no stock) share one lane, and its payments and other stock changes
+    /// (whose products the batch reads) another.
+    pub fn lane(&self) -> LaneKey<'_> {
+        match (self.products().first(), self.cart_id()) {
+            (Some(product), _) => LaneKey::Product(product.as_str()),
+            (None, Some(_)) => LaneKey::Carts,
+            (None, None) => LaneKey::Orders,
         }
     }
 

@@ -31,7 +31,7 @@ pub struct OpenOptions {
     pub write_batch_max: usize,
     /// Writer lanes on PostgreSQL: batches in flight at once, each on its own connection
     /// (SQLite always has one: it has one write lock). Writes are routed to lanes by what they
-    /// change (`Command::lane_key`).
+    /// change (`Command::lane`).
     pub write_lanes: usize,
     /// Whether a SQLite database that does not exist is created (`serve`), or is an error
     /// (`verify`, `backup`: a mistyped path must not pass as an empty database).
@@ -191,7 +191,7 @@ impl Store for SqlStore {
     async fn execute(&self, request: WriteRequest) -> Result<Answer, StoreError> {
         let (reply, answer) = oneshot::channel();
         let stopped = || StoreError::Unavailable("the writer has stopped".into());
-        let lane = writer::lane_of(request.command.lane_key(), self.lanes.len());
+        let lane = writer::lane_of(request.command.lane(), self.lanes.len());
         self.lanes[lane]
             .send(Job { request, reply })
             .await

@@ -4,8 +4,8 @@
 //! answer. A lane takes every job waiting in its channel (up to a batch limit) and runs them as
 //! one batch ([`crate::batch`]) in one database transaction on a connection of its own,
 //! retrying a batch that lost a race, and answers every job only after the commit. A job's
-//! lane follows from its command ([`crate::Command::lane_key`]): a flash sale's writes share a
-//! lane and gather into large batches, writes to different products spread over the lanes.
+//! lane follows from its command ([`crate::Command::lane`]): a flash sale's writes share a lane
+//! and gather into large batches, writes to different products spread over the lanes.
 //!
 //! SQLite has one lane: it has one write lock, and the lane runs its batch on its own thread
 //! through its own connection. PostgreSQL has several (`OpenOptions::write_lanes`): batches
@@ -23,7 +23,7 @@ use crate::batch::{self, Joiners, NoJoiners, Reply};
 use crate::dialect::Dialect;
 use crate::error::StoreError;
 use crate::exec::{open_sqlite, Conn, Stmt};
-use crate::model::WriteRequest;
+use crate::model::{LaneKey, WriteRequest};
 
 /// How often a batch is re-run after losing a race to another writer before giving up.
 const BATCH_ATTEMPTS_MAX: u32 = 8;
@@ -47,13 +47,21 @@ pub(crate) struct Lane {
     pub batch_max: usize,
 }
 
-/// The lane of a key among `lanes` (a stable hash: the same key, the same lane).
-pub(crate) fn lane_of(key: &str, lanes: usize) -> usize {
-    // FNV-1a: small, and the same in every run and build.
-    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    usize::try_from(hash % lanes.max(1) as u64).unwrap_or(0)
+/// The lane of a command's key among `lanes`: payments on the first, carts on the second,
+/// products by a stable hash (the same product, the same lane).
+pub(crate) fn lane_of(key: LaneKey<'_>, lanes: usize) -> usize {
+    let lanes = lanes.max(1);
+    match key {
+        LaneKey::Orders => 0,
+        LaneKey::Carts => 1 % lanes,
+        LaneKey::Product(id) => {
+            // FNV-1a: small, and the same in every run and build.
+            let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+            usize::try_from(hash % lanes as u64).unwrap_or(0)
+        }
+    }
 }
 
 /// Runs one lane until its queue closes.
