@@ -62,7 +62,7 @@ psql_q() { PGOPTIONS="-c client_min_messages=warning" "$PSQL" -v ON_ERROR_STOP=1
 
 declare -A NAIVE_TPS NAIVE_LAT NAIVE_P50
 note "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo ?)"
-step "1. naive baseline (pgbench, one transaction per allocation, ${SECS} s per run)"
+step "1. naive baseline (pgbench, one transaction per allocation, ${SECS} s per run, each just before Stockroom's runs of the same scenario and client count)"
 if [ "$have_pgbench" = 1 ]; then
   note "pgbench: $PGBENCH ($("$PGBENCH" --version)); server: $(psql_q 'show server_version'), fsync=$(psql_q 'show fsync'), synchronous_commit=$(psql_q 'show synchronous_commit')"
   cat >"$OUT/naive-hot.sql" <<'SQL'
@@ -88,34 +88,37 @@ SQL
       INSERT INTO naive_bench.naive_stock (product_id, total)
         SELECT g, 1000000000000 FROM generate_series(1, $NAIVE_PRODUCTS) g;" >/dev/null
   }
-  for scenario in hot spread; do
-    for c in $CLIENTS; do
-      naive_setup
-      log="$OUT/naive-$scenario-$c.log"
-      threads=$((c < 2 ? c : 2))
-      # One client: log every transaction's latency, for the median (pgbench prints the mean).
-      logs=()
-      [ "$c" = 1 ] && logs=(-l --log-prefix="$OUT/naive-$scenario-1-tx")
-      # shellcheck disable=SC2086
-      "$PGBENCH" -n -c "$c" -j "$threads" -T "$SECS" ${PGBENCH_ARGS:-} "${logs[@]}" \
-        -f "$OUT/naive-$scenario.sql" "$PGDATABASE" >"$log" 2>&1
-      if [ "$c" = 1 ]; then
-        # Third column: the transaction's latency in microseconds.
-        NAIVE_P50[$scenario]=$(cat "$OUT/naive-$scenario-1-tx".* 2>/dev/null | awk '{print $3}' | sort -n \
-          | awk '{v[NR]=$1} END {if (NR) printf "%.3f", v[int((NR+1)/2)]/1000}')
-        rm -f "$OUT/naive-$scenario-1-tx".*
-      fi
-      tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$log" | head -n1)
-      [ -n "$tps" ] && tps=$(printf '%.1f' "$tps")
-      lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$log" | head -n1)
-      sanity=$(psql_q "SELECT (SELECT sum(allocated) FROM naive_bench.naive_stock) = (SELECT count(*) FROM naive_bench.naive_history)")
-      NAIVE_TPS[$scenario-$c]=${tps:-}
-      NAIVE_LAT[$scenario-$c]=${lat:-}
-      note "naive $scenario, $c clients: ${tps:-FAILED (see $log)} tps, latency average ${lat:-?} ms${NAIVE_P50[$scenario]:+ (p50 ${NAIVE_P50[$scenario]} ms)} (allocated = history: $sanity)"
-    done
-  done
-  psql_q "DROP SCHEMA IF EXISTS naive_bench CASCADE" >/dev/null
+  # naive_run SCENARIO CLIENTS: one baseline run, just before Stockroom's runs of the same
+  # scenario and client count (the machine is shared: figures minutes apart are not comparable).
+  naive_run() {
+    local scenario=$1 c=$2 log threads logs tps lat sanity
+    naive_setup
+    log="$OUT/naive-$scenario-$c.log"
+    threads=$((c < 2 ? c : 2))
+    # One client: log every transaction's latency, for the median (pgbench prints the mean).
+    logs=()
+    [ "$c" = 1 ] && logs=(-l --log-prefix="$OUT/naive-$scenario-1-tx")
+    # shellcheck disable=SC2086
+    "$PGBENCH" -n -c "$c" -j "$threads" -T "$SECS" ${PGBENCH_ARGS:-} "${logs[@]}" \
+      -f "$OUT/naive-$scenario.sql" "$PGDATABASE" >"$log" 2>&1
+    if [ "$c" = 1 ]; then
+      # Third column: the transaction's latency in microseconds.
+      NAIVE_P50[$scenario]=$(cat "$OUT/naive-$scenario-1-tx".* 2>/dev/null | awk '{print $3}' | sort -n \
+        | awk '{v[NR]=$1} END {if (NR) printf "%.3f", v[int((NR+1)/2)]/1000}')
+      rm -f "$OUT/naive-$scenario-1-tx".*
+    fi
+    tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$log" | head -n1)
+    [ -n "$tps" ] && tps=$(printf '%.1f' "$tps")
+    lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$log" | head -n1)
+    sanity=$(psql_q "SELECT (SELECT sum(allocated) FROM naive_bench.naive_stock) = (SELECT count(*) FROM naive_bench.naive_history)")
+    NAIVE_TPS[$scenario-$c]=${tps:-}
+    NAIVE_LAT[$scenario-$c]=${lat:-}
+    local p50=""
+    [ "$c" = 1 ] && p50=" (p50 ${NAIVE_P50[$scenario]:-?} ms)"
+    note "naive $scenario, $c clients: ${tps:-FAILED (see $log)} tps, latency average ${lat:-?} ms$p50 (allocated = history: $sanity)"
+  }
 else
+  naive_run() { :; }
   note "skipped"
 fi
 
@@ -156,20 +159,20 @@ run() {
   RUNS+=("$name")
 }
 
-step "3. stockroom bench (${SECS} s per run; results in $OUT)"
+step "3. stockroom bench (${SECS} s per run; results in $OUT), each after its naive run"
 for scenario in hot spread; do
-  for c in $CLIENTS; do run "sqlite-$scenario-$c" sqlite "$scenario" "$c" 1; done
-done
-if [ "$have_pg" = 1 ]; then
-  for scenario in hot spread; do
-    for c in $CLIENTS; do
+  for c in $CLIENTS; do
+    naive_run "$scenario" "$c"
+    run "sqlite-$scenario-$c" sqlite "$scenario" "$c" 1
+    if [ "$have_pg" = 1 ]; then
       run "postgres-$scenario-$c" postgres "$scenario" "$c" 1
       if [ "$scenario" = hot ] && [ "$c" = 64 ]; then
         run "postgres-hot-64-x2" postgres hot 64 2
       fi
-    done
+    fi
   done
-fi
+done
+[ "$have_pgbench" = 1 ] && psql_q "DROP SCHEMA IF EXISTS naive_bench CASCADE" >/dev/null
 run "sqlite-checkout-64" sqlite checkout 64 1
 [ "$have_pg" = 1 ] && run "postgres-checkout-64-x2" postgres checkout 64 2
 
