@@ -204,10 +204,12 @@ impl<'c> Batch<'c> {
                 .products()
                 .into_iter()
                 .all(|p| self.stocks.is_locked(p))
+            // Stock and catalog records both read (a product the batch only locked has no
+            // catalog record in the batch).
             && command
                 .checked_products()
                 .into_iter()
-                .all(|p| self.stocks.is_read(p))
+                .all(|p| plan.checked.contains(p))
             && command.order_id().is_none_or(|o| plan.orders.contains(o))
             && command.cart_id().is_none_or(|c| {
                 plan.carts.contains(c)

@@ -91,11 +91,6 @@ impl Stocks {
         self.locked.contains(product)
     }
 
-    /// Whether the batch has read (locked, or only to check) the product's records.
-    pub fn is_read(&self, product: &ProductId) -> bool {
-        self.locked.contains(product) || self.checked.contains(product)
-    }
-
     /// Whether the product has any stock record now (is stock-managed).
     pub fn managed(&self, product: &ProductId) -> bool {
         !self.records(product).is_empty()
