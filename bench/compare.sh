@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# One-command comparison (issue 5): the naive one-transaction-per-allocation baseline, driven by
-# pgbench against the local PostgreSQL, then `stockroom bench` for the hot and spread scenarios
-# on SQLite and on PostgreSQL at the same client counts, plus checkout on SQLite; prints every
-# figure, the ratios against the baseline and the issue's goals.
+# One-command comparison (issues 5 and 15): the naive one-transaction-per-allocation baseline,
+# driven by pgbench against the local PostgreSQL, then `stockroom bench` for the hot and spread
+# scenarios on SQLite and on PostgreSQL at the same client counts (1, 8 and 64), plus checkout
+# on SQLite and on PostgreSQL with two instances; prints every figure, the ratios against the
+# baseline and the issues' goals.
 #
-#   bench/compare.sh                  # about 10 s per run, ~4 minutes in all
+#   bench/compare.sh                  # about 10 s per run, ~6 minutes in all
 #   BENCH_SECS=5 bench/compare.sh     # shorter runs
 #
 # Settings (environment):
 #   BENCH_SECS         seconds per run (default 10)
-#   BENCH_CLIENTS      client counts (default "8 64")
-#   BENCH_PRODUCTS     products of Stockroom's spread scenario (default 100000)
-#   NAIVE_PRODUCTS     products of the baseline's spread run (default 10000)
+#   BENCH_CLIENTS      client counts (default "1 8 64")
+#   BENCH_PRODUCTS     products of Stockroom's spread scenario (default 1000)
+#   NAIVE_PRODUCTS     products of the baseline's spread run (default 1000)
 #   PGHOST PGPORT PGUSER PGDATABASE   the PostgreSQL server (default 127.0.0.1 5432 postgres test)
 #   PGBENCH_ARGS       extra pgbench arguments, e.g. "-M prepared" (default none)
 #   BENCH_OUT          folder for the raw results (default target/bench/<date-time>)
@@ -23,9 +24,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 SECS=${BENCH_SECS:-10}
-CLIENTS=${BENCH_CLIENTS:-"8 64"}
-PRODUCTS=${BENCH_PRODUCTS:-100000}
-NAIVE_PRODUCTS=${NAIVE_PRODUCTS:-10000}
+CLIENTS=${BENCH_CLIENTS:-"1 8 64"}
+PRODUCTS=${BENCH_PRODUCTS:-1000}
+NAIVE_PRODUCTS=${NAIVE_PRODUCTS:-1000}
 export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
 export PGDATABASE=${PGDATABASE:-test}
 OUT=${BENCH_OUT:-target/bench/$(date +%Y%m%d-%H%M%S)}
@@ -59,9 +60,9 @@ if [ "$have_pg" = 1 ] && [ -z "$PGBENCH" ]; then
 fi
 psql_q() { PGOPTIONS="-c client_min_messages=warning" "$PSQL" -v ON_ERROR_STOP=1 -Atqc "$1"; }
 
-declare -A NAIVE_TPS NAIVE_LAT
+declare -A NAIVE_TPS NAIVE_LAT NAIVE_P50
 note "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo ?)"
-step "1. naive baseline (pgbench, one transaction per allocation, ${SECS} s per run)"
+step "1. naive baseline (pgbench, one transaction per allocation, ${SECS} s per run, each just before Stockroom's runs of the same scenario and client count)"
 if [ "$have_pgbench" = 1 ]; then
   note "pgbench: $PGBENCH ($("$PGBENCH" --version)); server: $(psql_q 'show server_version'), fsync=$(psql_q 'show fsync'), synchronous_commit=$(psql_q 'show synchronous_commit')"
   cat >"$OUT/naive-hot.sql" <<'SQL'
@@ -87,25 +88,37 @@ SQL
       INSERT INTO naive_bench.naive_stock (product_id, total)
         SELECT g, 1000000000000 FROM generate_series(1, $NAIVE_PRODUCTS) g;" >/dev/null
   }
-  for scenario in hot spread; do
-    for c in $CLIENTS; do
-      naive_setup
-      log="$OUT/naive-$scenario-$c.log"
-      threads=$((c < 2 ? c : 2))
-      # shellcheck disable=SC2086
-      "$PGBENCH" -n -c "$c" -j "$threads" -T "$SECS" ${PGBENCH_ARGS:-} \
-        -f "$OUT/naive-$scenario.sql" "$PGDATABASE" >"$log" 2>&1
-      tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$log" | head -n1)
-      [ -n "$tps" ] && tps=$(printf '%.1f' "$tps")
-      lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$log" | head -n1)
-      sanity=$(psql_q "SELECT (SELECT sum(allocated) FROM naive_bench.naive_stock) = (SELECT count(*) FROM naive_bench.naive_history)")
-      NAIVE_TPS[$scenario-$c]=${tps:-}
-      NAIVE_LAT[$scenario-$c]=${lat:-}
-      note "naive $scenario, $c clients: ${tps:-FAILED (see $log)} tps, latency average ${lat:-?} ms (allocated = history: $sanity)"
-    done
-  done
-  psql_q "DROP SCHEMA IF EXISTS naive_bench CASCADE" >/dev/null
+  # naive_run SCENARIO CLIENTS: one baseline run, just before Stockroom's runs of the same
+  # scenario and client count (the machine is shared: figures minutes apart are not comparable).
+  naive_run() {
+    local scenario=$1 c=$2 log threads logs tps lat sanity
+    naive_setup
+    log="$OUT/naive-$scenario-$c.log"
+    threads=$((c < 2 ? c : 2))
+    # One client: log every transaction's latency, for the median (pgbench prints the mean).
+    logs=()
+    [ "$c" = 1 ] && logs=(-l --log-prefix="$OUT/naive-$scenario-1-tx")
+    # shellcheck disable=SC2086
+    "$PGBENCH" -n -c "$c" -j "$threads" -T "$SECS" ${PGBENCH_ARGS:-} "${logs[@]}" \
+      -f "$OUT/naive-$scenario.sql" "$PGDATABASE" >"$log" 2>&1
+    if [ "$c" = 1 ]; then
+      # Third column: the transaction's latency in microseconds.
+      NAIVE_P50[$scenario]=$(cat "$OUT/naive-$scenario-1-tx".* 2>/dev/null | awk '{print $3}' | sort -n \
+        | awk '{v[NR]=$1} END {if (NR) printf "%.3f", v[int((NR+1)/2)]/1000}')
+      rm -f "$OUT/naive-$scenario-1-tx".*
+    fi
+    tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$log" | head -n1)
+    [ -n "$tps" ] && tps=$(printf '%.1f' "$tps")
+    lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$log" | head -n1)
+    sanity=$(psql_q "SELECT (SELECT sum(allocated) FROM naive_bench.naive_stock) = (SELECT count(*) FROM naive_bench.naive_history)")
+    NAIVE_TPS[$scenario-$c]=${tps:-}
+    NAIVE_LAT[$scenario-$c]=${lat:-}
+    local p50=""
+    [ "$c" = 1 ] && p50=" (p50 ${NAIVE_P50[$scenario]:-?} ms)"
+    note "naive $scenario, $c clients: ${tps:-FAILED (see $log)} tps, latency average ${lat:-?} ms$p50 (allocated = history: $sanity)"
+  }
 else
+  naive_run() { :; }
   note "skipped"
 fi
 
@@ -146,21 +159,22 @@ run() {
   RUNS+=("$name")
 }
 
-step "3. stockroom bench (${SECS} s per run; results in $OUT)"
+step "3. stockroom bench (${SECS} s per run; results in $OUT), each after its naive run"
 for scenario in hot spread; do
-  for c in $CLIENTS; do run "sqlite-$scenario-$c" sqlite "$scenario" "$c" 1; done
-done
-if [ "$have_pg" = 1 ]; then
-  for scenario in hot spread; do
-    for c in $CLIENTS; do
+  for c in $CLIENTS; do
+    naive_run "$scenario" "$c"
+    run "sqlite-$scenario-$c" sqlite "$scenario" "$c" 1
+    if [ "$have_pg" = 1 ]; then
       run "postgres-$scenario-$c" postgres "$scenario" "$c" 1
       if [ "$scenario" = hot ] && [ "$c" = 64 ]; then
         run "postgres-hot-64-x2" postgres hot 64 2
       fi
-    done
+    fi
   done
-fi
+done
+[ "$have_pgbench" = 1 ] && psql_q "DROP SCHEMA IF EXISTS naive_bench CASCADE" >/dev/null
 run "sqlite-checkout-64" sqlite checkout 64 1
+[ "$have_pg" = 1 ] && run "postgres-checkout-64-x2" postgres checkout 64 2
 
 # ---- the table ------------------------------------------------------------------------------
 
@@ -175,8 +189,10 @@ step "4. results (naive baseline: pgbench, one transaction per allocation)"
   if [ "$have_pgbench" = 1 ]; then
     for scenario in hot spread; do
       for c in $CLIENTS; do
+        p50=""
+        [ "$c" = 1 ] && p50=${NAIVE_P50[$scenario]:-}
         printf '%-22s %9s %10s %9s %9s %9s %9s %8s %7s %9s %7s\n' "naive-pg-$scenario-$c" \
-          "${NAIVE_TPS[$scenario-$c]:-?}" "" "" "" "" "" "" "" "" "(avg ${NAIVE_LAT[$scenario-$c]:-?} ms)"
+          "${NAIVE_TPS[$scenario-$c]:-?}" "" "" "$p50" "" "" "" "" "" "(avg ${NAIVE_LAT[$scenario-$c]:-?} ms)"
       done
     done
   fi
@@ -216,26 +232,46 @@ verdict() {
   for x in "$@"; do case $x in ""|n/a|null|"?") echo "no figure"; return;; esac; done
   if awk "BEGIN { exit !($cond) }" 2>/dev/null; then echo PASS; else echo MISS; fi
 }
+step "goals (issue 15)"
+{
+  for c in 8 64; do
+    t=$(fig "postgres-spread-$c" .throughput)
+    r=$(ratio "$t" "${NAIVE_TPS[spread-$c]:-}")
+    goal=$([ "$c" = 8 ] && echo 1.5 || echo 3)
+    echo "PostgreSQL spread, $c clients >= ${goal}x naive: $r -> $(verdict "${r%x} >= $goal" "$r")"
+  done
+  t=$(fig postgres-hot-64-x2 .throughput)
+  r=$(ratio "$t" "${NAIVE_TPS[hot-64]:-}")
+  echo "PostgreSQL hot, 64 clients, two instances >= 25x naive: $r -> $(verdict "${r%x} >= 25" "$r")"
+  t=$(fig postgres-checkout-64-x2 .paid_per_sec); ok=$(fig postgres-checkout-64-x2 .passed)
+  echo "PostgreSQL checkout, 64 shoppers, two instances >= 1000 paid orders/s: ${t:-?}/s, checks ${ok:-?} -> $(verdict "$t >= 1000 && \"$ok\" == \"true\"" "$t" "$ok")"
+  below=""
+  for backend in sqlite postgres; do
+    for scenario in hot spread; do
+      for c in $CLIENTS; do
+        t=$(fig "$backend-$scenario-$c" .throughput)
+        r=$(ratio "$t" "${NAIVE_TPS[$scenario-$c]:-}")
+        [ "$(verdict "${r%x} >= 1" "$r")" = PASS ] || below="$below $backend-$scenario-$c($r)"
+      done
+    done
+  done
+  echo "every scenario, both backends, $CLIENTS clients >= 1x naive: $([ -z "$below" ] && echo PASS || echo "MISS:$below")"
+  for backend in sqlite postgres; do
+    p50=$(fig "$backend-hot-1" .latency_ms.p50); base=${NAIVE_P50[hot]:-}
+    echo "one client, one allocation, $backend p50 <= naive p50 + 0.3 ms: ${p50:-?} ms vs ${base:-?} ms -> $(verdict "$p50 <= $base + 0.3" "$p50" "$base")"
+  done
+} | tee "$OUT/goals.txt"
+
 step "goals (issue 5)"
 {
   t=$(fig sqlite-hot-64 .throughput); p99=$(fig sqlite-hot-64 .latency_ms.p99)
   r=$(ratio "$t" "${NAIVE_TPS[hot-64]:-}")
   echo "hot, SQLite, 64 clients >= 10x naive and p99 < 20 ms: $r, p99 ${p99:-?} ms -> $(verdict "${r%x} >= 10 && $p99 < 20" "$r" "$p99")"
-  t=$(fig postgres-hot-64-x2 .throughput)
-  r=$(ratio "$t" "${NAIVE_TPS[hot-64]:-}")
-  echo "hot, PostgreSQL, 64 clients, 2 instances >= 4x naive: $r -> $(verdict "${r%x} >= 4" "$r")"
-  for backend in sqlite postgres; do
-    for c in $CLIENTS; do
-      t=$(fig "$backend-spread-$c" .throughput)
-      r=$(ratio "$t" "${NAIVE_TPS[spread-$c]:-}")
-      echo "spread, $backend, $c clients >= 2x naive spread: $r -> $(verdict "${r%x} >= 2" "$r")"
-    done
-  done
   t=$(fig sqlite-checkout-64 .paid_per_sec); ok=$(fig sqlite-checkout-64 .passed)
   echo "checkout, SQLite, 64 clients >= 3000 paid orders/s, no oversell: ${t:-?}/s, checks ${ok:-?} -> $(verdict "$t >= 3000 && \"$ok\" == \"true\"" "$t" "$ok")"
   rss=$(for name in "${RUNS[@]}"; do fig "$name" .server.max_peak_rss_mb; done | sort -g | tail -n1)
   echo "peak RSS of the server < 150 MB in every run: max ${rss:-?} MB -> $(verdict "$rss < 150" "$rss")"
-} | tee "$OUT/goals.txt"
+} | tee -a "$OUT/goals.txt"
 
 note ""
 note "raw results: $OUT (total time ${SECONDS} s)"

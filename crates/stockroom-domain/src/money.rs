@@ -22,6 +22,9 @@ pub enum MoneyError {
 pub struct Currency([u8; 3]);
 
 impl Currency {
+    /// US dollars: Elastic Path's default currency.
+    pub const USD: Currency = Currency(*b"USD");
+
     pub fn parse(raw: &str) -> Result<Self, MoneyError> {
         match raw.as_bytes() {
             &[a, b, c] if [a, b, c].iter().all(u8::is_ascii_uppercase) => Ok(Currency([a, b, c])),

@@ -25,17 +25,16 @@ async fn cart_line(state: &AppState, item: NewCartItem) -> Result<CartLine, ApiE
     let product = item
         .product()
         .ok_or_else(|| ApiError::invalid("data.id", "an item needs a product id or sku"))?;
-    let (product, currency) = match product {
+    let product = match product {
         ProductRef::Id(id) => match state.store.product(id.as_str()).await? {
-            Some(p) => (id, Some(p.price.currency)),
+            Some(_) => id,
             // Stock with no product record may be sold: no name, price zero.
-            None if state.store.stock(&id).await?.is_some() => (id, None),
+            None if state.store.stock(&id).await?.is_some() => id,
             None => return Err(ApiError::NotFound),
         },
         ProductRef::Sku(sku) => {
             let p = state.store.product_by_sku(&sku).await?;
-            let p = p.ok_or(ApiError::NotFound)?;
-            (p.id, Some(p.price.currency))
+            p.ok_or(ApiError::NotFound)?.id
         }
     };
     let location = match &item.0.location {
@@ -46,7 +45,6 @@ async fn cart_line(state: &AppState, item: NewCartItem) -> Result<CartLine, ApiE
         product,
         location,
         quantity: item.0.quantity,
-        currency,
     })
 }
 
@@ -101,15 +99,9 @@ pub async fn update_item(
     Json(body): Json<Data<CartItemUpdate>>,
 ) -> Result<Response, ApiError> {
     let cart = path_cart(&cart)?;
-    let found = state.store.cart(cart.as_str()).await?;
-    let found = found.ok_or(ApiError::NotFound)?;
-    let line = found.items.iter().find(|i| i.id == item);
-    let line = line.ok_or(ApiError::NotFound)?;
     let command = Command::UpdateCartItem {
         cart_id: cart.as_str().to_owned(),
         item_id: item,
-        product: line.product_id.clone(),
-        location: line.location.clone(),
         quantity: body.data.quantity,
     };
     applied(

@@ -235,7 +235,15 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::IdempotencyMismatch => ApiError::IdempotencyMismatch,
-            StoreError::Conflict => ApiError::Conflict("Write conflict detected"),
+            StoreError::AlreadyExists => ApiError::Conflict("Write conflict detected"),
+            StoreError::Constraint(cause) => {
+                tracing::warn!(%cause, "a write broke a database constraint");
+                ApiError::Conflict("The request goes beyond a limit of the stored data")
+            }
+            StoreError::RaceLost(cause) => {
+                tracing::warn!(%cause, "a write kept losing races");
+                ApiError::Unavailable
+            }
             StoreError::Unavailable(cause) => {
                 tracing::warn!(%cause, "database unavailable");
                 ApiError::Unavailable
@@ -280,6 +288,14 @@ impl From<Rejection> for ApiError {
             Rejection::LocationInUse => ApiError::Conflict(
                 "The location's slug is taken, or the location still holds stock",
             ),
+            Rejection::CartEmpty => ApiError::Invalid {
+                detail: "the cart is empty".into(),
+                source: Some("cart".into()),
+            },
+            Rejection::OrderTotalTooLarge => ApiError::Invalid {
+                detail: "the order total is too large".into(),
+                source: Some("cart".into()),
+            },
         }
     }
 }

@@ -53,6 +53,7 @@ pub async fn ask_gateway(
     gateway: &HttpGateway,
     payment: &PaymentTx,
 ) -> Verdict {
+    let currency = payment.amount.currency();
     let request = client
         .post(&gateway.url)
         .timeout(gateway.timeout)
@@ -60,9 +61,9 @@ pub async fn ask_gateway(
         .json(&GatewayRequest {
             order_id: &payment.order_id,
             payment_id: &payment.id,
-            amount: payment.amount.amount,
-            currency: &payment.amount.currency,
-            method: &payment.transaction_type,
+            amount: payment.amount.amount_minor(),
+            currency: currency.as_str(),
+            method: payment.transaction_type.as_str(),
         })
         .send();
     let started = std::time::Instant::now();

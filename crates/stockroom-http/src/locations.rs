@@ -63,7 +63,7 @@ pub async fn update(
     let mut location = state.store.location(&id).await?.ok_or(ApiError::NotFound)?;
     body.data.attributes.apply(&mut location, state.clock.now());
     let updated = match state.store.update_location(&location).await {
-        Err(StoreError::Conflict) => {
+        Err(StoreError::AlreadyExists) => {
             return Err(ApiError::Conflict(
                 "The slug is taken, or the location holds stock and so keeps its slug",
             ))

@@ -4,85 +4,17 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use stockroom_domain::{CartId, Quantity};
-use stockroom_store::{Cart, Command, Effect, Money, NewOrder, OrderItem, WriteRequest};
+use stockroom_domain::CartId;
+use stockroom_store::{Command, Effect, NewOrder, WriteRequest};
 
 use crate::error::{applied, ApiError};
 use crate::extract::{Idempotent, Query};
-use crate::wire::carts::{cart_currency, item_price};
 use crate::wire::orders::{
     order_query, CheckoutBody, IncludeQuery, OrderAnswer, OrderItemOut, OrderOut, OrderTerm,
     OrderUpdate,
 };
-use crate::wire::{line_value, Data, List, ListQuery};
+use crate::wire::{Data, List, ListQuery};
 use crate::AppState;
-
-/// The order a checkout makes of `cart`: its lines priced now, and their total.
-///
-/// Hand-over (issue 11): the store's `Checkout` command will take the cart id, customer and
-/// addresses and assemble items, prices and totals itself inside the batch; this function then
-/// goes away and the handler sends those three.
-fn assemble_order(cart: &Cart, body: CheckoutBody) -> Result<NewOrder, ApiError> {
-    if cart.items.is_empty() {
-        return Err(ApiError::invalid("cart", "the cart is empty"));
-    }
-    // One currency per cart was checked when items were added; a price may have changed since.
-    let mut currencies: Vec<&str> = cart
-        .items
-        .iter()
-        .filter_map(|i| i.product.as_ref().map(|p| p.price.currency.as_str()))
-        .collect();
-    currencies.sort_unstable();
-    currencies.dedup();
-    if currencies.len() > 1 {
-        return Err(stockroom_store::Rejection::CurrencyMismatch.into());
-    }
-    let currency = cart_currency(Some(cart));
-    let items = cart
-        .items
-        .iter()
-        .map(|i| {
-            let quantity = i64::try_from(i.quantity).unwrap_or(0);
-            Ok(OrderItem {
-                id: stockroom_store::new_id(),
-                product_id: i.product_id.clone(),
-                location: i.location.clone(),
-                name: i
-                    .product
-                    .as_ref()
-                    .map(|p| p.name.clone())
-                    .unwrap_or_default(),
-                sku: i
-                    .product
-                    .as_ref()
-                    .map(|p| p.sku.clone())
-                    .unwrap_or_default(),
-                quantity: Quantity::new(quantity).map_err(|_| ApiError::Internal)?,
-                unit_price: item_price(i, &currency),
-            })
-        })
-        .collect::<Result<Vec<_>, ApiError>>()?;
-    let amount = items.iter().try_fold(0i64, |sum, i| {
-        line_value(i.unit_price.amount, i.quantity.get()).and_then(|v| sum.checked_add(v))
-    });
-    let amount = amount.ok_or_else(|| ApiError::invalid("cart", "the order total is too large"))?;
-    let shipping = body
-        .shipping_address
-        .unwrap_or_else(|| body.billing_address.clone());
-    Ok(NewOrder {
-        id: stockroom_store::new_id(),
-        cart_id: cart.id.clone(),
-        customer: body.customer.0,
-        billing_address: body.billing_address.0,
-        shipping_address: shipping.0,
-        items,
-        total: Money {
-            amount,
-            currency,
-            includes_tax: false,
-        },
-    })
-}
 
 pub async fn checkout(
     State(state): State<AppState>,
@@ -91,8 +23,19 @@ pub async fn checkout(
 ) -> Result<Response, ApiError> {
     let cart =
         CartId::parse(&cart).map_err(|e| ApiError::invalid("cart", format!("a cart id {e}")))?;
-    let found = state.store.cart(cart.as_str()).await?;
-    let order = assemble_order(&found.ok_or(ApiError::NotFound)?, body.data)?;
+    let body = body.data;
+    let shipping = body
+        .shipping_address
+        .unwrap_or_else(|| body.billing_address.clone());
+    // The store reads the cart and prices its items from the catalog, in the transaction that
+    // checks their stock and makes the order.
+    let order = NewOrder {
+        id: stockroom_store::new_id(),
+        cart_id: cart.as_str().to_owned(),
+        customer: body.customer.0,
+        billing_address: body.billing_address.0,
+        shipping_address: shipping.0,
+    };
     let request = WriteRequest {
         command: Command::Checkout(order),
         idempotency,

@@ -1,15 +1,11 @@
 //! Payments (wire-contract §6): pay for an order, read its payment transactions, capture an
 //! authorization. The gateways themselves are in `gateways`.
 
-use std::collections::BTreeMap;
-
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use serde::de::IgnoredAny;
-use stockroom_domain::{ProductId, Quantity, Timestamp};
-use stockroom_store::{
-    Command, Effect, Line, NewPayment, Order, PaymentStatus, PaymentTx, WriteRequest,
-};
+use stockroom_domain::Timestamp;
+use stockroom_store::{Command, Effect, NewPayment, PaymentStatus, PaymentTx, WriteRequest};
 
 use crate::error::{applied, ApiError};
 use crate::extract::Idempotent;
@@ -19,31 +15,6 @@ pub use crate::gateways::release_overdue;
 use crate::wire::payments::{Gateway, PaymentOut, PaymentRequest};
 use crate::wire::Data;
 use crate::AppState;
-
-/// What a payment of `order` allocates: its lines summed per stock record.
-///
-/// Hand-over (issue 11): the store's `Pay` command will sum the order's lines per record itself,
-/// inside the batch that allocates them; this function then goes away.
-fn payment_lines(order: &Order) -> Result<Vec<Line>, ApiError> {
-    let mut per_record: BTreeMap<(ProductId, String), u64> = BTreeMap::new();
-    for item in &order.items {
-        let key = (item.product_id.clone(), item.location.clone());
-        *per_record.entry(key).or_default() += item.quantity.get();
-    }
-    per_record
-        .into_iter()
-        .map(|((product, location), q)| {
-            let quantity = Quantity::new(i64::try_from(q).unwrap_or(0)).map_err(|_| {
-                ApiError::invalid("order", "an order line exceeds 1000000000 units")
-            })?;
-            Ok(Line {
-                product,
-                location,
-                quantity,
-            })
-        })
-        .collect()
-}
 
 /// Whether `gateway` may be used here, and whether it settles at once (`manual`).
 fn settles_at_once(state: &AppState, gateway: Gateway) -> Result<bool, ApiError> {
@@ -72,7 +43,10 @@ pub async fn pay(
     let request = body.data;
     let settled = settles_at_once(&state, request.gateway)?;
     let order = state.store.order(&id).await?.ok_or(ApiError::NotFound)?;
-    if request.amount.is_some_and(|a| a != order.total.amount) {
+    if request
+        .amount
+        .is_some_and(|a| a != order.total.amount_minor())
+    {
         return Err(ApiError::invalid(
             "data.amount",
             "split payments are not supported: leave amount out or send the order total",
@@ -82,8 +56,6 @@ pub async fn pay(
         id: stockroom_store::new_id(),
         gateway: request.gateway.as_str().to_owned(),
         method: request.method,
-        amount: order.total.clone(),
-        lines: payment_lines(&order)?,
         expires_at: deadline_after(&state, state.payments.pending_timeout),
     };
     let command = Command::Pay {

@@ -3,7 +3,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use stockroom_domain::{Price, ProductId};
+use stockroom_domain::ProductId;
 use stockroom_store::{Command, Effect, Product, ProductPatch, StoreError, WriteRequest};
 
 use crate::error::{applied, ApiError};
@@ -12,15 +12,6 @@ use crate::inventory::path_product;
 use crate::wire::products::{NewProductBody, ProductOut, ProductPatchBody};
 use crate::wire::{Data, List, PageQuery};
 use crate::AppState;
-
-/// The store's price record for a domain price (until the store keeps `Price` itself).
-fn stored_price(p: Price) -> stockroom_store::Money {
-    stockroom_store::Money {
-        amount: p.amount.amount_minor(),
-        currency: p.amount.currency().to_string(),
-        includes_tax: p.includes_tax,
-    }
-}
 
 pub async fn create(
     State(state): State<AppState>,
@@ -36,7 +27,7 @@ pub async fn create(
         id,
         sku: new.sku.0,
         name: new.name.0,
-        price: stored_price(new.price.price()?),
+        price: new.price.price()?,
         created_at: now,
         updated_at: now,
     };
@@ -80,15 +71,11 @@ pub async fn update(
     let patch = ProductPatch {
         sku: changes.sku.map(|s| s.0),
         name: changes.name.map(|n| n.0),
-        price: changes
-            .price
-            .map(|p| p.price())
-            .transpose()?
-            .map(stored_price),
+        price: changes.price.map(|p| p.price()).transpose()?,
     };
     let updated = state.store.update_product(&id, &patch, state.clock.now());
     let product = match updated.await {
-        Err(StoreError::Conflict) => {
+        Err(StoreError::AlreadyExists) => {
             return Err(ApiError::Conflict("A product with this SKU exists"))
         }
         other => other?.ok_or(ApiError::NotFound)?,

@@ -6,10 +6,20 @@ pub enum StoreError {
     /// The idempotency key was used before for a different request.
     #[error("the idempotency key was used before with a different request")]
     IdempotencyMismatch,
-    /// A unique value (client id) is taken.
+    /// A unique value (a client id, a SKU, a location's slug) is taken.
     #[error("already exists")]
-    Conflict,
-    /// The database cannot be reached, or no connection became free in time: try again.
+    AlreadyExists,
+    /// Another writer won a race (a row created, a key stored, a deadlock broken) that the
+    /// batch could not see coming: re-running it settles it. The writer does; a caller sees it
+    /// only as [`StoreError::Unavailable`] after every retry lost.
+    #[error("lost a race with another writer: {0}")]
+    RaceLost(String),
+    /// The database refused a write as breaking one of its constraints (a `CHECK`): the request
+    /// asked for more than the data allows. Nothing was written.
+    #[error("the write breaks a constraint: {0}")]
+    Constraint(String),
+    /// The database cannot be reached, the connection broke, or no connection became free in
+    /// time: try again.
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
     /// Anything else: a bug or a broken database. Logged; never shown to clients.
@@ -18,35 +28,9 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Errors worth retrying the whole batch for: another writer won a race we can re-run.
+    /// Errors worth re-running the whole batch for.
     pub(crate) fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Conflict)
-    }
-}
-
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        match &e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                if matches!(e, sqlx::Error::PoolTimedOut) {
-                    metrics::counter!("stockroom_db_pool_timeouts_total").increment(1);
-                }
-                StoreError::Unavailable(e.to_string())
-            }
-            sqlx::Error::Database(db) => match db.code().as_deref() {
-                // unique and foreign-key violations, serialization failure, deadlock
-                // (PostgreSQL); the same violations in SQLite's extended codes
-                Some("23505") | Some("23503") | Some("40001") | Some("40P01") | Some("2067")
-                | Some("1555") | Some("787") => StoreError::Conflict,
-                // SQLite's extended codes carry the primary code in their low byte: every kind
-                // of SQLITE_BUSY / SQLITE_LOCKED means the lock stayed held past the timeout.
-                Some(code) if sqlite_busy(code.parse().unwrap_or(0)) => {
-                    StoreError::Unavailable(e.to_string())
-                }
-                _ => StoreError::Internal(e.to_string()),
-            },
-            _ => StoreError::Internal(e.to_string()),
-        }
+        matches!(self, StoreError::RaceLost(_))
     }
 }
 
@@ -61,11 +45,90 @@ impl From<rusqlite::Error> for StoreError {
         match &e {
             rusqlite::Error::SqliteFailure(failure, _) => match failure.extended_code {
                 // unique, primary-key and foreign-key violations: another writer got there first
-                2067 | 1555 | 787 => StoreError::Conflict,
+                2067 | 1555 | 787 => StoreError::RaceLost(e.to_string()),
+                // SQLITE_CONSTRAINT_CHECK
+                275 => StoreError::Constraint(e.to_string()),
                 code if sqlite_busy(code) => StoreError::Unavailable(e.to_string()),
+                // SQLITE_IOERR, SQLITE_CANTOPEN, SQLITE_FULL: the file, not the request
+                code if matches!(code & 0xff, 10 | 13 | 14) => {
+                    StoreError::Unavailable(e.to_string())
+                }
                 _ => StoreError::Internal(e.to_string()),
             },
             _ => StoreError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        let Some(db) = e.as_db_error() else {
+            return if connection_level(&e) {
+                StoreError::Unavailable(e.to_string())
+            } else {
+                StoreError::Internal(e.to_string())
+            };
+        };
+        let detail = format!("{}: {}", db.code().code(), db.message());
+        match db.code().code() {
+            // unique and foreign-key violations, serialization failure, deadlock detected
+            "23505" | "23503" | "40001" | "40P01" => StoreError::RaceLost(detail),
+            "23514" => StoreError::Constraint(detail),
+            // class 08 (connection exception), 53 (insufficient resources: too many
+            // connections, disk full), 57P01–57P05 (the server shut down, restarted, or
+            // terminated this backend), 25006 (a read-only standby after a failover)
+            code if code.starts_with("08")
+                || code.starts_with("53")
+                || code.starts_with("57P")
+                || code == "25006" =>
+            {
+                StoreError::Unavailable(detail)
+            }
+            _ => StoreError::Internal(detail),
+        }
+    }
+}
+
+/// Whether a driver error (not one the server reported) is about the connection: closed,
+/// broken, refused, timed out. Encoding or decoding a value is not: that is a bug.
+fn connection_level(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<std::io::Error>() {
+            return true;
+        }
+        source = s.source();
+    }
+    let text = e.to_string();
+    [
+        "error connecting",
+        "timeout",
+        "unexpected message",
+        "connection",
+    ]
+    .iter()
+    .any(|t| text.contains(t))
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => {
+                // Failing to connect at all is always the connection's fault.
+                match StoreError::from(e) {
+                    StoreError::Internal(cause) => StoreError::Unavailable(cause),
+                    other => other,
+                }
+            }
+            other => {
+                if matches!(other, deadpool_postgres::PoolError::Timeout(_)) {
+                    metrics::counter!("stockroom_db_pool_timeouts_total").increment(1);
+                }
+                StoreError::Unavailable(other.to_string())
+            }
         }
     }
 }

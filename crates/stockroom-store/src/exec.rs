@@ -1,22 +1,26 @@
-//! One way for the writer to run a statement on either driver: sqlx's `Any` connection
-//! (PostgreSQL), or a rusqlite connection driven on the writer's own thread (SQLite).
+//! The one way the store runs SQL, over each database's native driver: rusqlite for SQLite
+//! (on the calling thread), tokio-postgres for PostgreSQL (through deadpool-postgres, with a
+//! prepared-statement cache per connection).
 //!
-//! Why two drivers: sqlx runs every SQLite connection on a worker thread of its own, so each
-//! statement is two thread hand-offs. The writer is the one serial chain of the service and
-//! runs a dozen statements per batch; on SQLite those hand-offs, not SQLite, were its cost
-//! (see docs/performance.md). rusqlite runs the statement on the calling thread — the writer's.
-//! The SQL is the same text for both: `$N` parameters are bound by name on SQLite.
+//! The SQL text is the same for both wherever the dialects agree: `$N` parameters (bound by
+//! name on SQLite) and `CAST` (not `::`). Parameters are [`Arg`]s, which adapt to the type
+//! PostgreSQL infers for each parameter; rows come back as [`Row`]s of [`Val`]s whatever the
+//! driver, and are read by column name with [`Row::col`].
+//!
+//! [`Conn::pipeline`] runs several statements in as few round trips as the driver allows: on
+//! PostgreSQL they are all sent before the first answer is awaited (one round trip for the
+//! lot), on SQLite they simply run in turn (there is no round trip).
 
-use std::sync::Arc;
+use std::error::Error as StdError;
+use std::sync::{Arc, Mutex};
 
-use futures::FutureExt;
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row as _};
+use bytes::{BufMut, BytesMut};
+use tokio_postgres::types::{IsNull, ToSql, Type};
 
 use crate::error::StoreError;
 
 /// A statement parameter.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Arg {
     Null,
     Int(i64),
@@ -66,6 +70,14 @@ impl<T: Into<Arg>> From<Option<T>> for Arg {
     }
 }
 
+/// `args![a, b, …]`: a statement's parameters, `$1` first.
+macro_rules! args {
+    ($($arg:expr),* $(,)?) => {
+        vec![$($crate::exec::Arg::from($arg)),*]
+    };
+}
+pub(crate) use args;
+
 impl rusqlite::ToSql for Arg {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
         use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -78,16 +90,47 @@ impl rusqlite::ToSql for Arg {
     }
 }
 
-/// `args![a, b, …]`: a statement's parameters, `$1` first.
-macro_rules! args {
-    ($($arg:expr),* $(,)?) => {
-        vec![$($crate::exec::Arg::from($arg)),*]
-    };
-}
-pub(crate) use args;
+type BoxError = Box<dyn StdError + Sync + Send>;
 
-/// A column value read through rusqlite.
-#[derive(Clone, Debug)]
+fn mismatch(arg: &Arg, ty: &Type) -> BoxError {
+    format!("cannot bind {arg:?} to a parameter of type {ty}").into()
+}
+
+/// An argument takes the type PostgreSQL inferred for its parameter: an integer binds to any
+/// integer type (checked), text to any text type and to JSON (the statements that take a JSON
+/// array cast their parameter to `jsonb`).
+impl ToSql for Arg {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
+        match (self, ty) {
+            (Arg::Null, _) => Ok(IsNull::Yes),
+            (Arg::Int(v), &Type::INT8) => v.to_sql(ty, out),
+            (Arg::Int(v), &Type::INT4) => i32::try_from(*v)?.to_sql(ty, out),
+            (Arg::Int(v), &Type::INT2) => i16::try_from(*v)?.to_sql(ty, out),
+            (Arg::Int(v), &Type::BOOL) => (*v != 0).to_sql(ty, out),
+            (Arg::Real(v), &Type::FLOAT8) => v.to_sql(ty, out),
+            (Arg::Text(v), &Type::JSON) => {
+                out.put_slice(v.as_bytes());
+                Ok(IsNull::No)
+            }
+            (Arg::Text(v), &Type::JSONB) => {
+                out.put_u8(1); // jsonb's binary format: a version byte, then the text
+                out.put_slice(v.as_bytes());
+                Ok(IsNull::No)
+            }
+            (Arg::Text(v), ty) if <&str as ToSql>::accepts(ty) => v.as_str().to_sql(ty, out),
+            (arg, ty) => Err(mismatch(arg, ty)),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+/// A column value, whichever driver read it.
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Val {
     Null,
     Int(i64),
@@ -95,49 +138,27 @@ pub(crate) enum Val {
     Text(String),
 }
 
-/// A row read through rusqlite.
+/// A row: its statement's column names (shared by every row of the answer) and its values.
 #[derive(Debug)]
-pub(crate) struct LiteRow {
+pub(crate) struct Row {
     names: Arc<[String]>,
     vals: Vec<Val>,
 }
 
-/// A row from either driver.
-pub(crate) enum DbRow {
-    Any(AnyRow),
-    Lite(LiteRow),
-}
-
-/// Reading a column by name, whichever driver read the row.
-pub(crate) trait Get {
-    fn col<T: FromCol>(&self, name: &str) -> Result<T, StoreError>;
-}
-
-impl Get for AnyRow {
-    fn col<T: FromCol>(&self, name: &str) -> Result<T, StoreError> {
-        T::from_any(self, name)
-    }
-}
-
-impl Get for DbRow {
-    fn col<T: FromCol>(&self, name: &str) -> Result<T, StoreError> {
-        match self {
-            DbRow::Any(row) => T::from_any(row, name),
-            DbRow::Lite(row) => {
-                let i = row
-                    .names
-                    .iter()
-                    .position(|n| n == name)
-                    .ok_or_else(|| StoreError::Internal(format!("no column {name:?}")))?;
-                T::from_val(&row.vals[i], name)
-            }
-        }
+impl Row {
+    /// The column `name`, read as `T`.
+    pub fn col<T: FromCol>(&self, name: &str) -> Result<T, StoreError> {
+        let i = self
+            .names
+            .iter()
+            .position(|n| n == name)
+            .ok_or_else(|| StoreError::Internal(format!("no column {name:?}")))?;
+        T::from_val(&self.vals[i], name)
     }
 }
 
 /// A Rust type a column can be read as.
 pub(crate) trait FromCol: Sized {
-    fn from_any(row: &AnyRow, name: &str) -> Result<Self, StoreError>;
     fn from_val(val: &Val, name: &str) -> Result<Self, StoreError>;
 }
 
@@ -146,9 +167,6 @@ fn mistyped(name: &str, val: &Val) -> StoreError {
 }
 
 impl FromCol for Option<i64> {
-    fn from_any(row: &AnyRow, name: &str) -> Result<Self, StoreError> {
-        Ok(row.try_get(name)?)
-    }
     fn from_val(val: &Val, name: &str) -> Result<Self, StoreError> {
         match val {
             Val::Null => Ok(None),
@@ -159,9 +177,6 @@ impl FromCol for Option<i64> {
 }
 
 impl FromCol for Option<f64> {
-    fn from_any(row: &AnyRow, name: &str) -> Result<Self, StoreError> {
-        Ok(row.try_get(name)?)
-    }
     fn from_val(val: &Val, name: &str) -> Result<Self, StoreError> {
         match val {
             Val::Null => Ok(None),
@@ -174,9 +189,6 @@ impl FromCol for Option<f64> {
 }
 
 impl FromCol for Option<String> {
-    fn from_any(row: &AnyRow, name: &str) -> Result<Self, StoreError> {
-        Ok(row.try_get(name)?)
-    }
     fn from_val(val: &Val, name: &str) -> Result<Self, StoreError> {
         match val {
             Val::Null => Ok(None),
@@ -186,128 +198,201 @@ impl FromCol for Option<String> {
     }
 }
 
-/// A column that must not be NULL.
 fn required<T>(v: Option<T>, name: &str) -> Result<T, StoreError> {
     v.ok_or_else(|| StoreError::Internal(format!("column {name:?} is NULL")))
 }
 
 impl FromCol for i64 {
-    fn from_any(row: &AnyRow, name: &str) -> Result<Self, StoreError> {
-        Ok(row.try_get(name)?)
-    }
     fn from_val(val: &Val, name: &str) -> Result<Self, StoreError> {
         required(Option::<i64>::from_val(val, name)?, name)
     }
 }
 
 impl FromCol for f64 {
-    fn from_any(row: &AnyRow, name: &str) -> Result<Self, StoreError> {
-        Ok(row.try_get(name)?)
-    }
     fn from_val(val: &Val, name: &str) -> Result<Self, StoreError> {
         required(Option::<f64>::from_val(val, name)?, name)
     }
 }
 
 impl FromCol for String {
-    fn from_any(row: &AnyRow, name: &str) -> Result<Self, StoreError> {
-        Ok(row.try_get(name)?)
-    }
     fn from_val(val: &Val, name: &str) -> Result<Self, StoreError> {
         required(Option::<String>::from_val(val, name)?, name)
     }
 }
 
-/// The writer's connection.
+/// One statement of a pipeline.
+#[derive(Debug)]
+pub(crate) struct Stmt {
+    sql: String,
+    args: Vec<Arg>,
+    /// A transaction-control statement (`BEGIN`, `COMMIT`): no parameters, no rows, and on
+    /// PostgreSQL sent as a simple query (nothing to prepare).
+    control: bool,
+}
+
+impl Stmt {
+    pub fn new(sql: impl Into<String>, args: Vec<Arg>) -> Self {
+        Stmt {
+            sql: sql.into(),
+            args,
+            control: false,
+        }
+    }
+
+    pub fn control(sql: &str) -> Self {
+        Stmt {
+            sql: sql.to_owned(),
+            args: Vec::new(),
+            control: true,
+        }
+    }
+}
+
+/// Most statements sent in one go: `try_join_all` keeps the order it polls (and so sends) in
+/// only up to this many futures.
+const PIPELINE_MAX: usize = 30;
+
+/// A connection to run statements on: a SQLite connection on this thread, or a pooled
+/// PostgreSQL client.
+#[derive(Clone, Copy)]
 pub(crate) enum Conn<'c> {
-    Any(&'c mut AnyConnection),
-    Lite(&'c mut rusqlite::Connection),
+    Lite(&'c rusqlite::Connection),
+    Pg(&'c deadpool_postgres::ClientWrapper),
 }
 
 impl Conn<'_> {
-    /// The same connection, borrowed for a shorter while.
-    pub fn reborrow(&mut self) -> Conn<'_> {
-        match self {
-            Conn::Any(conn) => Conn::Any(conn),
-            Conn::Lite(conn) => Conn::Lite(conn),
-        }
-    }
-
     /// Runs a statement; returns the rows it changed.
-    pub async fn execute(&mut self, sql: &str, args: Vec<Arg>) -> Result<u64, StoreError> {
+    pub async fn run(&self, sql: &str, args: Vec<Arg>) -> Result<u64, StoreError> {
         match self {
-            Conn::Any(conn) => Ok(any_query(sql, args)
-                .execute(&mut **conn)
-                .await?
-                .rows_affected()),
-            Conn::Lite(conn) => {
-                let mut stmt = lite_statement(conn, sql, &args)?;
-                Ok(u64::try_from(stmt.raw_execute()?).unwrap_or(u64::MAX))
-            }
+            Conn::Lite(conn) => lite_run(conn, sql, &args),
+            Conn::Pg(client) => pg_run(client, sql, &args).await,
         }
     }
 
-    pub async fn fetch_all(&mut self, sql: &str, args: Vec<Arg>) -> Result<Vec<DbRow>, StoreError> {
+    /// Runs a statement; returns its rows.
+    pub async fn rows(&self, sql: &str, args: Vec<Arg>) -> Result<Vec<Row>, StoreError> {
         match self {
-            Conn::Any(conn) => Ok(any_query(sql, args)
-                .fetch_all(&mut **conn)
-                .await?
-                .into_iter()
-                .map(DbRow::Any)
-                .collect()),
-            Conn::Lite(conn) => {
-                let mut stmt = lite_statement(conn, sql, &args)?;
-                let names: Arc<[String]> =
-                    stmt.column_names().into_iter().map(str::to_owned).collect();
-                let width = names.len();
-                let mut rows = stmt.raw_query();
-                let mut out = Vec::new();
-                while let Some(row) = rows.next()? {
-                    let mut vals = Vec::with_capacity(width);
-                    for i in 0..width {
-                        use rusqlite::types::ValueRef;
-                        vals.push(match row.get_ref(i)? {
-                            ValueRef::Null => Val::Null,
-                            ValueRef::Integer(v) => Val::Int(v),
-                            ValueRef::Real(v) => Val::Real(v),
-                            ValueRef::Text(t) | ValueRef::Blob(t) => {
-                                Val::Text(String::from_utf8_lossy(t).into_owned())
-                            }
-                        });
-                    }
-                    out.push(DbRow::Lite(LiteRow {
-                        names: names.clone(),
-                        vals,
-                    }));
+            Conn::Lite(conn) => lite_rows(conn, sql, &args),
+            Conn::Pg(client) => pg_query(client, sql, &args).await,
+        }
+    }
+
+    /// The first row of a statement's answer, if any.
+    pub async fn row(&self, sql: &str, args: Vec<Arg>) -> Result<Option<Row>, StoreError> {
+        Ok(self.rows(sql, args).await?.into_iter().next())
+    }
+
+    /// Runs statements in order, in as few round trips as the driver allows; returns each
+    /// one's rows. The first failure fails the lot (on PostgreSQL, later statements of the same
+    /// transaction then fail too: an aborted transaction runs nothing more).
+    pub async fn pipeline(&self, stmts: Vec<Stmt>) -> Result<Vec<Vec<Row>>, StoreError> {
+        match self {
+            Conn::Lite(conn) => stmts.iter().map(|s| lite_stmt(conn, s)).collect(),
+            Conn::Pg(client) => {
+                let mut out = Vec::with_capacity(stmts.len());
+                for chunk in stmts.chunks(PIPELINE_MAX) {
+                    out.extend(pg_pipeline(client, chunk).await?);
                 }
                 Ok(out)
             }
         }
     }
-
-    pub async fn fetch_optional(
-        &mut self,
-        sql: &str,
-        args: Vec<Arg>,
-    ) -> Result<Option<DbRow>, StoreError> {
-        Ok(self.fetch_all(sql, args).await?.into_iter().next())
-    }
 }
 
-pub(crate) fn any_query(
-    sql: &str,
-    args: Vec<Arg>,
-) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
-    let mut query = sqlx::query(sql);
-    for arg in args {
-        query = match arg {
-            Arg::Null => query.bind(None::<String>),
-            Arg::Int(v) => query.bind(v),
-            Arg::Real(v) => query.bind(v),
-            Arg::Text(v) => query.bind(v),
-        };
+fn lite_stmt(conn: &rusqlite::Connection, stmt: &Stmt) -> Result<Vec<Row>, StoreError> {
+    if stmt.control {
+        conn.execute_batch(&stmt.sql)?;
+        return Ok(Vec::new());
     }
-    query
+    lite_rows(conn, &stmt.sql, &stmt.args)
+}
+
+async fn pg_run(
+    client: &deadpool_postgres::ClientWrapper,
+    sql: &str,
+    args: &[Arg],
+) -> Result<u64, StoreError> {
+    let stmt = client.prepare_cached(sql).await?;
+    Ok(client.execute(&stmt, &pg_params(args)).await?)
+}
+
+async fn pg_query(
+    client: &deadpool_postgres::ClientWrapper,
+    sql: &str,
+    args: &[Arg],
+) -> Result<Vec<Row>, StoreError> {
+    let stmt = client.prepare_cached(sql).await?;
+    pg_rows(client.query(&stmt, &pg_params(args)).await?)
+}
+
+fn pg_params(args: &[Arg]) -> Vec<&(dyn ToSql + Sync)> {
+    args.iter().map(|a| a as &(dyn ToSql + Sync)).collect()
+}
+
+async fn pg_pipeline(
+    client: &deadpool_postgres::ClientWrapper,
+    stmts: &[Stmt],
+) -> Result<Vec<Vec<Row>>, StoreError> {
+    // Prepared (or found in the cache) first, so that the statements themselves go out
+    // together: each `query` future sends its messages when first polled, and `try_join_all`
+    // polls them all, in order, before awaiting any answer.
+    let prepared = futures::future::try_join_all(stmts.iter().map(|s| async move {
+        match s.control {
+            true => Ok(None),
+            false => client.prepare_cached(&s.sql).await.map(Some),
+        }
+    }))
+    .await?;
+    let answers = stmts.iter().zip(&prepared).map(|(s, p)| async move {
+        match p {
+            None => client.batch_execute(&s.sql).await.map(|()| Vec::new()),
+            Some(p) => client.query(p, &pg_params(&s.args)).await,
+        }
+    });
+    let answers = futures::future::try_join_all(answers).await?;
+    answers.into_iter().map(pg_rows).collect()
+}
+
+fn pg_rows(rows: Vec<tokio_postgres::Row>) -> Result<Vec<Row>, StoreError> {
+    let Some(first) = rows.first() else {
+        return Ok(Vec::new());
+    };
+    let names: Arc<[String]> = first
+        .columns()
+        .iter()
+        .map(|c| c.name().to_owned())
+        .collect();
+    rows.iter()
+        .map(|row| {
+            let vals = (0..row.len())
+                .map(|i| pg_val(row, i))
+                .collect::<Result<_, _>>()?;
+            Ok(Row {
+                names: names.clone(),
+                vals,
+            })
+        })
+        .collect()
+}
+
+fn pg_val(row: &tokio_postgres::Row, i: usize) -> Result<Val, StoreError> {
+    let ty = row.columns()[i].type_();
+    let int = |v: Option<i64>| v.map_or(Val::Null, Val::Int);
+    Ok(match *ty {
+        Type::INT8 => int(row.try_get::<_, Option<i64>>(i)?),
+        Type::INT4 => int(row.try_get::<_, Option<i32>>(i)?.map(i64::from)),
+        Type::INT2 => int(row.try_get::<_, Option<i16>>(i)?.map(i64::from)),
+        Type::BOOL => int(row.try_get::<_, Option<bool>>(i)?.map(i64::from)),
+        Type::FLOAT8 => row
+            .try_get::<_, Option<f64>>(i)?
+            .map_or(Val::Null, Val::Real),
+        Type::FLOAT4 => row
+            .try_get::<_, Option<f32>>(i)?
+            .map_or(Val::Null, |v| Val::Real(f64::from(v))),
+        _ => row
+            .try_get::<_, Option<String>>(i)?
+            .map_or(Val::Null, Val::Text),
+    })
 }
 
 /// A cached statement with `args` bound to `$1`, `$2`, … by name (SQLite numbers named
@@ -319,8 +404,8 @@ fn lite_statement<'c>(
     args: &[Arg],
 ) -> Result<rusqlite::CachedStatement<'c>, StoreError> {
     let mut stmt = conn.prepare_cached(sql)?;
-    // Every argument must have its parameter and every parameter its argument, as sqlx
-    // checks: a mismatch would otherwise write NULL or drop a value without a word.
+    // Every argument must have its parameter and every parameter its argument: a mismatch
+    // would otherwise write NULL or drop a value without a word.
     if stmt.parameter_count() != args.len() {
         return Err(StoreError::Internal(format!(
             "{} arguments for {} parameters: {sql}",
@@ -338,79 +423,371 @@ fn lite_statement<'c>(
     Ok(stmt)
 }
 
-/// Where the hot reads (a product, a cart, an order, a payment) run: on the read pool, or — on
-/// SQLite — on the calling thread through a connection of a small pool of rusqlite
-/// connections, so a read is no thread hand-off at all. A SQLite read in WAL mode never waits
-/// for the writer; it takes tens of microseconds, short enough to run on an async worker.
-pub(crate) struct Reader {
-    pub pool: sqlx::AnyPool,
-    lite: Option<LiteReaders>,
+fn lite_run(conn: &rusqlite::Connection, sql: &str, args: &[Arg]) -> Result<u64, StoreError> {
+    let mut stmt = lite_statement(conn, sql, args)?;
+    Ok(u64::try_from(stmt.raw_execute()?).unwrap_or(u64::MAX))
 }
 
-struct LiteReaders {
-    path: String,
-    idle: std::sync::Mutex<Vec<rusqlite::Connection>>,
-    /// Most connections kept idle (more may be open for a moment under load).
-    keep: usize,
+fn lite_rows(conn: &rusqlite::Connection, sql: &str, args: &[Arg]) -> Result<Vec<Row>, StoreError> {
+    let mut stmt = lite_statement(conn, sql, args)?;
+    let names: Arc<[String]> = stmt.column_names().into_iter().map(str::to_owned).collect();
+    let mut rows = stmt.raw_query();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(lite_row(row, &names)?);
+    }
+    Ok(out)
 }
 
-impl Reader {
-    pub fn pool(pool: sqlx::AnyPool) -> Self {
-        Reader { pool, lite: None }
-    }
-
-    /// Reads of a SQLite database at `path` run inline; `keep` connections are kept open.
-    pub fn sqlite(pool: sqlx::AnyPool, path: String, keep: usize) -> Self {
-        Reader {
-            pool,
-            lite: Some(LiteReaders {
-                path,
-                idle: std::sync::Mutex::new(Vec::new()),
-                keep,
-            }),
-        }
-    }
-
-    pub async fn fetch_all(&self, sql: &str, args: Vec<Arg>) -> Result<Vec<DbRow>, StoreError> {
-        let Some(lite) = &self.lite else {
-            return Ok(any_query(sql, args)
-                .fetch_all(&self.pool)
-                .await?
-                .into_iter()
-                .map(DbRow::Any)
-                .collect());
-        };
-        let taken = lite.idle.lock().ok().and_then(|mut idle| idle.pop());
-        let mut conn = match taken {
-            Some(conn) => conn,
-            None => open_reader(&lite.path)?,
-        };
-        // No await happens below: the statement runs here, on this thread.
-        let rows = Conn::Lite(&mut conn).fetch_all(sql, args).now_or_never();
-        if let Ok(mut idle) = lite.idle.lock() {
-            if idle.len() < lite.keep {
-                idle.push(conn);
-            }
-        }
-        rows.unwrap_or_else(|| Err(StoreError::Internal("a SQLite read awaited".into())))
-    }
-
-    pub async fn fetch_optional(
-        &self,
-        sql: &str,
-        args: Vec<Arg>,
-    ) -> Result<Option<DbRow>, StoreError> {
-        Ok(self.fetch_all(sql, args).await?.into_iter().next())
-    }
+fn lite_row(row: &rusqlite::Row<'_>, names: &Arc<[String]>) -> Result<Row, StoreError> {
+    use rusqlite::types::ValueRef;
+    let vals = (0..names.len())
+        .map(|i| {
+            Ok(match row.get_ref(i)? {
+                ValueRef::Null => Val::Null,
+                ValueRef::Integer(v) => Val::Int(v),
+                ValueRef::Real(v) => Val::Real(v),
+                ValueRef::Text(t) | ValueRef::Blob(t) => {
+                    Val::Text(String::from_utf8_lossy(t).into_owned())
+                }
+            })
+        })
+        .collect::<Result<_, StoreError>>()?;
+    Ok(Row {
+        names: names.clone(),
+        vals,
+    })
 }
 
-fn open_reader(path: &str) -> Result<rusqlite::Connection, StoreError> {
+/// SQLite's settings for every connection. WAL lets readers run beside the writer; FULL makes
+/// every commit durable before it is acknowledged; busy_timeout waits for a lock held by
+/// another process instead of failing at once.
+pub(crate) const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;";
+
+/// Opens a connection to an existing SQLite file; `read_only` ones refuse writes.
+pub(crate) fn open_sqlite(path: &str, read_only: bool) -> Result<rusqlite::Connection, StoreError> {
     let conn = rusqlite::Connection::open_with_flags(
         path,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-    conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")?;
-    conn.set_prepared_statement_cache_capacity(32);
+    if read_only {
+        conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")?;
+    } else {
+        conn.execute_batch(SQLITE_PRAGMAS)?;
+    }
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
+}
+
+/// Where reads (and the few writes that need no writer) run: on SQLite, on the calling thread
+/// through a small pool of connections — a read in WAL mode never waits for the writer and
+/// takes tens of microseconds, short enough for an async worker; on PostgreSQL, on a pool.
+pub(crate) enum Reader {
+    Lite(LiteReaders),
+    Pg(deadpool_postgres::Pool),
+}
+
+pub(crate) struct LiteReaders {
+    path: String,
+    idle: Mutex<Vec<rusqlite::Connection>>,
+    /// Most connections kept idle (more may be open for a moment under load).
+    keep: usize,
+    /// The connection for the writes that bypass the writer (credentials, settings, pruning).
+    side: Arc<Mutex<rusqlite::Connection>>,
+}
+
+impl Reader {
+    pub fn sqlite(path: String, keep: usize) -> Result<Reader, StoreError> {
+        let side = Arc::new(Mutex::new(open_sqlite(&path, false)?));
+        Ok(Reader::Lite(LiteReaders {
+            path,
+            idle: Mutex::new(Vec::new()),
+            keep,
+            side,
+        }))
+    }
+
+    /// Runs a read; returns its rows.
+    pub async fn rows(&self, sql: &str, args: Vec<Arg>) -> Result<Vec<Row>, StoreError> {
+        match self {
+            Reader::Lite(lite) => lite.with(|conn| lite_rows(conn, sql, &args)),
+            Reader::Pg(pool) => {
+                let client = pool.get().await?;
+                pg_query(&client, sql, &args).await
+            }
+        }
+    }
+
+    pub async fn row(&self, sql: &str, args: Vec<Arg>) -> Result<Option<Row>, StoreError> {
+        Ok(self.rows(sql, args).await?.into_iter().next())
+    }
+
+    /// Runs a write that needs no writer (a single statement, atomic on its own); returns
+    /// the rows it changed.
+    pub async fn run(&self, sql: &str, args: Vec<Arg>) -> Result<u64, StoreError> {
+        match self {
+            Reader::Lite(lite) => {
+                let side = lite.side.lock().map_err(|_| poisoned())?;
+                lite_run(&side, sql, &args)
+            }
+            Reader::Pg(pool) => {
+                let client = pool.get().await?;
+                pg_run(&client, sql, &args).await
+            }
+        }
+    }
+
+    /// Feeds every row of a (long) read to `visitor`, one at a time, from one consistent
+    /// snapshot; returns the visitor when done. On SQLite it runs on a blocking thread.
+    pub async fn scan<V: Visit>(&self, sql: &'static str, mut visitor: V) -> Result<V, StoreError> {
+        match self {
+            Reader::Lite(lite) => {
+                let path = lite.path.clone();
+                tokio::task::spawn_blocking(move || {
+                    let conn = open_sqlite(&path, true)?;
+                    let mut stmt = lite_statement(&conn, sql, &[])?;
+                    let names: Arc<[String]> =
+                        stmt.column_names().into_iter().map(str::to_owned).collect();
+                    let mut rows = stmt.raw_query();
+                    while let Some(row) = rows.next()? {
+                        visitor.visit(lite_row(row, &names)?)?;
+                    }
+                    Ok(visitor)
+                })
+                .await
+                .map_err(|e| StoreError::Internal(format!("a scan stopped: {e}")))?
+            }
+            Reader::Pg(pool) => pg_scan(pool, sql, visitor).await,
+        }
+    }
+
+    /// Writes a consistent snapshot of a SQLite database to a new file (`VACUUM INTO`, which
+    /// reads inside one transaction while writers carry on).
+    pub async fn backup_to(&self, path: &str) -> Result<(), StoreError> {
+        let Reader::Lite(lite) = self else {
+            return Err(StoreError::Internal("backup_to is for SQLite".into()));
+        };
+        let side = lite.side.clone();
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let side = side.lock().map_err(|_| poisoned())?;
+            lite_run(&side, "VACUUM INTO $1", &[Arg::Text(path)]).map(|_| ())
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("the backup stopped: {e}")))?
+    }
+}
+
+/// What [`Reader::scan`] feeds rows to.
+pub(crate) trait Visit: Send + 'static {
+    fn visit(&mut self, row: Row) -> Result<(), StoreError>;
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Internal("a SQLite connection's lock is poisoned".into())
+}
+
+impl LiteReaders {
+    /// Runs `read` on an idle connection (or a new one), then keeps the connection for later.
+    fn with<T>(
+        &self,
+        read: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let taken = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let conn = match taken {
+            Some(conn) => conn,
+            None => open_sqlite(&self.path, true)?,
+        };
+        let result = read(&conn);
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < self.keep {
+                idle.push(conn);
+            }
+        }
+        result
+    }
+}
+
+async fn pg_scan<V: Visit>(
+    pool: &deadpool_postgres::Pool,
+    sql: &str,
+    mut visitor: V,
+) -> Result<V, StoreError> {
+    use futures::TryStreamExt;
+    let client = pool.get().await?;
+    let stmt = client.prepare_cached(sql).await?;
+    let names: Arc<[String]> = stmt.columns().iter().map(|c| c.name().to_owned()).collect();
+    let rows = client.query_raw(&stmt, Vec::<Arg>::new()).await?;
+    futures::pin_mut!(rows);
+    while let Some(row) = rows.try_next().await? {
+        let vals = (0..row.len())
+            .map(|i| pg_val(&row, i))
+            .collect::<Result<_, _>>()?;
+        visitor.visit(Row {
+            names: names.clone(),
+            vals,
+        })?;
+    }
+    Ok(visitor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite() -> (tempfile::TempDir, rusqlite::Connection) {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let path = dir.path().join("exec.db");
+        let conn = rusqlite::Connection::open(&path).expect("a connection");
+        conn.execute_batch("CREATE TABLE t (id TEXT PRIMARY KEY, n INTEGER, x REAL);")
+            .expect("a table");
+        (dir, conn)
+    }
+
+    /// `$N` parameters bind by their number, not by the order they first appear in.
+    #[tokio::test]
+    async fn sqlite_parameters_bind_by_number_whatever_their_order_in_the_text() {
+        let (_dir, conn) = sqlite();
+        let conn = Conn::Lite(&conn);
+        conn.run(
+            "INSERT INTO t (n, id, x) VALUES ($2, $1, $3)",
+            args!["a", 7i64, 1.5f64],
+        )
+        .await
+        .expect("an insert");
+        let row = conn
+            .row("SELECT id, n, x FROM t WHERE id = $1", args!["a"])
+            .await
+            .expect("a read")
+            .expect("a row");
+        assert_eq!(row.col::<String>("id").expect("id"), "a");
+        assert_eq!(row.col::<i64>("n").expect("n"), 7);
+        assert_eq!(row.col::<f64>("x").expect("x"), 1.5);
+    }
+
+    /// A statement whose arguments and parameters differ in number is refused, not run with a
+    /// NULL or a dropped value.
+    #[tokio::test]
+    async fn a_statement_with_too_few_or_too_many_arguments_is_refused() {
+        let (_dir, conn) = sqlite();
+        let conn = Conn::Lite(&conn);
+        for args in [args!["a"], args!["a", 1i64, 2.0f64, "extra"]] {
+            let e = conn
+                .run("INSERT INTO t (id, n, x) VALUES ($1, $2, $3)", args)
+                .await
+                .expect_err("refused");
+            assert!(matches!(e, StoreError::Internal(_)), "{e:?}");
+        }
+        let n: i64 = conn
+            .row("SELECT COUNT(*) AS n FROM t", args![])
+            .await
+            .expect("a read")
+            .expect("a row")
+            .col("n")
+            .expect("n");
+        assert_eq!(n, 0, "nothing was written");
+    }
+
+    /// Reading a column as the wrong type, or a NULL as a required value, is an error naming
+    /// the column, never a silent default.
+    #[tokio::test]
+    async fn a_column_read_as_the_wrong_type_or_a_null_as_required_is_an_error() {
+        let (_dir, conn) = sqlite();
+        let conn = Conn::Lite(&conn);
+        conn.run("INSERT INTO t (id) VALUES ($1)", args!["a"])
+            .await
+            .expect("an insert");
+        let row = conn
+            .row("SELECT id, n FROM t", args![])
+            .await
+            .expect("a read")
+            .expect("a row");
+        assert!(row.col::<i64>("id").is_err(), "text read as an integer");
+        assert!(
+            row.col::<i64>("n").is_err(),
+            "NULL read as a required integer"
+        );
+        assert_eq!(row.col::<Option<i64>>("n").expect("optional"), None);
+        assert!(row.col::<String>("missing").is_err(), "no such column");
+    }
+
+    /// A pipeline runs its statements in order, each seeing the ones before it, and answers
+    /// each one's rows; a failing statement fails the pipeline.
+    #[tokio::test]
+    async fn a_sqlite_pipeline_runs_in_order_and_answers_every_statement() {
+        let (_dir, conn) = sqlite();
+        let conn = Conn::Lite(&conn);
+        let answers = conn
+            .pipeline(vec![
+                Stmt::control("BEGIN"),
+                Stmt::new("INSERT INTO t (id, n) VALUES ($1, $2)", args!["a", 1i64]),
+                Stmt::new("SELECT n FROM t WHERE id = $1", args!["a"]),
+                Stmt::control("COMMIT"),
+            ])
+            .await
+            .expect("a pipeline");
+        assert_eq!(answers.len(), 4);
+        assert_eq!(answers[2].len(), 1);
+        let failed = conn
+            .pipeline(vec![
+                Stmt::new("INSERT INTO t (id) VALUES ($1)", args!["a"]),
+                Stmt::new("INSERT INTO t (id) VALUES ($1)", args!["b"]),
+            ])
+            .await;
+        assert!(failed.is_err(), "a duplicate key fails the pipeline");
+    }
+
+    /// On PostgreSQL an argument adapts to the type inferred for its parameter (int4, int8,
+    /// float8, text, jsonb, NULL), and a pipeline's statements run in order in one transaction.
+    #[tokio::test]
+    async fn postgres_arguments_adapt_to_their_parameters_and_pipelines_keep_order() {
+        let Some(url) = crate::testing::fresh_database(
+            crate::testing::Backend::Postgres,
+            std::path::Path::new("."),
+        )
+        .await
+        else {
+            return;
+        };
+        let pool =
+            crate::open::pg_pool(&url, 1, std::time::Duration::from_secs(5)).expect("a pool");
+        let client = pool.get().await.expect("a connection");
+        let conn = Conn::Pg(&client);
+        conn.run(
+            "CREATE TABLE t (id TEXT PRIMARY KEY, small INT, n BIGINT, x DOUBLE PRECISION)",
+            args![],
+        )
+        .await
+        .expect("a table");
+        let answers = conn
+            .pipeline(vec![
+                Stmt::control("BEGIN"),
+                Stmt::new(
+                    "INSERT INTO t (id, small, n, x) VALUES ($1, $2, $3, $4)",
+                    args!["a", 7i64, 1i64 << 40, None::<f64>],
+                ),
+                Stmt::new(
+                    "INSERT INTO t (id, small, n, x) SELECT j ->> 'id', 1, 2, 2.5 \
+                     FROM jsonb_array_elements(CAST($1 AS jsonb)) AS j",
+                    args![r#"[{"id":"b"}]"#],
+                ),
+                Stmt::new("SELECT id, small, n, x FROM t ORDER BY id", args![]),
+                Stmt::control("COMMIT"),
+            ])
+            .await
+            .expect("a pipeline");
+        let rows = &answers[3];
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].col::<i64>("small").expect("int4"), 7);
+        assert_eq!(rows[0].col::<i64>("n").expect("int8"), 1 << 40);
+        assert_eq!(rows[0].col::<Option<f64>>("x").expect("NULL"), None);
+        assert_eq!(rows[1].col::<f64>("x").expect("float8"), 2.5);
+        let too_big = conn.run("UPDATE t SET small = $1", args![1i64 << 40]).await;
+        assert!(
+            too_big.is_err(),
+            "an int8 that does not fit an int4 is refused"
+        );
+    }
 }

@@ -1,126 +1,45 @@
 //! Stockroom's storage: one [`Store`] trait whose methods are whole atomic operations, and one
-//! implementation, [`SqlStore`], that runs the same code over SQLite (the default) or
-//! PostgreSQL (several instances over one database).
+//! implementation, [`SqlStore`], that runs the same code over SQLite (the default, through
+//! rusqlite) or PostgreSQL (several instances over one database, through tokio-postgres).
 //!
-//! Every write goes through the group-commit writer ([`writer`]): a task per process that takes
-//! a batch of queued write requests, runs them in one database transaction (locking the stock
-//! rows they touch, in product-id order), applies each with the domain's arithmetic, and commits
-//! once before answering any of them. Reads go straight to a pool.
+//! Every write goes through the group-commit writer ([`writer`]): lanes that each take a batch
+//! of queued write requests and run it ([`batch`]) in one database transaction — locking the
+//! rows they touch in one global order, applying each request with the domain's rules in
+//! memory ([`stock`], [`carts`], [`orders`], …) and writing the result back — then commit once
+//! before answering any of them. Reads go straight to a pool.
+//!
+//! The modules form one-way layers: `store` → `writer` → `batch` → the per-entity modules
+//! (`orders` → `carts` → `stock` → `locations`, `catalog`, `idempotency`) → `rows`,
+//! `batch_rows`, `dialect`, `exec` → `model`, `error`. No module imports one above it.
 
+mod api;
+mod batch;
+mod batch_rows;
+mod carts;
+mod catalog;
 mod dialect;
 mod error;
 mod exec;
-mod flow;
+mod idempotency;
 mod locations;
+mod migrate;
 mod model;
+mod open;
 mod operator;
 mod orders;
+mod rows;
 pub mod security;
-mod sql;
+mod stock;
+mod store;
 pub mod testing;
 mod verify;
 pub mod writer;
 
-use async_trait::async_trait;
-use stockroom_domain::{ProductId, Timestamp};
-
+pub use api::Store;
+pub use dialect::Kind;
 pub use error::{OpenError, StoreError};
 pub use model::*;
+pub use open::redact_url;
 pub use operator::{LevelFilter, LocationSummary, OperatorStore, Sequenced, StockQuery, StockRow};
-pub use sql::{redact_url, OpenOptions, SqlStore};
+pub use store::{OpenOptions, SqlStore};
 pub use verify::{Problem, VerifyReport};
-
-/// All that the HTTP layer and the CLI need from storage. Each method is atomic on its own.
-#[async_trait]
-pub trait Store: OperatorStore + Send + Sync + 'static {
-    /// Applies one write (create, transact, delete) through the group-commit writer, honouring
-    /// its idempotency key. `Ok` carries the outcome, applied or refused; `Err` means the
-    /// outcome is not known to have happened and nothing was acknowledged.
-    async fn execute(&self, request: WriteRequest) -> Result<Answer, StoreError>;
-
-    /// A product's stock (every location), if it has any.
-    async fn stock(&self, product: &ProductId) -> Result<Option<ProductStock>, StoreError>;
-    /// Products with stock, by id; with `location`, only those with a record there.
-    async fn stocks(
-        &self,
-        page: Page,
-        location: Option<&str>,
-    ) -> Result<Paged<ProductStock>, StoreError>;
-    /// The stock of those ids that have any, in the order asked.
-    async fn stocks_by_ids(&self, ids: &[ProductId]) -> Result<Vec<ProductStock>, StoreError>;
-
-    async fn locations(&self, page: Page) -> Result<Paged<Location>, StoreError>;
-    async fn location(&self, id: &str) -> Result<Option<Location>, StoreError>;
-    async fn location_by_slug(&self, slug: &str) -> Result<Option<Location>, StoreError>;
-    /// Replaces a location's fields; `StoreError::Conflict` if the new slug is taken, or the
-    /// slug changes while the location holds stock.
-    async fn update_location(&self, location: &Location) -> Result<Option<Location>, StoreError>;
-
-    /// A product's history, newest first.
-    async fn history(
-        &self,
-        product: &ProductId,
-        query: &HistoryQuery,
-        page: Page,
-    ) -> Result<Paged<HistoryEntry>, StoreError>;
-    async fn history_entry(
-        &self,
-        product: &ProductId,
-        id: &str,
-    ) -> Result<Option<HistoryEntry>, StoreError>;
-
-    /// Replays every history entry and compares it with every stock record.
-    async fn verify(&self) -> Result<VerifyReport, StoreError>;
-
-    /// Adds a credential; `StoreError::Conflict` if the client id is taken.
-    async fn insert_credential(&self, credential: &Credential) -> Result<(), StoreError>;
-    /// Adds the credential, or replaces the secret and role of the one with its client id.
-    async fn upsert_credential(&self, credential: &Credential) -> Result<(), StoreError>;
-    async fn credential(&self, client_id: &str) -> Result<Option<Credential>, StoreError>;
-    async fn credential_count(&self) -> Result<u64, StoreError>;
-
-    /// The value of a setting, writing `candidate` first if it has none (the first writer wins,
-    /// also across instances).
-    async fn setting_or_insert(&self, name: &str, candidate: &str) -> Result<String, StoreError>;
-
-    /// Every credential (at most `limits::CREDENTIALS_MAX`), by client id.
-    async fn credentials(&self) -> Result<Vec<Credential>, StoreError>;
-    /// Removes a credential; whether there was one.
-    async fn delete_credential(&self, client_id: &str) -> Result<bool, StoreError>;
-    /// The value of a setting, if it has one.
-    async fn setting(&self, name: &str) -> Result<Option<String>, StoreError>;
-    /// Sets a setting, replacing any value it had.
-    async fn set_setting(&self, name: &str, value: &str) -> Result<(), StoreError>;
-
-    /// Whether the database answers.
-    async fn ping(&self) -> Result<(), StoreError>;
-
-    // The order flow's reads, and the writes that touch no stock.
-    async fn product(&self, id: &str) -> Result<Option<Product>, StoreError>;
-    async fn product_by_sku(&self, sku: &str) -> Result<Option<Product>, StoreError>;
-    async fn products(&self, page: Page) -> Result<Paged<Product>, StoreError>;
-    /// `StoreError::Conflict` when the new SKU is taken.
-    async fn update_product(
-        &self,
-        id: &ProductId,
-        patch: &ProductPatch,
-        now: Timestamp,
-    ) -> Result<Option<Product>, StoreError>;
-    async fn delete_product(&self, id: &ProductId) -> Result<bool, StoreError>;
-    async fn cart(&self, id: &str) -> Result<Option<Cart>, StoreError>;
-    async fn delete_cart_item(&self, cart_id: &str, item_id: &str) -> Result<bool, StoreError>;
-    async fn delete_cart(&self, cart_id: &str) -> Result<bool, StoreError>;
-    async fn order(&self, id: &str) -> Result<Option<Order>, StoreError>;
-    /// Newest first.
-    async fn orders(&self, query: &OrderQuery, page: Page) -> Result<Paged<Order>, StoreError>;
-    async fn payments(&self, order_id: &str) -> Result<Vec<PaymentTx>, StoreError>;
-    async fn payment(&self, order_id: &str, id: &str) -> Result<Option<PaymentTx>, StoreError>;
-    /// Forgets idempotency keys stored before `before`; returns how many.
-    async fn prune_idempotency(&self, before: Timestamp) -> Result<u64, StoreError>;
-    /// Pending payment attempts whose outcome is overdue, oldest first.
-    async fn expired_payments(
-        &self,
-        now: Timestamp,
-        limit: u64,
-    ) -> Result<Vec<PaymentTx>, StoreError>;
-}

@@ -2,6 +2,7 @@
 
 use stockroom_domain::order::{OrderError, OrderState, PaymentMethod};
 use stockroom_domain::{Action, ProductId, Quantity, Refusal, Role, Stock, Timestamp};
+pub use stockroom_domain::{Currency, Money, Price};
 
 /// The slug of the location that holds a stock record; empty for stock that uses no
 /// locations (classic stock).
@@ -139,15 +140,20 @@ pub enum Command {
     UpdateCartItem {
         cart_id: String,
         item_id: String,
-        product: ProductId,
-        location: String,
         quantity: Quantity,
     },
-    /// Turn a cart into an order, after a final check that stock covers every line (summed per
-    /// product). Nothing is allocated.
+    /// Remove one item from a cart.
+    DeleteCartItem { cart_id: String, item_id: String },
+    /// Remove a cart and its items.
+    DeleteCart { cart_id: String },
+    /// Remove a product from the catalog, and from every cart that holds it.
+    DeleteProduct { product: ProductId },
+    /// Turn a cart into an order: its items priced from the catalog as it is now, after a final
+    /// check that stock covers every line (summed per record). Nothing is allocated.
     Checkout(NewOrder),
-    /// Allocate every line of an order at once and record a pending payment attempt; with
-    /// `settled`, record its outcome in the same step (the manual gateway, which cannot fail).
+    /// Allocate every line of an order at once (its items summed per record) and record a
+    /// pending payment attempt for the order's total; with `settled`, record its outcome in
+    /// the same step (the manual gateway, which cannot fail).
     Pay {
         order_id: String,
         payment: NewPayment,
@@ -173,15 +179,24 @@ pub enum Command {
     Cancel { order_id: String },
 }
 
-/// A line to add to a cart, with its product's price currency (`None`: the product has no
-/// catalog record, only stock).
+/// What a command is routed to a writer lane by ([`Command::lane`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LaneKey<'a> {
+    /// The lane of this product's stock.
+    Product(&'a str),
+    /// The lane of cart writes and checkouts.
+    Carts,
+    /// The lane of payments and the rest.
+    Orders,
+}
+
+/// A line to add to a cart. The batch reads the product's catalog record (its currency) itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CartLine {
     pub product: ProductId,
     /// Where the line's stock is taken from, or [`NO_LOCATION`].
     pub location: String,
     pub quantity: Quantity,
-    pub currency: Option<String>,
 }
 
 /// One line of a multi-line write: a product and a quantity.
@@ -193,30 +208,43 @@ pub struct Line {
 }
 
 impl Command {
-    /// The stock records this command may read or change; the writer locks them up front.
-    /// Order commands lock their order's lines, read from the order under the batch's locks,
-    /// so they name them through [`Command::order_id`] instead.
+    /// The products whose stock records (at every location) this command changes and names
+    /// itself; the writer locks them up front. The stock of an order's items is locked through
+    /// [`Command::order_id`].
     pub fn products(&self) -> Vec<&ProductId> {
         match self {
             Command::Create { product, .. }
             | Command::Transact { product, .. }
             | Command::Delete { product }
-            | Command::SetLocations { product, .. }
-            | Command::UpdateCartItem { product, .. } => vec![product],
-            Command::AddToCart { lines, .. } => lines.iter().map(|l| &l.product).collect(),
-            Command::Checkout(order) => order.items.iter().map(|i| &i.product_id).collect(),
-            Command::Pay { payment, .. } => payment.lines.iter().map(|l| &l.product).collect(),
-            Command::CreateProduct(_)
-            | Command::CreateLocation(_)
-            | Command::DeleteLocation { .. }
-            | Command::Settle { .. }
-            | Command::Capture { .. }
-            | Command::Ship { .. }
-            | Command::Cancel { .. } => Vec::new(),
+            | Command::SetLocations { product, .. } => vec![product],
+            _ => Vec::new(),
         }
     }
 
-    /// The order this command changes, if any.
+    /// The products whose stock this command only checks (adding to a cart reserves nothing):
+    /// read without a lock. The stock of a checked-out cart's items is read through
+    /// [`Command::cart_id`].
+    pub fn checked_products(&self) -> Vec<&ProductId> {
+        match self {
+            Command::AddToCart { lines, .. } => lines.iter().map(|l| &l.product).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Which writer lane the command goes to. Commands of one lane gather into one batch, so a
+    /// flash sale's writes form large batches on one lane instead of small ones queueing on one
+    /// row lock from every lane: stock writes go by product; the order flow's cart writes and
+    /// checkouts (which lock no stock) share one lane, and its payments and other stock changes
+    /// (whose products the batch reads) another.
+    pub fn lane(&self) -> LaneKey<'_> {
+        match (self.products().first(), self.cart_id()) {
+            (Some(product), _) => LaneKey::Product(product.as_str()),
+            (None, Some(_)) => LaneKey::Carts,
+            (None, None) => LaneKey::Orders,
+        }
+    }
+
+    /// The order this command changes, if any: locked, with its items' stock.
     pub fn order_id(&self) -> Option<&str> {
         match self {
             Command::Pay { order_id, .. }
@@ -227,14 +255,54 @@ impl Command {
             _ => None,
         }
     }
-}
 
-/// A price: integer minor units and an ISO 4217 currency code.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Money {
-    pub amount: i64,
-    pub currency: String,
-    pub includes_tax: bool,
+    /// The cart this command reads or changes, if any: locked, and its items read.
+    pub fn cart_id(&self) -> Option<&str> {
+        match self {
+            Command::AddToCart { cart_id, .. }
+            | Command::UpdateCartItem { cart_id, .. }
+            | Command::DeleteCartItem { cart_id, .. }
+            | Command::DeleteCart { cart_id } => Some(cart_id),
+            Command::Checkout(order) => Some(&order.cart_id),
+            _ => None,
+        }
+    }
+
+    /// Whether the stock of every product in the command's cart is read too (checkout and item
+    /// updates check it; nothing is reserved, so it is read without a lock).
+    pub fn checks_cart_stock(&self) -> bool {
+        matches!(self, Command::Checkout(_) | Command::UpdateCartItem { .. })
+    }
+
+    /// The location slugs this command names, whose existence the batch reads up front.
+    pub fn slugs(&self) -> Vec<&str> {
+        let named: Vec<&str> = match self {
+            Command::Create { records, .. } => records.iter().map(|(l, _)| l.as_str()).collect(),
+            Command::SetLocations { changes, .. } => {
+                changes.iter().map(|(l, _)| l.as_str()).collect()
+            }
+            Command::AddToCart { lines, .. } => lines.iter().map(|l| l.location.as_str()).collect(),
+            _ => Vec::new(),
+        };
+        named.into_iter().filter(|l| *l != NO_LOCATION).collect()
+    }
+
+    /// Whether applying this command runs statements of its own inside the batch (reads or
+    /// writes the batch does not keep in memory). The batch writes the rows it has kept back
+    /// before such a command, so that its statements see every earlier job's writes.
+    pub fn runs_statements(&self) -> bool {
+        matches!(
+            self,
+            Command::CreateProduct(_)
+                | Command::DeleteProduct { .. }
+                | Command::CreateLocation(_)
+                | Command::DeleteLocation { .. }
+                | Command::Settle { .. }
+                | Command::Capture { .. }
+                | Command::Ship { .. }
+                | Command::Cancel { .. }
+        )
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -242,7 +310,7 @@ pub struct Product {
     pub id: ProductId,
     pub sku: String,
     pub name: String,
-    pub price: Money,
+    pub price: Price,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -252,7 +320,7 @@ pub struct Product {
 pub struct ProductPatch {
     pub sku: Option<String>,
     pub name: Option<String>,
-    pub price: Option<Money>,
+    pub price: Option<Price>,
 }
 
 /// A cart item with what the catalog says of its product now (`None`: no product record).
@@ -286,10 +354,11 @@ pub struct OrderItem {
     pub name: String,
     pub sku: String,
     pub quantity: Quantity,
-    pub unit_price: Money,
+    pub unit_price: Price,
 }
 
-/// An order as checkout makes it. Customer and addresses are JSON objects kept as given.
+/// What checkout needs besides the cart's items, which it reads and prices itself: the new
+/// order's id, and its customer and addresses (JSON objects, kept as given).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewOrder {
     pub id: String,
@@ -297,8 +366,6 @@ pub struct NewOrder {
     pub customer: String,
     pub billing_address: String,
     pub shipping_address: String,
-    pub items: Vec<OrderItem>,
-    pub total: Money,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -323,33 +390,67 @@ pub struct OrderQuery {
     pub shipping: Option<stockroom_domain::order::Shipping>,
 }
 
-/// A payment attempt as `Pay` records it.
+/// A payment attempt as `Pay` records it. Its amount is the order's total and its lines the
+/// order's items summed per record, both read by the batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewPayment {
     pub id: String,
     pub gateway: String,
     pub method: PaymentMethod,
-    pub amount: Money,
-    /// What the attempt allocates: the order's lines summed per product.
-    pub lines: Vec<Line>,
     /// When an attempt whose outcome was never recorded is released.
     pub expires_at: Timestamp,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PaymentStatus {
-    Pending,
-    Complete,
-    Failed,
+/// Spelled in the database and in answers as its lowercase name.
+macro_rules! stored_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum $name { $($(#[$vmeta])* $variant),* }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),* }
+            }
+
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $($text => Some($name::$variant),)* _ => None }
+            }
+        }
+    };
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AllocationState {
+stored_enum!(PaymentStatus {
+    Pending = "pending",
+    Complete = "complete",
+    Failed = "failed",
+});
+
+stored_enum!(AllocationState {
     /// The transaction allocates nothing (a capture, or an order of unmanaged products).
-    None,
-    Held,
-    Shipped,
-    Released,
+    None = "none",
+    Held = "held",
+    Shipped = "shipped",
+    Released = "released",
+});
+
+stored_enum!(
+    /// What a payment transaction is.
+    TransactionType {
+        Purchase = "purchase",
+        Authorize = "authorize",
+        Capture = "capture",
+    }
+);
+
+impl From<PaymentMethod> for TransactionType {
+    fn from(method: PaymentMethod) -> Self {
+        match method {
+            PaymentMethod::Purchase => TransactionType::Purchase,
+            PaymentMethod::Authorize => TransactionType::Authorize,
+        }
+    }
 }
 
 /// A payment transaction: a purchase, authorize or capture.
@@ -358,8 +459,7 @@ pub struct PaymentTx {
     pub id: String,
     pub order_id: String,
     pub gateway: String,
-    /// `purchase`, `authorize` or `capture`.
-    pub transaction_type: String,
+    pub transaction_type: TransactionType,
     pub status: PaymentStatus,
     pub amount: Money,
     pub lines: Vec<Line>,
@@ -420,6 +520,10 @@ pub enum Rejection {
     LocationRequired,
     /// A location's slug is taken, or it still holds stock (409).
     LocationInUse,
+    /// Checkout of a cart with no items (400).
+    CartEmpty,
+    /// An order's total would not fit (400).
+    OrderTotalTooLarge,
 }
 
 impl Rejection {
@@ -445,6 +549,8 @@ impl Rejection {
             Rejection::Order(OrderError::Shipped) => "order_shipped",
             Rejection::LocationRequired => "location_required",
             Rejection::LocationInUse => "location_in_use",
+            Rejection::CartEmpty => "cart_empty",
+            Rejection::OrderTotalTooLarge => "order_total_too_large",
         }
     }
 
@@ -470,6 +576,8 @@ impl Rejection {
             Rejection::Order(OrderError::Shipped),
             Rejection::LocationRequired,
             Rejection::LocationInUse,
+            Rejection::CartEmpty,
+            Rejection::OrderTotalTooLarge,
         ]
         .into_iter()
         .find(|r| r.code() == code)

@@ -4,13 +4,13 @@
 //! databases, run on the read pool (never the writer).
 
 use async_trait::async_trait;
-use sqlx::any::AnyRow;
 use stockroom_domain::ProductId;
 
 use crate::error::StoreError;
-use crate::exec::{any_query, args, Arg, Get};
+use crate::exec::{args, Arg, Row};
 use crate::model::*;
-use crate::sql::{history_columns, history_entry, stock_record, SqlStore};
+use crate::rows::{history_columns, history_entry, stock_record};
+use crate::store::SqlStore;
 
 /// Which products the stock overview shows.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -104,12 +104,12 @@ pub trait OperatorStore {
 }
 
 impl SqlStore {
-    async fn rows(&self, sql: &str, args: Vec<Arg>) -> Result<Vec<AnyRow>, StoreError> {
-        Ok(any_query(sql, args).fetch_all(&self.read.pool).await?)
+    async fn rows(&self, sql: &str, args: Vec<Arg>) -> Result<Vec<Row>, StoreError> {
+        self.read.rows(sql, args).await
     }
 }
 
-fn count(row: &impl Get, col: &str) -> Result<u64, StoreError> {
+fn count(row: &Row, col: &str) -> Result<u64, StoreError> {
     let v: i64 = row.col(col)?;
     u64::try_from(v).map_err(|_| StoreError::Internal(format!("negative {col}")))
 }
@@ -300,7 +300,7 @@ impl OperatorStore for SqlStore {
                 ),
                 args![
                     product.as_str(),
-                    location.map(str::to_owned),
+                    &location.map(str::to_owned),
                     limit_arg(limit)
                 ],
             )

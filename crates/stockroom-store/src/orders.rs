@@ -1,957 +1,347 @@
-//! The order flow in storage: products, carts, orders and payment transactions. The writes
-//! here run inside the group-commit writer's batch ([`execute`]); the reads on the read pool.
+//! Orders and their payment transactions: the reads, the orders a batch has locked
+//! ([`Orders`]), and the order commands — checkout and pay in memory, the rest (which read and
+//! change payment transactions) with statements of their own.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use serde::{Deserialize, Serialize};
-use sqlx::{AnyPool, Row};
-use stockroom_domain::limits::{CART_LINES_MAX, QUANTITY_MAX};
-use stockroom_domain::order::{OnCancel, OrderState, Payment, PaymentMethod, Shipping, Status};
-use stockroom_domain::{Action, ProductId, Quantity, Timestamp};
+use stockroom_domain::order::{OnCancel, OrderError, OrderState};
+use stockroom_domain::{Action, Quantity, Timestamp};
 
+use crate::batch_rows::{bulk, OrderItemRow, OrderRow, OrderStateRow, PaymentRow};
+use crate::carts::Carts;
+use crate::catalog::Catalog;
+use crate::dialect::Dialect;
 use crate::error::StoreError;
-use crate::exec::{args, Conn, DbRow, Get, Reader};
-use crate::flow::CartLineSeen;
+use crate::exec::{args, Conn, Reader, Row, Stmt};
 use crate::model::*;
-use crate::writer::{figure, Batch};
+use crate::rows::{self, figure, order_item_columns, payment_columns, with_items};
+use crate::stock::{LineAction, Stocks, Wanted};
 
-fn internal(what: &str) -> impl Fn(String) -> StoreError + '_ {
-    move |detail| StoreError::Internal(format!("{what}: {detail}"))
-}
-
-fn product_id(raw: &str) -> Result<ProductId, StoreError> {
-    ProductId::parse(raw).map_err(|e| StoreError::Internal(format!("bad product id {raw:?}: {e}")))
-}
-
-fn quantity(n: i64) -> Result<Quantity, StoreError> {
-    Quantity::new(n).map_err(|_| StoreError::Internal(format!("bad quantity {n} in the database")))
-}
-
-#[derive(Serialize, Deserialize)]
-struct StoredLine {
-    product_id: String,
-    #[serde(default)]
-    location: String,
-    quantity: u64,
-}
-
-fn encode_lines(lines: &[Line]) -> String {
-    let stored: Vec<StoredLine> = lines
-        .iter()
-        .map(|l| StoredLine {
-            product_id: l.product.as_str().to_owned(),
-            location: l.location.clone(),
-            quantity: l.quantity.get(),
-        })
-        .collect();
-    serde_json::to_string(&stored).unwrap_or_else(|_| "[]".to_owned())
-}
-
-fn decode_lines(raw: &str) -> Result<Vec<Line>, StoreError> {
-    let stored: Vec<StoredLine> =
-        serde_json::from_str(raw).map_err(|e| internal("stored payment lines")(e.to_string()))?;
-    stored
-        .into_iter()
-        .map(|l| {
-            Ok(Line {
-                product: product_id(&l.product_id)?,
-                location: l.location,
-                quantity: quantity(i64::try_from(l.quantity).unwrap_or(-1))?,
-            })
-        })
-        .collect()
-}
-
-/// The products held by the allocation of an order, if it holds one (for the writer to lock).
-pub(crate) async fn allocated_products(
-    conn: &mut Conn<'_>,
-    order_id: &str,
-) -> Result<Vec<ProductId>, StoreError> {
-    let rows = conn
-        .fetch_all(
-            "SELECT lines FROM payments WHERE order_id = $1 AND allocation = 'held'",
-            args![order_id],
-        )
-        .await?;
-    let mut products = Vec::new();
-    for row in rows {
-        let raw: String = row.col("lines")?;
-        products.extend(decode_lines(&raw)?.into_iter().map(|l| l.product));
-    }
-    Ok(products)
-}
-
-// ---- reads ---------------------------------------------------------------------------------
-
-macro_rules! product_columns {
-    () => {
-        "id, sku, name, price_amount, currency, includes_tax, created_at, updated_at"
-    };
-}
-
-fn product_row(row: &impl Get) -> Result<Product, StoreError> {
-    let id: String = row.col("id")?;
-    let includes_tax: i64 = row.col("includes_tax")?;
-    Ok(Product {
-        id: product_id(&id)?,
-        sku: row.col("sku")?,
-        name: row.col("name")?,
-        price: Money {
-            amount: row.col("price_amount")?,
-            currency: row.col("currency")?,
-            includes_tax: includes_tax != 0,
-        },
-        created_at: Timestamp(row.col("created_at")?),
-        updated_at: Timestamp(row.col("updated_at")?),
-    })
-}
-
-pub(crate) async fn product(db: &Reader, id: &str) -> Result<Option<Product>, StoreError> {
-    let row = db
-        .fetch_optional(
-            concat!(
-                "SELECT ",
-                product_columns!(),
-                " FROM products WHERE id = $1"
-            ),
-            args![id],
-        )
-        .await?;
-    row.as_ref().map(product_row).transpose()
-}
-
-pub(crate) async fn product_by_sku(
-    pool: &AnyPool,
-    sku: &str,
-) -> Result<Option<Product>, StoreError> {
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        product_columns!(),
-        " FROM products WHERE sku = $1"
-    ))
-    .bind(sku.to_owned())
-    .fetch_optional(pool)
-    .await?;
-    row.as_ref().map(product_row).transpose()
-}
-
-pub(crate) async fn products(pool: &AnyPool, page: Page) -> Result<Paged<Product>, StoreError> {
-    let rows = sqlx::query(concat!(
-        "SELECT ",
-        product_columns!(),
-        " FROM products ORDER BY id LIMIT $1 OFFSET $2"
-    ))
-    .bind(figure(page.limit))
-    .bind(figure(page.offset))
-    .fetch_all(pool)
-    .await?;
-    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM products")
-        .fetch_one(pool)
-        .await?;
-    Ok(Paged {
-        items: rows.iter().map(product_row).collect::<Result<_, _>>()?,
-        total: u64::try_from(total).unwrap_or(0),
-    })
-}
-
-pub(crate) async fn update_product(
-    db: &Reader,
-    id: &ProductId,
-    patch: &ProductPatch,
-    now: Timestamp,
-) -> Result<Option<Product>, StoreError> {
-    let done = sqlx::query(
-        "UPDATE products SET sku = COALESCE(CAST($2 AS TEXT), sku), \
-         name = COALESCE(CAST($3 AS TEXT), name), \
-         price_amount = COALESCE(CAST($4 AS BIGINT), price_amount), \
-         currency = COALESCE(CAST($5 AS TEXT), currency), \
-         includes_tax = COALESCE(CAST($6 AS BIGINT), includes_tax), updated_at = $7 \
-         WHERE id = $1",
-    )
-    .bind(id.as_str().to_owned())
-    .bind(patch.sku.clone())
-    .bind(patch.name.clone())
-    .bind(patch.price.as_ref().map(|p| p.amount))
-    .bind(patch.price.as_ref().map(|p| p.currency.clone()))
-    .bind(patch.price.as_ref().map(|p| i64::from(p.includes_tax)))
-    .bind(now.micros())
-    .execute(&db.pool)
-    .await?;
-    if done.rows_affected() == 0 {
-        return Ok(None);
-    }
-    product(db, id.as_str()).await
-}
-
-pub(crate) async fn delete_product(pool: &AnyPool, id: &ProductId) -> Result<bool, StoreError> {
-    let done = sqlx::query("DELETE FROM products WHERE id = $1")
-        .bind(id.as_str().to_owned())
-        .execute(pool)
-        .await?;
-    if done.rows_affected() > 0 {
-        sqlx::query("DELETE FROM cart_items WHERE product_id = $1")
-            .bind(id.as_str().to_owned())
-            .execute(pool)
-            .await?;
-    }
-    Ok(done.rows_affected() > 0)
-}
-
-/// The rows of a parent LEFT JOINed with its items: the first row (which carries the parent's
-/// columns) and each item; a parent without items has one row whose `item_id` is NULL.
-fn with_items<T>(
-    rows: &[DbRow],
-    item: impl Fn(&DbRow) -> Result<T, StoreError>,
-) -> Result<Option<(&DbRow, Vec<T>)>, StoreError> {
-    let Some(first) = rows.first() else {
-        return Ok(None);
-    };
-    let mut items = Vec::with_capacity(rows.len());
-    for row in rows {
-        if row.col::<Option<String>>("item_id")?.is_some() {
-            items.push(item(row)?);
-        }
-    }
-    Ok(Some((first, items)))
-}
-
-/// A cart with its items, each with its catalog product: one statement.
-pub(crate) async fn cart(db: &Reader, cart_id: &str) -> Result<Option<Cart>, StoreError> {
-    let rows = db
-        .fetch_all(
-        "SELECT c.id AS cart_id, c.created_at AS cart_created, c.updated_at AS cart_updated, \
-         ci.id AS item_id, ci.product_id AS item_product, ci.location AS item_location, \
-         ci.quantity AS item_quantity, \
-         ci.created_at AS item_created, ci.updated_at AS item_updated, \
-         (SELECT COUNT(*) FROM stock s WHERE s.product_id = ci.product_id) AS managed, \
-         p.id, p.sku, p.name, p.price_amount, p.currency, p.includes_tax, p.created_at, p.updated_at \
-         FROM carts c LEFT JOIN cart_items ci ON ci.cart_id = c.id \
-         LEFT JOIN products p ON p.id = ci.product_id \
-         WHERE c.id = $1 ORDER BY ci.created_at, ci.id",
-            args![cart_id],
-        )
-        .await?;
-    let Some((first, items)) = with_items(&rows, |r| {
-        let pid: String = r.col("item_product")?;
-        let catalog: Option<String> = r.col("id")?;
-        let managed: i64 = r.col("managed")?;
-        Ok(CartItem {
-            id: r.col("item_id")?,
-            product_id: product_id(&pid)?,
-            location: r.col("item_location")?,
-            quantity: u64::try_from(r.col::<i64>("item_quantity")?).unwrap_or(0),
-            product: catalog.map(|_| product_row(r)).transpose()?,
-            managed: managed > 0,
-            created_at: Timestamp(r.col("item_created")?),
-            updated_at: Timestamp(r.col("item_updated")?),
-        })
-    })?
-    else {
-        return Ok(None);
-    };
-    Ok(Some(Cart {
-        id: first.col("cart_id")?,
-        items,
-        created_at: Timestamp(first.col("cart_created")?),
-        updated_at: Timestamp(first.col("cart_updated")?),
-    }))
-}
-
-pub(crate) async fn delete_cart_item(
-    pool: &AnyPool,
-    cart_id: &str,
-    item_id: &str,
-) -> Result<bool, StoreError> {
-    let done = sqlx::query("DELETE FROM cart_items WHERE id = $1 AND cart_id = $2")
-        .bind(item_id.to_owned())
-        .bind(cart_id.to_owned())
-        .execute(pool)
-        .await?;
-    Ok(done.rows_affected() > 0)
-}
-
-pub(crate) async fn delete_cart(pool: &AnyPool, cart_id: &str) -> Result<bool, StoreError> {
-    sqlx::query("DELETE FROM cart_items WHERE cart_id = $1")
-        .bind(cart_id.to_owned())
-        .execute(pool)
-        .await?;
-    let done = sqlx::query("DELETE FROM carts WHERE id = $1")
-        .bind(cart_id.to_owned())
-        .execute(pool)
-        .await?;
-    Ok(done.rows_affected() > 0)
-}
-
-macro_rules! order_columns {
-    () => {
-        "id, cart_id, status, payment, shipping, paying, customer, \
-     billing_address, shipping_address, total_amount, currency, created_at, updated_at"
-    };
-}
-
-pub(crate) fn order_state(row: &impl Get) -> Result<OrderState, StoreError> {
-    let bad = |what: &str, v: &str| StoreError::Internal(format!("unknown order {what} {v:?}"));
-    let status: String = row.col("status")?;
-    let payment: String = row.col("payment")?;
-    let shipping: String = row.col("shipping")?;
-    let paying: Option<String> = row.col("paying")?;
-    Ok(OrderState {
-        status: Status::parse(&status).ok_or_else(|| bad("status", &status))?,
-        payment: Payment::parse(&payment).ok_or_else(|| bad("payment", &payment))?,
-        shipping: Shipping::parse(&shipping).ok_or_else(|| bad("shipping", &shipping))?,
-        paying: paying.is_some(),
-    })
-}
-
-fn order_row(row: &impl Get, items: Vec<OrderItem>) -> Result<Order, StoreError> {
-    Ok(Order {
-        id: row.col("id")?,
-        cart_id: row.col("cart_id")?,
-        state: order_state(row)?,
-        customer: row.col("customer")?,
-        billing_address: row.col("billing_address")?,
-        shipping_address: row.col("shipping_address")?,
-        total: Money {
-            amount: row.col("total_amount")?,
-            currency: row.col("currency")?,
-            includes_tax: false,
-        },
-        items,
-        created_at: Timestamp(row.col("created_at")?),
-        updated_at: Timestamp(row.col("updated_at")?),
-    })
-}
-
-/// The item columns of `order_items` (aliased `i`), named apart from the order's.
-macro_rules! order_item_columns {
-    () => {
-        "i.id AS item_id, i.product_id AS item_product, i.location AS item_location, \
-         i.name AS item_name, i.sku AS item_sku, i.quantity AS item_quantity, \
-         i.unit_amount AS item_amount, i.currency AS item_currency, i.includes_tax AS item_tax"
-    };
-}
-
-fn order_item_row(r: &impl Get) -> Result<OrderItem, StoreError> {
-    let pid: String = r.col("item_product")?;
-    let includes_tax: i64 = r.col("item_tax")?;
-    Ok(OrderItem {
-        id: r.col("item_id")?,
-        product_id: product_id(&pid)?,
-        location: r.col("item_location")?,
-        name: r.col("item_name")?,
-        sku: r.col("item_sku")?,
-        quantity: quantity(r.col("item_quantity")?)?,
-        unit_price: Money {
-            amount: r.col("item_amount")?,
-            currency: r.col("item_currency")?,
-            includes_tax: includes_tax != 0,
-        },
-    })
-}
-
-async fn order_items(pool: &AnyPool, order_id: &str) -> Result<Vec<OrderItem>, StoreError> {
-    let rows = sqlx::query(concat!(
-        "SELECT ",
-        order_item_columns!(),
-        " FROM order_items i WHERE i.order_id = $1 ORDER BY i.position"
-    ))
-    .bind(order_id.to_owned())
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(order_item_row).collect()
-}
-
-/// An order with its items: one statement.
-pub(crate) async fn order(db: &Reader, id: &str) -> Result<Option<Order>, StoreError> {
-    let rows = db
-        .fetch_all(
-            concat!(
-                "SELECT o.id, o.cart_id, o.status, o.payment, o.shipping, o.paying, o.customer, \
-         o.billing_address, o.shipping_address, o.total_amount, o.currency, o.created_at, \
-         o.updated_at, ",
-                order_item_columns!(),
-                " FROM orders o LEFT JOIN order_items i ON i.order_id = o.id WHERE o.id = $1 \
-         ORDER BY i.position"
-            ),
-            args![id],
-        )
-        .await?;
-    let Some((first, items)) = with_items(&rows, order_item_row)? else {
-        return Ok(None);
-    };
-    Ok(Some(order_row(first, items)?))
-}
-
-pub(crate) async fn orders(
-    pool: &AnyPool,
-    query: &OrderQuery,
-    page: Page,
-) -> Result<Paged<Order>, StoreError> {
-    macro_rules! filter {
-        () => {
-            "WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) \
-         AND (CAST($2 AS TEXT) IS NULL OR payment = $2) \
-         AND (CAST($3 AS TEXT) IS NULL OR shipping = $3)"
-        };
-    }
-    let status = query.status.map(|s| s.as_str().to_owned());
-    let payment = query.payment.map(|s| s.as_str().to_owned());
-    let shipping = query.shipping.map(|s| s.as_str().to_owned());
-    let rows = sqlx::query(concat!(
-        "SELECT ",
-        order_columns!(),
-        " FROM orders ",
-        filter!(),
-        " ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
-    ))
-    .bind(status.clone())
-    .bind(payment.clone())
-    .bind(shipping.clone())
-    .bind(figure(page.limit))
-    .bind(figure(page.offset))
-    .fetch_all(pool)
-    .await?;
-    let total: i64 = sqlx::query_scalar(concat!("SELECT COUNT(*) FROM orders ", filter!()))
-        .bind(status)
-        .bind(payment)
-        .bind(shipping)
-        .fetch_one(pool)
-        .await?;
-    let mut items = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let id: String = row.try_get("id")?;
-        items.push(order_row(row, order_items(pool, &id).await?)?);
-    }
-    Ok(Paged {
-        items,
-        total: u64::try_from(total).unwrap_or(0),
-    })
-}
-
-macro_rules! payment_columns {
-    () => {
-        "id, order_id, gateway, transaction_type, status, amount, currency, \
-     lines, allocation, failure, expires_at, created_at, updated_at"
-    };
-}
-
-fn payment_row(row: &impl Get) -> Result<PaymentTx, StoreError> {
-    let status: String = row.col("status")?;
-    let allocation: String = row.col("allocation")?;
-    let lines: String = row.col("lines")?;
-    Ok(PaymentTx {
-        id: row.col("id")?,
-        order_id: row.col("order_id")?,
-        gateway: row.col("gateway")?,
-        transaction_type: row.col("transaction_type")?,
-        status: match status.as_str() {
-            "pending" => PaymentStatus::Pending,
-            "complete" => PaymentStatus::Complete,
-            "failed" => PaymentStatus::Failed,
-            other => {
-                return Err(StoreError::Internal(format!(
-                    "unknown payment status {other:?}"
-                )))
-            }
-        },
-        amount: Money {
-            amount: row.col("amount")?,
-            currency: row.col("currency")?,
-            includes_tax: false,
-        },
-        lines: decode_lines(&lines)?,
-        allocation: match allocation.as_str() {
-            "none" => AllocationState::None,
-            "held" => AllocationState::Held,
-            "shipped" => AllocationState::Shipped,
-            "released" => AllocationState::Released,
-            other => {
-                return Err(StoreError::Internal(format!(
-                    "unknown allocation {other:?}"
-                )))
-            }
-        },
-        failure: row.col("failure")?,
-        expires_at: Timestamp(row.col("expires_at")?),
-        created_at: Timestamp(row.col("created_at")?),
-        updated_at: Timestamp(row.col("updated_at")?),
-    })
-}
-
-pub(crate) async fn payments(pool: &AnyPool, order_id: &str) -> Result<Vec<PaymentTx>, StoreError> {
-    let rows = sqlx::query(concat!(
-        "SELECT ",
-        payment_columns!(),
-        " FROM payments WHERE order_id = $1 ORDER BY position"
-    ))
-    .bind(order_id.to_owned())
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(payment_row).collect()
-}
-
-/// A payment transaction by id (`$1`) and order (`$2`).
-const PAYMENT_BY_ID: &str = concat!(
-    "SELECT ",
-    payment_columns!(),
-    " FROM payments WHERE id = $1 AND order_id = $2"
-);
-
-pub(crate) async fn payment(
-    db: &Reader,
-    order_id: &str,
-    id: &str,
-) -> Result<Option<PaymentTx>, StoreError> {
-    let row = db
-        .fetch_optional(PAYMENT_BY_ID, args![id, order_id])
-        .await?;
-    row.as_ref().map(payment_row).transpose()
-}
-
-pub(crate) async fn expired_payments(
-    pool: &AnyPool,
-    now: Timestamp,
-    limit: u64,
-) -> Result<Vec<PaymentTx>, StoreError> {
-    let rows = sqlx::query(concat!(
-        "SELECT ",
-        payment_columns!(),
-        " FROM payments WHERE status = 'pending' AND expires_at <= $1 \
-         ORDER BY expires_at LIMIT $2"
-    ))
-    .bind(now.micros())
-    .bind(figure(limit))
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(payment_row).collect()
-}
-
-// ---- writes, inside the writer's batch -----------------------------------------------------
-
-fn load_state(batch: &Batch<'_>, order_id: &str) -> Result<Option<OrderState>, StoreError> {
-    Ok(batch.flow.order(order_id)?.map(|slot| slot.state))
-}
-
-fn save_state(
-    batch: &mut Batch<'_>,
-    order_id: &str,
+/// An order as the batch has it.
+#[derive(Clone, Debug)]
+struct OrderSlot {
     state: OrderState,
-    paying: Option<&str>,
-) -> Result<(), StoreError> {
-    batch.flow.set_state(order_id, state, paying)
+    /// The payment attempt in flight, if any.
+    paying: Option<String>,
+    total: Money,
+    /// Its items' units per stock record: what paying allocates.
+    lines: Wanted,
 }
 
-/// A payment transaction of an order, read inside the batch.
-async fn payment_in_batch(
-    batch: &mut Batch<'_>,
-    order_id: &str,
-    payment_id: &str,
-) -> Result<Option<PaymentTx>, StoreError> {
-    let row = batch
-        .fetch_optional(PAYMENT_BY_ID, args![payment_id, order_id])
-        .await?;
-    row.as_ref().map(payment_row).transpose()
+/// The orders a batch has locked (or created), as it has left them so far, and the rows it has
+/// yet to write.
+pub(crate) struct Orders {
+    now: i64,
+    /// `None`: there is no such order.
+    slots: HashMap<String, Option<OrderSlot>>,
+    new_orders: Vec<OrderRow>,
+    new_items: Vec<OrderItemRow>,
+    new_payments: Vec<PaymentRow>,
+    changed: BTreeSet<String>,
 }
 
-/// The payment of an order whose allocation is held, if any.
-async fn held_payment(
-    batch: &mut Batch<'_>,
-    order_id: &str,
-) -> Result<Option<PaymentTx>, StoreError> {
-    let row = batch
-        .fetch_optional(
-            concat!(
-                "SELECT ",
-                payment_columns!(),
-                " FROM payments WHERE order_id = $1 AND allocation = 'held'"
-            ),
-            args![order_id],
-        )
-        .await?;
-    row.as_ref().map(payment_row).transpose()
-}
-
-/// Resolves a held allocation exactly once: `ship` or `deallocate` entries for its lines, and
-/// the payment row marked so that it can never be resolved again.
-async fn resolve_allocation(
-    batch: &mut Batch<'_>,
-    payment: &PaymentTx,
-    action: Action,
-) -> Result<(), StoreError> {
-    let state = if action == Action::Ship {
-        "shipped"
-    } else {
-        "released"
-    };
-    let done = batch.execute("UPDATE payments SET allocation = $2, updated_at = $3 WHERE id = $1 AND allocation = 'held'", args![&payment.id, state, batch.now.micros()])
-    .await?;
-    if done != 1 {
-        return Err(StoreError::Conflict);
+impl Orders {
+    /// The orders named in `ids`, from the rows of `Dialect::lock_orders` and
+    /// `Dialect::order_items_of`.
+    pub fn read(
+        ids: &BTreeSet<String>,
+        orders: &[Row],
+        items: &[Row],
+        now: Timestamp,
+    ) -> Result<Orders, StoreError> {
+        let mut slots: HashMap<String, Option<OrderSlot>> =
+            ids.iter().map(|id| (id.clone(), None)).collect();
+        for row in orders {
+            let slot = OrderSlot {
+                state: rows::order_state(row)?,
+                paying: row.col("paying")?,
+                total: rows::order_total(row)?,
+                lines: Wanted::new(),
+            };
+            slots.insert(row.col("id")?, Some(slot));
+        }
+        for row in items {
+            let id: String = row.col("order_id")?;
+            let Some(Some(slot)) = slots.get_mut(&id) else {
+                continue;
+            };
+            let key = (
+                rows::product_id(&row.col::<String>("product_id")?)?,
+                row.col("location")?,
+            );
+            *slot.lines.entry(key).or_default() += u64::try_from(row.col::<i64>("quantity")?)
+                .map_err(|_| StoreError::Internal("negative quantity".into()))?;
+        }
+        Ok(Orders {
+            now: now.micros(),
+            slots,
+            new_orders: Vec::new(),
+            new_items: Vec::new(),
+            new_payments: Vec::new(),
+            changed: BTreeSet::new(),
+        })
     }
-    let lines: Vec<_> = payment
-        .lines
-        .iter()
-        .map(|l| (l.product.clone(), l.location.clone(), action, l.quantity))
-        .collect();
-    match batch.apply_lines(&lines, Some(&payment.order_id), None, false)? {
-        Ok(_) => Ok(()),
-        Err(rejection) => Err(StoreError::Internal(format!(
-            "a held allocation of order {} could not be resolved: {rejection:?}",
-            payment.order_id
-        ))),
-    }
-}
 
-/// The stock check of add-to-cart and checkout: every managed product has `quantity` available.
-/// Quantities wanted per stock record: (product, location) → units.
-type Wanted = BTreeMap<(ProductId, String), u64>;
-
-/// The stock check of add-to-cart and checkout: every stock-managed line has its quantity
-/// available at its location. `Some` says why not.
-fn short(batch: &Batch<'_>, wanted: &Wanted) -> Result<Option<Rejection>, StoreError> {
-    for ((product, location), quantity) in wanted {
-        match batch.stock(product, location)? {
-            Some(stock) if stock.available() < *quantity => return Ok(Some(Rejection::OutOfStock)),
-            Some(_) => {}
-            // Not stock-managed: any quantity may be bought.
-            None if !batch.managed(product) => {}
-            None if location == NO_LOCATION => return Ok(Some(Rejection::LocationRequired)),
-            None => return Ok(Some(Rejection::OutOfStock)),
+    fn slot(&self, id: &str) -> Result<Option<&OrderSlot>, StoreError> {
+        match self.slots.get(id) {
+            Some(slot) => Ok(slot.as_ref()),
+            None => Err(StoreError::Internal(format!(
+                "order {id} was not locked by its batch"
+            ))),
         }
     }
-    Ok(None)
+
+    fn state(&self, id: &str) -> Result<Option<OrderState>, StoreError> {
+        Ok(self.slot(id)?.map(|s| s.state))
+    }
+
+    fn slot_mut(&mut self, id: &str) -> Result<&mut OrderSlot, StoreError> {
+        self.slots
+            .get_mut(id)
+            .and_then(Option::as_mut)
+            .ok_or_else(|| StoreError::Internal(format!("order {id} is not in its batch")))
+    }
+
+    /// Sets an order's state (and the attempt in flight).
+    fn set_state(
+        &mut self,
+        id: &str,
+        state: OrderState,
+        paying: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let slot = self.slot_mut(id)?;
+        slot.state = state;
+        slot.paying = paying.map(str::to_owned);
+        self.changed.insert(id.to_owned());
+        Ok(())
+    }
+
+    /// Records a payment transaction of an order, after the ones it has.
+    fn add_payment(&mut self, mut row: PaymentRow) -> Result<(), StoreError> {
+        self.slot_mut(&row.order_id)?;
+        let earlier = self
+            .new_payments
+            .iter()
+            .filter(|p| p.order_id == row.order_id)
+            .count();
+        row.n = i64::try_from(earlier + 1).unwrap_or(i64::MAX);
+        self.new_payments.push(row);
+        Ok(())
+    }
+
+    /// The statements that write the rows kept back since the last write, parents first.
+    pub fn write_back(&mut self, dialect: &Dialect) -> Result<Vec<Stmt>, StoreError> {
+        let mut states = Vec::with_capacity(self.changed.len());
+        for id in std::mem::take(&mut self.changed) {
+            let slot = self.slot_mut(&id)?;
+            states.push(OrderStateRow {
+                id,
+                status: slot.state.status.as_str(),
+                payment: slot.state.payment.as_str(),
+                shipping: slot.state.shipping.as_str(),
+                paying: slot.paying.clone(),
+            });
+        }
+        let bulk_sql = &dialect.bulk;
+        let now = Some(self.now);
+        Ok([
+            bulk(
+                bulk_sql.insert_orders,
+                &std::mem::take(&mut self.new_orders),
+                now,
+            )?,
+            bulk(
+                bulk_sql.insert_order_items,
+                &std::mem::take(&mut self.new_items),
+                None,
+            )?,
+            bulk(
+                bulk_sql.insert_payments,
+                &std::mem::take(&mut self.new_payments),
+                now,
+            )?,
+            bulk(bulk_sql.update_orders, &states, now)?,
+        ]
+        .into_iter()
+        .flatten()
+        .collect())
+    }
 }
 
-pub(crate) async fn execute(
-    batch: &mut Batch<'_>,
+/// Applies checkout or pay to the batch's orders, in memory.
+pub(crate) fn apply_order_command(
+    orders: &mut Orders,
+    stocks: &mut Stocks,
+    carts: &Carts,
+    catalog: &Catalog,
     command: &Command,
 ) -> Result<Outcome, StoreError> {
-    use Outcome::{Applied, Refused};
-    Ok(match command {
-        Command::CreateProduct(p) => {
-            let done = batch.execute("INSERT INTO products (id, sku, name, price_amount, currency, includes_tax, \
-                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT DO NOTHING", args![p.id.as_str(), &p.sku, &p.name, p.price.amount, &p.price.currency, i64::from(p.price.includes_tax), batch.now.micros()])
-            .await?;
-            if done == 0 {
-                Refused(Rejection::ProductTaken)
-            } else {
-                // Lines of it already in carts now have a currency.
-                batch.flow.forget_carts_holding(p.id.as_str());
-                Applied(Effect::Product(p.id.clone()))
-            }
-        }
-        Command::AddToCart { cart_id, lines } => add_to_cart(batch, cart_id, lines).await?,
-        Command::UpdateCartItem {
-            cart_id,
-            item_id,
-            product,
-            location,
-            quantity,
-        } => {
-            let row = batch
-                .fetch_optional(
-                    "SELECT product_id FROM cart_items WHERE id = $1 AND cart_id = $2",
-                    args![item_id, cart_id],
-                )
-                .await?;
-            let Some(row) = row else {
-                return Ok(Refused(Rejection::NotFound));
-            };
-            let in_cart: String = row.col("product_id")?;
-            if in_cart != product.as_str() {
-                return Ok(Refused(Rejection::NotFound));
-            }
-            let wanted = Wanted::from([((product.clone(), location.clone()), quantity.get())]);
-            if let Some(rejection) = short(batch, &wanted)? {
-                return Ok(Refused(rejection));
-            }
-            batch
-                .execute(
-                    "UPDATE cart_items SET quantity = $2, updated_at = $3 WHERE id = $1",
-                    args![item_id, figure(quantity.get()), batch.now.micros()],
-                )
-                .await?;
-            batch
-                .execute(
-                    "UPDATE carts SET updated_at = $2 WHERE id = $1",
-                    args![cart_id, batch.now.micros()],
-                )
-                .await?;
-            batch.flow.forget_cart(cart_id);
-            Applied(Effect::Cart(cart_id.clone()))
-        }
-        Command::Checkout(order) => checkout(batch, order).await?,
+    match command {
+        Command::Checkout(order) => checkout(orders, stocks, carts, catalog, order),
         Command::Pay {
             order_id,
             payment,
             settled,
-        } => pay(batch, order_id, payment, *settled).await?,
-        Command::Settle {
-            order_id,
-            payment_id,
-            approved,
-            failure,
-        } => settle(batch, order_id, payment_id, *approved, failure.as_deref()).await?,
-        Command::Capture {
-            order_id,
-            authorization_id,
-            capture_id,
-        } => {
-            let Some(state) = load_state(batch, order_id)? else {
-                return Ok(Refused(Rejection::NotFound));
-            };
-            let Some(authorization) = payment_in_batch(batch, order_id, authorization_id).await?
-            else {
-                return Ok(Refused(Rejection::NotFound));
-            };
-            if authorization.transaction_type != "authorize"
-                || authorization.status != PaymentStatus::Complete
-            {
-                return Ok(Refused(Rejection::Order(
-                    stockroom_domain::order::OrderError::NotAuthorized,
-                )));
-            }
-            let next = match state.capture() {
-                Ok(next) => next,
-                Err(e) => return Ok(Refused(Rejection::Order(e))),
-            };
-            insert_payment(
-                batch,
-                order_id,
-                &NewPayment {
-                    id: capture_id.clone(),
-                    gateway: authorization.gateway.clone(),
-                    method: PaymentMethod::Purchase,
-                    amount: authorization.amount.clone(),
-                    lines: Vec::new(),
-                    expires_at: batch.now,
-                },
-                "capture",
-                "complete",
-                "none",
-            )?;
-            save_state(batch, order_id, next, None)?;
-            Applied(Effect::Payment {
-                order_id: order_id.clone(),
-                payment_id: capture_id.clone(),
-            })
-        }
-        Command::Ship { order_id } => {
-            let Some(state) = load_state(batch, order_id)? else {
-                return Ok(Refused(Rejection::NotFound));
-            };
-            let next = match state.ship() {
-                Ok(next) => next,
-                Err(e) => return Ok(Refused(Rejection::Order(e))),
-            };
-            if let Some(payment) = held_payment(batch, order_id).await? {
-                resolve_allocation(batch, &payment, Action::Ship).await?;
-            }
-            save_state(batch, order_id, next, None)?;
-            Applied(Effect::Order(order_id.clone()))
-        }
-        Command::Cancel { order_id } => {
-            let Some(state) = load_state(batch, order_id)? else {
-                return Ok(Refused(Rejection::NotFound));
-            };
-            let (next, on_cancel) = match state.cancel() {
-                Ok(next) => next,
-                Err(e) => return Ok(Refused(Rejection::Order(e))),
-            };
-            if on_cancel == OnCancel::Release {
-                if let Some(payment) = held_payment(batch, order_id).await? {
-                    resolve_allocation(batch, &payment, Action::Deallocate).await?;
-                }
-            }
-            save_state(batch, order_id, next, None)?;
-            Applied(Effect::Order(order_id.clone()))
-        }
-        Command::Create { .. }
-        | Command::Transact { .. }
-        | Command::Delete { .. }
-        | Command::SetLocations { .. }
-        | Command::CreateLocation(_)
-        | Command::DeleteLocation { .. } => {
-            return Err(StoreError::Internal(
-                "a stock command reached the order flow".into(),
-            ))
-        }
-    })
+        } => pay(orders, stocks, order_id, payment, *settled),
+        _ => Err(StoreError::Internal(
+            "not an in-memory order command".into(),
+        )),
+    }
 }
 
-async fn add_to_cart(
-    batch: &mut Batch<'_>,
-    cart_id: &str,
-    lines: &[CartLine],
+fn checkout(
+    orders: &mut Orders,
+    stocks: &Stocks,
+    carts: &Carts,
+    catalog: &Catalog,
+    order: &NewOrder,
 ) -> Result<Outcome, StoreError> {
-    let mut wanted = Wanted::new();
-    for line in lines {
-        if !crate::locations::exists(batch, &line.location).await? {
-            return Ok(Outcome::Refused(Rejection::NotFound));
-        }
-        *wanted
-            .entry((line.product.clone(), line.location.clone()))
-            .or_default() += line.quantity.get();
-    }
-    if let Some(rejection) = short(batch, &wanted)? {
-        return Ok(Outcome::Refused(rejection));
-    }
-    // What the cart holds already, with its products' currencies: one currency per cart.
-    if batch.flow.cart(cart_id).is_none() {
-        let rows = batch
-            .fetch_all(
-                batch.dialect().cart_items_of,
-                args![serde_json::to_string(&[cart_id]).unwrap_or_default()],
-            )
-            .await?;
-        batch.flow.carts_read([&cart_id.to_owned()], &rows)?;
-    }
-    let in_cart = batch.flow.cart(cart_id).unwrap_or_default();
-    let mut currencies: Vec<&str> = lines
-        .iter()
-        .filter_map(|l| l.currency.as_deref())
-        .chain(in_cart.iter().filter_map(|l| l.currency.as_deref()))
-        .collect();
-    currencies.sort_unstable();
-    currencies.dedup();
-    if currencies.len() > 1 {
-        return Ok(Outcome::Refused(Rejection::CurrencyMismatch));
-    }
-    let held = |(p, l): &(ProductId, String)| {
-        in_cart
-            .iter()
-            .find(|seen| seen.product == p.as_str() && seen.location == *l)
-            .map(|seen| seen.quantity)
+    let Some(cart) = carts.get(&order.cart_id)? else {
+        return Ok(Outcome::Refused(Rejection::NotFound));
     };
-    let new_lines = wanted.keys().filter(|k| held(k).is_none()).count();
-    if in_cart.len() + new_lines > CART_LINES_MAX {
-        return Ok(Outcome::Refused(Rejection::CartLimit));
-    }
-    for (key, quantity) in &wanted {
-        let held = u64::try_from(held(key).unwrap_or(0)).unwrap_or(0);
-        if held + quantity > QUANTITY_MAX {
-            return Ok(Outcome::Refused(Rejection::CartLimit));
-        }
-    }
-    // Added to what the line holds when written, so two instances adding to one cart at once
-    // both count (the read above was for the checks; on PostgreSQL it took no lock).
-    for ((product, location), quantity) in wanted {
-        let currency = lines
-            .iter()
-            .find(|l| l.product == product)
-            .and_then(|l| l.currency.clone());
-        batch.flow.add_to_cart(
-            cart_id,
-            CartLineSeen {
-                product: product.as_str().to_owned(),
-                location,
-                quantity: figure(quantity),
-                currency,
-            },
-        );
-    }
-    Ok(Outcome::Applied(Effect::Cart(cart_id.to_owned())))
-}
-
-async fn checkout(batch: &mut Batch<'_>, order: &NewOrder) -> Result<Outcome, StoreError> {
-    let mut wanted = Wanted::new();
-    for item in &order.items {
-        *wanted
-            .entry((item.product_id.clone(), item.location.clone()))
-            .or_default() += item.quantity.get();
-    }
-    if let Some(rejection) = short(batch, &wanted)? {
+    let priced = match price(cart, catalog) {
+        Ok(priced) => priced,
+        Err(rejection) => return Ok(Outcome::Refused(rejection)),
+    };
+    if let Some(rejection) = stocks.short(&priced.lines)? {
         return Ok(Outcome::Refused(rejection));
     }
-    let items = order
-        .items
-        .iter()
-        .enumerate()
-        .map(|(position, item)| {
-            serde_json::json!({
-                "id": item.id,
-                "order": order.id,
-                "position": position,
-                "p": item.product_id.as_str(),
-                "l": item.location,
-                "name": item.name,
-                "sku": item.sku,
-                "q": item.quantity.get(),
-                "amount": item.unit_price.amount,
-                "currency": item.unit_price.currency,
-                "tax": i64::from(item.unit_price.includes_tax),
-            })
-        })
-        .collect();
     let state = OrderState::checked_out();
-    let row = serde_json::json!({
-        "id": order.id,
-        "cart": order.cart_id,
-        "status": state.status.as_str(),
-        "payment": state.payment.as_str(),
-        "shipping": state.shipping.as_str(),
-        "paying": null,
-        "customer": order.customer,
-        "billing": order.billing_address,
-        "shipping_address": order.shipping_address,
-        "amount": order.total.amount,
-        "currency": order.total.currency,
+    orders.new_items.extend(
+        priced
+            .items
+            .iter()
+            .enumerate()
+            .map(|(position, item)| item_row(&order.id, position, item)),
+    );
+    orders.new_orders.push(OrderRow {
+        id: order.id.clone(),
+        cart_id: order.cart_id.clone(),
+        status: state.status.as_str(),
+        payment: state.payment.as_str(),
+        shipping: state.shipping.as_str(),
+        customer: order.customer.clone(),
+        billing_address: order.billing_address.clone(),
+        shipping_address: order.shipping_address.clone(),
+        total_amount: priced.total.amount_minor(),
+        currency: priced.total.currency().as_str().to_owned(),
     });
-    batch.flow.create_order(&order.id, row, items, state);
+    let slot = OrderSlot {
+        state,
+        paying: None,
+        total: priced.total,
+        lines: priced.lines,
+    };
+    orders.slots.insert(order.id.clone(), Some(slot));
     Ok(Outcome::Applied(Effect::Order(order.id.clone())))
 }
 
-fn insert_payment(
-    batch: &mut Batch<'_>,
-    order_id: &str,
-    payment: &NewPayment,
-    transaction_type: &str,
-    status: &str,
-    allocation: &str,
-) -> Result<(), StoreError> {
-    batch.flow.add_payment(
-        order_id,
-        serde_json::json!({
-            "id": payment.id,
-            "gateway": payment.gateway,
-            "type": transaction_type,
-            "status": status,
-            "amount": payment.amount.amount,
-            "currency": payment.amount.currency,
-            "lines": encode_lines(&payment.lines),
-            "allocation": allocation,
-            "expires": payment.expires_at.micros(),
-        }),
-    )
+/// A cart's items priced from the catalog, their total, and their units per record.
+struct Priced {
+    items: Vec<OrderItem>,
+    total: Money,
+    lines: Wanted,
 }
 
-async fn pay(
-    batch: &mut Batch<'_>,
+/// Prices a cart: each item at its product's price (zero, in the cart's currency, for stock
+/// with no catalog record). A cart holds one currency (its priced items'; USD if none).
+fn price(cart: &crate::carts::CartState, catalog: &Catalog) -> Result<Priced, Rejection> {
+    if cart.lines.is_empty() {
+        return Err(Rejection::CartEmpty);
+    }
+    let products: Vec<Option<&Product>> =
+        cart.lines.iter().map(|l| catalog.get(&l.product)).collect();
+    let mut currencies: Vec<Currency> = products
+        .iter()
+        .flatten()
+        .map(|p| p.price.amount.currency())
+        .collect();
+    currencies.sort_unstable();
+    currencies.dedup();
+    let currency = match currencies.as_slice() {
+        [] => Currency::parse("USD").map_err(|_| Rejection::CurrencyMismatch)?,
+        [one] => *one,
+        _ => return Err(Rejection::CurrencyMismatch),
+    };
+    let mut items = Vec::with_capacity(cart.lines.len());
+    let mut lines = Wanted::new();
+    let mut total = Money::zero(currency);
+    for (line, product) in cart.lines.iter().zip(products) {
+        let quantity = Quantity::new(figure(line.quantity)).map_err(|_| Rejection::CartLimit)?;
+        let unit_price = product.map(|p| p.price).unwrap_or(Price {
+            amount: Money::zero(currency),
+            includes_tax: false,
+        });
+        total = unit_price
+            .amount
+            .checked_mul(quantity)
+            .and_then(|value| total.checked_add(value))
+            .map_err(|_| Rejection::OrderTotalTooLarge)?;
+        *lines
+            .entry((line.product.clone(), line.location.clone()))
+            .or_default() += line.quantity;
+        items.push(OrderItem {
+            id: crate::model::new_id(),
+            product_id: line.product.clone(),
+            location: line.location.clone(),
+            name: product.map(|p| p.name.clone()).unwrap_or_default(),
+            sku: product.map(|p| p.sku.clone()).unwrap_or_default(),
+            quantity,
+            unit_price,
+        });
+    }
+    Ok(Priced {
+        items,
+        total,
+        lines,
+    })
+}
+
+fn item_row(order_id: &str, position: usize, item: &OrderItem) -> OrderItemRow {
+    OrderItemRow {
+        id: item.id.clone(),
+        order_id: order_id.to_owned(),
+        position: i64::try_from(position).unwrap_or(i64::MAX),
+        product_id: item.product_id.as_str().to_owned(),
+        location: item.location.clone(),
+        name: item.name.clone(),
+        sku: item.sku.clone(),
+        quantity: figure(item.quantity.get()),
+        unit_amount: item.unit_price.amount.amount_minor(),
+        currency: item.unit_price.amount.currency().as_str().to_owned(),
+        includes_tax: i64::from(item.unit_price.includes_tax),
+    }
+}
+
+/// Allocates every line of an order at once (products without stock are not stock-managed
+/// and are skipped) and records the attempt; settled attempts record their outcome too.
+fn pay(
+    orders: &mut Orders,
+    stocks: &mut Stocks,
     order_id: &str,
     payment: &NewPayment,
     settled: bool,
 ) -> Result<Outcome, StoreError> {
-    let Some(state) = load_state(batch, order_id)? else {
+    let Some(slot) = orders.slot(order_id)?.cloned() else {
         return Ok(Outcome::Refused(Rejection::NotFound));
     };
-    let next = match state.begin_payment() {
+    let next = match slot.state.begin_payment() {
         Ok(next) => next,
         Err(e) => return Ok(Outcome::Refused(Rejection::Order(e))),
     };
-    // All lines in one step; products without stock are not stock-managed and are skipped.
-    let lines: Vec<_> = payment
-        .lines
-        .iter()
-        .map(|l| {
-            (
-                l.product.clone(),
-                l.location.clone(),
-                Action::Allocate,
-                l.quantity,
-            )
-        })
-        .collect();
-    let entries = match batch.apply_lines(&lines, Some(order_id), None, true)? {
+    let mut lines: Vec<LineAction> = Vec::with_capacity(slot.lines.len());
+    for ((product, location), units) in &slot.lines {
+        let Ok(quantity) = Quantity::new(figure(*units)) else {
+            return Ok(Outcome::Refused(Rejection::CartLimit));
+        };
+        lines.push((
+            product.clone(),
+            location.clone(),
+            Action::Allocate,
+            quantity,
+        ));
+    }
+    let entries = match stocks.apply_lines(&lines, Some(order_id), None, true)? {
         Ok(entries) => entries,
         Err(Rejection::LocationRequired) => {
             return Ok(Outcome::Refused(Rejection::LocationRequired))
@@ -964,37 +354,23 @@ async fn pay(
             Some(Line {
                 product: e.product_id.clone(),
                 location: e.location.clone(),
-                quantity: Quantity::new(i64::try_from(e.quantity).ok()?).ok()?,
+                quantity: Quantity::new(figure(e.quantity)).ok()?,
             })
         })
         .collect();
-    let recorded = NewPayment {
-        lines: allocated,
-        ..payment.clone()
+    let status = match settled {
+        true => PaymentStatus::Complete,
+        false => PaymentStatus::Pending,
     };
-    let allocation = if recorded.lines.is_empty() {
-        "none"
-    } else {
-        "held"
-    };
-    let status = if settled { "complete" } else { "pending" };
-    insert_payment(
-        batch,
+    orders.add_payment(payment_row(
         order_id,
-        &recorded,
-        payment.method.as_str(),
-        status,
-        allocation,
-    )?;
-    if settled {
-        save_state(
-            batch,
-            order_id,
-            next.payment_succeeded(payment.method),
-            None,
-        )?;
-    } else {
-        save_state(batch, order_id, next, Some(&payment.id))?;
+        payment,
+        &slot.total,
+        (status, &allocated),
+    ))?;
+    match settled {
+        true => orders.set_state(order_id, next.payment_succeeded(payment.method), None)?,
+        false => orders.set_state(order_id, next, Some(&payment.id))?,
     }
     Ok(Outcome::Applied(Effect::Payment {
         order_id: order_id.to_owned(),
@@ -1002,47 +378,422 @@ async fn pay(
     }))
 }
 
-async fn settle(
-    batch: &mut Batch<'_>,
+fn payment_row(
     order_id: &str,
-    payment_id: &str,
-    approved: bool,
-    failure: Option<&str>,
-) -> Result<Outcome, StoreError> {
-    let applied = Outcome::Applied(Effect::Payment {
+    payment: &NewPayment,
+    amount: &Money,
+    (status, lines): (PaymentStatus, &[Line]),
+) -> PaymentRow {
+    PaymentRow {
+        id: payment.id.clone(),
         order_id: order_id.to_owned(),
-        payment_id: payment_id.to_owned(),
-    });
-    let Some(payment) = payment_in_batch(batch, order_id, payment_id).await? else {
-        return Ok(Outcome::Refused(Rejection::NotFound));
-    };
-    if payment.status != PaymentStatus::Pending {
-        // Already settled (say, expired while the gateway answered): the first outcome stands.
-        return Ok(applied);
+        n: 0,
+        gateway: payment.gateway.clone(),
+        transaction_type: payment.method.into(),
+        status,
+        amount: amount.amount_minor(),
+        currency: amount.currency().as_str().to_owned(),
+        lines: rows::encode_lines(lines),
+        allocation: match lines.is_empty() {
+            true => AllocationState::None,
+            false => AllocationState::Held,
+        },
+        expires_at: payment.expires_at.micros(),
     }
-    let Some(state) = load_state(batch, order_id)? else {
-        return Ok(Outcome::Refused(Rejection::NotFound));
+}
+
+/// Applies a command that reads or changes an order's payment transactions (settle, capture,
+/// ship, cancel), with statements of its own.
+pub(crate) async fn apply_payment_command(
+    conn: Conn<'_>,
+    orders: &mut Orders,
+    stocks: &mut Stocks,
+    command: &Command,
+) -> Result<Outcome, StoreError> {
+    let mut tx = PaymentWork {
+        conn,
+        orders,
+        stocks,
     };
-    let method = PaymentMethod::parse(&payment.transaction_type).unwrap_or(PaymentMethod::Purchase);
-    let (status, next) = if approved {
-        ("complete", state.payment_succeeded(method))
-    } else {
-        if payment.allocation == AllocationState::Held {
-            resolve_allocation(batch, &payment, Action::Deallocate).await?;
+    match command {
+        Command::Settle {
+            order_id,
+            payment_id,
+            approved,
+            failure,
+        } => {
+            tx.settle(order_id, payment_id, *approved, failure.as_deref())
+                .await
         }
-        ("failed", state.payment_failed())
+        Command::Capture {
+            order_id,
+            authorization_id,
+            capture_id,
+        } => tx.capture(order_id, authorization_id, capture_id).await,
+        Command::Ship { order_id } => tx.ship(order_id).await,
+        Command::Cancel { order_id } => tx.cancel(order_id).await,
+        _ => Err(StoreError::Internal("not a payment command".into())),
+    }
+}
+
+/// What the payment commands work on: the batch's connection, orders and stock.
+struct PaymentWork<'a, 'c> {
+    conn: Conn<'c>,
+    orders: &'a mut Orders,
+    stocks: &'a mut Stocks,
+}
+
+/// A payment transaction by id (`$1`) and order (`$2`).
+const PAYMENT_BY_ID: &str = concat!(
+    "SELECT ",
+    payment_columns!(),
+    " FROM payments WHERE id = $1 AND order_id = $2"
+);
+
+impl PaymentWork<'_, '_> {
+    async fn payment(
+        &self,
+        order_id: &str,
+        payment_id: &str,
+    ) -> Result<Option<PaymentTx>, StoreError> {
+        let row = self
+            .conn
+            .row(PAYMENT_BY_ID, args![payment_id, order_id])
+            .await?;
+        row.as_ref().map(rows::payment).transpose()
+    }
+
+    /// The payment of an order whose allocation is held, if any.
+    async fn held_payment(&self, order_id: &str) -> Result<Option<PaymentTx>, StoreError> {
+        let row = self
+            .conn
+            .row(
+                concat!(
+                    "SELECT ",
+                    payment_columns!(),
+                    " FROM payments WHERE order_id = $1 AND allocation = $2"
+                ),
+                args![order_id, AllocationState::Held.as_str()],
+            )
+            .await?;
+        row.as_ref().map(rows::payment).transpose()
+    }
+
+    /// Resolves a held allocation exactly once: `ship` or `deallocate` entries for its lines,
+    /// and the payment row marked so that it can never be resolved again.
+    async fn resolve(&mut self, payment: &PaymentTx, action: Action) -> Result<(), StoreError> {
+        let resolved = match action {
+            Action::Ship => AllocationState::Shipped,
+            _ => AllocationState::Released,
+        };
+        let done = self
+            .conn
+            .run(
+                "UPDATE payments SET allocation = $2, updated_at = $3 \
+                 WHERE id = $1 AND allocation = $4",
+                args![
+                    &payment.id,
+                    resolved.as_str(),
+                    self.orders.now,
+                    AllocationState::Held.as_str()
+                ],
+            )
+            .await?;
+        if done != 1 {
+            return Err(StoreError::RaceLost(format!(
+                "payment {} was resolved meanwhile",
+                payment.id
+            )));
+        }
+        let lines: Vec<LineAction> = payment
+            .lines
+            .iter()
+            .map(|l| (l.product.clone(), l.location.clone(), action, l.quantity))
+            .collect();
+        match self
+            .stocks
+            .apply_lines(&lines, Some(&payment.order_id), None, false)?
+        {
+            Ok(_) => Ok(()),
+            Err(rejection) => Err(StoreError::Internal(format!(
+                "a held allocation of order {} could not be resolved: {rejection:?}",
+                payment.order_id
+            ))),
+        }
+    }
+
+    async fn settle(
+        &mut self,
+        order_id: &str,
+        payment_id: &str,
+        approved: bool,
+        failure: Option<&str>,
+    ) -> Result<Outcome, StoreError> {
+        let applied = Outcome::Applied(Effect::Payment {
+            order_id: order_id.to_owned(),
+            payment_id: payment_id.to_owned(),
+        });
+        let Some(payment) = self.payment(order_id, payment_id).await? else {
+            return Ok(Outcome::Refused(Rejection::NotFound));
+        };
+        if payment.status != PaymentStatus::Pending {
+            // Already settled (say, expired while the gateway answered): the first outcome
+            // stands.
+            return Ok(applied);
+        }
+        let Some(state) = self.orders.state(order_id)? else {
+            return Ok(Outcome::Refused(Rejection::NotFound));
+        };
+        let method = match payment.transaction_type {
+            TransactionType::Authorize => stockroom_domain::order::PaymentMethod::Authorize,
+            _ => stockroom_domain::order::PaymentMethod::Purchase,
+        };
+        let (status, next) = if approved {
+            (PaymentStatus::Complete, state.payment_succeeded(method))
+        } else {
+            if payment.allocation == AllocationState::Held {
+                self.resolve(&payment, Action::Deallocate).await?;
+            }
+            (PaymentStatus::Failed, state.payment_failed())
+        };
+        self.conn
+            .run(
+                "UPDATE payments SET status = $2, failure = $3, updated_at = $4 WHERE id = $1",
+                args![payment_id, status.as_str(), failure, self.orders.now],
+            )
+            .await?;
+        self.orders.set_state(order_id, next, None)?;
+        Ok(applied)
+    }
+
+    async fn capture(
+        &mut self,
+        order_id: &str,
+        authorization_id: &str,
+        capture_id: &str,
+    ) -> Result<Outcome, StoreError> {
+        let Some(state) = self.orders.state(order_id)? else {
+            return Ok(Outcome::Refused(Rejection::NotFound));
+        };
+        let Some(authorization) = self.payment(order_id, authorization_id).await? else {
+            return Ok(Outcome::Refused(Rejection::NotFound));
+        };
+        if authorization.transaction_type != TransactionType::Authorize
+            || authorization.status != PaymentStatus::Complete
+        {
+            return Ok(Outcome::Refused(Rejection::Order(
+                OrderError::NotAuthorized,
+            )));
+        }
+        let next = match state.capture() {
+            Ok(next) => next,
+            Err(e) => return Ok(Outcome::Refused(Rejection::Order(e))),
+        };
+        self.orders.add_payment(PaymentRow {
+            transaction_type: TransactionType::Capture,
+            ..payment_row(
+                order_id,
+                &NewPayment {
+                    id: capture_id.to_owned(),
+                    gateway: authorization.gateway.clone(),
+                    method: stockroom_domain::order::PaymentMethod::Purchase,
+                    expires_at: Timestamp(self.orders.now),
+                },
+                &authorization.amount,
+                (PaymentStatus::Complete, &[]),
+            )
+        })?;
+        self.orders.set_state(order_id, next, None)?;
+        Ok(Outcome::Applied(Effect::Payment {
+            order_id: order_id.to_owned(),
+            payment_id: capture_id.to_owned(),
+        }))
+    }
+
+    async fn ship(&mut self, order_id: &str) -> Result<Outcome, StoreError> {
+        let Some(state) = self.orders.state(order_id)? else {
+            return Ok(Outcome::Refused(Rejection::NotFound));
+        };
+        let next = match state.ship() {
+            Ok(next) => next,
+            Err(e) => return Ok(Outcome::Refused(Rejection::Order(e))),
+        };
+        if let Some(payment) = self.held_payment(order_id).await? {
+            self.resolve(&payment, Action::Ship).await?;
+        }
+        self.orders.set_state(order_id, next, None)?;
+        Ok(Outcome::Applied(Effect::Order(order_id.to_owned())))
+    }
+
+    async fn cancel(&mut self, order_id: &str) -> Result<Outcome, StoreError> {
+        let Some(state) = self.orders.state(order_id)? else {
+            return Ok(Outcome::Refused(Rejection::NotFound));
+        };
+        let (next, on_cancel) = match state.cancel() {
+            Ok(next) => next,
+            Err(e) => return Ok(Outcome::Refused(Rejection::Order(e))),
+        };
+        if on_cancel == OnCancel::Release {
+            if let Some(payment) = self.held_payment(order_id).await? {
+                self.resolve(&payment, Action::Deallocate).await?;
+            }
+        }
+        self.orders.set_state(order_id, next, None)?;
+        Ok(Outcome::Applied(Effect::Order(order_id.to_owned())))
+    }
+}
+
+// ---- reads ---------------------------------------------------------------------------------
+
+macro_rules! orders_filter {
+    () => {
+        "WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) \
+         AND (CAST($2 AS TEXT) IS NULL OR payment = $2) \
+         AND (CAST($3 AS TEXT) IS NULL OR shipping = $3)"
     };
-    batch
-        .execute(
-            "UPDATE payments SET status = $2, failure = $3, updated_at = $4 WHERE id = $1",
-            args![
-                payment_id,
-                status,
-                failure.map(str::to_owned),
-                batch.now.micros()
-            ],
+}
+
+macro_rules! order_columns {
+    () => {
+        "id, cart_id, status, payment, shipping, paying, customer, billing_address, \
+         shipping_address, total_amount, currency, created_at, updated_at"
+    };
+}
+
+/// An order with its items: one statement.
+pub(crate) async fn order(db: &Reader, id: &str) -> Result<Option<Order>, StoreError> {
+    let rows = db
+        .rows(
+            concat!(
+                "SELECT o.id, o.cart_id, o.status, o.payment, o.shipping, o.paying, o.customer, \
+                 o.billing_address, o.shipping_address, o.total_amount, o.currency, \
+                 o.created_at, o.updated_at, ",
+                order_item_columns!(),
+                " FROM orders o LEFT JOIN order_items i ON i.order_id = o.id WHERE o.id = $1 \
+                 ORDER BY i.position"
+            ),
+            args![id],
         )
         .await?;
-    save_state(batch, order_id, next, None)?;
-    Ok(applied)
+    let Some((first, items)) = with_items(&rows, rows::order_item)? else {
+        return Ok(None);
+    };
+    Ok(Some(rows::order(first, items)?))
+}
+
+pub(crate) async fn orders(
+    db: &Reader,
+    query: &OrderQuery,
+    page: Page,
+) -> Result<Paged<Order>, StoreError> {
+    let filter_args = || {
+        args![
+            query.status.map(|s| s.as_str()),
+            query.payment.map(|s| s.as_str()),
+            query.shipping.map(|s| s.as_str())
+        ]
+    };
+    let mut page_args = filter_args();
+    page_args.extend(args![figure(page.limit), figure(page.offset)]);
+    let rows = db
+        .rows(
+            concat!(
+                "SELECT ",
+                order_columns!(),
+                " FROM orders ",
+                orders_filter!(),
+                " ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
+            ),
+            page_args.clone(),
+        )
+        .await?;
+    let total = rows::count(
+        db.row(
+            concat!("SELECT COUNT(*) AS n FROM orders ", orders_filter!()),
+            filter_args(),
+        )
+        .await?,
+    )?;
+    let ids: Vec<String> = rows.iter().map(|r| r.col("id")).collect::<Result<_, _>>()?;
+    let mut items = order_items(db, page_args).await?;
+    let orders = rows
+        .iter()
+        .zip(ids)
+        .map(|(row, id)| rows::order(row, items.remove(&id).unwrap_or_default()))
+        .collect::<Result<_, _>>()?;
+    Ok(Paged {
+        items: orders,
+        total,
+    })
+}
+
+/// The items of a page of orders (the same filter, order and page as the orders'
+/// statement), by order, in position order: one statement.
+async fn order_items(
+    db: &Reader,
+    page_args: Vec<crate::exec::Arg>,
+) -> Result<BTreeMap<String, Vec<OrderItem>>, StoreError> {
+    let rows = db
+        .rows(
+            concat!(
+                "SELECT i.order_id, ",
+                order_item_columns!(),
+                " FROM order_items i WHERE i.order_id IN (SELECT id FROM orders ",
+                orders_filter!(),
+                " ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5) \
+                 ORDER BY i.order_id, i.position"
+            ),
+            page_args,
+        )
+        .await?;
+    let mut by_order: BTreeMap<String, Vec<OrderItem>> = BTreeMap::new();
+    for row in &rows {
+        by_order
+            .entry(row.col("order_id")?)
+            .or_default()
+            .push(rows::order_item(row)?);
+    }
+    Ok(by_order)
+}
+
+pub(crate) async fn payments(db: &Reader, order_id: &str) -> Result<Vec<PaymentTx>, StoreError> {
+    let rows = db
+        .rows(
+            concat!(
+                "SELECT ",
+                payment_columns!(),
+                " FROM payments WHERE order_id = $1 ORDER BY position"
+            ),
+            args![order_id],
+        )
+        .await?;
+    rows.iter().map(rows::payment).collect()
+}
+
+pub(crate) async fn payment(
+    db: &Reader,
+    order_id: &str,
+    id: &str,
+) -> Result<Option<PaymentTx>, StoreError> {
+    let row = db.row(PAYMENT_BY_ID, args![id, order_id]).await?;
+    row.as_ref().map(rows::payment).transpose()
+}
+
+pub(crate) async fn expired_payments(
+    db: &Reader,
+    now: Timestamp,
+    limit: u64,
+) -> Result<Vec<PaymentTx>, StoreError> {
+    let rows = db
+        .rows(
+            concat!(
+                "SELECT ",
+                payment_columns!(),
+                " FROM payments WHERE status = $1 AND expires_at <= $2 \
+                 ORDER BY expires_at LIMIT $3"
+            ),
+            args![PaymentStatus::Pending.as_str(), now.micros(), figure(limit)],
+        )
+        .await?;
+    rows.iter().map(rows::payment).collect()
 }

@@ -2,56 +2,56 @@
 //! SQLite databases and backups (they hold the token signing key: only their owner may read
 //! them).
 //!
-//! Plain SQL that both databases accept, run on the read pool like the other credential
+//! Plain SQL that both databases accept, run on the read side like the other credential
 //! statements (none of it is on the hot path: sign-in, `keys` commands, and each instance's
 //! refresh of its token keys every few seconds).
 
 use std::path::Path;
 
-use sqlx::AnyPool;
 use stockroom_domain::limits::CREDENTIALS_MAX;
 
 use crate::error::StoreError;
+use crate::exec::{args, Reader};
 use crate::model::Credential;
-use crate::sql::credential;
+use crate::rows;
 
 /// Every credential, by client id (at most [`CREDENTIALS_MAX`]).
-pub(crate) async fn credentials(pool: &AnyPool) -> Result<Vec<Credential>, StoreError> {
-    let rows = sqlx::query(
+pub(crate) async fn credentials(read: &Reader) -> Result<Vec<Credential>, StoreError> {
+    let max = i64::try_from(CREDENTIALS_MAX).unwrap_or(i64::MAX);
+    read.rows(
         "SELECT client_id, name, role, secret_hash, created_at FROM credentials \
          ORDER BY client_id LIMIT $1",
+        args![max],
     )
-    .bind(i64::try_from(CREDENTIALS_MAX).unwrap_or(i64::MAX))
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(credential).collect()
+    .await?
+    .iter()
+    .map(rows::credential)
+    .collect()
 }
 
-pub(crate) async fn delete_credential(pool: &AnyPool, client_id: &str) -> Result<bool, StoreError> {
-    let done = sqlx::query("DELETE FROM credentials WHERE client_id = $1")
-        .bind(client_id)
-        .execute(pool)
+pub(crate) async fn delete_credential(read: &Reader, client_id: &str) -> Result<bool, StoreError> {
+    let done = read
+        .run(
+            "DELETE FROM credentials WHERE client_id = $1",
+            args![client_id],
+        )
         .await?;
-    Ok(done.rows_affected() > 0)
+    Ok(done > 0)
 }
 
-pub(crate) async fn setting(pool: &AnyPool, name: &str) -> Result<Option<String>, StoreError> {
-    Ok(
-        sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
-            .bind(name)
-            .fetch_optional(pool)
-            .await?,
-    )
+pub(crate) async fn setting(read: &Reader, name: &str) -> Result<Option<String>, StoreError> {
+    read.row("SELECT value FROM settings WHERE name = $1", args![name])
+        .await?
+        .map(|row| row.col("value"))
+        .transpose()
 }
 
-pub(crate) async fn set_setting(pool: &AnyPool, name: &str, value: &str) -> Result<(), StoreError> {
-    sqlx::query(
+pub(crate) async fn set_setting(read: &Reader, name: &str, value: &str) -> Result<(), StoreError> {
+    read.run(
         "INSERT INTO settings (name, value) VALUES ($1, $2) \
          ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        args![name, value],
     )
-    .bind(name)
-    .bind(value)
-    .execute(pool)
     .await?;
     Ok(())
 }

@@ -5,8 +5,6 @@
 use std::io::Write;
 use std::sync::Once;
 
-use sqlx::Connection;
-
 /// The variable that names the PostgreSQL server tests may use.
 pub const POSTGRES_URL_VAR: &str = "STOCKROOM_TEST_POSTGRES_URL";
 /// When set (as `.ci/run` sets it), a missing PostgreSQL server fails the tests instead of
@@ -51,14 +49,20 @@ pub async fn fresh_database(backend: Backend, dir: &std::path::Path) -> Option<S
 }
 
 /// Creates a new schema on `server` and returns a URL whose connections use it.
-pub async fn fresh_schema(server: &str) -> Result<String, sqlx::Error> {
+pub async fn fresh_schema(server: &str) -> Result<String, tokio_postgres::Error> {
     let schema = format!("{SCHEMA_PREFIX}{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(server).await?;
     // The schema name is made here from a UUID, never from input.
-    sqlx::raw_sql(&format!("CREATE SCHEMA {schema}"))
-        .execute(&mut conn)
-        .await?;
-    conn.close().await?;
+    run_on(server, &format!("CREATE SCHEMA {schema}")).await?;
     let sep = if server.contains('?') { '&' } else { '?' };
     Ok(format!("{server}{sep}options=-c%20search_path%3D{schema}"))
+}
+
+/// Runs `sql` (one or more statements, no parameters) on its own connection to `url`.
+pub async fn run_on(url: &str, sql: &str) -> Result<(), tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    let connection = tokio::spawn(connection);
+    let result = client.batch_execute(sql).await;
+    drop(client);
+    let _ = connection.await;
+    result
 }

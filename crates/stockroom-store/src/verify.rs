@@ -1,10 +1,9 @@
 //! `verify`: replay every history entry from the start and compare with every stock record.
 
-use futures::TryStreamExt;
-use sqlx::{AnyPool, Row};
 use stockroom_domain::{replay_step, Action, Origin, Stock};
 
 use crate::error::StoreError;
+use crate::exec::{Reader, Row, Visit};
 
 /// What `verify` found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -49,112 +48,139 @@ struct Replay {
     has_record: bool,
 }
 
-pub(crate) async fn run(pool: &AnyPool) -> Result<VerifyReport, StoreError> {
-    let mut report = VerifyReport::default();
-    let mut conn = pool.acquire().await?;
-    let mut rows = sqlx::query(REPLAY).fetch(&mut *conn);
-    let mut current: Option<Replay> = None;
-    while let Some(row) = rows.try_next().await? {
-        let product_id: String = row.try_get("product_id")?;
-        let location: String = row.try_get("location")?;
+/// The replay under way: the report so far and the record being replayed.
+#[derive(Default)]
+struct Verifier {
+    report: VerifyReport,
+    current: Option<Replay>,
+}
+
+pub(crate) async fn run(db: &Reader) -> Result<VerifyReport, StoreError> {
+    Ok(db.scan(REPLAY, Verifier::default()).await?.finish())
+}
+
+impl Visit for Verifier {
+    fn visit(&mut self, row: Row) -> Result<(), StoreError> {
+        let row = &row;
+        let product_id: String = row.col("product_id")?;
+        let location: String = row.col("location")?;
         // One replay per record: a product's stock at one location (or at none).
         let product = if location.is_empty() {
             product_id
         } else {
             format!("{product_id}@{location}")
         };
-        if current.as_ref().map(|c| &c.product) != Some(&product) {
-            if let Some(done) = current.take() {
-                finish(done, &mut report);
+        if self.current.as_ref().map(|c| &c.product) != Some(&product) {
+            if let Some(done) = self.current.take() {
+                finish(done, &mut self.report);
             }
-            report.records_replayed += 1;
-            current = Some(Replay {
+            self.report.records_replayed += 1;
+            self.current = Some(Replay {
                 product: product.clone(),
                 state: None,
                 broken: false,
                 has_record: false,
             });
         }
-        let Some(replay) = current.as_mut() else {
-            continue;
+        let Some(replay) = self.current.as_mut() else {
+            return Ok(());
         };
-        let kind: i64 = row.try_get("kind")?;
-        let total: i64 = row.try_get("total")?;
-        let allocated: i64 = row.try_get("allocated")?;
+        let kind: i64 = row.col("kind")?;
         if kind == 1 {
-            report.records_checked += 1;
-            replay.has_record = true;
-            let record = Stock::from_stored(total, allocated, row.try_get("held")?);
-            match (record, replay.state) {
-                (Ok(record), Some(state)) if record == state => {}
-                _ if replay.broken => {}
-                (record, state) => report.problems.push(Problem {
-                    product_id: product,
-                    detail: format!(
-                        "record is {} but the history replays to {}",
-                        describe(record.ok()),
-                        describe(state)
-                    ),
-                }),
-            }
-            continue;
+            check_record(replay, row, product, &mut self.report)
+        } else {
+            self.report.entries_checked += 1;
+            replay_entry(replay, row, product, &mut self.report)
         }
-        report.entries_checked += 1;
-        if replay.broken {
-            continue;
+    }
+}
+
+impl Verifier {
+    fn finish(mut self) -> VerifyReport {
+        if let Some(done) = self.current.take() {
+            finish(done, &mut self.report);
         }
-        let action: Option<String> = row.try_get("action")?;
-        let id: Option<String> = row.try_get("id")?;
-        let quantity: i64 = row.try_get("quantity")?;
-        let id = id.unwrap_or_default();
-        let Some(action) = action.and_then(|a| a.parse::<Action>().ok()) else {
+        self.report
+    }
+}
+
+/// Compares a stock record with what its history replayed to.
+fn check_record(
+    replay: &mut Replay,
+    row: &Row,
+    product: String,
+    report: &mut VerifyReport,
+) -> Result<(), StoreError> {
+    report.records_checked += 1;
+    replay.has_record = true;
+    let record = Stock::from_stored(row.col("total")?, row.col("allocated")?, row.col("held")?);
+    match (record, replay.state) {
+        (Ok(record), Some(state)) if record == state => {}
+        _ if replay.broken => {}
+        (record, state) => report.problems.push(Problem {
+            product_id: product,
+            detail: format!(
+                "record is {} but the history replays to {}",
+                describe(record.ok()),
+                describe(state)
+            ),
+        }),
+    }
+    Ok(())
+}
+
+/// Replays one history entry, checking the figures it records.
+fn replay_entry(
+    replay: &mut Replay,
+    row: &Row,
+    product: String,
+    report: &mut VerifyReport,
+) -> Result<(), StoreError> {
+    if replay.broken {
+        return Ok(());
+    }
+    match step(replay.state, row)? {
+        Ok(after) => replay.state = after,
+        Err(detail) => {
             replay.broken = true;
             report.problems.push(Problem {
                 product_id: product,
-                detail: format!("entry {id} has an unknown action"),
+                detail,
             });
-            continue;
-        };
-        let order_id: Option<String> = row.try_get("order_id")?;
-        let origin = if order_id.is_some() {
-            Origin::Order
-        } else {
-            Origin::Manual
-        };
-        match replay_step(replay.state, action, quantity, origin) {
-            Ok(after) => {
-                // An entry records total and allocated (a delete entry zero for both).
-                let recorded = Stock::from_figures(total, allocated).ok();
-                let replayed = after.unwrap_or_default();
-                let agrees = recorded.is_some_and(|r| {
-                    (r.total(), r.allocated()) == (replayed.total(), replayed.allocated())
-                });
-                if !agrees {
-                    replay.broken = true;
-                    report.problems.push(Problem {
-                        product_id: product,
-                        detail: format!(
-                            "entry {id} ({action} {quantity}) records {} but replays to {}",
-                            describe(recorded),
-                            describe(after)
-                        ),
-                    });
-                }
-                replay.state = after;
-            }
-            Err(e) => {
-                replay.broken = true;
-                report.problems.push(Problem {
-                    product_id: product,
-                    detail: format!("entry {id}: {e}"),
-                });
-            }
         }
     }
-    if let Some(done) = current.take() {
-        finish(done, &mut report);
-    }
-    Ok(report)
+    Ok(())
+}
+
+/// The record after the entry in `row`, or what is wrong with the entry.
+fn step(state: Option<Stock>, row: &Row) -> Result<Result<Option<Stock>, String>, StoreError> {
+    let id: String = row.col::<Option<String>>("id")?.unwrap_or_default();
+    let quantity: i64 = row.col("quantity")?;
+    let action: Option<String> = row.col("action")?;
+    let Some(action) = action.and_then(|a| a.parse::<Action>().ok()) else {
+        return Ok(Err(format!("entry {id} has an unknown action")));
+    };
+    let origin = match row.col::<Option<String>>("order_id")? {
+        Some(_) => Origin::Order,
+        None => Origin::Manual,
+    };
+    let after = match replay_step(state, action, quantity, origin) {
+        Ok(after) => after,
+        Err(e) => return Ok(Err(format!("entry {id}: {e}"))),
+    };
+    // An entry records total and allocated (a delete entry zero for both).
+    let recorded = Stock::from_figures(row.col("total")?, row.col("allocated")?).ok();
+    let replayed = after.unwrap_or_default();
+    let agrees = recorded
+        .is_some_and(|r| (r.total(), r.allocated()) == (replayed.total(), replayed.allocated()));
+    Ok(match agrees {
+        true => Ok(after),
+        false => Err(format!(
+            "entry {id} ({action} {quantity}) records {} but replays to {}",
+            describe(recorded),
+            describe(after)
+        )),
+    })
 }
 
 /// A product whose history leaves a record standing must have that record.

@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use stockroom_domain::{Action, Clock, ProductId, Quantity, Timestamp};
+use stockroom_domain::{Action, Clock, Currency, Money, Price, ProductId, Quantity, Timestamp};
 use stockroom_store::testing::{fresh_database, Backend};
 use stockroom_store::{
-    Command, LevelFilter, Location, Money, OpenOptions, OperatorStore, Outcome, Product, SqlStore,
+    Command, LevelFilter, Location, OpenOptions, OperatorStore, Outcome, Product, SqlStore,
     StockQuery, Store, WriteRequest, NO_LOCATION,
 };
 
@@ -70,9 +70,9 @@ async fn seeded(backend: Backend, dir: &std::path::Path) -> Option<Arc<SqlStore>
                 id: id(pid),
                 sku: sku.into(),
                 name: name.into(),
-                price: Money {
-                    amount: 100,
-                    currency: "GBP".into(),
+                price: Price {
+                    amount: Money::new(100, Currency::parse("GBP").expect("a code"))
+                        .expect("in range"),
                     includes_tax: false,
                 },
                 created_at: Timestamp(0),

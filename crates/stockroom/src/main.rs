@@ -82,7 +82,8 @@ struct DbArgs {
     )]
     database_url: String,
 
-    /// Connections in the read pool (the writer keeps one more of its own).
+    /// Connections for reads (the writer keeps its own: one on SQLite, one per lane, four, on
+    /// PostgreSQL).
     #[arg(long, env = "STOCKROOM_POOL_SIZE", default_value_t = 8)]
     pool_size: u32,
 
@@ -646,7 +647,7 @@ async fn keys_create(name: String, role: RoleArg, db: DbArgs) -> anyhow::Result<
     let store = open(&db, Arc::new(SystemClock)).await?;
     let (credential, secret) = auth::new_credential(&name, role.into(), clock.now())?;
     match store.insert_credential(&credential).await {
-        Err(StoreError::Conflict) => {
+        Err(StoreError::AlreadyExists) => {
             anyhow::bail!("a credential with that client id exists; try again")
         }
         other => other?,

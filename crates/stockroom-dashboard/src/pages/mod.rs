@@ -244,7 +244,7 @@ pub fn figure(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -262,10 +262,11 @@ pub fn when(t: Timestamp) -> String {
 }
 
 /// `12.99 USD` (two decimals: the minor unit of most currencies).
-pub fn money(amount: i64, currency: &str) -> String {
+pub fn money(m: &stockroom_domain::Money) -> String {
+    let amount = m.amount_minor();
     let sign = if amount < 0 { "-" } else { "" };
     let a = amount.unsigned_abs();
-    format!("{sign}{}.{:02} {currency}", figure(a / 100), a % 100)
+    format!("{sign}{}.{:02} {}", figure(a / 100), a % 100, m.currency())
 }
 
 /// A query string from its pairs, leaving out empty values.
@@ -449,8 +450,12 @@ mod tests {
         assert_eq!(figure(999), "999");
         assert_eq!(figure(1000), "1,000");
         assert_eq!(figure(1_234_567), "1,234,567");
-        assert_eq!(money(1299, "USD"), "12.99 USD");
-        assert_eq!(money(-5, "EUR"), "-0.05 EUR");
+        let m = |amount, code| {
+            let currency = stockroom_domain::Currency::parse(code).expect("a code");
+            stockroom_domain::Money::new(amount, currency).expect("in range")
+        };
+        assert_eq!(money(&m(1299, "USD")), "12.99 USD");
+        assert_eq!(money(&m(-5, "EUR")), "-0.05 EUR");
         assert_eq!(when(Timestamp::from_secs(0)), "1970-01-01 00:00:00");
         assert_eq!(query("/x", &[("a", "1 2"), ("b", "")]), "/x?a=1+2");
     }

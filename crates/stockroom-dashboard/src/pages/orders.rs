@@ -87,7 +87,7 @@ pub async fn orders(
             status: o.state.status.as_str(),
             payment: o.state.payment.as_str(),
             shipping: o.state.shipping.as_str(),
-            total: money(o.total.amount, &o.total.currency),
+            total: money(&o.total),
             items: o.items.len(),
         })
         .collect();
@@ -188,21 +188,21 @@ pub async fn order(
             name: i.name.clone(),
             sku: i.sku.clone(),
             quantity: figure(i.quantity.get()),
-            unit: money(i.unit_price.amount, &i.unit_price.currency),
+            unit: money(&i.unit_price.amount),
         })
         .collect();
     let payments = payments
         .iter()
         .map(|p| PaymentView {
             id: p.id.clone(),
-            kind: p.transaction_type.clone(),
+            kind: p.transaction_type.as_str().to_owned(),
             gateway: p.gateway.clone(),
             status: match p.status {
                 PaymentStatus::Pending => "pending",
                 PaymentStatus::Complete => "complete",
                 PaymentStatus::Failed => "failed",
             },
-            amount: money(p.amount.amount, &p.amount.currency),
+            amount: money(&p.amount),
             allocation: match p.allocation {
                 stockroom_store::AllocationState::None => "",
                 stockroom_store::AllocationState::Held => "held",
@@ -223,7 +223,7 @@ pub async fn order(
             status: s.status.as_str(),
             payment: s.payment.as_str(),
             shipping: s.shipping.as_str(),
-            total: money(o.total.amount, &o.total.currency),
+            total: money(&o.total),
             customer: pretty(&o.customer),
             billing: pretty(&o.billing_address),
             shipping_address: pretty(&o.shipping_address),

@@ -325,7 +325,7 @@ pub async fn product(
             name: catalog.as_ref().map(|c| c.name.clone()).unwrap_or_default(),
             price: catalog
                 .as_ref()
-                .map(|c| money(c.price.amount, &c.price.currency))
+                .map(|c| money(&c.price.amount))
                 .unwrap_or_default(),
             total: figure(stock.total),
             allocated: figure(stock.allocated),

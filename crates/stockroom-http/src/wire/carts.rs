@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use stockroom_domain::limits::CART_ADD_ITEMS_MAX;
-use stockroom_domain::{ProductId, Quantity, Slug, Timestamp};
-use stockroom_store::{Cart, CartItem, Money, NO_LOCATION};
+use stockroom_domain::{Currency, Money, Price, ProductId, Quantity, Slug, Timestamp};
+use stockroom_store::{Cart, CartItem, NO_LOCATION};
 use utoipa::openapi::schema::Schema;
 use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
@@ -96,22 +96,18 @@ pub struct CartItemUpdate {
 // ---- answers -----------------------------------------------------------------------------------
 
 /// A cart item's price: from the catalog, or zero in `currency` when the product has no record.
-pub fn item_price(item: &CartItem, currency: &str) -> Money {
-    item.product
-        .as_ref()
-        .map(|p| p.price.clone())
-        .unwrap_or(Money {
-            amount: 0,
-            currency: currency.to_owned(),
-            includes_tax: false,
-        })
+pub fn item_price(item: &CartItem, currency: Currency) -> Price {
+    item.product.as_ref().map(|p| p.price).unwrap_or(Price {
+        amount: Money::zero(currency),
+        includes_tax: false,
+    })
 }
 
 /// The currency of a cart: that of its priced items (one per cart), else USD.
-pub fn cart_currency(cart: Option<&Cart>) -> String {
+pub fn cart_currency(cart: Option<&Cart>) -> Currency {
     cart.and_then(|c| c.items.iter().find_map(|i| i.product.as_ref()))
-        .map(|p| p.price.currency.clone())
-        .unwrap_or_else(|| "USD".to_owned())
+        .map(|p| p.price.amount.currency())
+        .unwrap_or(Currency::USD)
 }
 
 #[derive(Serialize, ToSchema)]
@@ -153,7 +149,7 @@ pub struct CartItemOut<'a> {
 }
 
 impl<'a> CartItemOut<'a> {
-    pub fn new(cart_id: &str, item: &'a CartItem, currency: &str) -> Self {
+    pub fn new(cart_id: &str, item: &'a CartItem, currency: Currency) -> Self {
         let price = MoneyOut::from(&item_price(item, currency));
         let value = line_value(price.amount, item.quantity).unwrap_or(i64::MAX);
         let product = item.product.as_ref();
@@ -199,7 +195,7 @@ impl CartMeta {
         let amount = cart
             .map(|c| {
                 c.items.iter().try_fold(0i64, |sum, i| {
-                    line_value(item_price(i, &currency).amount, i.quantity)
+                    line_value(item_price(i, currency).amount.amount_minor(), i.quantity)
                         .and_then(|v| sum.checked_add(v))
                 })
             })
@@ -207,7 +203,7 @@ impl CartMeta {
             .unwrap_or(i64::MAX);
         let (created_at, updated_at) = cart.map_or((now, now), |c| (c.created_at, c.updated_at));
         CartMeta {
-            display_price: TotalPrices::new(amount, &currency),
+            display_price: TotalPrices::new(amount, currency.as_str()),
             timestamps: Timestamps {
                 created_at,
                 updated_at,
@@ -290,7 +286,7 @@ impl<'a> CartItems<'a> {
                 .map(|c| {
                     c.items
                         .iter()
-                        .map(|i| CartItemOut::new(id, i, &currency))
+                        .map(|i| CartItemOut::new(id, i, currency))
                         .collect()
                 })
                 .unwrap_or_default(),

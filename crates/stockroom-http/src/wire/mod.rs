@@ -505,12 +505,24 @@ pub struct MoneyOut {
     pub includes_tax: bool,
 }
 
-impl From<&stockroom_store::Money> for MoneyOut {
-    fn from(m: &stockroom_store::Money) -> Self {
+impl From<&stockroom_domain::Price> for MoneyOut {
+    fn from(p: &stockroom_domain::Price) -> Self {
         MoneyOut {
-            amount: m.amount,
-            currency: m.currency.clone(),
-            includes_tax: m.includes_tax,
+            amount: p.amount.amount_minor(),
+            currency: p.amount.currency().to_string(),
+            includes_tax: p.includes_tax,
+        }
+    }
+}
+
+/// An amount with no tax flag of its own (an order's total, a payment) shows `includes_tax:
+/// false`.
+impl From<&stockroom_domain::Money> for MoneyOut {
+    fn from(m: &stockroom_domain::Money) -> Self {
+        MoneyOut {
+            amount: m.amount_minor(),
+            currency: m.currency().to_string(),
+            includes_tax: false,
         }
     }
 }
@@ -524,6 +536,10 @@ pub struct DisplayPrice {
 }
 
 impl DisplayPrice {
+    pub fn of(m: &stockroom_domain::Money) -> Self {
+        DisplayPrice::new(m.amount_minor(), m.currency().as_str())
+    }
+
     pub fn new(amount: i64, currency: &str) -> Self {
         let sign = if amount < 0 { "-" } else { "" };
         let abs = amount.unsigned_abs();
@@ -544,6 +560,10 @@ pub struct TotalPrices {
 }
 
 impl TotalPrices {
+    pub fn of(m: &stockroom_domain::Money) -> Self {
+        TotalPrices::new(m.amount_minor(), m.currency().as_str())
+    }
+
     pub fn new(amount: i64, currency: &str) -> Self {
         TotalPrices {
             with_tax: DisplayPrice::new(amount, currency),

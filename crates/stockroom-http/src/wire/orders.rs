@@ -291,7 +291,7 @@ impl<'a> OrderOut<'a> {
             shipping_address: stored(&o.shipping_address),
             links: NoLinks {},
             meta: OrderMeta {
-                display_price: TotalPrices::new(o.total.amount, &o.total.currency),
+                display_price: TotalPrices::of(&o.total),
                 timestamps: Timestamps {
                     created_at: o.created_at,
                     updated_at: o.updated_at,

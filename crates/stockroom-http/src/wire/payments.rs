@@ -98,8 +98,7 @@ pub struct PaymentOut<'a> {
     #[schema(value_type = String)]
     gateway: &'a str,
     amount: i64,
-    #[schema(value_type = String)]
-    currency: &'a str,
+    currency: String,
     /// `purchase`, `authorize` or `capture`.
     #[schema(value_type = String)]
     transaction_type: &'a str,
@@ -125,10 +124,10 @@ impl<'a> PaymentOut<'a> {
             kind: TransactionTag,
             reference: &p.gateway,
             gateway: &p.gateway,
-            amount: p.amount.amount,
-            currency: &p.amount.currency,
-            transaction_type: &p.transaction_type,
-            transaction_type_dashed: &p.transaction_type,
+            amount: p.amount.amount_minor(),
+            currency: p.amount.currency().to_string(),
+            transaction_type: p.transaction_type.as_str(),
+            transaction_type_dashed: p.transaction_type.as_str(),
             status: match p.status {
                 PaymentStatus::Pending => "pending",
                 PaymentStatus::Complete => "complete",
@@ -143,7 +142,7 @@ impl<'a> PaymentOut<'a> {
                 },
             },
             meta: PaymentMeta {
-                display_price: DisplayPrice::new(p.amount.amount, &p.amount.currency),
+                display_price: DisplayPrice::of(&p.amount),
                 timestamps: Timestamps {
                     created_at: p.created_at,
                     updated_at: p.updated_at,

@@ -136,7 +136,7 @@ impl<'a> ProductOut<'a> {
             },
             meta: ProductMeta {
                 display_price: WithoutTax {
-                    without_tax: DisplayPrice::new(p.price.amount, &p.price.currency),
+                    without_tax: DisplayPrice::of(&p.price.amount),
                 },
                 timestamps: Timestamps {
                     created_at: p.created_at,

@@ -1,0 +1,384 @@
+//! Carts: the read, the carts a batch has locked ([`Carts`]), and the cart commands, all
+//! applied in memory and written back with one statement per kind of change.
+
+use std::collections::{BTreeMap, HashMap};
+
+use stockroom_domain::limits::{CART_LINES_MAX, QUANTITY_MAX};
+use stockroom_domain::{ProductId, Quantity, Timestamp};
+
+use crate::batch_rows::{bulk, CartItemRow, CartRow, IdRow};
+use crate::catalog::Catalog;
+use crate::dialect::Dialect;
+use crate::error::StoreError;
+use crate::exec::{args, Reader, Row, Stmt};
+use crate::locations::Slugs;
+use crate::model::*;
+use crate::rows::{self, figure, with_items};
+use crate::stock::{Stocks, Wanted};
+
+/// One line of a cart as the batch has it.
+#[derive(Clone, Debug)]
+pub(crate) struct CartLineState {
+    pub id: String,
+    pub product: ProductId,
+    pub location: String,
+    pub quantity: u64,
+    created_at: i64,
+    /// Not yet written as it is now.
+    changed: bool,
+}
+
+/// A cart as the batch has it.
+#[derive(Debug)]
+pub(crate) struct CartState {
+    existed: bool,
+    exists: bool,
+    created_at: i64,
+    pub lines: Vec<CartLineState>,
+    /// Lines of the stored cart the batch removed, not yet deleted.
+    removed: Vec<String>,
+    /// Changed since last written.
+    touched: bool,
+}
+
+impl CartState {
+    fn absent(now: i64) -> CartState {
+        CartState {
+            existed: false,
+            exists: false,
+            created_at: now,
+            lines: Vec::new(),
+            removed: Vec::new(),
+            touched: false,
+        }
+    }
+
+    fn line_mut(&mut self, item_id: &str) -> Option<&mut CartLineState> {
+        self.lines.iter_mut().find(|l| l.id == item_id)
+    }
+}
+
+/// The carts a batch holds the locks of, as it has left them so far.
+pub(crate) struct Carts {
+    now: i64,
+    carts: HashMap<String, CartState>,
+}
+
+impl Carts {
+    /// The carts named in `ids`, from the rows of `Dialect::cart_items_of`.
+    pub fn read<'a>(
+        ids: impl IntoIterator<Item = &'a str>,
+        rows: &[Row],
+        now: Timestamp,
+    ) -> Result<Carts, StoreError> {
+        let now = now.micros();
+        let mut carts: HashMap<String, CartState> = ids
+            .into_iter()
+            .map(|id| (id.to_owned(), CartState::absent(now)))
+            .collect();
+        for row in rows {
+            let cart = carts
+                .entry(row.col("cart_id")?)
+                .or_insert_with(|| CartState::absent(now));
+            cart.existed = true;
+            cart.exists = true;
+            cart.created_at = row.col("cart_created")?;
+            if let Some(id) = row.col::<Option<String>>("item_id")? {
+                cart.lines.push(CartLineState {
+                    id,
+                    product: rows::product_id(&row.col::<String>("product_id")?)?,
+                    location: row.col("location")?,
+                    quantity: u64::try_from(row.col::<i64>("quantity")?).unwrap_or(0),
+                    created_at: row.col("item_created")?,
+                    changed: false,
+                });
+            }
+        }
+        Ok(Carts { now, carts })
+    }
+
+    /// A cart as the batch has it, if it exists.
+    pub fn get(&self, id: &str) -> Result<Option<&CartState>, StoreError> {
+        match self.carts.get(id) {
+            Some(cart) => Ok(cart.exists.then_some(cart)),
+            None => Err(StoreError::Internal(format!(
+                "cart {id} was not locked by its batch"
+            ))),
+        }
+    }
+
+    fn get_mut(&mut self, id: &str) -> Result<&mut CartState, StoreError> {
+        self.carts
+            .get_mut(id)
+            .ok_or_else(|| StoreError::Internal(format!("cart {id} was not locked by its batch")))
+    }
+
+    /// Forgets a product's lines (a statement of the batch deleted them).
+    pub fn drop_product(&mut self, product: &ProductId) {
+        for cart in self.carts.values_mut() {
+            cart.lines.retain(|l| &l.product != product);
+        }
+    }
+
+    /// The statements that write what changed since the last write, and the record that it
+    /// has been written.
+    pub fn write_back(&mut self, dialect: &Dialect) -> Result<Vec<Stmt>, StoreError> {
+        let (mut removed, mut deleted, mut upserted, mut lines) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (id, cart) in &mut self.carts {
+            removed.extend(cart.removed.drain(..).map(|id| IdRow { id }));
+            if !std::mem::take(&mut cart.touched) {
+                continue;
+            }
+            if !cart.exists {
+                if cart.existed {
+                    deleted.push(IdRow { id: id.clone() });
+                }
+                continue;
+            }
+            upserted.push(CartRow {
+                id: id.clone(),
+                created_at: cart.created_at,
+            });
+            for line in cart.lines.iter_mut().filter(|l| l.changed) {
+                line.changed = false;
+                lines.push(CartItemRow {
+                    id: line.id.clone(),
+                    cart_id: id.clone(),
+                    product_id: line.product.as_str().to_owned(),
+                    location: line.location.clone(),
+                    quantity: figure(line.quantity),
+                    created_at: line.created_at,
+                });
+            }
+            cart.existed = true;
+        }
+        let bulk_sql = &dialect.bulk;
+        let now = Some(self.now);
+        Ok([
+            bulk(bulk_sql.delete_cart_items, &removed, None)?,
+            bulk(bulk_sql.delete_carts, &deleted, None)?,
+            bulk(bulk_sql.upsert_carts, &upserted, now)?,
+            bulk(bulk_sql.upsert_cart_items, &lines, now)?,
+        ]
+        .into_iter()
+        .flatten()
+        .collect())
+    }
+}
+
+/// What the cart commands read besides the carts.
+pub(crate) struct CartContext<'a> {
+    pub stocks: &'a Stocks,
+    pub catalog: &'a Catalog,
+    pub slugs: &'a Slugs,
+}
+
+/// Applies a cart command to the batch's carts.
+pub(crate) fn apply_cart_command(
+    carts: &mut Carts,
+    cx: &CartContext<'_>,
+    command: &Command,
+) -> Result<Outcome, StoreError> {
+    let refused = |r| Ok(Outcome::Refused(r));
+    let (cart_id, rejection) = match command {
+        Command::AddToCart { cart_id, lines } => (cart_id, add(carts, cx, cart_id, lines)?),
+        Command::UpdateCartItem {
+            cart_id,
+            item_id,
+            quantity,
+        } => (cart_id, update(carts, cx, cart_id, item_id, *quantity)?),
+        Command::DeleteCartItem { cart_id, item_id } => {
+            (cart_id, delete_item(carts, cart_id, item_id)?)
+        }
+        Command::DeleteCart { cart_id } => (cart_id, delete(carts, cart_id)?),
+        _ => return Err(StoreError::Internal("not a cart command".into())),
+    };
+    match rejection {
+        Some(r) => refused(r),
+        None => Ok(Outcome::Applied(Effect::Cart(cart_id.clone()))),
+    }
+}
+
+/// Adds lines to a cart (creating it): all of them, or (refused) none.
+fn add(
+    carts: &mut Carts,
+    cx: &CartContext<'_>,
+    cart_id: &str,
+    lines: &[CartLine],
+) -> Result<Option<Rejection>, StoreError> {
+    if lines.iter().any(|l| !cx.slugs.exists(&l.location)) {
+        return Ok(Some(Rejection::NotFound));
+    }
+    let mut wanted = Wanted::new();
+    for line in lines {
+        *wanted
+            .entry((line.product.clone(), line.location.clone()))
+            .or_default() += line.quantity.get();
+    }
+    if let Some(rejection) = cx.stocks.short(&wanted)? {
+        return Ok(Some(rejection));
+    }
+    let now = carts.now;
+    let cart = carts.get_mut(cart_id)?;
+    if let Some(rejection) = refusal_to_add(cart, cx.catalog, &wanted) {
+        return Ok(Some(rejection));
+    }
+    if !cart.exists {
+        cart.exists = true;
+        cart.created_at = now;
+    }
+    for ((product, location), quantity) in wanted {
+        add_units(cart, product, location, quantity, now);
+    }
+    cart.touched = true;
+    Ok(None)
+}
+
+/// Why the cart cannot take these units: more than one currency, too many lines, or a line
+/// over its limit.
+fn refusal_to_add(cart: &CartState, catalog: &Catalog, wanted: &Wanted) -> Option<Rejection> {
+    let held: BTreeMap<(&ProductId, &str), u64> = match cart.exists {
+        true => cart
+            .lines
+            .iter()
+            .map(|l| ((&l.product, l.location.as_str()), l.quantity))
+            .collect(),
+        false => BTreeMap::new(),
+    };
+    let mut currencies: Vec<Currency> = wanted
+        .keys()
+        .map(|(p, _)| p)
+        .chain(held.keys().map(|(p, _)| *p))
+        .filter_map(|p| catalog.get(p).map(|p| p.price.amount.currency()))
+        .collect();
+    currencies.sort_unstable();
+    currencies.dedup();
+    if currencies.len() > 1 {
+        return Some(Rejection::CurrencyMismatch);
+    }
+    let held_of = |(p, l): &(ProductId, String)| held.get(&(p, l.as_str())).copied();
+    let new_lines = wanted.keys().filter(|k| held_of(k).is_none()).count();
+    let too_much = wanted
+        .iter()
+        .any(|(k, q)| held_of(k).unwrap_or(0) + q > QUANTITY_MAX);
+    (held.len() + new_lines > CART_LINES_MAX || too_much).then_some(Rejection::CartLimit)
+}
+
+fn add_units(cart: &mut CartState, product: ProductId, location: String, units: u64, now: i64) {
+    match cart
+        .lines
+        .iter_mut()
+        .find(|l| l.product == product && l.location == location)
+    {
+        Some(line) => {
+            line.quantity += units;
+            line.changed = true;
+        }
+        None => cart.lines.push(CartLineState {
+            id: crate::model::new_id(),
+            product,
+            location,
+            quantity: units,
+            created_at: now,
+            changed: true,
+        }),
+    }
+}
+
+fn update(
+    carts: &mut Carts,
+    cx: &CartContext<'_>,
+    cart_id: &str,
+    item_id: &str,
+    quantity: Quantity,
+) -> Result<Option<Rejection>, StoreError> {
+    let cart = carts.get_mut(cart_id)?;
+    let exists = cart.exists;
+    let Some(line) = cart.line_mut(item_id).filter(|_| exists) else {
+        return Ok(Some(Rejection::NotFound));
+    };
+    let wanted = Wanted::from([(
+        (line.product.clone(), line.location.clone()),
+        quantity.get(),
+    )]);
+    if let Some(rejection) = cx.stocks.short(&wanted)? {
+        return Ok(Some(rejection));
+    }
+    line.quantity = quantity.get();
+    line.changed = true;
+    cart.touched = true;
+    Ok(None)
+}
+
+fn delete_item(
+    carts: &mut Carts,
+    cart_id: &str,
+    item_id: &str,
+) -> Result<Option<Rejection>, StoreError> {
+    let cart = carts.get_mut(cart_id)?;
+    let Some(i) = cart.lines.iter().position(|l| l.id == item_id) else {
+        return Ok(Some(Rejection::NotFound));
+    };
+    let line = cart.lines.remove(i);
+    cart.removed.push(line.id);
+    cart.touched = true;
+    Ok(None)
+}
+
+fn delete(carts: &mut Carts, cart_id: &str) -> Result<Option<Rejection>, StoreError> {
+    let cart = carts.get_mut(cart_id)?;
+    if !cart.exists {
+        return Ok(Some(Rejection::NotFound));
+    }
+    let lines = std::mem::take(&mut cart.lines);
+    cart.removed.extend(lines.into_iter().map(|l| l.id));
+    cart.exists = false;
+    cart.touched = true;
+    Ok(None)
+}
+
+// ---- the read -------------------------------------------------------------------------------
+
+/// A cart with its items, each with its catalog product: one statement.
+pub(crate) async fn cart(db: &Reader, cart_id: &str) -> Result<Option<Cart>, StoreError> {
+    let rows = db
+        .rows(
+            "SELECT c.id AS cart_id, c.created_at AS cart_created, c.updated_at AS cart_updated, \
+             ci.id AS item_id, ci.product_id AS item_product, ci.location AS item_location, \
+             ci.quantity AS item_quantity, \
+             ci.created_at AS item_created, ci.updated_at AS item_updated, \
+             (SELECT COUNT(*) FROM stock s WHERE s.product_id = ci.product_id) AS managed, \
+             p.id, p.sku, p.name, p.price_amount, p.currency, p.includes_tax, p.created_at, \
+             p.updated_at \
+             FROM carts c LEFT JOIN cart_items ci ON ci.cart_id = c.id \
+             LEFT JOIN products p ON p.id = ci.product_id \
+             WHERE c.id = $1 ORDER BY ci.created_at, ci.id",
+            args![cart_id],
+        )
+        .await?;
+    let Some((first, items)) = with_items(&rows, cart_item)? else {
+        return Ok(None);
+    };
+    Ok(Some(Cart {
+        id: first.col("cart_id")?,
+        items,
+        created_at: Timestamp(first.col("cart_created")?),
+        updated_at: Timestamp(first.col("cart_updated")?),
+    }))
+}
+
+fn cart_item(r: &Row) -> Result<CartItem, StoreError> {
+    let catalog: Option<String> = r.col("id")?;
+    let managed: i64 = r.col("managed")?;
+    Ok(CartItem {
+        id: r.col("item_id")?,
+        product_id: rows::product_id(&r.col::<String>("item_product")?)?,
+        location: r.col("item_location")?,
+        quantity: u64::try_from(r.col::<i64>("item_quantity")?).unwrap_or(0),
+        product: catalog.map(|_| rows::product(r)).transpose()?,
+        managed: managed > 0,
+        created_at: Timestamp(r.col("item_created")?),
+        updated_at: Timestamp(r.col("item_updated")?),
+    })
+}
