@@ -887,6 +887,19 @@ async fn repeating_an_idempotency_key_returns_the_first_answer(app: TestApp) {
     assert_eq!(again.status, StatusCode::OK);
     assert_eq!(again.body, first.body, "the first answer, byte for byte");
     assert_eq!(app.figures("p").await, (10, 3, 7));
+    // The same product spelled with percent-escapes is the same route: the key replays.
+    let escaped = app
+        .call_raw(
+            Method::POST,
+            "/v2/inventories/%70/transactions",
+            Some(&app.admin),
+            Some(body),
+            &[("Idempotency-Key", "key-1")],
+        )
+        .await;
+    assert_eq!(escaped.status, StatusCode::OK);
+    assert_eq!(escaped.body, first.body, "replayed, not applied again");
+    assert_eq!(app.figures("p").await, (10, 3, 7));
     // A refusal is an answer too: it is replayed even once stock would allow it.
     let big = r#"{"data":{"type":"stock-transaction","action":"allocate","quantity":8}}"#;
     assert_eq!(send("key-2", big).await.error_status(), 422);
