@@ -298,6 +298,7 @@ pub async fn void_overdue_authorizations(state: &AppState) -> Result<usize, Stor
                 .await;
             match answer.map(|a| a.outcome) {
                 Ok(Outcome::Applied(_)) => {
+                    ::metrics::counter!("stockroom_authorizations_voided_total").increment(1);
                     voided += 1;
                     progressed = true;
                 }

@@ -1318,7 +1318,7 @@ async fn purge_unpaid_removes_old_unpaid_orders_and_keeps_the_rest() {
         };
         let order = |id: &str| {
             let (id, cart) = (id.to_owned(), format!("cart-{id}"));
-            let write = write.clone();
+            let write = &write;
             async move {
                 write(Command::AddToCart {
                     cart_id: cart.clone(),
