@@ -187,8 +187,8 @@ pub enum Command {
         overdue_before: Option<Timestamp>,
     },
     /// Remove an order that was never paid (payment `unpaid`, no payment transaction at all,
-    /// so it never held stock and no history names it), created before `created_before`, with
-    /// its items. Anything else is refused and kept.
+    /// so it never held stock) and that no history entry names, created before
+    /// `created_before`, with its items. Anything else is refused and kept.
     PurgeUnpaid {
         order_id: String,
         created_before: Timestamp,

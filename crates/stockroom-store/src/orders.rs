@@ -731,8 +731,8 @@ impl PaymentWork<'_, '_> {
         }))
     }
 
-    /// Removes an order that never held stock: unpaid, no payment transaction at all, made
-    /// before `created_before`. Its slot becomes "no such order" for the rest of the batch.
+    /// Removes an order that never held stock: unpaid, no payment transaction and no history
+    /// entry naming it, made before `created_before`. Its slot becomes "no such order" for the rest of the batch.
     async fn purge_unpaid(
         &mut self,
         order_id: &str,
@@ -748,7 +748,8 @@ impl PaymentWork<'_, '_> {
             .conn
             .row(
                 "SELECT COUNT(*) AS n FROM orders o WHERE o.id = $1 AND (o.created_at >= $2 \
-                 OR EXISTS (SELECT 1 FROM payments p WHERE p.order_id = o.id))",
+                 OR EXISTS (SELECT 1 FROM payments p WHERE p.order_id = o.id) \
+                 OR EXISTS (SELECT 1 FROM history h WHERE h.order_id = o.id))",
                 args![order_id, created_before.micros()],
             )
             .await?;
@@ -1047,6 +1048,7 @@ pub(crate) async fn unpaid_orders_before(
             "SELECT o.id FROM orders o WHERE o.payment = $1 AND o.paying IS NULL \
              AND o.created_at < $2 \
              AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.order_id = o.id) \
+             AND NOT EXISTS (SELECT 1 FROM history h WHERE h.order_id = o.id) \
              ORDER BY o.created_at, o.id LIMIT $3",
             args![
                 stockroom_domain::order::Payment::Unpaid.as_str(),
