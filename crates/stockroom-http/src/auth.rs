@@ -354,6 +354,18 @@ async fn check_secret(
     }))
 }
 
+/// The bearer token of a request, if it sent one.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+}
+
 /// The middleware that enforces a route's [`Access`].
 pub async fn authorize(
     access: Access,
@@ -364,15 +376,7 @@ pub async fn authorize(
     if access == Access::Public {
         return next.run(req).await;
     }
-    let token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
+    let token = bearer(req.headers());
     let Some(role) = token.and_then(|t| state.tokens.check(t, state.clock.now())) else {
         return ApiError::Unauthenticated.into_response();
     };

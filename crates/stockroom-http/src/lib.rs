@@ -55,6 +55,8 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// Failed sign-ins, per client address and per client id.
     pub sign_ins: Arc<SignInLimits>,
+    /// Shoppers' checkouts and payments, per token and per client address.
+    pub order_writes: Arc<ratelimit::OrderWriteLimits>,
     /// Permits for requests in flight; when none is left, requests are shed with 503.
     inflight: Arc<tokio::sync::Semaphore>,
 }
@@ -85,6 +87,11 @@ pub struct Limits {
     /// Failed sign-ins allowed per client address per minute (all at once, or spread); a
     /// client id takes ten times as many from all addresses together.
     pub sign_in_failures_per_minute: u32,
+    /// Checkouts and payments one shopper token may make per minute (at once or spread);
+    /// `0`: no limit. Administrators are not limited.
+    pub order_writes_per_token_per_minute: u32,
+    /// Checkouts and payments by shoppers from one client address per minute; `0`: no limit.
+    pub order_writes_per_address_per_minute: u32,
 }
 
 impl Default for Limits {
@@ -99,6 +106,9 @@ impl Default for Limits {
             max_connections_per_address: 256,
             trusted_proxies: Vec::new(),
             sign_in_failures_per_minute: 10,
+            // Off here (tests and embedders); `stockroom serve` turns them on by default.
+            order_writes_per_token_per_minute: 0,
+            order_writes_per_address_per_minute: 0,
         }
     }
 }
@@ -121,6 +131,7 @@ impl AppState {
             sign_ins: Arc::new(SignInLimits::new(
                 Limits::default().sign_in_failures_per_minute,
             )),
+            order_writes: Arc::new(ratelimit::OrderWriteLimits::new(0, 0)),
             inflight: Arc::new(tokio::sync::Semaphore::new(
                 Limits::default().max_concurrent_requests,
             )),
@@ -131,6 +142,10 @@ impl AppState {
         AppState {
             inflight: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_requests)),
             sign_ins: Arc::new(SignInLimits::new(limits.sign_in_failures_per_minute)),
+            order_writes: Arc::new(ratelimit::OrderWriteLimits::new(
+                limits.order_writes_per_token_per_minute,
+                limits.order_writes_per_address_per_minute,
+            )),
             limits: Arc::new(limits),
             ..self
         }
@@ -234,7 +249,7 @@ pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<Rou
     use wire::orders::{
         CheckoutBody, IncludeQuery, OrderAnswer, OrderItemOut, OrderOut, OrderTerm, OrderUpdate,
     };
-    use wire::payments::{PaymentOut, PaymentRequest};
+    use wire::payments::{GatewayOut, GatewayUpdate, PaymentOut, PaymentRequest, RefundRequest};
     use wire::products::{NewProductBody, ProductOut, ProductPatchBody};
     use wire::stock::{
         AnyStock, AnyStockTransaction, HistoryTerm, MultipleIds, NewStock, NewStockMulti,
@@ -536,7 +551,8 @@ pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<Rou
         doc("Check a cart out into an order")
             .body::<Data<CheckoutBody>>()
             .created::<Data<OrderOut>>()
-            .idempotent(),
+            .idempotent()
+            .errors(&[429]),
     )
     // ---- orders and payments -----------------------------------------------------------------
     .add(
@@ -580,11 +596,14 @@ pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<Rou
         "/v2/orders/{order}/payments",
         Shopper,
         payments::pay,
-        doc("Pay for an order (purchase or authorize); allocates every line or none")
-            .body::<Data<PaymentRequest>>()
-            .ok::<Data<PaymentOut>>()
-            .idempotent()
-            .errors(&[409]),
+        doc(
+            "Pay for an order (purchase or authorize) through an enabled gateway; allocates \
+             every line or none",
+        )
+        .body::<Data<PaymentRequest>>()
+        .ok::<Data<PaymentOut>>()
+        .idempotent()
+        .errors(&[409, 429]),
     )
     .add(
         Get,
@@ -609,6 +628,58 @@ pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<Rou
             .ok::<Data<PaymentOut>>()
             .idempotent()
             .errors(&[409]),
+    )
+    .add(
+        Post,
+        "/v2/orders/{order}/transactions/{transaction}/cancel",
+        Admin,
+        payments::void,
+        doc(
+            "Void an authorization that was not captured: its allocation is released once and \
+             the order is unpaid again (any body is ignored)",
+        )
+        .ok::<Data<PaymentOut>>()
+        .idempotent()
+        .errors(&[409]),
+    )
+    .add(
+        Post,
+        "/v2/orders/{order}/transactions/{transaction}/refund",
+        Admin,
+        payments::refund,
+        doc(
+            "Record money given back for a paid transaction (all that is left, or `amount`); \
+             never more than was paid, and no stock moves",
+        )
+        .body::<Data<RefundRequest>>()
+        .ok::<Data<PaymentOut>>()
+        .idempotent()
+        .errors(&[409]),
+    )
+    // ---- gateways ----------------------------------------------------------------------------
+    .add(
+        Get,
+        "/v2/gateways",
+        Admin,
+        gateways::list,
+        doc("List the payment gateways and whether each is enabled").ok::<Data<Vec<GatewayOut>>>(),
+    )
+    .add(
+        Get,
+        "/v2/gateways/{gateway}",
+        Admin,
+        gateways::get,
+        doc("Read a payment gateway").ok::<Data<GatewayOut>>(),
+    )
+    .add(
+        Put,
+        "/v2/gateways/{gateway}",
+        Admin,
+        gateways::update,
+        doc("Enable or disable a payment gateway (`manual`, or `http` when configured)")
+            .body::<Data<GatewayUpdate>>()
+            .ok::<Data<GatewayOut>>()
+            .errors(&[409]),
     );
     let router =
         routes
@@ -616,6 +687,11 @@ pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<Rou
             .merge(extra)
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
+            // Shoppers' checkouts and payments (`ratelimit::ORDER_WRITE_ROUTES`).
+            .layer(from_fn_with_state(
+                state.clone(),
+                ratelimit::limit_order_writes,
+            ))
             .layer(from_fn_with_state(state.clone(), shed_and_time_out))
             // Outside the shedding: a body is read before its request takes a slot.
             .layer(from_fn_with_state(state.clone(), server::read_body_first))

@@ -98,6 +98,20 @@ pub trait Store: OperatorStore + Send + Sync + 'static {
     async fn payment(&self, order_id: &str, id: &str) -> Result<Option<PaymentTx>, StoreError>;
     /// Forgets idempotency keys stored before `before`; returns how many.
     async fn prune_idempotency(&self, before: Timestamp) -> Result<u64, StoreError>;
+    /// Authorizations made before `before` that were never captured nor voided (their order
+    /// still `authorized`), oldest first: what the sweep voids ([`Command::Void`]).
+    async fn overdue_authorizations(
+        &self,
+        before: Timestamp,
+        limit: u64,
+    ) -> Result<Vec<PaymentTx>, StoreError>;
+    /// Ids of orders never paid (no payment transaction at all) made before `before`, oldest
+    /// first: what [`Command::PurgeUnpaid`] removes.
+    async fn unpaid_orders_before(
+        &self,
+        before: Timestamp,
+        limit: u64,
+    ) -> Result<Vec<String>, StoreError>;
     /// Pending payment attempts whose outcome is overdue, oldest first.
     async fn expired_payments(
         &self,

@@ -334,7 +334,10 @@ impl<'c> Batch<'c> {
             Command::Settle { .. }
             | Command::Capture { .. }
             | Command::Ship { .. }
-            | Command::Cancel { .. } => {
+            | Command::Cancel { .. }
+            | Command::Void { .. }
+            | Command::PurgeUnpaid { .. }
+            | Command::Refund { .. } => {
                 orders::apply_payment_command(
                     self.conn,
                     &mut self.orders,

@@ -177,6 +177,30 @@ pub enum Command {
     Ship { order_id: String },
     /// Cancel an order, releasing its allocation if it holds one.
     Cancel { order_id: String },
+    /// Void (cancel) an authorization that was not captured: its allocation is released,
+    /// exactly once, and the order is unpaid again. `overdue_before`: only if the
+    /// authorization was made before that instant (the sweep of authorizations never
+    /// captured; a capture meanwhile makes it a refusal).
+    Void {
+        order_id: String,
+        authorization_id: String,
+        overdue_before: Option<Timestamp>,
+    },
+    /// Remove an order that was never paid (payment `unpaid`, no payment transaction at all,
+    /// so it never held stock) and that no history entry names, created before
+    /// `created_before`, with its items. Anything else is refused and kept.
+    PurgeUnpaid {
+        order_id: String,
+        created_before: Timestamp,
+    },
+    /// Record `amount` (minor units; `None`: all that is left) given back for a paid
+    /// transaction, as a new `refund` transaction. Moves no stock; never more than was paid.
+    Refund {
+        order_id: String,
+        transaction_id: String,
+        refund_id: String,
+        amount: Option<i64>,
+    },
 }
 
 /// What a command is routed to a writer lane by ([`Command::lane`]).
@@ -251,7 +275,10 @@ impl Command {
             | Command::Settle { order_id, .. }
             | Command::Capture { order_id, .. }
             | Command::Ship { order_id }
-            | Command::Cancel { order_id } => Some(order_id),
+            | Command::Cancel { order_id }
+            | Command::Void { order_id, .. }
+            | Command::PurgeUnpaid { order_id, .. }
+            | Command::Refund { order_id, .. } => Some(order_id),
             _ => None,
         }
     }
@@ -301,6 +328,9 @@ impl Command {
                 | Command::Capture { .. }
                 | Command::Ship { .. }
                 | Command::Cancel { .. }
+                | Command::Void { .. }
+                | Command::PurgeUnpaid { .. }
+                | Command::Refund { .. }
         )
     }
 }
@@ -425,6 +455,8 @@ stored_enum!(PaymentStatus {
     Pending = "pending",
     Complete = "complete",
     Failed = "failed",
+    /// An authorization voided before it was captured (its allocation released).
+    Cancelled = "cancelled",
 });
 
 stored_enum!(AllocationState {
@@ -441,6 +473,8 @@ stored_enum!(
         Purchase = "purchase",
         Authorize = "authorize",
         Capture = "capture",
+        /// Money given back for a purchase or capture; moves no stock.
+        Refund = "refund",
     }
 );
 
@@ -524,6 +558,9 @@ pub enum Rejection {
     CartEmpty,
     /// An order's total would not fit (400).
     OrderTotalTooLarge,
+    /// An order would have more lines or units than `limits::ORDER_LINES_MAX` /
+    /// `limits::ORDER_UNITS_MAX` (400).
+    OrderTooLarge,
 }
 
 impl Rejection {
@@ -547,10 +584,12 @@ impl Rejection {
             Rejection::Order(OrderError::NotAuthorized) => "order_not_authorized",
             Rejection::Order(OrderError::NotPaid) => "order_not_paid",
             Rejection::Order(OrderError::Shipped) => "order_shipped",
+            Rejection::Order(OrderError::NotRefundable) => "order_not_refundable",
             Rejection::LocationRequired => "location_required",
             Rejection::LocationInUse => "location_in_use",
             Rejection::CartEmpty => "cart_empty",
             Rejection::OrderTotalTooLarge => "order_total_too_large",
+            Rejection::OrderTooLarge => "order_too_large",
         }
     }
 
@@ -574,10 +613,12 @@ impl Rejection {
             Rejection::Order(OrderError::NotAuthorized),
             Rejection::Order(OrderError::NotPaid),
             Rejection::Order(OrderError::Shipped),
+            Rejection::Order(OrderError::NotRefundable),
             Rejection::LocationRequired,
             Rejection::LocationInUse,
             Rejection::CartEmpty,
             Rejection::OrderTotalTooLarge,
+            Rejection::OrderTooLarge,
         ]
         .into_iter()
         .find(|r| r.code() == code)

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use stockroom_domain::order::{OnCancel, OrderError, OrderState};
-use stockroom_domain::{Action, Quantity, Timestamp};
+use stockroom_domain::{limits, Action, Quantity, Timestamp};
 
 use crate::batch_rows::{bulk, OrderItemRow, OrderRow, OrderStateRow, PaymentRow};
 use crate::carts::Carts;
@@ -114,6 +114,12 @@ impl Orders {
         slot.paying = paying.map(str::to_owned);
         self.changed.insert(id.to_owned());
         Ok(())
+    }
+
+    /// An order removed by its batch: "no such order" from now on, and nothing to write.
+    fn forget(&mut self, id: &str) {
+        self.slots.insert(id.to_owned(), None);
+        self.changed.remove(id);
     }
 
     /// Records a payment transaction of an order, after the ones it has.
@@ -248,6 +254,15 @@ struct Priced {
 fn price(cart: &crate::carts::CartState, catalog: &Catalog) -> Result<Priced, Rejection> {
     if cart.lines.is_empty() {
         return Err(Rejection::CartEmpty);
+    }
+    let units = cart
+        .lines
+        .iter()
+        .try_fold(0u64, |sum, l| sum.checked_add(l.quantity));
+    if cart.lines.len() > limits::ORDER_LINES_MAX
+        || units.is_none_or(|u| u > limits::ORDER_UNITS_MAX)
+    {
+        return Err(Rejection::OrderTooLarge);
     }
     let products: Vec<Option<&Product>> =
         cart.lines.iter().map(|l| catalog.get(&l.product)).collect();
@@ -432,6 +447,24 @@ pub(crate) async fn apply_payment_command(
         } => tx.capture(order_id, authorization_id, capture_id).await,
         Command::Ship { order_id } => tx.ship(order_id).await,
         Command::Cancel { order_id } => tx.cancel(order_id).await,
+        Command::Void {
+            order_id,
+            authorization_id,
+            overdue_before,
+        } => tx.void(order_id, authorization_id, *overdue_before).await,
+        Command::PurgeUnpaid {
+            order_id,
+            created_before,
+        } => tx.purge_unpaid(order_id, *created_before).await,
+        Command::Refund {
+            order_id,
+            transaction_id,
+            refund_id,
+            amount,
+        } => {
+            tx.refund(order_id, transaction_id, refund_id, *amount)
+                .await
+        }
         _ => Err(StoreError::Internal("not a payment command".into())),
     }
 }
@@ -643,6 +676,180 @@ impl PaymentWork<'_, '_> {
     }
 }
 
+impl PaymentWork<'_, '_> {
+    /// Voids an authorization that was not captured: its allocation released exactly once (the
+    /// conditional update in [`PaymentWork::resolve`]), the authorization `cancelled`, the
+    /// order unpaid again. A second void, a void after a capture or a cancellation, and (with
+    /// `overdue_before`) a void of an authorization made since, are refused and change nothing.
+    async fn void(
+        &mut self,
+        order_id: &str,
+        authorization_id: &str,
+        overdue_before: Option<Timestamp>,
+    ) -> Result<Outcome, StoreError> {
+        let refused = |e| Ok(Outcome::Refused(Rejection::Order(e)));
+        let Some(state) = self.orders.state(order_id)? else {
+            return Ok(Outcome::Refused(Rejection::NotFound));
+        };
+        let Some(authorization) = self.payment(order_id, authorization_id).await? else {
+            return Ok(Outcome::Refused(Rejection::NotFound));
+        };
+        if authorization.transaction_type != TransactionType::Authorize
+            || authorization.status != PaymentStatus::Complete
+            || overdue_before.is_some_and(|before| authorization.created_at >= before)
+        {
+            return refused(OrderError::NotAuthorized);
+        }
+        let next = match state.void() {
+            Ok(next) => next,
+            Err(e) => return refused(e),
+        };
+        if authorization.allocation == AllocationState::Held {
+            self.resolve(&authorization, Action::Deallocate).await?;
+        }
+        let done = self
+            .conn
+            .run(
+                "UPDATE payments SET status = $2, updated_at = $3 WHERE id = $1 AND status = $4",
+                args![
+                    authorization_id,
+                    PaymentStatus::Cancelled.as_str(),
+                    self.orders.now,
+                    PaymentStatus::Complete.as_str()
+                ],
+            )
+            .await?;
+        if done != 1 {
+            return Err(StoreError::RaceLost(format!(
+                "authorization {authorization_id} changed meanwhile"
+            )));
+        }
+        self.orders.set_state(order_id, next, None)?;
+        Ok(Outcome::Applied(Effect::Payment {
+            order_id: order_id.to_owned(),
+            payment_id: authorization_id.to_owned(),
+        }))
+    }
+
+    /// Removes an order that never held stock: unpaid, no payment transaction and no history
+    /// entry naming it, made before `created_before`. Its slot becomes "no such order" for the rest of the batch.
+    async fn purge_unpaid(
+        &mut self,
+        order_id: &str,
+        created_before: Timestamp,
+    ) -> Result<Outcome, StoreError> {
+        let Some(state) = self.orders.state(order_id)? else {
+            return Ok(Outcome::Refused(Rejection::NotFound));
+        };
+        if state.payment != stockroom_domain::order::Payment::Unpaid || state.paying {
+            return Ok(Outcome::Refused(Rejection::Order(OrderError::AlreadyPaid)));
+        }
+        let kept = self
+            .conn
+            .row(
+                "SELECT COUNT(*) AS n FROM orders o WHERE o.id = $1 AND (o.created_at >= $2 \
+                 OR EXISTS (SELECT 1 FROM payments p WHERE p.order_id = o.id) \
+                 OR EXISTS (SELECT 1 FROM history h WHERE h.order_id = o.id))",
+                args![order_id, created_before.micros()],
+            )
+            .await?;
+        if rows::count(kept)? > 0 {
+            return Ok(Outcome::Refused(Rejection::Order(OrderError::AlreadyPaid)));
+        }
+        self.conn
+            .run(
+                "DELETE FROM order_items WHERE order_id = $1",
+                args![order_id],
+            )
+            .await?;
+        let gone = self
+            .conn
+            .run("DELETE FROM orders WHERE id = $1", args![order_id])
+            .await?;
+        if gone != 1 {
+            return Err(StoreError::RaceLost(format!(
+                "order {order_id} changed meanwhile"
+            )));
+        }
+        self.orders.forget(order_id);
+        Ok(Outcome::Applied(Effect::Order(order_id.to_owned())))
+    }
+
+    /// Records money given back for a paid transaction (a purchase or a capture) as a new
+    /// `refund` transaction: `amount`, or all that is left. Never more than was paid in total;
+    /// moves no stock.
+    async fn refund(
+        &mut self,
+        order_id: &str,
+        transaction_id: &str,
+        refund_id: &str,
+        amount: Option<i64>,
+    ) -> Result<Outcome, StoreError> {
+        let refused = || {
+            Ok(Outcome::Refused(Rejection::Order(
+                OrderError::NotRefundable,
+            )))
+        };
+        let Some(state) = self.orders.state(order_id)? else {
+            return Ok(Outcome::Refused(Rejection::NotFound));
+        };
+        let Some(paid) = self.payment(order_id, transaction_id).await? else {
+            return Ok(Outcome::Refused(Rejection::NotFound));
+        };
+        let is_paid = matches!(
+            paid.transaction_type,
+            TransactionType::Purchase | TransactionType::Capture
+        );
+        if !is_paid || paid.status != PaymentStatus::Complete {
+            return refused();
+        }
+        let refunded = self
+            .conn
+            .row(
+                "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS n FROM payments \
+                 WHERE order_id = $1 AND transaction_type = $2 AND status = $3",
+                args![
+                    order_id,
+                    TransactionType::Refund.as_str(),
+                    PaymentStatus::Complete.as_str()
+                ],
+            )
+            .await?;
+        let refunded: i64 = match refunded {
+            Some(row) => row.col("n")?,
+            None => 0,
+        };
+        let paid_amount = paid.amount.amount_minor();
+        let amount = amount.unwrap_or(paid_amount.saturating_sub(refunded));
+        let next = match state.refund(amount, paid_amount, refunded) {
+            Ok(next) => next,
+            Err(_) => return refused(),
+        };
+        let Ok(money) = Money::new(amount, paid.amount.currency()) else {
+            return refused();
+        };
+        self.orders.add_payment(PaymentRow {
+            transaction_type: TransactionType::Refund,
+            ..payment_row(
+                order_id,
+                &NewPayment {
+                    id: refund_id.to_owned(),
+                    gateway: paid.gateway.clone(),
+                    method: stockroom_domain::order::PaymentMethod::Purchase,
+                    expires_at: Timestamp(self.orders.now),
+                },
+                &money,
+                (PaymentStatus::Complete, &[]),
+            )
+        })?;
+        self.orders.set_state(order_id, next, None)?;
+        Ok(Outcome::Applied(Effect::Payment {
+            order_id: order_id.to_owned(),
+            payment_id: refund_id.to_owned(),
+        }))
+    }
+}
+
 // ---- reads ---------------------------------------------------------------------------------
 
 macro_rules! orders_filter {
@@ -796,4 +1003,59 @@ pub(crate) async fn expired_payments(
         )
         .await?;
     rows.iter().map(rows::payment).collect()
+}
+
+/// Authorizations made before `before` and never captured nor voided (their order still
+/// `authorized`, their allocation held), oldest first.
+pub(crate) async fn overdue_authorizations(
+    db: &Reader,
+    before: Timestamp,
+    limit: u64,
+) -> Result<Vec<PaymentTx>, StoreError> {
+    let rows = db
+        .rows(
+            concat!(
+                "SELECT ",
+                payment_columns!(),
+                " FROM payments WHERE transaction_type = $1 AND status = $2 AND allocation = $3 \
+                 AND created_at < $4 AND order_id IN \
+                 (SELECT id FROM orders WHERE payment = $5 AND status <> $6) \
+                 ORDER BY created_at LIMIT $7"
+            ),
+            args![
+                TransactionType::Authorize.as_str(),
+                PaymentStatus::Complete.as_str(),
+                AllocationState::Held.as_str(),
+                before.micros(),
+                stockroom_domain::order::Payment::Authorized.as_str(),
+                stockroom_domain::order::Status::Cancelled.as_str(),
+                figure(limit)
+            ],
+        )
+        .await?;
+    rows.iter().map(rows::payment).collect()
+}
+
+/// Orders never paid (payment `unpaid`, no payment transaction) made before `before`, oldest
+/// first: what [`Command::PurgeUnpaid`] may remove.
+pub(crate) async fn unpaid_orders_before(
+    db: &Reader,
+    before: Timestamp,
+    limit: u64,
+) -> Result<Vec<String>, StoreError> {
+    let rows = db
+        .rows(
+            "SELECT o.id FROM orders o WHERE o.payment = $1 AND o.paying IS NULL \
+             AND o.created_at < $2 \
+             AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.order_id = o.id) \
+             AND NOT EXISTS (SELECT 1 FROM history h WHERE h.order_id = o.id) \
+             ORDER BY o.created_at, o.id LIMIT $3",
+            args![
+                stockroom_domain::order::Payment::Unpaid.as_str(),
+                before.micros(),
+                figure(limit)
+            ],
+        )
+        .await?;
+    rows.iter().map(|r| r.col("id")).collect()
 }

@@ -464,4 +464,20 @@ impl Store for SqlStore {
     ) -> Result<Vec<PaymentTx>, StoreError> {
         orders::expired_payments(&self.read, now, limit).await
     }
+
+    async fn overdue_authorizations(
+        &self,
+        before: Timestamp,
+        limit: u64,
+    ) -> Result<Vec<PaymentTx>, StoreError> {
+        orders::overdue_authorizations(&self.read, before, limit).await
+    }
+
+    async fn unpaid_orders_before(
+        &self,
+        before: Timestamp,
+        limit: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        orders::unpaid_orders_before(&self.read, before, limit).await
+    }
 }

@@ -37,6 +37,11 @@ enum Command {
     /// Replay every history entry and check every stock record against it. Exits 1 if any
     /// record disagrees.
     Verify(DbArgs),
+    /// Remove old unpaid orders (see docs/operations.md, "Retention").
+    Orders {
+        #[command(subcommand)]
+        command: OrdersCommand,
+    },
     /// Manage API credentials.
     Keys {
         #[command(subcommand)]
@@ -146,6 +151,33 @@ struct ServeArgs {
     )]
     payment_pending_timeout_ms: u64,
 
+    /// Seconds an authorization may wait for its capture; then it is voided and its stock
+    /// released (once, recorded in the history). Default: 7 days.
+    #[arg(
+        long,
+        env = "STOCKROOM_AUTHORIZATION_TIMEOUT_SECS",
+        default_value_t = 604_800
+    )]
+    authorization_timeout_secs: u64,
+
+    /// Checkouts and payments one shopper token may make per minute (all at once or spread);
+    /// beyond it they are answered 429 with Retry-After. 0: no limit.
+    #[arg(
+        long,
+        env = "STOCKROOM_ORDER_WRITES_PER_TOKEN_PER_MINUTE",
+        default_value_t = 60
+    )]
+    order_writes_per_token_per_minute: u32,
+
+    /// Checkouts and payments shoppers may make per minute from one client address (an IPv6
+    /// /64 counts as one; see --trusted-proxies). 0: no limit.
+    #[arg(
+        long,
+        env = "STOCKROOM_ORDER_WRITES_PER_ADDRESS_PER_MINUTE",
+        default_value_t = 600
+    )]
+    order_writes_per_address_per_minute: u32,
+
     /// Requests handled at once; beyond it requests are answered 503 with Retry-After at once
     /// rather than queued.
     #[arg(
@@ -221,6 +253,19 @@ struct ServeArgs {
 enum LogFormat {
     Text,
     Json,
+}
+
+#[derive(Subcommand)]
+enum OrdersCommand {
+    /// Remove orders never paid (no payment was ever tried for them) that were checked out more
+    /// than N days ago, with their items. They hold no stock; paid orders are always kept.
+    PurgeUnpaid {
+        /// Age in days (at least 1) beyond which unpaid orders are removed.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+        older_than_days: u32,
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -352,6 +397,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             timeout: Duration::from_millis(args.payment_gateway_timeout_ms),
         }),
         pending_timeout: Duration::from_millis(args.payment_pending_timeout_ms),
+        authorization_timeout: Duration::from_secs(args.authorization_timeout_secs.max(1)),
     };
     let state = AppState::new(store.clone(), clock)
         .await
@@ -404,6 +450,8 @@ fn limits(args: &ServeArgs) -> Limits {
         max_connections_per_address: args.max_connections_per_address.max(1),
         trusted_proxies: args.trusted_proxies.clone(),
         sign_in_failures_per_minute: args.sign_in_failures_per_minute.max(1),
+        order_writes_per_token_per_minute: args.order_writes_per_token_per_minute,
+        order_writes_per_address_per_minute: args.order_writes_per_address_per_minute,
     }
 }
 
@@ -522,6 +570,19 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down: finishing requests in flight");
     })
+}
+
+async fn purge_unpaid(older_than_days: u32, db: DbArgs) -> anyhow::Result<()> {
+    let clock = SystemClock;
+    let store = open_existing(&db).await?;
+    let before = stockroom_domain::Timestamp::from_secs(
+        clock.now().secs() - i64::from(older_than_days) * 24 * 3600,
+    );
+    let removed = stockroom_store::retention::purge_unpaid_orders(&*store, before)
+        .await
+        .context("removing unpaid orders")?;
+    println!("removed {removed} unpaid orders older than {older_than_days} days");
+    Ok(())
 }
 
 async fn verify(db: DbArgs) -> anyhow::Result<ExitCode> {
@@ -686,6 +747,15 @@ fn main() -> ExitCode {
             Command::Import { args, db } => import(args, db).await,
             Command::Backup { to, db } => backup(to, db).await.map(|()| ExitCode::SUCCESS),
             Command::Keys { command } => keys(command).await.map(|()| ExitCode::SUCCESS),
+            Command::Orders {
+                command:
+                    OrdersCommand::PurgeUnpaid {
+                        older_than_days,
+                        db,
+                    },
+            } => purge_unpaid(older_than_days, db)
+                .await
+                .map(|()| ExitCode::SUCCESS),
         }
     });
     match result {

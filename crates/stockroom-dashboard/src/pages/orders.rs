@@ -201,6 +201,7 @@ pub async fn order(
                 PaymentStatus::Pending => "pending",
                 PaymentStatus::Complete => "complete",
                 PaymentStatus::Failed => "failed",
+                PaymentStatus::Cancelled => "cancelled",
             },
             amount: money(&p.amount),
             allocation: match p.allocation {

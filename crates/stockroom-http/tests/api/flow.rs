@@ -921,6 +921,7 @@ async fn the_http_gateway_settles_every_outcome_and_releases_failures_once(backe
             timeout: Duration::from_millis(300),
         }),
         pending_timeout: Duration::from_secs(60),
+        ..PaymentSettings::default()
     };
     let Some(app) = spawn_app_with(backend, settings).await else {
         return;
@@ -990,6 +991,7 @@ async fn load_beyond_the_limit_is_shed_and_slow_requests_time_out(backend: Backe
             timeout: Duration::from_millis(1500),
         }),
         pending_timeout: Duration::from_secs(60),
+        ..PaymentSettings::default()
     };
     let limits = Limits {
         max_concurrent_requests: 1,
