@@ -486,7 +486,65 @@ pub(crate) fn open_sqlite(path: &str, read_only: bool) -> Result<rusqlite::Conne
 /// takes tens of microseconds, short enough for an async worker; on PostgreSQL, on a pool.
 pub(crate) enum Reader {
     Lite(LiteReaders),
-    Pg(deadpool_postgres::Pool),
+    Pg(PgReader),
+}
+
+/// PostgreSQL's reads: the pool, and the longest one call may take.
+pub(crate) struct PgReader {
+    pub pool: deadpool_postgres::Pool,
+    /// For the connection wait and the statement together.
+    pub deadline: std::time::Duration,
+}
+
+/// How long a readiness check may take: a load balancer's probe wants a quick no.
+pub(crate) const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `call`'s result, or "unavailable" once `deadline` has passed without one.
+pub(crate) async fn within<T>(
+    deadline: std::time::Duration,
+    call: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(deadline, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(format!(
+                "no answer from the database within {} ms",
+                deadline.as_millis()
+            )))
+        })
+}
+
+/// A connection whose call broke or timed out is in an unknown state (a statement may still be
+/// running, its path may be stalled): it is closed rather than handed to the next caller.
+pub(crate) fn drop_if_broken<T>(client: deadpool_postgres::Object, result: &Result<T, StoreError>) {
+    if matches!(result, Err(StoreError::Unavailable(_))) {
+        drop(deadpool_postgres::Object::take(client));
+    }
+}
+
+impl PgReader {
+    /// A connection from the pool, waited for within `deadline`.
+    async fn client(
+        &self,
+        deadline: std::time::Duration,
+    ) -> Result<deadpool_postgres::Object, StoreError> {
+        within(deadline, async { Ok(self.pool.get().await?) }).await
+    }
+
+    /// Runs `sql` and returns its rows, the connection wait and the statement within `deadline`.
+    async fn rows(
+        &self,
+        deadline: std::time::Duration,
+        sql: &str,
+        args: &[Arg],
+    ) -> Result<Vec<Row>, StoreError> {
+        let started = tokio::time::Instant::now();
+        let client = self.client(deadline).await?;
+        let left = deadline.saturating_sub(started.elapsed());
+        let result = within(left, pg_query(&client, sql, args)).await;
+        drop_if_broken(client, &result);
+        result
+    }
 }
 
 pub(crate) struct LiteReaders {
@@ -513,9 +571,28 @@ impl Reader {
     pub async fn rows(&self, sql: &str, args: Vec<Arg>) -> Result<Vec<Row>, StoreError> {
         match self {
             Reader::Lite(lite) => lite.with(|conn| lite_rows(conn, sql, &args)),
-            Reader::Pg(pool) => {
-                let client = pool.get().await?;
-                pg_query(&client, sql, &args).await
+            Reader::Pg(pg) => pg.rows(pg.deadline, sql, &args).await,
+        }
+    }
+
+    /// Readiness: the database answers within [`READY_TIMEOUT`] and, on PostgreSQL, takes
+    /// writes (a standby, which a URL without `target_session_attrs=read-write` may reach, is
+    /// not ready).
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        match self {
+            Reader::Lite(_) => self.row("SELECT 1 AS n", Vec::new()).await.map(|_| ()),
+            Reader::Pg(pg) => {
+                let deadline = pg.deadline.min(READY_TIMEOUT);
+                let rows = pg
+                    .rows(deadline, "SELECT pg_is_in_recovery() AS standby", &[])
+                    .await?;
+                let standby = rows.first().map(|r| r.col::<i64>("standby")).transpose()?;
+                match standby {
+                    Some(0) => Ok(()),
+                    _ => Err(StoreError::Unavailable(
+                        "the database is a standby (read-only)".into(),
+                    )),
+                }
             }
         }
     }
@@ -532,9 +609,13 @@ impl Reader {
                 let side = lite.side.lock().map_err(|_| poisoned())?;
                 lite_run(&side, sql, &args)
             }
-            Reader::Pg(pool) => {
-                let client = pool.get().await?;
-                pg_run(&client, sql, &args).await
+            Reader::Pg(pg) => {
+                let started = tokio::time::Instant::now();
+                let client = pg.client(pg.deadline).await?;
+                let left = pg.deadline.saturating_sub(started.elapsed());
+                let result = within(left, pg_run(&client, sql, &args)).await;
+                drop_if_broken(client, &result);
+                result
             }
         }
     }
@@ -559,7 +640,7 @@ impl Reader {
                 .await
                 .map_err(|e| StoreError::Internal(format!("a scan stopped: {e}")))?
             }
-            Reader::Pg(pool) => pg_scan(pool, sql, visitor).await,
+            Reader::Pg(pg) => pg_scan(pg, sql, visitor).await,
         }
     }
 
@@ -610,13 +691,25 @@ impl LiteReaders {
     }
 }
 
-async fn pg_scan<V: Visit>(
-    pool: &deadpool_postgres::Pool,
+/// A scan reads a whole table (`verify`, `export`): it is exempt from the statement timeout,
+/// so it runs on a connection of its own that is closed afterwards, not handed on with its
+/// changed setting.
+async fn pg_scan<V: Visit>(pg: &PgReader, sql: &str, visitor: V) -> Result<V, StoreError> {
+    let client = pg.client(pg.deadline).await?;
+    let client = deadpool_postgres::Object::take(client);
+    within(pg.deadline, async {
+        Ok(client.batch_execute("SET statement_timeout = 0").await?)
+    })
+    .await?;
+    pg_scan_on(&client, sql, visitor).await
+}
+
+async fn pg_scan_on<V: Visit>(
+    client: &deadpool_postgres::ClientWrapper,
     sql: &str,
     mut visitor: V,
 ) -> Result<V, StoreError> {
     use futures::TryStreamExt;
-    let client = pool.get().await?;
     let stmt = client.prepare_cached(sql).await?;
     let names: Arc<[String]> = stmt.columns().iter().map(|c| c.name().to_owned()).collect();
     let rows = client.query_raw(&stmt, Vec::<Arg>::new()).await?;
@@ -751,8 +844,7 @@ mod tests {
         else {
             return;
         };
-        let pool =
-            crate::open::pg_pool(&url, 1, std::time::Duration::from_secs(5)).expect("a pool");
+        let pool = crate::testing::pg_test_pool(&url).expect("a pool");
         let client = pool.get().await.expect("a connection");
         let conn = Conn::Pg(&client);
         conn.run(
