@@ -516,10 +516,32 @@ pub(crate) async fn within<T>(
 
 /// A connection whose call broke or timed out is in an unknown state (a statement may still be
 /// running, its path may be stalled): it is closed rather than handed to the next caller.
-pub(crate) fn drop_if_broken<T>(client: deadpool_postgres::Object, result: &Result<T, StoreError>) {
+pub(crate) fn drop_if_broken<T>(
+    pool: &deadpool_postgres::Pool,
+    client: deadpool_postgres::Object,
+    began: std::time::Instant,
+    result: &Result<T, StoreError>,
+) {
     if matches!(result, Err(StoreError::Unavailable(_))) {
-        drop(deadpool_postgres::Object::take(client));
+        discard(pool, client, began);
     }
+}
+
+/// Closes `client`, and with it every idle connection of the pool opened before `began` (the
+/// start of the call that failed on it): they most likely reach the same host by the same
+/// path — a crashed or cut-off primary — and the next calls should connect afresh, to the new
+/// primary after a failover, rather than each find out on its own, one deadline at a time.
+pub(crate) fn discard(
+    pool: &deadpool_postgres::Pool,
+    client: deadpool_postgres::Object,
+    began: std::time::Instant,
+) {
+    drop(deadpool_postgres::Object::take(client));
+    let closed = pool
+        .retain(|_, metrics| metrics.created > began)
+        .removed
+        .len();
+    metrics::counter!("stockroom_db_connections_dropped_total").increment(1 + closed as u64);
 }
 
 impl PgReader {
@@ -538,11 +560,11 @@ impl PgReader {
         sql: &str,
         args: &[Arg],
     ) -> Result<Vec<Row>, StoreError> {
-        let started = tokio::time::Instant::now();
+        let began = std::time::Instant::now();
         let client = self.client(deadline).await?;
-        let left = deadline.saturating_sub(started.elapsed());
+        let left = deadline.saturating_sub(began.elapsed());
         let result = within(left, pg_query(&client, sql, args)).await;
-        drop_if_broken(client, &result);
+        drop_if_broken(&self.pool, client, began, &result);
         result
     }
 }
@@ -610,11 +632,11 @@ impl Reader {
                 lite_run(&side, sql, &args)
             }
             Reader::Pg(pg) => {
-                let started = tokio::time::Instant::now();
+                let began = std::time::Instant::now();
                 let client = pg.client(pg.deadline).await?;
-                let left = pg.deadline.saturating_sub(started.elapsed());
+                let left = pg.deadline.saturating_sub(began.elapsed());
                 let result = within(left, pg_run(&client, sql, &args)).await;
-                drop_if_broken(client, &result);
+                drop_if_broken(&pg.pool, client, began, &result);
                 result
             }
         }

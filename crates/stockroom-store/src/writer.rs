@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::batch::{self, Joiners, NoJoiners, Reply};
 use crate::dialect::Dialect;
 use crate::error::StoreError;
-use crate::exec::{open_sqlite, within, Conn, Stmt};
+use crate::exec::{discard, open_sqlite, within, Conn, Stmt};
 use crate::model::{LaneKey, WriteRequest};
 
 /// How often a batch is re-run after losing a race to another writer before giving up.
@@ -246,10 +246,10 @@ async fn transact(
     };
     match db {
         WriteDb::Pg(pool) => {
-            let waited = std::time::Instant::now();
+            let began = std::time::Instant::now();
             let client = pool.get().await?;
             metrics::histogram!("stockroom_db_pool_wait_seconds", "pool" => "writer")
-                .record(waited.elapsed().as_secs_f64());
+                .record(began.elapsed().as_secs_f64());
             let run = batch::run(
                 Conn::Pg(&client),
                 lane.dialect,
@@ -270,9 +270,8 @@ async fn transact(
                 // The server ends the session's transaction itself (`idle_in_transaction_
                 // session_timeout`, `statement_timeout`) if the close does not reach it.
                 Err(StoreError::Unavailable(cause)) => {
-                    metrics::counter!("stockroom_db_connections_dropped_total").increment(1);
                     tracing::warn!(%cause, "write batch failed on its connection; dropping it");
-                    drop(deadpool_postgres::Object::take(client));
+                    discard(pool, client, began);
                 }
                 // The server answered with an error: the transaction is aborted (after a failed
                 // COMMIT it is rolled back already, and this only warns).
