@@ -605,14 +605,17 @@ impl Reader {
             Reader::Lite(_) => self.row("SELECT 1 AS n", Vec::new()).await.map(|_| ()),
             Reader::Pg(pg) => {
                 let deadline = pg.deadline.min(READY_TIMEOUT);
-                let rows = pg
-                    .rows(deadline, "SELECT pg_is_in_recovery() AS standby", &[])
-                    .await?;
-                let standby = rows.first().map(|r| r.col::<i64>("standby")).transpose()?;
-                match standby {
-                    Some(0) => Ok(()),
+                // What `target_session_attrs=read-write` asks too: a standby is read-only.
+                let sql = "SELECT current_setting('transaction_read_only') AS read_only";
+                let rows = pg.rows(deadline, sql, &[]).await?;
+                let read_only = rows
+                    .first()
+                    .map(|r| r.col::<String>("read_only"))
+                    .transpose()?;
+                match read_only.as_deref() {
+                    Some("off") => Ok(()),
                     _ => Err(StoreError::Unavailable(
-                        "the database is a standby (read-only)".into(),
+                        "the database is read-only (a standby)".into(),
                     )),
                 }
             }
@@ -902,6 +905,38 @@ mod tests {
         assert!(
             too_big.is_err(),
             "an int8 that does not fit an int4 is refused"
+        );
+    }
+
+    /// Readiness asks what `target_session_attrs=read-write` asks: a session that cannot write
+    /// (a standby's; here one made read-only by its options) is not ready, and that is
+    /// "unavailable", not an error; a writable session on the same server is ready.
+    #[tokio::test]
+    async fn a_read_only_session_is_not_ready_and_a_writable_one_is() {
+        let Some(url) = crate::testing::fresh_database(
+            crate::testing::Backend::Postgres,
+            std::path::Path::new("."),
+        )
+        .await
+        else {
+            return;
+        };
+        let reader = |url: &str| {
+            Reader::Pg(PgReader {
+                pool: crate::testing::pg_test_pool(url).expect("a pool"),
+                deadline: std::time::Duration::from_secs(5),
+            })
+        };
+        reader(&url)
+            .ready()
+            .await
+            .expect("a writable session is ready");
+        let read_only = format!("{url}%20-c%20default_transaction_read_only%3Don");
+        assert!(read_only.contains("options="), "{read_only}");
+        let ready = reader(&read_only).ready().await;
+        assert!(
+            matches!(ready, Err(StoreError::Unavailable(_))),
+            "{ready:?}"
         );
     }
 }

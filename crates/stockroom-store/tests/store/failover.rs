@@ -49,6 +49,13 @@ fn increment(id: &str, n: i64, key: &str) -> WriteRequest {
     }
 }
 
+/// `call`'s answer; a failure, not a hang, if there is none within 30 s.
+async fn answered<T>(call: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(30), call)
+        .await
+        .expect("an answer, not a hang")
+}
+
 async fn create(store: &SqlStore, id: &str, n: i64) {
     let created = store
         .execute(WriteRequest::new(Command::Create {
@@ -108,18 +115,18 @@ async fn a_stalled_path_is_unavailable_within_the_deadline_and_recovers_on_postg
     proxy.stall();
     let write = increment("hot", 3, "k-stalled");
     let started = Instant::now();
-    let answer = store.execute(write.clone()).await;
+    let answer = answered(store.execute(write.clone())).await;
     assert!(
         matches!(answer, Err(StoreError::Unavailable(_))),
         "{answer:?}"
     );
     assert!(started.elapsed() < ANSWER_WITHIN, "{:?}", started.elapsed());
     let started = Instant::now();
-    let read = store.stock(&product("hot")).await;
+    let read = answered(store.stock(&product("hot"))).await;
     assert!(matches!(read, Err(StoreError::Unavailable(_))), "{read:?}");
     assert!(started.elapsed() < ANSWER_WITHIN, "{:?}", started.elapsed());
     let started = Instant::now();
-    let ready = store.ping().await;
+    let ready = answered(store.ping()).await;
     assert!(
         matches!(ready, Err(StoreError::Unavailable(_))),
         "{ready:?}"
@@ -165,7 +172,7 @@ async fn a_write_waiting_on_a_lock_that_is_never_released_is_unavailable_in_time
 
     let write = increment("held", 2, "k-locked");
     let started = Instant::now();
-    let answer = store.execute(write.clone()).await;
+    let answer = answered(store.execute(write.clone())).await;
     assert!(
         matches!(answer, Err(StoreError::Unavailable(_))),
         "{answer:?}"
