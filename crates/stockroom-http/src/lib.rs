@@ -277,8 +277,28 @@ pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<Rou
         Get,
         "/health",
         Public,
-        health,
-        doc("Health check: the database answers").ok::<wire::Health>(),
+        ready,
+        doc("Readiness (as `/health/ready`): a writable database answers within a second")
+            .ok::<wire::Health>(),
+    )
+    .add(
+        Get,
+        "/health/ready",
+        Public,
+        ready,
+        doc(
+            "Readiness: a writable database (PostgreSQL: the primary) answers within a second; \
+             503 while it does not, e.g. during a failover",
+        )
+        .ok::<wire::Health>(),
+    )
+    .add(
+        Get,
+        "/health/live",
+        Public,
+        live,
+        doc("Liveness: the process serves requests (the database is not consulted)")
+            .ok::<wire::Health>(),
     )
     .add(
         Get,
@@ -758,14 +778,23 @@ async fn json_errors_for_bad_paths(
     response
 }
 
-async fn health(State(state): State<AppState>) -> Response {
+/// Readiness: whether a load balancer should send this instance requests. It fails while the
+/// database is unreachable or is not a writable primary, and passes again by itself once the
+/// store reaches the (new) primary.
+async fn ready(State(state): State<AppState>) -> Response {
     match state.store.ping().await {
         Ok(()) => Json(wire::Health { status: "ok" }).into_response(),
         Err(e) => {
-            tracing::warn!(error = %e, "health check failed");
+            tracing::warn!(error = %e, "readiness check failed");
             ApiError::Unavailable.into_response()
         }
     }
+}
+
+/// Liveness: the process answers. A database outage must not get instances restarted (a
+/// restart would not bring the database back, and the store reconnects by itself).
+async fn live() -> Json<wire::Health> {
+    Json(wire::Health { status: "ok" })
 }
 
 /// Serves until `shutdown` completes, then finishes the requests in flight. Meanwhile it

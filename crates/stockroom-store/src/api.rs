@@ -70,7 +70,8 @@ pub trait Store: OperatorStore + Send + Sync + 'static {
     /// Sets a setting, replacing any value it had.
     async fn set_setting(&self, name: &str, value: &str) -> Result<(), StoreError>;
 
-    /// Whether the database answers.
+    /// Whether the database is ready for this instance's writes (readiness): it answers within
+    /// a second and, on PostgreSQL, is a writable primary, not a standby.
     async fn ping(&self) -> Result<(), StoreError>;
 
     // The order flow's reads, and the writes that touch no stock.

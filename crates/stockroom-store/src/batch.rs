@@ -590,8 +590,7 @@ mod tests {
                 .await
             }
             Backend::Postgres => {
-                let pool = crate::open::pg_pool(url, 1, std::time::Duration::from_secs(5))
-                    .expect("a pool");
+                let pool = crate::testing::pg_test_pool(url).expect("a pool");
                 let client = pool.get().await.expect("a connection");
                 run(
                     Conn::Pg(&client),

@@ -95,6 +95,33 @@ struct DbArgs {
     /// Milliseconds a request waits for a free database connection before it is answered 503.
     #[arg(long, env = "STOCKROOM_ACQUIRE_TIMEOUT_MS", default_value_t = 5000)]
     acquire_timeout_ms: u64,
+
+    /// PostgreSQL: milliseconds any one database call may take (a read, a write batch with its
+    /// COMMIT, a write's wait for the writer) before it is answered 503 and its connection
+    /// dropped; also each session's statement_timeout and idle_in_transaction_session_timeout.
+    #[arg(long, env = "STOCKROOM_STATEMENT_TIMEOUT_MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    statement_timeout_ms: u64,
+
+    /// PostgreSQL: milliseconds a connection attempt waits for each host of the URL before it
+    /// tries the next (a connect_timeout in the URL wins).
+    #[arg(long, env = "STOCKROOM_CONNECT_TIMEOUT_MS", default_value_t = 2000,
+          value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    connect_timeout_ms: u64,
+}
+
+impl DbArgs {
+    /// The options these flags set; the rest are the defaults.
+    fn open_options(&self, create_if_missing: bool) -> OpenOptions {
+        OpenOptions {
+            pool_size: self.pool_size,
+            acquire_timeout: Duration::from_millis(self.acquire_timeout_ms),
+            statement_timeout: Duration::from_millis(self.statement_timeout_ms),
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+            create_if_missing,
+            ..OpenOptions::default()
+        }
+    }
 }
 
 #[derive(Args)]
@@ -352,12 +379,7 @@ async fn open_with(
     clock: Arc<dyn Clock>,
     create_if_missing: bool,
 ) -> anyhow::Result<Arc<SqlStore>> {
-    let options = OpenOptions {
-        pool_size: db.pool_size,
-        acquire_timeout: Duration::from_millis(db.acquire_timeout_ms),
-        create_if_missing,
-        ..OpenOptions::default()
-    };
+    let options = db.open_options(create_if_missing);
     // OpenError's messages never carry the URL's password.
     Ok(SqlStore::open(&db.database_url, options, clock).await?)
 }
@@ -627,11 +649,7 @@ async fn export(args: transfer::ExportArgs, db: DbArgs) -> anyhow::Result<()> {
 }
 
 async fn import(args: transfer::ImportArgs, db: DbArgs) -> anyhow::Result<ExitCode> {
-    let options = args.open_options(OpenOptions {
-        pool_size: db.pool_size,
-        acquire_timeout: Duration::from_millis(db.acquire_timeout_ms),
-        ..OpenOptions::default()
-    });
+    let options = args.open_options(db.open_options(true));
     let store = SqlStore::open(&db.database_url, options, Arc::new(SystemClock)).await?;
     let clean = transfer::import(store, args).await?;
     Ok(if clean {

@@ -4,6 +4,7 @@ mod support;
 
 mod connections;
 mod flow;
+mod health;
 mod locations;
 mod metrics;
 mod payments;
@@ -1050,9 +1051,12 @@ async fn percent_encoded_queries_work_like_raw_ones(app: TestApp) {
 }
 
 async fn health_and_metrics_answer(app: TestApp) {
-    let r = app.call(Method::GET, "/health", None, None).await;
-    assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.body["status"], "ok");
+    // `/health` is readiness, as `/health/ready`; `/health/live` does not ask the database.
+    for path in ["/health", "/health/ready", "/health/live"] {
+        let r = app.call(Method::GET, path, None, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        assert_eq!(r.body["status"], "ok", "{path}");
+    }
     let text = app
         .http
         .get(format!("{}/metrics", app.base))
