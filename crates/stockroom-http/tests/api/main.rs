@@ -6,6 +6,7 @@ mod connections;
 mod flow;
 mod locations;
 mod metrics;
+mod orders;
 mod payments;
 mod security;
 mod wire;
