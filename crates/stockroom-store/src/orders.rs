@@ -1042,7 +1042,8 @@ impl OrderWhere {
 /// an address, kept as JSON text.
 fn text_column(kind: Kind, field: OrderText) -> String {
     let json = |column: &str, key: &str| match kind {
-        Kind::Sqlite => format!("json_extract(o.{column}, '$.{key}')"),
+        // As text on both (a postcode may be sent as a number): `->>` gives text already.
+        Kind::Sqlite => format!("CAST(json_extract(o.{column}, '$.{key}') AS TEXT)"),
         Kind::Postgres => format!("(o.{column}::jsonb ->> '{key}')"),
     };
     match field {
