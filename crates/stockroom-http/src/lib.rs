@@ -247,7 +247,8 @@ pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<Rou
     use wire::carts::{CartItemUpdate, CartItems, CartOut, NewCartItems};
     use wire::locations::{LocationOut, LocationPatchBody, NewLocationBody};
     use wire::orders::{
-        CheckoutBody, IncludeQuery, OrderAnswer, OrderItemOut, OrderOut, OrderTerm, OrderUpdate,
+        CheckoutBody, IncludeQuery, OrderAnswer, OrderItemOut, OrderList, OrderListQuery, OrderOut,
+        OrderUpdate,
     };
     use wire::payments::{GatewayOut, GatewayUpdate, PaymentOut, PaymentRequest, RefundRequest};
     use wire::products::{NewProductBody, ProductOut, ProductPatchBody};
@@ -580,9 +581,12 @@ pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<Rou
         "/v2/orders",
         Admin,
         orders::list,
-        doc("List orders, newest first")
-            .query::<ListQuery<OrderTerm>>()
-            .ok::<List<OrderOut>>(),
+        doc(
+            "List orders (newest first unless sorted), filtered as Elastic Path filters them \
+             (less customer and account terms), with `include=items` the page's items",
+        )
+        .query::<OrderListQuery>()
+        .ok::<OrderList>(),
     )
     .add(
         Get,
@@ -598,11 +602,15 @@ pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<Rou
         "/v2/orders/{order}",
         Admin,
         orders::update,
-        doc("Ship (`shipping: fulfilled`) or cancel (`status: cancelled`) an order")
-            .body::<Data<OrderUpdate>>()
-            .ok::<Data<OrderOut>>()
-            .idempotent()
-            .errors(&[409]),
+        doc(
+            "Set an order's `order_number`, `external_ref` or `shipping_address`, ship it \
+             (`shipping: fulfilled`) or cancel it (`status: cancelled`): any of these at once, \
+             each applied or none",
+        )
+        .body::<Data<OrderUpdate>>()
+        .ok::<Data<OrderOut>>()
+        .idempotent()
+        .errors(&[409]),
     )
     .add(
         Get,

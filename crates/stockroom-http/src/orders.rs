@@ -10,10 +10,10 @@ use stockroom_store::{Command, Effect, NewOrder, WriteRequest};
 use crate::error::{applied, ApiError};
 use crate::extract::{Idempotent, Query};
 use crate::wire::orders::{
-    order_query, CheckoutBody, IncludeQuery, OrderAnswer, OrderItemOut, OrderOut, OrderTerm,
-    OrderUpdate,
+    CheckoutBody, IncludeQuery, OrderAnswer, OrderItemOut, OrderList, OrderListQuery, OrderOut,
+    OrderUpdate, ORDER_UPDATE_HELP,
 };
-use crate::wire::{Data, List, ListQuery};
+use crate::wire::{Data, List};
 use crate::AppState;
 
 pub async fn checkout(
@@ -47,20 +47,19 @@ pub async fn checkout(
     Ok(Data::new(OrderOut::new(&order)).with_status(StatusCode::CREATED))
 }
 
-pub type OrderListQuery = ListQuery<OrderTerm>;
-
+/// `GET /v2/orders`: filtered, sorted, paged, with the items of the page's orders when asked.
 pub async fn list(
     State(state): State<AppState>,
     Query(query): Query<OrderListQuery>,
 ) -> Result<Response, ApiError> {
-    let page = query.page.page();
-    let found = state
-        .store
-        .orders(&order_query(&query.filter.terms), page)
-        .await?;
-    let items = found.items.iter().map(OrderOut::new).collect();
-    let extra = query.filter.link_suffix();
-    Ok(List::new(items, found.total, page, "/v2/orders", &extra).into_response())
+    let page = query.list.page.page();
+    let found = state.store.orders(&query.query(), page).await?;
+    let extra = query.link_suffix();
+    let include = query.include.unwrap_or_default();
+    Ok(OrderList::new(&found.items, include, |items| {
+        List::new(items, found.total, page, "/v2/orders", &extra)
+    })
+    .into_response())
 }
 
 pub async fn get(
@@ -81,18 +80,18 @@ pub async fn get_items(
     Ok(Data::new(OrderItemOut::all(&order)).into_response())
 }
 
-/// `PUT /v2/orders/{id}`: `shipping: fulfilled` ships, `status: cancelled` cancels.
+/// `PUT /v2/orders/{id}`: `shipping: fulfilled` ships, `status: cancelled` cancels, and
+/// `order_number`, `external_ref` and `shipping_address` change with either or alone — all in
+/// one write, applied whole or not at all.
 pub async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Idempotent(body, idempotency): Idempotent<Data<OrderUpdate>>,
 ) -> Result<Response, ApiError> {
-    let command = body.data.command(id.clone()).ok_or_else(|| {
-        ApiError::invalid(
-            "data",
-            "send either {\"shipping\":\"fulfilled\"} or {\"status\":\"cancelled\"}",
-        )
-    })?;
+    let command = body
+        .data
+        .command(id.clone())
+        .ok_or_else(|| ApiError::invalid("data", ORDER_UPDATE_HELP))?;
     let request = WriteRequest {
         command,
         idempotency,

@@ -335,6 +335,7 @@ impl<'c> Batch<'c> {
             | Command::Capture { .. }
             | Command::Ship { .. }
             | Command::Cancel { .. }
+            | Command::UpdateOrder { .. }
             | Command::Void { .. }
             | Command::PurgeUnpaid { .. }
             | Command::Refund { .. } => {

@@ -11,8 +11,9 @@ use crate::batch_rows::{bulk, OrderItemRow, OrderRow, OrderStateRow, PaymentRow}
 use crate::carts::Carts;
 use crate::catalog::Catalog;
 use crate::dialect::Dialect;
+use crate::dialect::Kind;
 use crate::error::StoreError;
-use crate::exec::{args, Conn, Reader, Row, Stmt};
+use crate::exec::{args, Arg, Conn, Reader, Row, Stmt};
 use crate::model::*;
 use crate::rows::{self, figure, order_item_columns, payment_columns, with_items};
 use crate::stock::{LineAction, Stocks, Wanted};
@@ -447,6 +448,11 @@ pub(crate) async fn apply_payment_command(
         } => tx.capture(order_id, authorization_id, capture_id).await,
         Command::Ship { order_id } => tx.ship(order_id).await,
         Command::Cancel { order_id } => tx.cancel(order_id).await,
+        Command::UpdateOrder {
+            order_id,
+            details,
+            then,
+        } => tx.update_order(order_id, details, *then).await,
         Command::Void {
             order_id,
             authorization_id,
@@ -677,6 +683,59 @@ impl PaymentWork<'_, '_> {
 }
 
 impl PaymentWork<'_, '_> {
+    /// Changes an order's details and (with `then`) ships or cancels it: a refused ship or
+    /// cancel refuses the whole update, before anything is written. As Elastic Path, the
+    /// shipping address of a shipped order cannot change.
+    async fn update_order(
+        &mut self,
+        order_id: &str,
+        details: &OrderDetails,
+        then: Option<OrderChange>,
+    ) -> Result<Outcome, StoreError> {
+        let Some(state) = self.orders.state(order_id)? else {
+            return Ok(Outcome::Refused(Rejection::NotFound));
+        };
+        if details.shipping_address.is_some()
+            && state.shipping == stockroom_domain::order::Shipping::Fulfilled
+        {
+            return Ok(Outcome::Refused(Rejection::Order(OrderError::Shipped)));
+        }
+        if let Some(change) = then {
+            let outcome = match change {
+                OrderChange::Ship => self.ship(order_id).await?,
+                OrderChange::Cancel => self.cancel(order_id).await?,
+            };
+            if !matches!(outcome, Outcome::Applied(_)) {
+                return Ok(outcome);
+            }
+        }
+        let mut sets = Vec::new();
+        let mut values = args![order_id, self.orders.now];
+        let mut set = |column: &str, value: Arg| {
+            values.push(value);
+            sets.push(format!("{column} = ${}", values.len()));
+        };
+        if let Some(number) = &details.order_number {
+            set("order_number", number.into());
+        }
+        if let Some(reference) = &details.external_ref {
+            set("external_ref", reference.into());
+        }
+        if let Some(address) = &details.shipping_address {
+            set("shipping_address", address.into());
+        }
+        if !sets.is_empty() {
+            let sql = format!(
+                "UPDATE orders SET {}, updated_at = $2 WHERE id = $1",
+                sets.join(", ")
+            );
+            self.conn.run(&sql, values).await?;
+        }
+        Ok(Outcome::Applied(Effect::Order(order_id.to_owned())))
+    }
+}
+
+impl PaymentWork<'_, '_> {
     /// Voids an authorization that was not captured: its allocation released exactly once (the
     /// conditional update in [`PaymentWork::resolve`]), the authorization `cancelled`, the
     /// order unpaid again. A second void, a void after a capture or a cancellation, and (with
@@ -852,18 +911,18 @@ impl PaymentWork<'_, '_> {
 
 // ---- reads ---------------------------------------------------------------------------------
 
-macro_rules! orders_filter {
-    () => {
-        "WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) \
-         AND (CAST($2 AS TEXT) IS NULL OR payment = $2) \
-         AND (CAST($3 AS TEXT) IS NULL OR shipping = $3)"
-    };
-}
-
+/// An order's columns (the table aliased `o`), with what its payments took and gave back.
 macro_rules! order_columns {
     () => {
-        "id, cart_id, status, payment, shipping, paying, customer, billing_address, \
-         shipping_address, total_amount, currency, created_at, updated_at"
+        "o.id, o.cart_id, o.status, o.payment, o.shipping, o.paying, o.customer, \
+         o.billing_address, o.shipping_address, o.order_number, o.external_ref, \
+         o.total_amount, o.currency, o.created_at, o.updated_at, \
+         CAST(COALESCE((SELECT SUM(p.amount) FROM payments p WHERE p.order_id = o.id \
+         AND p.status = 'complete' AND p.transaction_type IN ('purchase', 'capture')), 0) \
+         AS BIGINT) AS paid_gross, \
+         CAST(COALESCE((SELECT SUM(p.amount) FROM payments p WHERE p.order_id = o.id \
+         AND p.status = 'complete' AND p.transaction_type = 'refund'), 0) AS BIGINT) \
+         AS refunded"
     };
 }
 
@@ -872,9 +931,9 @@ pub(crate) async fn order(db: &Reader, id: &str) -> Result<Option<Order>, StoreE
     let rows = db
         .rows(
             concat!(
-                "SELECT o.id, o.cart_id, o.status, o.payment, o.shipping, o.paying, o.customer, \
-                 o.billing_address, o.shipping_address, o.total_amount, o.currency, \
-                 o.created_at, o.updated_at, ",
+                "SELECT ",
+                order_columns!(),
+                ", ",
                 order_item_columns!(),
                 " FROM orders o LEFT JOIN order_items i ON i.order_id = o.id WHERE o.id = $1 \
                  ORDER BY i.position"
@@ -888,41 +947,175 @@ pub(crate) async fn order(db: &Reader, id: &str) -> Result<Option<Order>, StoreE
     Ok(Some(rows::order(first, items)?))
 }
 
+/// The `WHERE` clause of an order query and its arguments (`$1` first).
+struct OrderWhere {
+    sql: String,
+    args: Vec<Arg>,
+}
+
+impl OrderWhere {
+    fn new(kind: Kind, query: &OrderQuery) -> OrderWhere {
+        let mut w = OrderWhere {
+            sql: String::new(),
+            args: Vec::new(),
+        };
+        if let Some(s) = query.status {
+            w.and(|p| format!("o.status = {p}"), s.as_str().into());
+        }
+        if let Some(s) = query.payment {
+            w.and(|p| format!("o.payment = {p}"), s.as_str().into());
+        }
+        if let Some(s) = query.shipping {
+            w.and(|p| format!("o.shipping = {p}"), s.as_str().into());
+        }
+        for term in &query.terms {
+            match term {
+                OrderFilter::Text {
+                    field,
+                    matching: TextMatch::Eq,
+                    value,
+                } => w.and(
+                    |p| format!("{} = {p}", text_column(kind, *field)),
+                    value.into(),
+                ),
+                OrderFilter::Text {
+                    field,
+                    matching: TextMatch::Like,
+                    value,
+                } => w.and(
+                    |p| {
+                        format!(
+                            "lower({}) LIKE lower({p}) ESCAPE '\\'",
+                            text_column(kind, *field)
+                        )
+                    },
+                    like_pattern(value).into(),
+                ),
+                OrderFilter::Total(c, amount) => w.and(
+                    |p| format!("o.total_amount {} {p}", c.sql()),
+                    (*amount).into(),
+                ),
+                OrderFilter::Time(t, c, at) => {
+                    let column = match t {
+                        OrderTime::CreatedAt => "o.created_at",
+                        OrderTime::UpdatedAt => "o.updated_at",
+                    };
+                    w.and(|p| format!("{column} {} {p}", c.sql()), at.micros().into())
+                }
+                OrderFilter::ProductId(id) => w.and(
+                    |p| {
+                        format!(
+                            "EXISTS (SELECT 1 FROM order_items f \
+                             WHERE f.order_id = o.id AND f.product_id = {p})"
+                        )
+                    },
+                    id.into(),
+                ),
+                OrderFilter::ProductSku(sku) => w.and(
+                    |p| {
+                        format!(
+                            "EXISTS (SELECT 1 FROM order_items f \
+                             WHERE f.order_id = o.id AND f.sku = {p})"
+                        )
+                    },
+                    sku.into(),
+                ),
+            }
+        }
+        w
+    }
+
+    /// Adds a condition on one argument, given its placeholder.
+    fn and(&mut self, condition: impl FnOnce(&str) -> String, arg: Arg) {
+        self.args.push(arg);
+        let placeholder = format!("${}", self.args.len());
+        self.sql.push_str(if self.sql.is_empty() {
+            "WHERE "
+        } else {
+            " AND "
+        });
+        self.sql.push_str(&condition(&placeholder));
+    }
+}
+
+/// The expression of a text field of an order (`o`): a column, or a field of the customer or
+/// an address, kept as JSON text.
+fn text_column(kind: Kind, field: OrderText) -> String {
+    let json = |column: &str, key: &str| match kind {
+        // As text on both (a postcode may be sent as a number): `->>` gives text already.
+        Kind::Sqlite => format!("CAST(json_extract(o.{column}, '$.{key}') AS TEXT)"),
+        Kind::Postgres => format!("(o.{column}::jsonb ->> '{key}')"),
+    };
+    match field {
+        OrderText::Name => json("customer", "name"),
+        OrderText::Email => json("customer", "email"),
+        OrderText::ShippingPostcode => json("shipping_address", "postcode"),
+        OrderText::BillingPostcode => json("billing_address", "postcode"),
+        OrderText::ExternalRef => "o.external_ref".to_owned(),
+        OrderText::OrderNumber => "o.order_number".to_owned(),
+        OrderText::Currency => "o.currency".to_owned(),
+    }
+}
+
+/// Elastic Path's `like` value (`*` for any text) as a SQL `LIKE` pattern escaped with `\`.
+fn like_pattern(value: &str) -> String {
+    let mut pattern = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '*' => pattern.push('%'),
+            '%' | '_' | '\\' => {
+                pattern.push('\\');
+                pattern.push(c);
+            }
+            c => pattern.push(c),
+        }
+    }
+    pattern
+}
+
+/// `ORDER BY` of the order list; the id breaks ties so that pages never overlap.
+fn order_by(sort: OrderSort) -> &'static str {
+    match (sort.by, sort.ascending) {
+        (OrderTime::CreatedAt, false) => "ORDER BY o.created_at DESC, o.id DESC",
+        (OrderTime::CreatedAt, true) => "ORDER BY o.created_at, o.id",
+        (OrderTime::UpdatedAt, false) => "ORDER BY o.updated_at DESC, o.id DESC",
+        (OrderTime::UpdatedAt, true) => "ORDER BY o.updated_at, o.id",
+    }
+}
+
 pub(crate) async fn orders(
     db: &Reader,
+    kind: Kind,
     query: &OrderQuery,
     page: Page,
 ) -> Result<Paged<Order>, StoreError> {
-    let filter_args = || {
-        args![
-            query.status.map(|s| s.as_str()),
-            query.payment.map(|s| s.as_str()),
-            query.shipping.map(|s| s.as_str())
-        ]
-    };
-    let mut page_args = filter_args();
+    let filter = OrderWhere::new(kind, query);
+    let mut page_args = filter.args.clone();
     page_args.extend(args![figure(page.limit), figure(page.offset)]);
+    let n = filter.args.len();
+    // The page: the filter, the order, `LIMIT` and `OFFSET`.
+    let paged = format!(
+        "FROM orders o {} {} LIMIT ${} OFFSET ${}",
+        filter.sql,
+        order_by(query.sort),
+        n + 1,
+        n + 2
+    );
     let rows = db
         .rows(
-            concat!(
-                "SELECT ",
-                order_columns!(),
-                " FROM orders ",
-                orders_filter!(),
-                " ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
-            ),
+            &format!(concat!("SELECT ", order_columns!(), " {}"), paged),
             page_args.clone(),
         )
         .await?;
     let total = rows::count(
         db.row(
-            concat!("SELECT COUNT(*) AS n FROM orders ", orders_filter!()),
-            filter_args(),
+            &format!("SELECT COUNT(*) AS n FROM orders o {}", filter.sql),
+            filter.args,
         )
         .await?,
     )?;
     let ids: Vec<String> = rows.iter().map(|r| r.col("id")).collect::<Result<_, _>>()?;
-    let mut items = order_items(db, page_args).await?;
+    let mut items = order_items(db, &paged, page_args).await?;
     let orders = rows
         .iter()
         .zip(ids)
@@ -934,21 +1127,23 @@ pub(crate) async fn orders(
     })
 }
 
-/// The items of a page of orders (the same filter, order and page as the orders'
-/// statement), by order, in position order: one statement.
+/// The items of a page of orders (`paged`: the orders' `FROM`, filter, order and page), by
+/// order, in position order: one statement.
 async fn order_items(
     db: &Reader,
-    page_args: Vec<crate::exec::Arg>,
+    paged: &str,
+    page_args: Vec<Arg>,
 ) -> Result<BTreeMap<String, Vec<OrderItem>>, StoreError> {
     let rows = db
         .rows(
-            concat!(
-                "SELECT i.order_id, ",
-                order_item_columns!(),
-                " FROM order_items i WHERE i.order_id IN (SELECT id FROM orders ",
-                orders_filter!(),
-                " ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5) \
-                 ORDER BY i.order_id, i.position"
+            &format!(
+                concat!(
+                    "SELECT i.order_id, ",
+                    order_item_columns!(),
+                    " FROM order_items i WHERE i.order_id IN (SELECT o.id {}) \
+                     ORDER BY i.order_id, i.position"
+                ),
+                paged
             ),
             page_args,
         )

@@ -492,7 +492,7 @@ impl Store for SqlStore {
     }
 
     async fn orders(&self, query: &OrderQuery, page: Page) -> Result<Paged<Order>, StoreError> {
-        orders::orders(&self.read, query, page).await
+        orders::orders(&self.read, self.dialect.kind, query, page).await
     }
 
     async fn payments(&self, order_id: &str) -> Result<Vec<PaymentTx>, StoreError> {

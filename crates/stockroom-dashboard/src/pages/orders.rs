@@ -62,6 +62,7 @@ pub async fn orders(
         status: Status::parse(&status),
         payment: Payment::parse(&payment),
         shipping: Shipping::parse(&shipping),
+        ..OrderQuery::default()
     };
     let paging = Paging::new(p.page.as_deref(), ORDER_PAGE_ROWS);
     let found = dash.app.store.orders(&filter, paging.page).await?;

@@ -7,6 +7,7 @@ mod flow;
 mod health;
 mod locations;
 mod metrics;
+mod orders;
 mod payments;
 mod security;
 mod wire;
