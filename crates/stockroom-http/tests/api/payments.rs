@@ -34,6 +34,7 @@ crate::on_both_backends_raw!(
     the_overdue_sweep_racing_captures_on_two_instances_voids_each_at_most_once,
     checkouts_and_payments_are_rate_limited_per_token_and_per_address,
     a_payment_retried_while_pending_answers_the_attempts_outcome,
+    partial_refunds_racing_on_two_instances_never_exceed_the_paid_amount,
 );
 
 /// A server whose `http` gateway is the stand-in provider (answering as `mode` says).
@@ -958,5 +959,67 @@ async fn a_payment_retried_while_pending_answers_the_attempts_outcome(backend: B
         [("allocate".into(), 3), ("deallocate".into(), 3)]
     );
     assert_eq!(app.order_state(&order).await.1, "unpaid");
+    app.verify_ok().await;
+}
+
+/// Review probe (coverage, no finding): partial refunds racing on two instances of one
+/// database never give back more than was paid: of eight refunds of 30 against 100 paid,
+/// exactly three are applied, whichever instance each ran on.
+async fn partial_refunds_racing_on_two_instances_never_exceed_the_paid_amount(backend: Backend) {
+    const RACERS: usize = 8;
+    let Some(app) = spawn_app_with(backend, PaymentSettings::default()).await else {
+        return;
+    };
+    app.create_product("p", "P", 50).await;
+    app.create_stock("p", 10).await;
+    let order = app.order_of("c", &[("p", 2)]).await;
+    let purchase = id_of(&app.pay(&order, "manual", "purchase").await);
+    let other = SqlStore::open(&app.url, OpenOptions::default(), app.clock.clone())
+        .await
+        .expect("a second instance");
+    let app = Arc::new(app);
+    let mut racers = Vec::new();
+    for i in 0..RACERS {
+        let (app, other) = (app.clone(), other.clone());
+        let (order, purchase) = (order.clone(), purchase.clone());
+        racers.push(tokio::spawn(async move {
+            if i % 2 == 0 {
+                let r = refund(&app, &order, &purchase, Some(30)).await;
+                assert!(
+                    r.status == StatusCode::OK || r.status == StatusCode::CONFLICT,
+                    "{}",
+                    r.body
+                );
+                r.status == StatusCode::OK
+            } else {
+                let answer = other
+                    .execute(stockroom_store::WriteRequest::new(
+                        stockroom_store::Command::Refund {
+                            order_id: order,
+                            transaction_id: purchase,
+                            refund_id: stockroom_store::new_id(),
+                            amount: Some(30),
+                        },
+                    ))
+                    .await
+                    .expect("refund");
+                matches!(answer.outcome, stockroom_store::Outcome::Applied(_))
+            }
+        }));
+    }
+    let mut applied = 0;
+    for r in racers {
+        applied += usize::from(r.await.expect("racer"));
+    }
+    assert_eq!(applied, 3, "three refunds of 30 fit in 100");
+    let payments = app.store.payments(&order).await.expect("payments");
+    let refunded: i64 = payments
+        .iter()
+        .filter(|p| p.transaction_type.as_str() == "refund")
+        .map(|p| p.amount.amount_minor())
+        .sum();
+    assert_eq!(refunded, 90);
+    assert_eq!(app.order_state(&order).await.1, "paid");
+    assert_eq!(app.figures("p").await, (10, 2, 8), "refunds move no stock");
     app.verify_ok().await;
 }
