@@ -87,7 +87,11 @@ pub async fn pay(
     };
     let payment = state.store.payment(&id, &payment_id).await?;
     let mut payment = payment.ok_or(ApiError::Internal)?;
-    if !answer.replayed && payment.status == PaymentStatus::Pending {
+    // A replay of a pending attempt asks the gateway too: its first request may still be
+    // waiting, or may have died (a 503 or a crash after the attempt was written) without ever
+    // asking. The gateway gets the attempt's id as its `Idempotency-Key`, and the first verdict
+    // recorded stands, so asking twice moves no money twice and both answers agree.
+    if payment.status == PaymentStatus::Pending {
         payment = settle_with_gateway(&state, payment).await?;
     }
     if payment.status == PaymentStatus::Failed {

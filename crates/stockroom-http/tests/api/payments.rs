@@ -24,6 +24,7 @@ crate::on_both_backends!(
     refunds_give_back_at_most_what_was_paid_and_move_no_stock,
     orders_are_capped_in_units,
     unpaid_orders_older_than_the_cutoff_are_purged_and_no_other,
+    the_new_payment_routes_refuse_hostile_input_and_shoppers,
 );
 
 crate::on_both_backends_raw!(
@@ -32,6 +33,8 @@ crate::on_both_backends_raw!(
     authorizations_never_captured_are_voided_once_after_the_timeout,
     the_overdue_sweep_racing_captures_on_two_instances_voids_each_at_most_once,
     checkouts_and_payments_are_rate_limited_per_token_and_per_address,
+    a_payment_retried_while_pending_answers_the_attempts_outcome,
+    partial_refunds_racing_on_two_instances_never_exceed_the_paid_amount,
 );
 
 /// A server whose `http` gateway is the stand-in provider (answering as `mode` says).
@@ -762,4 +765,261 @@ impl TestApp {
     fn clock_now(&self) -> Timestamp {
         stockroom_domain::Clock::now(&*self.clock)
     }
+}
+
+/// Review probe (coverage, no finding): every new payment route answers hostile bodies and ids
+/// with a clear 4xx (never a 500), shoppers are refused (403) on the administrator's routes
+/// (gateways, capture, void, refund), and nothing changes.
+async fn the_new_payment_routes_refuse_hostile_input_and_shoppers(app: TestApp) {
+    app.create_product("p", "P", 100).await;
+    app.create_stock("p", 10).await;
+    let order = app.order_of("c", &[("p", 2)]).await;
+    let purchase = id_of(&app.pay(&order, "manual", "purchase").await);
+    let order2 = app.order_of("c2", &[("p", 1)]).await;
+    let authorization = id_of(&app.pay(&order2, "manual", "authorize").await);
+    let figures = app.figures("p").await;
+    let long = "x".repeat(5000);
+    let bodies = [
+        "{",
+        "null",
+        "[]",
+        "\"x\"",
+        "{\"data\":null}",
+        "{\"data\":[]}",
+        "{\"data\":{\"amount\":\"5\"}}",
+        "{\"data\":{\"amount\":1.5}}",
+        "{\"data\":{\"amount\":-1}}",
+        "{\"data\":{\"amount\":0}}",
+        "{\"data\":{\"amount\":1e30}}",
+        "{\"data\":{\"amount\":99999999999999999999}}",
+        "{\"data\":{\"amount\":9223372036854775807}}",
+        "{\"data\":{\"enabled\":null}}",
+        "{\"data\":{\"enabled\":1}}",
+        "{\"data\":{}}",
+    ];
+    let mut targets = vec![
+        (
+            Method::POST,
+            format!("/v2/orders/{order}/transactions/{purchase}/refund"),
+        ),
+        (
+            Method::POST,
+            format!("/v2/orders/{order2}/transactions/{authorization}/cancel"),
+        ),
+        (Method::PUT, "/v2/gateways/manual".to_owned()),
+    ];
+    for (method, path) in &targets {
+        for body in bodies {
+            // Left out, the refund's amount is "all that is left": not hostile.
+            let whole_refund = [
+                "null",
+                "{\"data\":{}}",
+                "{\"data\":{\"enabled\":null}}",
+                "{\"data\":{\"enabled\":1}}",
+            ];
+            if path.ends_with("/refund") && whole_refund.contains(&body) {
+                continue;
+            }
+            let r = app
+                .call_raw(method.clone(), path, Some(&app.admin), Some(body), &[])
+                .await;
+            let s = r.status.as_u16();
+            // A body the void ignores may succeed; everything else is a 4xx.
+            let ok_void = path.ends_with("/cancel") && s == 200;
+            assert!(
+                ok_void || (400..500).contains(&s),
+                "{method} {path} {body}: {s} {}",
+                r.body
+            );
+            if ok_void {
+                break;
+            }
+        }
+    }
+    targets.push((Method::GET, "/v2/gateways".to_owned()));
+    targets.push((Method::GET, "/v2/gateways/manual".to_owned()));
+    targets.push((
+        Method::POST,
+        format!("/v2/orders/{order}/transactions/{purchase}/capture"),
+    ));
+    for (method, path) in &targets {
+        let r = app
+            .call_raw(
+                method.clone(),
+                path,
+                Some(&app.shopper),
+                Some("{\"data\":{\"enabled\":false}}"),
+                &[],
+            )
+            .await;
+        assert_eq!(r.error_status(), 403, "shopper {method} {path}");
+    }
+    for path in [
+        format!("/v2/orders/{order}/transactions/{long}/refund"),
+        format!("/v2/orders/{long}/transactions/{purchase}/refund"),
+        format!("/v2/orders/{order}/transactions/{long}/cancel"),
+        format!("/v2/gateways/{long}"),
+        "/v2/gateways/%00".to_owned(),
+        format!("/v2/orders/{order}/transactions/%FF/refund"),
+    ] {
+        let r = app
+            .call_raw(Method::POST, &path, Some(&app.admin), None, &[])
+            .await;
+        let s = r.status.as_u16();
+        assert!((400..500).contains(&s), "{path}: {s} {}", r.body);
+    }
+    assert_eq!(
+        app.order_state(&order).await.1,
+        "paid",
+        "nothing was refunded"
+    );
+    // The void went through once (its body is ignored): order 2's unit was released.
+    assert_eq!(figures, (10, 3, 7));
+    assert_eq!(app.figures("p").await, (10, 2, 8));
+    assert_eq!(app.order_state(&order2).await.1, "unpaid");
+    assert_eq!(
+        app.store
+            .setting("gateway.manual.enabled")
+            .await
+            .expect("setting"),
+        None
+    );
+    app.verify_ok().await;
+}
+
+/// Review finding: a payment retried with its `Idempotency-Key` while its attempt is still
+/// pending (the first request waiting on the gateway, or lost with a 503 or a crash after the
+/// attempt was written) was answered 200 `pending` at once and the gateway was never asked for
+/// it: the retry's answer differed from the first's (here: 200 against "Payment failed"), and
+/// an attempt whose first request died stayed pending until the sweep released it. A retry of
+/// a pending attempt now asks the gateway too (with the attempt's id as the gateway's
+/// `Idempotency-Key`) and answers its recorded outcome, the same as the first request's.
+async fn a_payment_retried_while_pending_answers_the_attempts_outcome(backend: Backend) {
+    let Some((app, mode, mut seen)) = app_with_gateway(backend).await else {
+        return;
+    };
+    app.create_product("p", "P", 100).await;
+    app.create_stock("p", 10).await;
+    let order = app.order_of("c", &[("p", 3)]).await;
+    // The gateway does not answer: the attempt fails at the gateway's timeout.
+    mode.store(3, Ordering::SeqCst);
+    let path = format!("/v2/orders/{order}/payments");
+    let body = json!({"data": {"gateway": "http", "method": "purchase"}}).to_string();
+    let app = Arc::new(app);
+    let first = {
+        let (app, path, body) = (app.clone(), path.clone(), body.clone());
+        tokio::spawn(async move {
+            app.call_raw(
+                Method::POST,
+                &path,
+                Some(&app.shopper),
+                Some(&body),
+                &[("Idempotency-Key", "pay-1")],
+            )
+            .await
+        })
+    };
+    // The first request's attempt is written and its gateway call is in flight.
+    seen.recv().await.expect("the gateway was asked");
+    let retry = app
+        .call_raw(
+            Method::POST,
+            &path,
+            Some(&app.shopper),
+            Some(&body),
+            &[("Idempotency-Key", "pay-1")],
+        )
+        .await;
+    let first = first.await.expect("first request");
+    assert_eq!(first.error_status(), 400, "{}", first.body);
+    assert_eq!(first.body["errors"][0]["title"], "Payment failed");
+    assert_eq!(
+        (retry.status, &retry.body),
+        (first.status, &first.body),
+        "the retry answers what the first request answered"
+    );
+    // One attempt, released once.
+    let r = app
+        .admin(
+            Method::GET,
+            &format!("/v2/orders/{order}/transactions"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        r.body["data"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.body["data"][0]["status"], "failed");
+    assert_eq!(app.figures("p").await, (10, 0, 10));
+    assert_eq!(
+        app.order_entries("p", &order).await,
+        [("allocate".into(), 3), ("deallocate".into(), 3)]
+    );
+    assert_eq!(app.order_state(&order).await.1, "unpaid");
+    app.verify_ok().await;
+}
+
+/// Review probe (coverage, no finding): partial refunds racing on two instances of one
+/// database never give back more than was paid: of eight refunds of 30 against 100 paid,
+/// exactly three are applied, whichever instance each ran on.
+async fn partial_refunds_racing_on_two_instances_never_exceed_the_paid_amount(backend: Backend) {
+    const RACERS: usize = 8;
+    let Some(app) = spawn_app_with(backend, PaymentSettings::default()).await else {
+        return;
+    };
+    app.create_product("p", "P", 50).await;
+    app.create_stock("p", 10).await;
+    let order = app.order_of("c", &[("p", 2)]).await;
+    let purchase = id_of(&app.pay(&order, "manual", "purchase").await);
+    let other = SqlStore::open(&app.url, OpenOptions::default(), app.clock.clone())
+        .await
+        .expect("a second instance");
+    let app = Arc::new(app);
+    let mut racers = Vec::new();
+    for i in 0..RACERS {
+        let (app, other) = (app.clone(), other.clone());
+        let (order, purchase) = (order.clone(), purchase.clone());
+        racers.push(tokio::spawn(async move {
+            if i % 2 == 0 {
+                let r = refund(&app, &order, &purchase, Some(30)).await;
+                assert!(
+                    r.status == StatusCode::OK || r.status == StatusCode::CONFLICT,
+                    "{}",
+                    r.body
+                );
+                r.status == StatusCode::OK
+            } else {
+                let answer = other
+                    .execute(stockroom_store::WriteRequest::new(
+                        stockroom_store::Command::Refund {
+                            order_id: order,
+                            transaction_id: purchase,
+                            refund_id: stockroom_store::new_id(),
+                            amount: Some(30),
+                        },
+                    ))
+                    .await
+                    .expect("refund");
+                matches!(answer.outcome, stockroom_store::Outcome::Applied(_))
+            }
+        }));
+    }
+    let mut applied = 0;
+    for r in racers {
+        applied += usize::from(r.await.expect("racer"));
+    }
+    assert_eq!(applied, 3, "three refunds of 30 fit in 100");
+    let payments = app.store.payments(&order).await.expect("payments");
+    let refunded: i64 = payments
+        .iter()
+        .filter(|p| p.transaction_type.as_str() == "refund")
+        .map(|p| p.amount.amount_minor())
+        .sum();
+    assert_eq!(refunded, 90);
+    assert_eq!(app.order_state(&order).await.1, "paid");
+    assert_eq!(app.figures("p").await, (10, 2, 8), "refunds move no stock");
+    app.verify_ok().await;
 }
