@@ -466,15 +466,8 @@ impl EventStore for SqlStore {
             After::RetryAt(at) => ("pending", at.micros(), None),
             After::Failed => ("failed", 0, Some(now.micros())),
         };
-        let done = self
-            .read
-            .run(
-                "UPDATE integration_jobs SET status = $3, next_attempt_at = $4, \
-                 finished_at = $5, lease_until = 0, lease_owner = NULL \
-                 WHERE seq = $1 AND lease_owner = $2 AND status = 'pending'",
-                args![job.seq, owner, status, next, finished],
-            )
-            .await?;
+        // The log first: a finished job always has its attempts' logs (a crash in between
+        // leaves a logged attempt of a job still leased, tried again later).
         let log_id = uuid::Uuid::now_v7().to_string();
         self.read
             .run(
@@ -493,6 +486,15 @@ impl EventStore for SqlStore {
                     cut(&attempt.error_detail, LOG_BODY_MAX),
                     now.micros()
                 ],
+            )
+            .await?;
+        let done = self
+            .read
+            .run(
+                "UPDATE integration_jobs SET status = $3, next_attempt_at = $4, \
+                 finished_at = $5, lease_until = 0, lease_owner = NULL \
+                 WHERE seq = $1 AND lease_owner = $2 AND status = 'pending'",
+                args![job.seq, owner, status, next, finished],
             )
             .await?;
         Ok(done == 1)
