@@ -27,6 +27,7 @@ crate::on_both_backends_raw!(
     disabled_integrations_receive_nothing,
     private_targets_are_refused_unless_allowed,
     the_integrations_api_checks_its_input,
+    nats_integrations_publish_each_event_once_under_its_event_id,
 );
 
 /// How the receiver answers, request by request (then 200 for good).
@@ -549,6 +550,125 @@ async fn the_integrations_api_checks_its_input(backend: Backend) {
         .await;
     assert_eq!(r.error_status(), 404);
     assert_eq!(app.integration_count().await, 0);
+}
+
+const NATS_URL: &str = "127.0.0.1:4222";
+
+/// A JetStream connection to the local NATS server; `None` (said once) when it does not
+/// answer, unless `STOCKROOM_TEST_REQUIRE_NATS` is set (CI), which makes that a failure.
+async fn jetstream_or_skip() -> Option<async_nats::jetstream::Context> {
+    let connect = async_nats::connect(NATS_URL);
+    match tokio::time::timeout(Duration::from_secs(3), connect).await {
+        Ok(Ok(client)) => Some(async_nats::jetstream::new(client)),
+        other => {
+            let why = match other {
+                Ok(Err(e)) => e.to_string(),
+                _ => "timed out".to_owned(),
+            };
+            assert!(
+                std::env::var_os("STOCKROOM_TEST_REQUIRE_NATS").is_none(),
+                "STOCKROOM_TEST_REQUIRE_NATS is set but NATS at {NATS_URL} does not answer: {why}"
+            );
+            eprintln!(
+                "SKIPPED: NATS at {NATS_URL} does not answer ({why}); \
+                 set STOCKROOM_TEST_REQUIRE_NATS=1 to make this a failure"
+            );
+            None
+        }
+    }
+}
+
+async fn nats_integrations_publish_each_event_once_under_its_event_id(backend: Backend) {
+    let Some(js) = jetstream_or_skip().await else {
+        return;
+    };
+    let Some(app) = spawn_app_evented(
+        backend,
+        EventSettings {
+            nats_url: Some(NATS_URL.to_owned()),
+            ..fast(false)
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let subject = format!("stockroom.test.{tag}.events");
+    let name = format!("STOCKROOM_TEST_{tag}");
+    let stream = js
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: name.clone(),
+            subjects: vec![subject.clone()],
+            ..Default::default()
+        })
+        .await
+        .expect("a stream");
+    let r = app
+        .admin(
+            Method::POST,
+            "/v2/integrations",
+            Some(json!({"data": {"type": "integration", "name": "fan-out",
+                "integration_type": "nats", "observes": ["stock-transaction.created"],
+                "configuration": {"subject": subject}}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let id = r.body["data"]["id"].as_str().expect("an id").to_owned();
+    app.create_stock("p", 10).await;
+    assert_eq!(
+        app.transact("p", "allocate", 3).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.transact("p", "increment", 2).await.status,
+        StatusCode::OK
+    );
+    let jobs = settled(&app, &id).await;
+    assert_eq!(jobs.len(), 3);
+    assert!(jobs.iter().all(|j| j["status"] == "delivered"), "{jobs:?}");
+    let mut events: Vec<String> = jobs
+        .iter()
+        .rev()
+        .map(|j| j["event_id"].as_str().expect("event id").to_owned())
+        .collect();
+    let mut actions = Vec::new();
+    for seq in 1..=3u64 {
+        let m = stream.get_raw_message(seq).await.expect("a message");
+        let msg_id = m
+            .headers
+            .get("Nats-Msg-Id")
+            .expect("a Nats-Msg-Id")
+            .as_str()
+            .to_owned();
+        let body: Value = serde_json::from_slice(&m.payload).expect("json");
+        assert_eq!(
+            body["id"],
+            msg_id.as_str(),
+            "the event id is the message id"
+        );
+        assert_eq!(body["triggered_by"], "stock-transaction.created");
+        assert_eq!(body["integration"]["integration_type"], "nats");
+        actions.push(body["payload"]["data"]["attributes"]["action"].clone());
+        assert_eq!(msg_id, events[usize::try_from(seq - 1).expect("small")]);
+    }
+    assert_eq!(
+        actions,
+        [json!("create"), json!("allocate"), json!("increment")]
+    );
+    // A second publish of an event (a retry after a lost acknowledgement) is dropped.
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", events.remove(0).as_str());
+    let ack = js
+        .publish_with_headers(subject.clone(), headers, "again".into())
+        .await
+        .expect("a publish")
+        .await
+        .expect("an ack");
+    assert!(ack.duplicate);
+    let mut stream = js.get_stream(&name).await.expect("the stream");
+    assert_eq!(stream.info().await.expect("info").state.messages, 3);
+    js.delete_stream(&name).await.expect("removed");
 }
 
 impl TestApp {
