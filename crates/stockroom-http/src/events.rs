@@ -30,7 +30,8 @@ use crate::error::ApiError;
 use crate::extract::Json;
 use crate::wire::integrations::{
     check_url, event_id, job_seq, stored_configuration, IntegrationOut, IntegrationUpdate, JobOut,
-    LogOut, NewIntegration, Payload, PayloadIntegration,
+    LogOut, NewIntegration, Payload, PayloadIntegration, StockThreshold, StockThresholdOut,
+    StockThresholdTag,
 };
 use crate::wire::orders::{Include, OrderAnswer};
 use crate::wire::payments::PaymentOut;
@@ -231,6 +232,32 @@ pub async fn job_logs(
         .integration_logs(Some(&id), Some(seq), SHOWN_MAX)
         .await?;
     Ok(Data::new(logs.iter().map(LogOut::new).collect::<Vec<_>>()).into_response())
+}
+
+/// Sets or removes the low-stock threshold of one of a product's records.
+pub async fn set_threshold(
+    State(state): State<AppState>,
+    Path(product): Path<String>,
+    Json(body): Json<Data<StockThreshold>>,
+) -> Result<Response, ApiError> {
+    let product = crate::inventory::path_product(&product)?;
+    let body = body.data;
+    let location = match &body.location {
+        Some(slug) => crate::locations::location_slug(&state, slug).await?,
+        None => stockroom_store::NO_LOCATION.to_owned(),
+    };
+    let threshold = body.threshold.map(|q| q.get());
+    state
+        .store
+        .set_stock_threshold(&product, &location, threshold)
+        .await?;
+    Ok(Data::new(StockThresholdOut {
+        kind: StockThresholdTag,
+        product_id: product.as_str().to_owned(),
+        location: body.location.map(|s| s.as_str().to_owned()),
+        threshold,
+    })
+    .into_response())
 }
 
 /// A webhook URL whose host is a private, loopback or link-local address literal is refused at

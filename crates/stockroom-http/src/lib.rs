@@ -243,7 +243,10 @@ pub fn routes(state: AppState) -> (Router, Vec<RouteInfo>) {
 pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<RouteInfo>) {
     use openapi::doc;
     use wire::carts::{CartItemUpdate, CartItems, CartOut, NewCartItems};
-    use wire::integrations::{IntegrationOut, IntegrationUpdate, JobOut, LogOut, NewIntegration};
+    use wire::integrations::{
+        IntegrationOut, IntegrationUpdate, JobOut, LogOut, NewIntegration, StockThreshold,
+        StockThresholdOut,
+    };
     use wire::locations::{LocationOut, LocationPatchBody, NewLocationBody};
     use wire::orders::{
         CheckoutBody, IncludeQuery, OrderAnswer, OrderItemOut, OrderOut, OrderTerm, OrderUpdate,
@@ -693,6 +696,15 @@ pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<Rou
         Admin,
         events::job_logs,
         doc("The delivery attempts of one job").ok::<Data<Vec<LogOut>>>(),
+    )
+    .add(
+        Put,
+        "/v2/inventories/{product}/threshold",
+        Admin,
+        events::set_threshold,
+        doc("Set (or with null remove) a stock record's low-stock threshold: stock.low, stock.out and stock.replenished fire when what is available crosses it or zero")
+            .body::<Data<StockThreshold>>()
+            .ok::<Data<StockThresholdOut>>(),
     );
     let router =
         routes

@@ -485,3 +485,34 @@ pub struct Payload<'a> {
     pub resources: String,
     pub payload: &'a serde_json::Value,
 }
+
+tag!(StockThresholdTag, "stock-threshold");
+
+/// `PUT /v2/inventories/{product}/threshold`: the low-stock threshold of one of the product's
+/// records (at `location`, or at no location); `null` removes it. `stock.low` fires when what
+/// is available falls to the threshold or below, `stock.out` when it reaches zero, and
+/// `stock.replenished` when it rises above the threshold again.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, expecting = "an object")]
+pub struct StockThreshold {
+    #[serde(rename = "type", default)]
+    pub kind: Option<StockThresholdTag>,
+    #[serde(default, deserialize_with = "fields::opt")]
+    #[schema(schema_with = fields::opt_schema::<stockroom_domain::Slug>)]
+    pub location: Option<stockroom_domain::Slug>,
+    #[serde(deserialize_with = "fields::opt")]
+    #[schema(schema_with = fields::opt_schema::<stockroom_domain::Quantity>)]
+    pub threshold: Option<stockroom_domain::Quantity>,
+}
+
+/// The threshold as set.
+#[derive(Serialize, ToSchema)]
+pub struct StockThresholdOut {
+    #[serde(rename = "type")]
+    pub kind: StockThresholdTag,
+    #[schema(value_type = String)]
+    pub product_id: String,
+    /// The location's slug; `null` for no location.
+    pub location: Option<String>,
+    pub threshold: Option<u64>,
+}

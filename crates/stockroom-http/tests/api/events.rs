@@ -28,6 +28,7 @@ crate::on_both_backends_raw!(
     private_targets_are_refused_unless_allowed,
     the_integrations_api_checks_its_input,
     nats_integrations_publish_each_event_once_under_its_event_id,
+    low_stock_alerts_fire_once_per_crossing,
 );
 
 /// How the receiver answers, request by request (then 200 for good).
@@ -676,4 +677,97 @@ impl TestApp {
         let r = self.admin(Method::GET, "/v2/integrations", None).await;
         r.body["data"].as_array().expect("a list").len()
     }
+}
+
+async fn low_stock_alerts_fire_once_per_crossing(backend: Backend) {
+    let Some(app) = spawn_app_evented(backend, fast(true)).await else {
+        return;
+    };
+    let mut hook = Receiver::start(Vec::new()).await;
+    let id = integrate(
+        &app,
+        &hook.url,
+        &["stock.low", "stock.out", "stock.replenished"],
+        true,
+    )
+    .await;
+    app.create_stock("p", 10).await;
+    let r = app
+        .admin(
+            Method::PUT,
+            "/v2/inventories/p/threshold",
+            Some(json!({"data": {"type": "stock-threshold", "threshold": 3}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["data"]["threshold"], 3);
+    let steps = [
+        ("allocate", 5),  // 5 available: above
+        ("allocate", 2),  // 3: low
+        ("allocate", 1),  // 2: still low, nothing
+        ("allocate", 2),  // 0: out
+        ("increment", 1), // 1: still low, nothing
+        ("increment", 5), // 6: replenished
+        ("allocate", 1),  // 5: above, nothing
+    ];
+    for (action, n) in steps {
+        assert_eq!(app.transact("p", action, n).await.status, StatusCode::OK);
+    }
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let r = hook.next().await;
+        let d = &r.body["payload"]["data"];
+        assert_eq!(d["type"], "stock-level");
+        assert_eq!(d["product_id"], "p");
+        assert_eq!(d["threshold"], 3);
+        seen.push((r.body["triggered_by"].clone(), d["available"].clone()));
+    }
+    assert_eq!(
+        seen,
+        [
+            (json!("stock.low"), json!(3)),
+            (json!("stock.out"), json!(0)),
+            (json!("stock.replenished"), json!(6)),
+        ]
+    );
+    assert_eq!(settled(&app, &id).await.len(), 3);
+    hook.nothing_more();
+    // Removed: no more alerts. A location that does not exist is not found; bad bodies 400.
+    let r = app
+        .admin(
+            Method::PUT,
+            "/v2/inventories/p/threshold",
+            Some(json!({"data": {"threshold": null}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        app.transact("p", "allocate", 5).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(settled(&app, &id).await.len(), 3);
+    let r = app
+        .admin(
+            Method::PUT,
+            "/v2/inventories/p/threshold",
+            Some(json!({"data": {"threshold": 2, "location": "nowhere"}})),
+        )
+        .await;
+    assert_eq!(r.error_status(), 404);
+    for bad in [
+        json!({}),
+        json!({"threshold": 0}),
+        json!({"threshold": "3"}),
+        json!({"threshold": 1, "x": 1}),
+    ] {
+        let r = app
+            .admin(
+                Method::PUT,
+                "/v2/inventories/p/threshold",
+                Some(json!({"data": bad})),
+            )
+            .await;
+        assert_eq!(r.error_status(), 400, "{bad}");
+    }
+    hook.nothing_more();
 }
