@@ -97,7 +97,7 @@ impl EventSettings {
         let per = u32::try_from(self.concurrency_per_integration.max(1)).unwrap_or(u32::MAX);
         let claim = u32::try_from(self.claim_max.max(1)).unwrap_or(u32::MAX);
         let rounds = claim.div_ceil(per) + 1;
-        self.delivery_timeout.saturating_mul(rounds) + Duration::from_secs(5)
+        self.delivery_timeout.saturating_mul(rounds + 1)
     }
 
     /// When attempt `attempt` (1-based) failed: the time to wait before the next, with jitter
