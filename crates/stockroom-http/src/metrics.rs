@@ -39,13 +39,17 @@ pub const METRICS: [(&str, &str, &str); 11] = [
     ("histogram", "stockroom_payment_gateway_duration_seconds", "Time the HTTP payment gateway took to answer, by outcome (approved, declined, error_status, timeout, unreachable, unreadable)."),
 ];
 
-/// Also recorded, but only once it happens: pool timeouts, and the connections the server
-/// refused or closed (`server.rs`).
-pub const OCCASIONAL: [(&str, &str, &str); 4] = [
+/// Also recorded, but only once it happens: pool timeouts, the connections the server refused
+/// or closed (`server.rs`), and event deliveries (`events.rs`).
+pub const OCCASIONAL: [(&str, &str, &str); 8] = [
     ("counter", "stockroom_db_pool_timeouts_total", "Database operations that gave up waiting for a free connection (answered 503)."),
     ("gauge", "stockroom_connections_open", "Connections open now."),
     ("counter", "stockroom_connections_refused_total", "Connections closed at accept because a cap was reached, by cap (max_connections, max_connections_per_address)."),
     ("counter", "stockroom_connections_timed_out_total", "Connections closed by a timeout, by timeout (header_read, keep_alive)."),
+    ("histogram", "stockroom_event_delivery_lag_seconds", "Time from an event's commit to its successful delivery (webhook answered 2xx, or JetStream acknowledged)."),
+    ("counter", "stockroom_events_delivered_total", "Events delivered to an integration."),
+    ("counter", "stockroom_event_retries_total", "Failed delivery attempts that will be tried again later."),
+    ("counter", "stockroom_events_failed_total", "Events given up on after --webhook-max-attempts (kept in the integration's logs)."),
 ];
 
 /// The process's recorder, installed on first use (a process has one global recorder; tests
