@@ -416,6 +416,18 @@ impl EventStore for SqlStore {
         lease_until: Timestamp,
         max: u64,
     ) -> Result<Vec<Job>, StoreError> {
+        // A read first: an idle dispatcher takes no write lock (SQLite has one, the writer's).
+        let due = self
+            .read
+            .row(
+                "SELECT seq FROM integration_jobs \
+                 WHERE status = 'pending' AND next_attempt_at <= $1 LIMIT 1",
+                args![now.micros()],
+            )
+            .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
         let skip_locked = match self.kind() {
             Kind::Sqlite => "",
             Kind::Postgres => " FOR UPDATE SKIP LOCKED",
