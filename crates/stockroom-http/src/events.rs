@@ -471,10 +471,45 @@ fn failed(detail: impl Into<String>) -> Attempt {
     }
 }
 
+/// HTTP clients kept per integration and host for the addresses they were built for, so that
+/// deliveries reuse kept-alive connections; a host that resolves differently gets a new one
+/// (pinned to the newly checked addresses).
+#[derive(Clone, Default)]
+struct Clients(Arc<std::sync::Mutex<HashMap<String, Kept>>>);
+
+/// A client and the addresses it was built for.
+type Kept = (Vec<SocketAddr>, reqwest::Client);
+
+impl Clients {
+    /// Most clients kept (one per integration and host: integrations are capped at 50).
+    const MAX: usize = 256;
+
+    fn get(
+        &self,
+        key: &str,
+        addrs: &[SocketAddr],
+        build: impl FnOnce() -> Option<reqwest::Client>,
+    ) -> Option<reqwest::Client> {
+        let mut kept = self.0.lock().ok()?;
+        if let Some((built_for, client)) = kept.get(key) {
+            if built_for == addrs {
+                return Some(client.clone());
+            }
+        }
+        let client = build()?;
+        if kept.len() >= Self::MAX {
+            kept.clear();
+        }
+        kept.insert(key.to_owned(), (addrs.to_vec(), client.clone()));
+        Some(client)
+    }
+}
+
 /// POSTs one event to a webhook: the resolved address checked and pinned (so the connection
 /// goes where the check looked), no redirect followed, the whole exchange within the timeout.
 async fn post_webhook(
     settings: &EventSettings,
+    clients: &Clients,
     integration: &Integration,
     event: &str,
     body: Vec<u8>,
@@ -491,16 +526,25 @@ async fn post_webhook(
         Ok(addrs) => addrs,
         Err(e) => return failed(e),
     };
-    let mut client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(settings.delivery_timeout)
-        .connect_timeout(settings.delivery_timeout)
-        .no_proxy()
-        .user_agent("Stockroom-Webhooks/1");
-    if let Some(url::Host::Domain(name)) = url.host() {
-        client = client.resolve_to_addrs(name, &addrs);
-    }
-    let Ok(client) = client.build() else {
+    let key = format!(
+        "{} {}:{}",
+        integration.id,
+        url.host_str().unwrap_or_default(),
+        url.port_or_known_default().unwrap_or(80)
+    );
+    let build = || {
+        let mut client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(settings.delivery_timeout)
+            .connect_timeout(settings.delivery_timeout)
+            .no_proxy()
+            .user_agent("Stockroom-Webhooks/1");
+        if let Some(url::Host::Domain(name)) = url.host() {
+            client = client.resolve_to_addrs(name, &addrs);
+        }
+        client.build().ok()
+    };
+    let Some(client) = clients.get(&key, &addrs, build) else {
         return failed("cannot build an HTTP client");
     };
     let timestamp = SystemClock.now().micros() / 1_000_000;
@@ -551,7 +595,13 @@ async fn read_some(mut response: reqwest::Response, max: usize) -> String {
 }
 
 /// Delivers one leased job and records the attempt.
-async fn deliver(state: &AppState, owner: &str, job: Job, integration: &Integration) {
+async fn deliver(
+    state: &AppState,
+    clients: &Clients,
+    owner: &str,
+    job: Job,
+    integration: &Integration,
+) {
     let settings = &state.events;
     let event = event_id(&job);
     let attempt = match resource(state, &job).await {
@@ -564,7 +614,7 @@ async fn deliver(state: &AppState, owner: &str, job: Job, integration: &Integrat
             }
             match integration.integration_type {
                 IntegrationType::Webhook => {
-                    post_webhook(settings, integration, &event, bytes).await
+                    post_webhook(settings, clients, integration, &event, bytes).await
                 }
                 IntegrationType::Nats => publish_nats(state, integration, &event, bytes).await,
             }
@@ -617,6 +667,7 @@ pub async fn dispatch_forever(state: AppState) {
     let owner = uuid::Uuid::new_v4().to_string();
     let settings = state.events.clone();
     let mut gates: HashMap<String, Arc<tokio::sync::Semaphore>> = HashMap::new();
+    let clients = Clients::default();
     let mut pruned_at = Timestamp(0);
     loop {
         let now = SystemClock.now();
@@ -668,12 +719,12 @@ pub async fn dispatch_forever(state: AppState) {
                     ))
                 })
                 .clone();
-            let (state, owner) = (state.clone(), owner.clone());
+            let (state, owner, clients) = (state.clone(), owner.clone(), clients.clone());
             running.spawn(async move {
                 let Ok(_permit) = gate.acquire_owned().await else {
                     return;
                 };
-                deliver(&state, &owner, job, &integration).await;
+                deliver(&state, &clients, &owner, job, &integration).await;
             });
         }
         while running.join_next().await.is_some() {}
