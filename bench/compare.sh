@@ -131,10 +131,10 @@ fi
 [ -x "$BIN" ] || { note "no $BIN"; exit 2; }
 
 RUNS=()
-# run NAME BACKEND SCENARIO CLIENTS INSTANCES
+# run NAME BACKEND SCENARIO CLIENTS INSTANCES [EXTRA BENCH ARGUMENTS...]
 run() {
   local name=$1 backend=$2 scenario=$3 clients=$4 instances=$5 url="" schema=""
-  local args=(bench --scenario "$scenario" --clients "$clients" --duration-secs "$SECS" --json)
+  local args=(bench --scenario "$scenario" --clients "$clients" --duration-secs "$SECS" --json "${@:6}")
   [ "$scenario" = spread ] && args+=(--products "$PRODUCTS")
   if [ "$backend" = postgres ]; then
     schema="bench_${name//-/_}_$$"
@@ -174,6 +174,14 @@ for scenario in hot spread; do
 done
 [ "$have_pgbench" = 1 ] && psql_q "DROP SCHEMA IF EXISTS naive_bench CASCADE" >/dev/null
 run "sqlite-checkout-64" sqlite checkout 64 1
+# The cost of the outbox (issue 14): the hot sale with one webhook observing every stock
+# transaction, right after the same run without it.
+run "sqlite-hot-64-nohook" sqlite hot 64 1
+run "sqlite-hot-64-webhook" sqlite hot 64 1 --webhook
+if [ "$have_pg" = 1 ]; then
+  run "postgres-hot-64-nohook" postgres hot 64 1
+  run "postgres-hot-64-webhook" postgres hot 64 1 --webhook
+fi
 [ "$have_pg" = 1 ] && run "postgres-checkout-64-x2" postgres checkout 64 2
 
 # ---- the table ------------------------------------------------------------------------------
@@ -271,6 +279,17 @@ step "goals (issue 5)"
   echo "checkout, SQLite, 64 clients >= 3000 paid orders/s, no oversell: ${t:-?}/s, checks ${ok:-?} -> $(verdict "$t >= 3000 && \"$ok\" == \"true\"" "$t" "$ok")"
   rss=$(for name in "${RUNS[@]}"; do fig "$name" .server.max_peak_rss_mb; done | sort -g | tail -n1)
   echo "peak RSS of the server < 150 MB in every run: max ${rss:-?} MB -> $(verdict "$rss < 150" "$rss")"
+} | tee -a "$OUT/goals.txt"
+
+step "goals (issue 14)"
+{
+  for backend in sqlite postgres; do
+    t=$(fig "$backend-hot-64-webhook" .throughput); base=$(fig "$backend-hot-64-nohook" .throughput)
+    r=$(ratio "$t" "$base")
+    lag="p50 $(fig "$backend-hot-64-webhook" .webhook.lag_ms.p50) ms, p99 $(fig "$backend-hot-64-webhook" .webhook.lag_ms.p99) ms"
+    n=$(fig "$backend-hot-64-webhook" .webhook.delivered)
+    echo "hot, $backend, 64 clients, one webhook >= 70% of the throughput without: $r (${t:-?} vs ${base:-?} ok/s); ${n:-?} events delivered, lag $lag -> $(verdict "${r%x} >= 0.7" "$r")"
+  done
 } | tee -a "$OUT/goals.txt"
 
 note ""

@@ -77,6 +77,9 @@ PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
 export STOCKROOM_CLIENT_ID="fuzz-admin"
 export STOCKROOM_CLIENT_SECRET="fuzz-admin-secret-of-enough-length-$RANDOM$RANDOM"
 export STOCKROOM_LOG="${STOCKROOM_LOG:-warn}"
+# The fuzzer creates integrations with URLs of its own: deliver none of their events (this
+# machine sends no traffic beyond itself).
+export STOCKROOM_NO_EVENT_DISPATCH=true
 DATABASE_URL="${FUZZ_DATABASE_URL:-sqlite://$WORK/fuzz.db}"
 say "starting $BIN on 127.0.0.1:$PORT"
 "$BIN" serve --listen "127.0.0.1:$PORT" --database-url "$DATABASE_URL" \

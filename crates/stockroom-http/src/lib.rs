@@ -8,11 +8,13 @@ pub mod auth;
 mod carts;
 pub mod clock;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod gateways;
 mod inventory;
 mod locations;
 pub mod metrics;
+mod nats;
 pub mod openapi;
 mod orders;
 pub mod payments;
@@ -40,6 +42,7 @@ use tower_http::trace::TraceLayer;
 
 pub use auth::{Access, Caller, SignInLimits};
 pub use error::ApiError;
+pub use events::EventSettings;
 pub use gateways::{HttpGateway, PaymentSettings};
 pub use tokens::TokenKeys;
 
@@ -59,6 +62,8 @@ pub struct AppState {
     pub order_writes: Arc<ratelimit::OrderWriteLimits>,
     /// Permits for requests in flight; when none is left, requests are shed with 503.
     inflight: Arc<tokio::sync::Semaphore>,
+    /// How events are delivered (integrations, webhooks, NATS).
+    pub events: Arc<EventSettings>,
 }
 
 /// Bounds on the work the server takes on at once, and on how long a client may hold it.
@@ -135,7 +140,15 @@ impl AppState {
             inflight: Arc::new(tokio::sync::Semaphore::new(
                 Limits::default().max_concurrent_requests,
             )),
+            events: Arc::new(EventSettings::default()),
         })
+    }
+
+    pub fn with_events(self, events: EventSettings) -> Self {
+        AppState {
+            events: Arc::new(events),
+            ..self
+        }
     }
 
     pub fn with_limits(self, limits: Limits) -> Self {
@@ -245,6 +258,10 @@ pub fn routes(state: AppState) -> (Router, Vec<RouteInfo>) {
 pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<RouteInfo>) {
     use openapi::doc;
     use wire::carts::{CartItemUpdate, CartItems, CartOut, NewCartItems};
+    use wire::integrations::{
+        IntegrationOut, IntegrationUpdate, JobOut, LogOut, NewIntegration, StockThreshold,
+        StockThresholdOut,
+    };
     use wire::locations::{LocationOut, LocationPatchBody, NewLocationBody};
     use wire::orders::{
         CheckoutBody, IncludeQuery, OrderAnswer, OrderItemOut, OrderList, OrderListQuery, OrderOut,
@@ -708,6 +725,85 @@ pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<Rou
             .body::<Data<GatewayUpdate>>()
             .ok::<Data<GatewayOut>>()
             .errors(&[409]),
+    )
+    // ---- integrations (events) ---------------------------------------------------------------
+    .add(
+        Get,
+        "/v2/integrations",
+        Admin,
+        events::list,
+        doc("List integrations: which events each observes and where it delivers them")
+            .ok::<Data<Vec<IntegrationOut>>>(),
+    )
+    .add(
+        Post,
+        "/v2/integrations",
+        Admin,
+        events::create,
+        doc("Create an integration (a webhook, or NATS JetStream) observing events")
+            .body::<Data<NewIntegration>>()
+            .created::<Data<IntegrationOut>>(),
+    )
+    .add(
+        Get,
+        "/v2/integrations/logs",
+        Admin,
+        events::store_logs,
+        doc("The newest delivery attempts of every integration").ok::<Data<Vec<LogOut>>>(),
+    )
+    .add(
+        Get,
+        "/v2/integrations/{integration}",
+        Admin,
+        events::get,
+        doc("Read an integration").ok::<Data<IntegrationOut>>(),
+    )
+    .add(
+        Put,
+        "/v2/integrations/{integration}",
+        Admin,
+        events::update,
+        doc("Change an integration (the fields given; the others stay)")
+            .body::<Data<IntegrationUpdate>>()
+            .ok::<Data<IntegrationOut>>(),
+    )
+    .add(
+        Delete,
+        "/v2/integrations/{integration}",
+        Admin,
+        events::delete,
+        doc("Remove an integration, its pending events and its logs").no_content(),
+    )
+    .add(
+        Get,
+        "/v2/integrations/{integration}/logs",
+        Admin,
+        events::logs,
+        doc("An integration's newest delivery attempts").ok::<Data<Vec<LogOut>>>(),
+    )
+    .add(
+        Get,
+        "/v2/integrations/{integration}/jobs",
+        Admin,
+        events::jobs,
+        doc("An integration's newest jobs (one event each) and where each stands")
+            .ok::<Data<Vec<JobOut>>>(),
+    )
+    .add(
+        Get,
+        "/v2/integrations/{integration}/jobs/{job}/logs",
+        Admin,
+        events::job_logs,
+        doc("The delivery attempts of one job").ok::<Data<Vec<LogOut>>>(),
+    )
+    .add(
+        Put,
+        "/v2/inventories/{product}/threshold",
+        Admin,
+        events::set_threshold,
+        doc("Set (or with null remove) a stock record's low-stock threshold: stock.low, stock.out and stock.replenished fire when what is available crosses it or zero")
+            .body::<Data<StockThreshold>>()
+            .ok::<Data<StockThresholdOut>>(),
     );
     let router =
         routes
@@ -829,11 +925,18 @@ pub async fn serve_with(
     let sweeper = tokio::spawn(gateways::housekeeping_forever(state.clone(), every));
     let keys = tokio::spawn(state.tokens.clone().refresh_forever(state.store.clone()));
     let upkeep = tokio::spawn(metrics::upkeep_forever());
+    let dispatcher = state
+        .events
+        .dispatch
+        .then(|| tokio::spawn(events::dispatch_forever(state.clone())));
     let limits = state.limits.clone();
     let (router, _) = routes_with(state, extra);
     let served = server::run(listener, router, limits, shutdown).await;
     sweeper.abort();
     keys.abort();
     upkeep.abort();
+    if let Some(dispatcher) = dispatcher {
+        dispatcher.abort();
+    }
     served
 }

@@ -41,14 +41,18 @@ pub const METRICS: [(&str, &str, &str); 11] = [
 
 /// Also recorded, but only once it happens: pool timeouts, the connections the server refused
 /// or closed (`server.rs`), order writes refused by their rate limits and authorizations
-/// voided when overdue (`ratelimit.rs`, `gateways.rs`).
-pub const OCCASIONAL: [(&str, &str, &str); 6] = [
+/// voided when overdue (`ratelimit.rs`, `gateways.rs`), and event deliveries (`events.rs`).
+pub const OCCASIONAL: [(&str, &str, &str); 10] = [
     ("counter", "stockroom_db_pool_timeouts_total", "Database operations that gave up waiting for a free connection (answered 503)."),
     ("gauge", "stockroom_connections_open", "Connections open now."),
     ("counter", "stockroom_connections_refused_total", "Connections closed at accept because a cap was reached, by cap (max_connections, max_connections_per_address)."),
     ("counter", "stockroom_connections_timed_out_total", "Connections closed by a timeout, by timeout (header_read, keep_alive)."),
     ("counter", "stockroom_order_writes_limited_total", "Shoppers' checkouts and payments answered 429 (per-token or per-address limit)."),
     ("counter", "stockroom_authorizations_voided_total", "Authorizations voided by this instance because they were not captured in time."),
+    ("histogram", "stockroom_event_delivery_lag_seconds", "Time from an event's commit to its successful delivery (webhook answered 2xx, or JetStream acknowledged)."),
+    ("counter", "stockroom_events_delivered_total", "Events delivered to an integration."),
+    ("counter", "stockroom_event_retries_total", "Failed delivery attempts that will be tried again later."),
+    ("counter", "stockroom_events_failed_total", "Events given up on after --webhook-max-attempts (kept in the integration's logs)."),
 ];
 
 /// The process's recorder, installed on first use (a process has one global recorder; tests

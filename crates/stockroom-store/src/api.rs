@@ -4,13 +4,14 @@ use async_trait::async_trait;
 use stockroom_domain::{ProductId, Timestamp};
 
 use crate::error::StoreError;
+use crate::events::EventStore;
 use crate::model::*;
 use crate::operator::OperatorStore;
 use crate::verify::VerifyReport;
 
 /// All that the HTTP layer and the CLI need from storage. Each method is atomic on its own.
 #[async_trait]
-pub trait Store: OperatorStore + Send + Sync + 'static {
+pub trait Store: OperatorStore + EventStore + Send + Sync + 'static {
     /// Applies one write (create, transact, delete) through the group-commit writer, honouring
     /// its idempotency key. `Ok` carries the outcome, applied or refused; `Err` means the
     /// outcome is not known to have happened and nothing was acknowledged.

@@ -645,6 +645,21 @@ impl Reader {
         }
     }
 
+    /// Runs a write that needs no writer (a single statement, atomic on its own) and returns
+    /// the rows it names (`RETURNING`): on SQLite on the side connection, like [`Reader::run`].
+    pub async fn write_rows(&self, sql: &str, args: Vec<Arg>) -> Result<Vec<Row>, StoreError> {
+        match self {
+            Reader::Lite(lite) => {
+                let side = lite.side.lock().map_err(|_| poisoned())?;
+                lite_rows(&side, sql, &args)
+            }
+            Reader::Pg(pool) => {
+                let client = pool.get().await?;
+                pg_query(&client, sql, &args).await
+            }
+        }
+    }
+
     /// Feeds every row of a (long) read to `visitor`, one at a time, from one consistent
     /// snapshot; returns the visitor when done. On SQLite it runs on a blocking thread.
     pub async fn scan<V: Visit>(&self, sql: &'static str, mut visitor: V) -> Result<V, StoreError> {

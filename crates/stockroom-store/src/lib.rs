@@ -19,6 +19,7 @@ mod carts;
 mod catalog;
 mod dialect;
 mod error;
+mod events;
 mod exec;
 mod idempotency;
 mod locations;
@@ -39,6 +40,10 @@ pub mod writer;
 pub use api::Store;
 pub use dialect::Kind;
 pub use error::{OpenError, StoreError};
+pub use events::{
+    After, Attempt, EventStore, Integration, IntegrationLog, IntegrationType, Job, JobStatus,
+    INTEGRATIONS_MAX, LOG_BODY_MAX,
+};
 pub use model::*;
 pub use open::redact_url;
 pub use operator::{LevelFilter, LocationSummary, OperatorStore, Sequenced, StockQuery, StockRow};

@@ -98,6 +98,12 @@ pub struct BenchArgs {
     #[arg(long)]
     json: bool,
 
+    /// Observe `stock-transaction.created` with one webhook integration whose receiver runs in
+    /// this process (the servers started with --webhook-allow-private-networks): the cost of
+    /// the outbox on the hot path, and the delivery lag (event committed -> receiver got it).
+    #[arg(long, conflicts_with = "url")]
+    webhook: bool,
+
     /// Client id of an administrator credential of the --url server.
     #[arg(long, env = "STOCKROOM_CLIENT_ID", requires = "client_secret")]
     client_id: Option<String>,
@@ -356,6 +362,7 @@ async fn start_server(
     id: &str,
     secret: &str,
     clients: u32,
+    webhook: bool,
 ) -> anyhow::Result<Server> {
     let exe = std::env::current_exe().context("finding the stockroom executable")?;
     // Every simulated client comes from 127.0.0.1: let them all connect, and then some.
@@ -370,6 +377,10 @@ async fn start_server(
         .env("STOCKROOM_CLIENT_ID", id)
         .env("STOCKROOM_CLIENT_SECRET", secret)
         .env("STOCKROOM_LOG", "warn")
+        .env(
+            "STOCKROOM_WEBHOOK_ALLOW_PRIVATE_NETWORKS",
+            if webhook { "true" } else { "false" },
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -412,6 +423,113 @@ impl Server {
             }
         }
     }
+}
+
+// ---- the webhook receiver (--webhook) -------------------------------------------------------
+
+/// A webhook receiver in this process: answers 200 at once and records each event's lag, from
+/// its history entry's creation to its arrival.
+struct WebhookReceiver {
+    addr: SocketAddr,
+    lags_ms: Arc<std::sync::Mutex<Vec<f64>>>,
+}
+
+impl WebhookReceiver {
+    async fn start() -> anyhow::Result<WebhookReceiver> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding the webhook receiver")?;
+        let addr = listener.local_addr()?;
+        let lags_ms = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = lags_ms.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let kept = kept.clone();
+                tokio::spawn(async move {
+                    let service =
+                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                            let kept = kept.clone();
+                            async move {
+                                let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                                if let Some(lag) = body.ok().and_then(|b| event_lag_ms(&b)) {
+                                    if let Ok(mut lags) = kept.lock() {
+                                        lags.push(lag);
+                                    }
+                                }
+                                Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                                    Bytes::new(),
+                                )))
+                            }
+                        });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(WebhookReceiver { addr, lags_ms })
+    }
+
+    /// Creates the integration on the server at `server`.
+    async fn integrate(&self, server: SocketAddr, token: &str) -> anyhow::Result<()> {
+        let mut conn = Conn::open(server, Some(token)).await?;
+        let body = json!({"data": {"type": "integration", "name": "bench",
+            "observes": ["stock-transaction.created"],
+            "configuration": {"url": format!("http://{}/hook", self.addr),
+                              "secret_key": "whsec_YmVuY2gtd2ViaG9vay1zZWNyZXQ="}}});
+        let reply = conn
+            .post_json("/v2/integrations", Bytes::from(body.to_string()))
+            .await
+            .map_err(anyhow::Error::msg)?;
+        if reply.status != 201 {
+            bail!(
+                "creating the webhook integration answered {}: {}",
+                reply.status,
+                String::from_utf8_lossy(&reply.body)
+            );
+        }
+        Ok(())
+    }
+
+    /// Waits until deliveries stop arriving for 2 s (at most 120 s); what arrived and its lag.
+    async fn settle(&self) -> Value {
+        let count = || self.lags_ms.lock().map_or(0, |l| l.len());
+        let started = Instant::now();
+        let mut last = (count(), Instant::now());
+        while started.elapsed() < Duration::from_secs(120)
+            && last.1.elapsed() < Duration::from_secs(2)
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let n = count();
+            if n != last.0 {
+                last = (n, Instant::now());
+            }
+        }
+        let mut lags = self.lags_ms.lock().map(|l| l.clone()).unwrap_or_default();
+        lags.sort_by(f64::total_cmp);
+        let at = |q: f64| -> Value {
+            if lags.is_empty() {
+                return Value::Null;
+            }
+            let i = ((lags.len() as f64 * q).ceil() as usize).clamp(1, lags.len()) - 1;
+            json!(round3(lags[i]))
+        };
+        json!({
+            "delivered": lags.len(),
+            "lag_ms": {"p50": at(0.5), "p99": at(0.99), "max": at(1.0)},
+        })
+    }
+}
+
+/// Milliseconds from the delivered stock transaction's creation to now.
+fn event_lag_ms(body: &[u8]) -> Option<f64> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let created = v["payload"]["data"]["meta"]["timestamps"]["created_at"].as_str()?;
+    let created =
+        time::OffsetDateTime::parse(created, &time::format_description::well_known::Rfc3339)
+            .ok()?;
+    let lag = time::OffsetDateTime::now_utc() - created;
+    Some(lag.as_seconds_f64() * 1000.0)
 }
 
 /// Peak resident set size of a process in MB (VmHWM), Linux only.
@@ -941,7 +1059,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             );
         }
         for _ in 0..args.instances {
-            servers.push(start_server(&url, &id, &secret, args.clients).await?);
+            servers.push(start_server(&url, &id, &secret, args.clients, args.webhook).await?);
         }
         db_url = Some(url);
         let addrs = servers.iter().map(|s| s.addr).collect();
@@ -959,7 +1077,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         client_id: &client_id,
         client_secret: &client_secret,
     };
+    let receiver = if args.webhook {
+        let receiver = WebhookReceiver::start().await?;
+        let token = access_token(addrs[0], &client_id, &client_secret).await?;
+        receiver.integrate(addrs[0], &token).await?;
+        Some(receiver)
+    } else {
+        None
+    };
     let result = drive(&args, scenario, stock, duration, &target).await;
+    let webhook = match &receiver {
+        Some(r) => r.settle().await,
+        None => Value::Null,
+    };
 
     // Server figures, then stop them and verify the database.
     let mut peak_rss = Vec::new();
@@ -1014,6 +1144,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         "cpu_percent": report.server_cpu_percent.map(round1),
     });
     out["verify"] = verify;
+    out["webhook"] = webhook;
     out["checks"] = checks
         .iter()
         .map(|c| json!({"name": c.name, "ok": c.ok, "detail": c.detail}))
@@ -1449,6 +1580,13 @@ fn print_report(out: &Value) {
         f(&out["machine"]["cpus"]),
         f(&out["machine"]["load_average_before"][0]),
     );
+    if out["webhook"].is_object() {
+        let w = &out["webhook"];
+        println!(
+            "  webhook      {} events delivered, lag p50 {} ms, p99 {} ms, max {} ms",
+            w["delivered"], w["lag_ms"]["p50"], w["lag_ms"]["p99"], w["lag_ms"]["max"]
+        );
+    }
     println!("checks");
     if let Some(checks) = out["checks"].as_array() {
         for c in checks {

@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use stockroom_domain::limits::CLIENT_SECRET_LEN_MIN;
 use stockroom_domain::{Clock, Role};
 use stockroom_http::clock::SystemClock;
-use stockroom_http::{auth, AppState, HttpGateway, Limits, PaymentSettings};
+use stockroom_http::{auth, AppState, EventSettings, HttpGateway, Limits, PaymentSettings};
 use stockroom_store::{OpenOptions, SqlStore, Store, StoreError};
 use tokio::net::TcpListener;
 
@@ -270,10 +270,54 @@ struct ServeArgs {
     )]
     sign_in_failures_per_minute: u32,
 
+    /// Deliver webhooks to loopback, private and link-local addresses too (a shop whose ERP
+    /// sits on its own network; tests). Off, such targets are refused — checked on the
+    /// address a URL resolves to at each delivery, not only on its text.
+    #[arg(long, env = "STOCKROOM_WEBHOOK_ALLOW_PRIVATE_NETWORKS")]
+    webhook_allow_private_networks: bool,
+
+    /// How long a webhook receiver (or NATS) may take to acknowledge an event.
+    #[arg(long, env = "STOCKROOM_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
+    webhook_timeout_ms: u64,
+
+    /// Delivery attempts before an event is failed for good (kept in the logs).
+    #[arg(long, env = "STOCKROOM_WEBHOOK_MAX_ATTEMPTS", default_value_t = 12)]
+    webhook_max_attempts: u32,
+
+    /// The first retry's delay; each next one doubles (with jitter), up to an hour.
+    #[arg(long, env = "STOCKROOM_WEBHOOK_BACKOFF_MS", default_value_t = 1000)]
+    webhook_backoff_ms: u64,
+
+    /// Delivered and failed events are pruned after this many hours.
+    #[arg(long, env = "STOCKROOM_EVENT_RETENTION_HOURS", default_value_t = 168)]
+    event_retention_hours: u64,
+
+    /// The NATS server that `nats` integrations publish to (JetStream), e.g.
+    /// nats://127.0.0.1:4222.
+    #[arg(long, env = "STOCKROOM_NATS_URL")]
+    nats_url: Option<String>,
+
+    /// Do not deliver events from this instance (another instance does).
+    #[arg(long, env = "STOCKROOM_NO_EVENT_DISPATCH")]
+    no_event_dispatch: bool,
+
     /// Log format: text for people, json for log collectors. The level comes from
     /// STOCKROOM_LOG (e.g. info, debug, stockroom_store=debug).
     #[arg(long, env = "STOCKROOM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+fn event_settings(args: &ServeArgs) -> EventSettings {
+    EventSettings {
+        dispatch: !args.no_event_dispatch,
+        allow_private_networks: args.webhook_allow_private_networks,
+        delivery_timeout: Duration::from_millis(args.webhook_timeout_ms.max(1)),
+        max_attempts: args.webhook_max_attempts.max(1),
+        backoff_base: Duration::from_millis(args.webhook_backoff_ms),
+        retention: Duration::from_secs(args.event_retention_hours.saturating_mul(3600)),
+        nats_url: args.nats_url.clone(),
+        ..EventSettings::default()
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -425,7 +469,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("loading the token signing key")?
         .with_payments(payments)
-        .with_limits(limits(&args));
+        .with_limits(limits(&args))
+        .with_events(event_settings(&args));
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod carts;
 pub mod fields;
+pub mod integrations;
 pub mod locations;
 pub mod orders;
 pub mod payments;

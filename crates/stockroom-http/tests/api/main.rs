@@ -3,6 +3,7 @@
 mod support;
 
 mod connections;
+mod events;
 mod flow;
 mod health;
 mod locations;

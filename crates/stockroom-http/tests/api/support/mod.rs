@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use stockroom_domain::{Clock, Role, Timestamp};
 use stockroom_http::clock::ManualClock;
-use stockroom_http::{auth, AppState, Limits, PaymentSettings, RouteInfo};
+use stockroom_http::{auth, AppState, EventSettings, Limits, PaymentSettings, RouteInfo};
 use stockroom_store::testing::{fresh_database, Backend};
 use stockroom_store::{OpenOptions, SqlStore, Store};
 
@@ -47,6 +47,26 @@ pub async fn spawn_app_limited(
     payments: PaymentSettings,
     limits: Limits,
 ) -> Option<TestApp> {
+    spawn_app_full(backend, payments, limits, EventSettings::default()).await
+}
+
+/// [`spawn_app`] with event delivery settings of the test's own.
+pub async fn spawn_app_evented(backend: Backend, events: EventSettings) -> Option<TestApp> {
+    spawn_app_full(
+        backend,
+        PaymentSettings::default(),
+        Limits::default(),
+        events,
+    )
+    .await
+}
+
+async fn spawn_app_full(
+    backend: Backend,
+    payments: PaymentSettings,
+    limits: Limits,
+    events: EventSettings,
+) -> Option<TestApp> {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = fresh_database(backend, dir.path()).await?;
     let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_800_000_000)));
@@ -67,7 +87,8 @@ pub async fn spawn_app_limited(
         .await
         .expect("state")
         .with_payments(payments)
-        .with_limits(limits);
+        .with_limits(limits)
+        .with_events(events);
     let (_, routes) = stockroom_http::routes(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -1,0 +1,565 @@
+//! Events (issue 14): Elastic Path's integrations and the transactional outbox of their jobs.
+//!
+//! **The outbox is written by the database, not by this module.** Triggers (migration V6) on
+//! the rows the writer's batch writes — `history` (`stock-transaction.created`), `orders`
+//! (`order.*`), `payments` (`transaction.*`) and `stock` (the low-stock alerts) — insert one
+//! row into `integration_jobs` per enabled integration that observes the event, inside the
+//! statement that makes the change, so inside the batch's transaction: a committed change has
+//! its jobs, a rolled-back one has none, and the writer's code does not change at all. With no
+//! integration observing an event, a trigger writes nothing.
+//!
+//! This module is the rest, plain SQL for both databases on the read side (never the writer):
+//! the integrations' CRUD, the dispatcher's claim (a lease, taken by one `UPDATE … RETURNING`,
+//! `FOR UPDATE SKIP LOCKED` on PostgreSQL so that instances claiming together skip each other's
+//! rows), the outcome of an attempt with its log, the logs and jobs Elastic Path shows, the
+//! pruning of finished jobs, and the low-stock thresholds.
+
+use async_trait::async_trait;
+use stockroom_domain::{ProductId, Timestamp};
+
+use crate::dialect::Kind;
+use crate::error::StoreError;
+use crate::exec::{args, Row};
+use crate::model::HistoryEntry;
+use crate::rows::{history_columns, history_entry};
+use crate::store::SqlStore;
+
+/// Most integrations a store may have.
+pub const INTEGRATIONS_MAX: u64 = 50;
+
+/// How an integration delivers its events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IntegrationType {
+    /// An HTTP POST to `configuration.url` (Elastic Path's `webhook`).
+    Webhook,
+    /// A NATS JetStream publish to `configuration.subject` (beyond Elastic Path).
+    Nats,
+}
+
+impl IntegrationType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IntegrationType::Webhook => "webhook",
+            IntegrationType::Nats => "nats",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<IntegrationType> {
+        match raw {
+            "webhook" => Some(IntegrationType::Webhook),
+            "nats" => Some(IntegrationType::Nats),
+            _ => None,
+        }
+    }
+}
+
+/// An integration: which events it observes and where it delivers them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Integration {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub enabled: bool,
+    pub integration_type: IntegrationType,
+    /// Observable event names (checked by the HTTP layer against the ones Stockroom emits).
+    pub observes: Vec<String>,
+    /// The configuration object, as JSON text (its shape depends on `integration_type`).
+    pub configuration: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Where a job stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobStatus {
+    Pending,
+    Delivered,
+    /// Every attempt failed: kept (until pruned) for the logs.
+    Failed,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Delivered => "delivered",
+            JobStatus::Failed => "failed",
+        }
+    }
+
+    fn parse(raw: &str) -> Result<JobStatus, StoreError> {
+        match raw {
+            "pending" => Ok(JobStatus::Pending),
+            "delivered" => Ok(JobStatus::Delivered),
+            "failed" => Ok(JobStatus::Failed),
+            other => Err(StoreError::Internal(format!(
+                "unknown job status {other:?}"
+            ))),
+        }
+    }
+}
+
+/// One event for one integration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Job {
+    /// The outbox row's number: the job's identity for good (the event id derives from it).
+    pub seq: i64,
+    pub integration_id: String,
+    /// The observable event, e.g. `stock-transaction.created`.
+    pub triggered_by: String,
+    /// The history entry, order, payment transaction or product the event is about.
+    pub resource_id: String,
+    /// What orders its delivery: `product:<id>` or `order:<id>`.
+    pub stream: String,
+    /// What the event saw of a row that changes later (`status/payment/shipping` of an order,
+    /// a transaction's status, `location/available/threshold` of a low-stock alert).
+    pub snapshot: String,
+    pub created_at: Timestamp,
+    pub status: JobStatus,
+    /// Attempts started (a claim counts one).
+    pub attempts: u32,
+}
+
+/// One delivery attempt, as the logs show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    pub succeeded: bool,
+    pub status_code: Option<u16>,
+    /// The receiver's answer (cut short).
+    pub body: String,
+    pub error_detail: String,
+}
+
+/// A logged attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IntegrationLog {
+    pub id: String,
+    pub job_seq: i64,
+    pub integration_id: String,
+    pub attempt: u32,
+    pub outcome: Attempt,
+    pub created_at: Timestamp,
+}
+
+/// What becomes of a job after an attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum After {
+    Delivered,
+    /// Try again once this time has come.
+    RetryAt(Timestamp),
+    /// No more attempts.
+    Failed,
+}
+
+/// Longest receiver answer kept in a log.
+pub const LOG_BODY_MAX: usize = 1024;
+
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Creates an integration, unless the store has [`INTEGRATIONS_MAX`] already (`false`).
+    async fn create_integration(&self, integration: &Integration) -> Result<bool, StoreError>;
+    async fn integrations(&self) -> Result<Vec<Integration>, StoreError>;
+    async fn integration(&self, id: &str) -> Result<Option<Integration>, StoreError>;
+    /// Replaces an integration's fields (not its id or creation time); `false` if it is gone.
+    async fn update_integration(&self, integration: &Integration) -> Result<bool, StoreError>;
+    /// Removes an integration with its jobs and logs; `false` if there was none.
+    async fn delete_integration(&self, id: &str) -> Result<bool, StoreError>;
+    /// An integration's jobs, newest first.
+    async fn integration_jobs(&self, integration: &str, limit: u64)
+        -> Result<Vec<Job>, StoreError>;
+    /// Logged attempts, newest first: of every integration, of one, or of one of its jobs.
+    async fn integration_logs(
+        &self,
+        integration: Option<&str>,
+        job_seq: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<IntegrationLog>, StoreError>;
+    /// Leases up to `max` due jobs to `owner` until `lease_until`, counting an attempt for
+    /// each: only the oldest pending job of each (integration, stream), so that a product's or
+    /// an order's events leave in commit order, and none leased to someone else.
+    async fn claim_jobs(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        max: u64,
+    ) -> Result<Vec<Job>, StoreError>;
+    /// Records an attempt of a job `owner` leased and what becomes of the job. `false` if the
+    /// lease was lost meanwhile (the attempt is logged all the same).
+    async fn finish_job(
+        &self,
+        job: &Job,
+        owner: &str,
+        attempt: &Attempt,
+        after: After,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Removes jobs finished (delivered or failed) before `before`, with their logs.
+    async fn prune_jobs(&self, before: Timestamp) -> Result<u64, StoreError>;
+    /// A history entry by its id (what `stock-transaction.created` reports).
+    async fn history_entry_by_id(&self, id: &str) -> Result<Option<HistoryEntry>, StoreError>;
+    /// Sets (or, with `None`, removes) a record's low-stock threshold.
+    async fn set_stock_threshold(
+        &self,
+        product: &ProductId,
+        location: &str,
+        threshold: Option<u64>,
+    ) -> Result<(), StoreError>;
+}
+
+const INTEGRATION_COLUMNS: &str = "id, name, description, enabled, integration_type, observes, \
+     configuration, created_at, updated_at";
+const JOB_COLUMNS: &str =
+    "seq, integration_id, triggered_by, resource_id, stream, snapshot, created_at, status, attempts";
+
+/// `observes` as the triggers match it: `,a,b,`.
+fn observes_column(observes: &[String]) -> String {
+    format!(",{},", observes.join(","))
+}
+
+fn integration(row: &Row) -> Result<Integration, StoreError> {
+    let kind: String = row.col("integration_type")?;
+    let observes: String = row.col("observes")?;
+    Ok(Integration {
+        id: row.col("id")?,
+        name: row.col("name")?,
+        description: row.col("description")?,
+        enabled: row.col::<i64>("enabled")? == 1,
+        integration_type: IntegrationType::parse(&kind)
+            .ok_or_else(|| StoreError::Internal(format!("unknown integration type {kind:?}")))?,
+        observes: observes
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        configuration: row.col("configuration")?,
+        created_at: Timestamp(row.col("created_at")?),
+        updated_at: Timestamp(row.col("updated_at")?),
+    })
+}
+
+fn job(row: &Row) -> Result<Job, StoreError> {
+    Ok(Job {
+        seq: row.col("seq")?,
+        integration_id: row.col("integration_id")?,
+        triggered_by: row.col("triggered_by")?,
+        resource_id: row.col("resource_id")?,
+        stream: row.col("stream")?,
+        snapshot: row.col("snapshot")?,
+        created_at: Timestamp(row.col("created_at")?),
+        status: JobStatus::parse(&row.col::<String>("status")?)?,
+        attempts: u32::try_from(row.col::<i64>("attempts")?).unwrap_or(u32::MAX),
+    })
+}
+
+fn log(row: &Row) -> Result<IntegrationLog, StoreError> {
+    let code: Option<i64> = row.col("status_code")?;
+    Ok(IntegrationLog {
+        id: row.col("id")?,
+        job_seq: row.col("job_seq")?,
+        integration_id: row.col("integration_id")?,
+        attempt: u32::try_from(row.col::<i64>("attempt")?).unwrap_or(u32::MAX),
+        outcome: Attempt {
+            succeeded: row.col::<i64>("succeeded")? == 1,
+            status_code: code.and_then(|c| u16::try_from(c).ok()),
+            body: row.col("body")?,
+            error_detail: row.col("error_detail")?,
+        },
+        created_at: Timestamp(row.col("created_at")?),
+    })
+}
+
+fn limit_arg(limit: u64) -> i64 {
+    i64::try_from(limit.min(1000)).unwrap_or(1000)
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn cut(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+#[async_trait]
+impl EventStore for SqlStore {
+    async fn create_integration(&self, i: &Integration) -> Result<bool, StoreError> {
+        let max = i64::try_from(INTEGRATIONS_MAX).unwrap_or(i64::MAX);
+        // One statement: the count and the insert cannot be split by another create.
+        let sql = format!(
+            "INSERT INTO integrations ({INTEGRATION_COLUMNS}) \
+             SELECT $1, $2, $3, CAST($4 AS BIGINT), $5, $6, $7, CAST($8 AS BIGINT), \
+             CAST($9 AS BIGINT) WHERE (SELECT COUNT(*) FROM integrations) < $10"
+        );
+        let done = self
+            .read
+            .run(
+                &sql,
+                args![
+                    i.id.as_str(),
+                    i.name.as_str(),
+                    i.description.as_str(),
+                    i64::from(i.enabled),
+                    i.integration_type.as_str(),
+                    observes_column(&i.observes),
+                    i.configuration.as_str(),
+                    i.created_at.micros(),
+                    i.updated_at.micros(),
+                    max
+                ],
+            )
+            .await?;
+        Ok(done == 1)
+    }
+
+    async fn integrations(&self) -> Result<Vec<Integration>, StoreError> {
+        let max = i64::try_from(INTEGRATIONS_MAX).unwrap_or(i64::MAX);
+        let sql = format!(
+            "SELECT {INTEGRATION_COLUMNS} FROM integrations ORDER BY created_at, id LIMIT $1"
+        );
+        self.read
+            .rows(&sql, args![max])
+            .await?
+            .iter()
+            .map(integration)
+            .collect()
+    }
+
+    async fn integration(&self, id: &str) -> Result<Option<Integration>, StoreError> {
+        let sql = format!("SELECT {INTEGRATION_COLUMNS} FROM integrations WHERE id = $1");
+        self.read
+            .row(&sql, args![id])
+            .await?
+            .as_ref()
+            .map(integration)
+            .transpose()
+    }
+
+    async fn update_integration(&self, i: &Integration) -> Result<bool, StoreError> {
+        let done = self
+            .read
+            .run(
+                "UPDATE integrations SET name = $2, description = $3, enabled = $4, \
+                 integration_type = $5, observes = $6, configuration = $7, updated_at = $8 \
+                 WHERE id = $1",
+                args![
+                    i.id.as_str(),
+                    i.name.as_str(),
+                    i.description.as_str(),
+                    i64::from(i.enabled),
+                    i.integration_type.as_str(),
+                    observes_column(&i.observes),
+                    i.configuration.as_str(),
+                    i.updated_at.micros()
+                ],
+            )
+            .await?;
+        Ok(done == 1)
+    }
+
+    async fn delete_integration(&self, id: &str) -> Result<bool, StoreError> {
+        // Jobs (and their logs) go with it (ON DELETE CASCADE).
+        let done = self
+            .read
+            .run("DELETE FROM integrations WHERE id = $1", args![id])
+            .await?;
+        Ok(done == 1)
+    }
+
+    async fn integration_jobs(
+        &self,
+        integration: &str,
+        limit: u64,
+    ) -> Result<Vec<Job>, StoreError> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM integration_jobs WHERE integration_id = $1 \
+             ORDER BY seq DESC LIMIT $2"
+        );
+        self.read
+            .rows(&sql, args![integration, limit_arg(limit)])
+            .await?
+            .iter()
+            .map(job)
+            .collect()
+    }
+
+    async fn integration_logs(
+        &self,
+        integration: Option<&str>,
+        job_seq: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<IntegrationLog>, StoreError> {
+        let sql = "SELECT id, job_seq, integration_id, attempt, succeeded, status_code, body, \
+             error_detail, created_at FROM integration_logs \
+             WHERE ($1 = '' OR integration_id = $1) AND ($2 < 0 OR job_seq = $2) \
+             ORDER BY created_at DESC, id DESC LIMIT $3";
+        self.read
+            .rows(
+                sql,
+                args![
+                    integration.unwrap_or(""),
+                    job_seq.unwrap_or(-1),
+                    limit_arg(limit)
+                ],
+            )
+            .await?
+            .iter()
+            .map(log)
+            .collect()
+    }
+
+    async fn claim_jobs(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        max: u64,
+    ) -> Result<Vec<Job>, StoreError> {
+        // A read first: an idle dispatcher takes no write lock (SQLite has one, the writer's).
+        let due = self
+            .read
+            .row(
+                "SELECT seq FROM integration_jobs \
+                 WHERE status = 'pending' AND next_attempt_at <= $1 LIMIT 1",
+                args![now.micros()],
+            )
+            .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
+        let skip_locked = match self.kind() {
+            Kind::Sqlite => "",
+            Kind::Postgres => " FOR UPDATE SKIP LOCKED",
+        };
+        // Only the head of each (integration, stream): a job with an older pending job in its
+        // stream waits, whoever leases that one — so a product's events leave in commit order
+        // across instances too. A job leased to someone else is skipped until its lease runs
+        // out (its holder crashed: the job is delivered again, at least once). A disabled
+        // integration's jobs wait until it is enabled again.
+        let sql = format!(
+            "UPDATE integration_jobs SET lease_owner = $1, lease_until = $2, \
+             attempts = attempts + 1 \
+             WHERE seq IN (SELECT j.seq FROM integration_jobs j \
+               WHERE j.status = 'pending' AND j.next_attempt_at <= $3 AND j.lease_until <= $3 \
+               AND EXISTS (SELECT 1 FROM integrations i \
+                 WHERE i.id = j.integration_id AND i.enabled = 1) \
+               AND NOT EXISTS (SELECT 1 FROM integration_jobs e \
+                 WHERE e.integration_id = j.integration_id AND e.stream = j.stream \
+                 AND e.status = 'pending' AND e.seq < j.seq) \
+               ORDER BY j.seq LIMIT $4{skip_locked}) \
+             AND status = 'pending' AND lease_until <= $3 \
+             RETURNING {JOB_COLUMNS}"
+        );
+        let mut jobs: Vec<Job> = self
+            .read
+            .write_rows(
+                &sql,
+                args![owner, lease_until.micros(), now.micros(), limit_arg(max)],
+            )
+            .await?
+            .iter()
+            .map(job)
+            .collect::<Result<_, _>>()?;
+        jobs.sort_by_key(|j| j.seq);
+        Ok(jobs)
+    }
+
+    async fn finish_job(
+        &self,
+        job: &Job,
+        owner: &str,
+        attempt: &Attempt,
+        after: After,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let (status, next, finished) = match after {
+            After::Delivered => ("delivered", 0, Some(now.micros())),
+            After::RetryAt(at) => ("pending", at.micros(), None),
+            After::Failed => ("failed", 0, Some(now.micros())),
+        };
+        // The log first: a finished job always has its attempts' logs (a crash in between
+        // leaves a logged attempt of a job still leased, tried again later).
+        let log_id = uuid::Uuid::now_v7().to_string();
+        self.read
+            .run(
+                "INSERT INTO integration_logs (id, job_seq, integration_id, attempt, succeeded, \
+                 status_code, body, error_detail, created_at) \
+                 SELECT $1, CAST($2 AS BIGINT), $3, CAST($4 AS BIGINT), CAST($5 AS BIGINT), \
+                 CAST($6 AS BIGINT), $7, $8, CAST($9 AS BIGINT) WHERE EXISTS (SELECT 1 FROM integration_jobs WHERE seq = $2)",
+                args![
+                    log_id,
+                    job.seq,
+                    job.integration_id.as_str(),
+                    i64::from(job.attempts),
+                    i64::from(attempt.succeeded),
+                    attempt.status_code.map(i64::from),
+                    cut(&attempt.body, LOG_BODY_MAX),
+                    cut(&attempt.error_detail, LOG_BODY_MAX),
+                    now.micros()
+                ],
+            )
+            .await?;
+        let done = self
+            .read
+            .run(
+                "UPDATE integration_jobs SET status = $3, next_attempt_at = $4, \
+                 finished_at = $5, lease_until = 0, lease_owner = NULL \
+                 WHERE seq = $1 AND lease_owner = $2 AND status = 'pending'",
+                args![job.seq, owner, status, next, finished],
+            )
+            .await?;
+        Ok(done == 1)
+    }
+
+    async fn prune_jobs(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.read
+            .run(
+                "DELETE FROM integration_jobs WHERE status <> 'pending' AND finished_at < $1",
+                args![before.micros()],
+            )
+            .await
+    }
+
+    async fn history_entry_by_id(&self, id: &str) -> Result<Option<HistoryEntry>, StoreError> {
+        let sql = concat!("SELECT ", history_columns!(), " FROM history WHERE id = $1");
+        self.read
+            .row(sql, args![id])
+            .await?
+            .as_ref()
+            .map(history_entry)
+            .transpose()
+    }
+
+    async fn set_stock_threshold(
+        &self,
+        product: &ProductId,
+        location: &str,
+        threshold: Option<u64>,
+    ) -> Result<(), StoreError> {
+        match threshold {
+            Some(n) => {
+                let n = i64::try_from(n).map_err(|_| {
+                    StoreError::Constraint(format!("threshold {n} is out of range"))
+                })?;
+                self.read
+                    .run(
+                        "INSERT INTO stock_thresholds (product_id, location, threshold) \
+                         VALUES ($1, $2, $3) ON CONFLICT (product_id, location) \
+                         DO UPDATE SET threshold = excluded.threshold",
+                        args![product.as_str(), location, n],
+                    )
+                    .await?;
+            }
+            None => {
+                self.read
+                    .run(
+                        "DELETE FROM stock_thresholds WHERE product_id = $1 AND location = $2",
+                        args![product.as_str(), location],
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
