@@ -653,9 +653,13 @@ impl Reader {
                 let side = lite.side.lock().map_err(|_| poisoned())?;
                 lite_rows(&side, sql, &args)
             }
-            Reader::Pg(pool) => {
-                let client = pool.get().await?;
-                pg_query(&client, sql, &args).await
+            Reader::Pg(pg) => {
+                let began = std::time::Instant::now();
+                let client = pg.client(pg.deadline).await?;
+                let left = pg.deadline.saturating_sub(began.elapsed());
+                let result = within(left, pg_query(&client, sql, &args)).await;
+                drop_if_broken(&pg.pool, client, began, &result);
+                result
             }
         }
     }

@@ -42,6 +42,8 @@ pub enum ObservableEvent {
     OrderFulfilled,
     #[serde(rename = "order.cancelled")]
     OrderCancelled,
+    #[serde(rename = "order.refunded")]
+    OrderRefunded,
     #[serde(rename = "transaction.created")]
     TransactionCreated,
     #[serde(rename = "transaction.updated")]
@@ -64,6 +66,7 @@ impl ObservableEvent {
             ObservableEvent::OrderPaid => "order.paid",
             ObservableEvent::OrderFulfilled => "order.fulfilled",
             ObservableEvent::OrderCancelled => "order.cancelled",
+            ObservableEvent::OrderRefunded => "order.refunded",
             ObservableEvent::TransactionCreated => "transaction.created",
             ObservableEvent::TransactionUpdated => "transaction.updated",
             ObservableEvent::StockLow => "stock.low",

@@ -277,10 +277,12 @@ async fn order_events_carry_the_order_as_it_was(backend: Backend) {
     app.create_product("p", "SKU-P", 250).await;
     app.create_stock("p", 5).await;
     let order = app.order_of("cart-1", &[("p", 2)]).await;
-    assert_eq!(
-        app.pay(&order, "manual", "purchase").await.status,
-        StatusCode::OK
-    );
+    let purchase = app.pay(&order, "manual", "purchase").await;
+    assert_eq!(purchase.status, StatusCode::OK);
+    let purchase = purchase.body["data"]["id"]
+        .as_str()
+        .expect("transaction id")
+        .to_owned();
     let created = hook.next().await;
     let paid = hook.next().await;
     assert_eq!(created.body["triggered_by"], "order.created");
@@ -299,6 +301,26 @@ async fn order_events_carry_the_order_as_it_was(backend: Backend) {
     }
     assert_ne!(created.body["id"], paid.body["id"]);
     assert_eq!(settled(&app, &id).await.len(), 2);
+    hook.nothing_more();
+    // A refund of everything paid is `order.refunded`, once the integration observes it.
+    app.admin(
+        Method::PUT,
+        &format!("/v2/integrations/{id}"),
+        Some(json!({"data": {"observes": ["order.refunded"]}})),
+    )
+    .await;
+    let r = app
+        .admin(
+            Method::POST,
+            &format!("/v2/orders/{order}/transactions/{purchase}/refund"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let refunded = hook.next().await;
+    assert_eq!(refunded.body["triggered_by"], "order.refunded");
+    assert_eq!(refunded.body["payload"]["data"]["payment"], "refunded");
+    assert_eq!(settled(&app, &id).await.len(), 3);
     hook.nothing_more();
 }
 

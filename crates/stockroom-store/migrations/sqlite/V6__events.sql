@@ -113,7 +113,9 @@ BEGIN
           UNION ALL SELECT 4, 'order.fulfilled'
                     WHERE NEW.shipping = 'fulfilled' AND OLD.shipping <> 'fulfilled'
           UNION ALL SELECT 5, 'order.cancelled'
-                    WHERE NEW.status = 'cancelled' AND OLD.status <> 'cancelled') e
+                    WHERE NEW.status = 'cancelled' AND OLD.status <> 'cancelled'
+          UNION ALL SELECT 6, 'order.refunded'
+                    WHERE NEW.payment = 'refunded' AND OLD.payment <> 'refunded') e
       ON i.observes LIKE '%,' || e.name || ',%'
     WHERE i.enabled = 1
     ORDER BY e.n, i.id;
