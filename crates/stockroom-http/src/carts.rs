@@ -1,16 +1,21 @@
-//! Carts (wire-contract §5): add, update and remove items; read; delete.
+//! Carts (wire-contract §5): create, rename, read (with `include=items`), empty and delete;
+//! add, update (one or many) and remove items. Idle carts are purged (`purge_forever`).
+
+use std::collections::HashSet;
+use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use stockroom_domain::CartId;
-use stockroom_store::{CartLine, Command, WriteRequest, NO_LOCATION};
+use stockroom_domain::{CartId, Timestamp};
+use stockroom_store::{new_id, CartLine, Command, StoreError, WriteRequest, NO_LOCATION};
 
 use crate::error::{applied, ApiError};
-use crate::extract::{Idempotent, Json};
+use crate::extract::{Idempotent, Json, Query};
 use crate::locations::location_slug;
 use crate::wire::carts::{
-    CartItemUpdate, CartItems, CartOut, NewCartItem, NewCartItems, ProductRef,
+    CartAnswer, CartFields, CartIncludeQuery, CartItemQuantities, CartItemUpdate, CartItems,
+    NewCartItem, NewCartItems, ProductRef,
 };
 use crate::wire::Data;
 use crate::AppState;
@@ -51,7 +56,136 @@ async fn cart_line(state: &AppState, item: NewCartItem) -> Result<CartLine, ApiE
 async fn items_answer(state: &AppState, id: &CartId) -> Result<Response, ApiError> {
     let cart = state.store.cart(id.as_str()).await?;
     let now = state.clock.now();
-    Ok(axum::Json(CartItems::new(id.as_str(), cart.as_ref(), now)).into_response())
+    let expiry = state.limits.cart_expiry;
+    Ok(axum::Json(CartItems::new(id.as_str(), cart.as_ref(), now, expiry)).into_response())
+}
+
+/// The cart as `GET /v2/carts/{id}` shows it, with its items under `included` if asked.
+async fn cart_answer(state: &AppState, id: &str, items: bool) -> Result<Response, ApiError> {
+    let cart = state.store.cart(id).await?;
+    let now = state.clock.now();
+    let expiry = state.limits.cart_expiry;
+    Ok(axum::Json(CartAnswer::new(id, cart.as_ref(), now, expiry, items)).into_response())
+}
+
+/// `POST /v2/carts`: a new, empty cart with a generated id.
+pub async fn create(
+    State(state): State<AppState>,
+    Idempotent(body, idempotency): Idempotent<Data<CartFields>>,
+) -> Result<Response, ApiError> {
+    let fields = body.data;
+    let command = Command::CreateCart {
+        cart_id: new_id(),
+        name: fields
+            .name
+            .map_or_else(|| stockroom_store::DEFAULT_CART_NAME.to_owned(), |n| n.0),
+        description: fields.description.map(|d| d.0).unwrap_or_default(),
+    };
+    let request = WriteRequest {
+        command,
+        idempotency,
+    };
+    // A replayed key answers with the cart it made.
+    let stockroom_store::Effect::Cart(id) = applied(state.store.execute(request).await?.outcome)?
+    else {
+        return Err(ApiError::Internal);
+    };
+    cart_answer(&state, &id, false).await
+}
+
+/// `PUT /v2/carts/{id}`: a new name or description (404 for no cart).
+pub async fn update(
+    State(state): State<AppState>,
+    Path(cart): Path<String>,
+    Json(body): Json<Data<CartFields>>,
+) -> Result<Response, ApiError> {
+    let cart = path_cart(&cart)?;
+    let command = Command::UpdateCart {
+        cart_id: cart.as_str().to_owned(),
+        name: body.data.name.map(|n| n.0),
+        description: body.data.description.map(|d| d.0),
+    };
+    applied(
+        state
+            .store
+            .execute(WriteRequest::new(command))
+            .await?
+            .outcome,
+    )?;
+    cart_answer(&state, cart.as_str(), false).await
+}
+
+/// `DELETE /v2/carts/{id}/items`: removes every item, keeping the cart (404 for no cart).
+pub async fn empty(
+    State(state): State<AppState>,
+    Path(cart): Path<String>,
+) -> Result<Response, ApiError> {
+    let cart = path_cart(&cart)?;
+    let command = Command::EmptyCart {
+        cart_id: cart.as_str().to_owned(),
+    };
+    applied(
+        state
+            .store
+            .execute(WriteRequest::new(command))
+            .await?
+            .outcome,
+    )?;
+    items_answer(&state, &cart).await
+}
+
+/// `PUT /v2/carts/{id}/items`: several items' quantities at once (0 removes one), all or
+/// nothing; each item's stock is checked as for one.
+pub async fn update_items(
+    State(state): State<AppState>,
+    Path(cart): Path<String>,
+    Json(body): Json<Data<CartItemQuantities>>,
+) -> Result<Response, ApiError> {
+    let cart = path_cart(&cart)?;
+    let mut seen = HashSet::new();
+    let mut items = Vec::with_capacity(body.data.0.len());
+    for (i, item) in body.data.0.into_iter().enumerate() {
+        if !seen.insert(item.id.0.clone()) {
+            return Err(ApiError::invalid(
+                format!("data[{i}].id"),
+                "an item may be named once per request",
+            ));
+        }
+        items.push((item.id.0, item.quantity));
+    }
+    let command = Command::UpdateCartItems {
+        cart_id: cart.as_str().to_owned(),
+        items,
+    };
+    applied(
+        state
+            .store
+            .execute(WriteRequest::new(command))
+            .await?
+            .outcome,
+    )?;
+    items_answer(&state, &cart).await
+}
+
+/// Purges carts unchanged for longer than [`crate::Limits::cart_expiry`]; returns how many.
+pub async fn purge_idle(state: &AppState) -> Result<u64, StoreError> {
+    let expiry = i64::try_from(state.limits.cart_expiry.as_micros()).unwrap_or(i64::MAX);
+    let idle_before = Timestamp(state.clock.now().micros().saturating_sub(expiry));
+    state.store.purge_carts(idle_before).await
+}
+
+/// Runs [`purge_idle`] every `every`, on every instance (each purge is safe beside the others).
+pub async fn purge_forever(state: AppState, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match purge_idle(&state).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "purged idle carts"),
+            Err(e) => tracing::warn!(error = %e, "purging idle carts failed"),
+        }
+    }
 }
 
 pub async fn add_items(
@@ -79,11 +213,11 @@ pub async fn add_items(
 pub async fn get(
     State(state): State<AppState>,
     Path(cart): Path<String>,
+    Query(query): Query<CartIncludeQuery>,
 ) -> Result<Response, ApiError> {
     let id = path_cart(&cart)?;
-    let cart = state.store.cart(id.as_str()).await?;
-    let now = state.clock.now();
-    Ok(Data::new(CartOut::new(id.as_str(), cart.as_ref(), now)).into_response())
+    let items = query.include.is_some_and(|i| i.items);
+    cart_answer(&state, id.as_str(), items).await
 }
 
 pub async fn get_items(

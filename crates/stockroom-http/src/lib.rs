@@ -39,6 +39,7 @@ use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
 pub use auth::{Access, Caller, SignInLimits};
+pub use carts::purge_idle as purge_idle_carts;
 pub use error::ApiError;
 pub use gateways::{HttpGateway, PaymentSettings};
 pub use tokens::TokenKeys;
@@ -85,6 +86,8 @@ pub struct Limits {
     /// Failed sign-ins allowed per client address per minute (all at once, or spread); a
     /// client id takes ten times as many from all addresses together.
     pub sign_in_failures_per_minute: u32,
+    /// How long a cart may go unchanged before it is purged (Elastic Path: seven days).
+    pub cart_expiry: Duration,
 }
 
 impl Default for Limits {
@@ -99,6 +102,7 @@ impl Default for Limits {
             max_connections_per_address: 256,
             trusted_proxies: Vec::new(),
             sign_in_failures_per_minute: 10,
+            cart_expiry: Duration::from_secs(stockroom_domain::limits::CART_EXPIRY_DEFAULT_SECS),
         }
     }
 }
@@ -229,7 +233,10 @@ pub fn routes(state: AppState) -> (Router, Vec<RouteInfo>) {
 /// shedding, time limit, metrics and tracing. `extra` does its own authorization.
 pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<RouteInfo>) {
     use openapi::doc;
-    use wire::carts::{CartItemUpdate, CartItems, CartOut, NewCartItems};
+    use wire::carts::{
+        CartAnswer, CartFields, CartIncludeQuery, CartItemQuantities, CartItemUpdate, CartItems,
+        NewCartItems,
+    };
     use wire::locations::{LocationOut, LocationPatchBody, NewLocationBody};
     use wire::orders::{
         CheckoutBody, IncludeQuery, OrderAnswer, OrderItemOut, OrderOut, OrderTerm, OrderUpdate,
@@ -482,11 +489,32 @@ pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<Rou
     )
     // ---- carts -------------------------------------------------------------------------------
     .add(
+        Post,
+        "/v2/carts",
+        Shopper,
+        carts::create,
+        doc("Create an empty cart with a name and a description; its id is generated")
+            .body::<Data<CartFields>>()
+            .ok::<CartAnswer>()
+            .idempotent(),
+    )
+    .add(
         Get,
         "/v2/carts/{cart}",
         Shopper,
         carts::get,
-        doc("Read a cart (a new cart reads as empty)").ok::<Data<CartOut>>(),
+        doc("Read a cart (a new cart reads as empty); `include=items` adds its items")
+            .query::<CartIncludeQuery>()
+            .ok::<CartAnswer>(),
+    )
+    .add(
+        Put,
+        "/v2/carts/{cart}",
+        Shopper,
+        carts::update,
+        doc("Change a cart's name or description")
+            .body::<Data<CartFields>>()
+            .ok::<CartAnswer>(),
     )
     .add(
         Delete,
@@ -501,6 +529,25 @@ pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<Rou
         Shopper,
         carts::get_items,
         doc("Read a cart's items").ok::<CartItems>(),
+    )
+    .add(
+        Delete,
+        "/v2/carts/{cart}/items",
+        Shopper,
+        carts::empty,
+        doc("Remove every item from a cart, keeping the cart").ok::<CartItems>(),
+    )
+    .add(
+        Put,
+        "/v2/carts/{cart}/items",
+        Shopper,
+        carts::update_items,
+        doc(
+            "Change the quantities of several cart items at once (0 removes one), all or \
+             nothing; each item's stock is checked as for one",
+        )
+        .body::<Data<CartItemQuantities>>()
+        .ok::<CartItems>(),
     )
     .add(
         Post,
@@ -714,12 +761,14 @@ pub async fn serve_with(
         std::time::Duration::from_secs(5),
     );
     let sweeper = tokio::spawn(gateways::housekeeping_forever(state.clone(), every));
+    let carts = tokio::spawn(carts::purge_forever(state.clone(), every));
     let keys = tokio::spawn(state.tokens.clone().refresh_forever(state.store.clone()));
     let upkeep = tokio::spawn(metrics::upkeep_forever());
     let limits = state.limits.clone();
     let (router, _) = routes_with(state, extra);
     let served = server::run(listener, router, limits, shutdown).await;
     sweeper.abort();
+    carts.abort();
     keys.abort();
     upkeep.abort();
     served

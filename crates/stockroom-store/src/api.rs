@@ -96,6 +96,9 @@ pub trait Store: OperatorStore + Send + Sync + 'static {
     async fn orders(&self, query: &OrderQuery, page: Page) -> Result<Paged<Order>, StoreError>;
     async fn payments(&self, order_id: &str) -> Result<Vec<PaymentTx>, StoreError>;
     async fn payment(&self, order_id: &str, id: &str) -> Result<Option<PaymentTx>, StoreError>;
+    /// Deletes the carts (and their items) last changed before `idle_before`, except any a
+    /// write is changing at that moment; returns how many.
+    async fn purge_carts(&self, idle_before: Timestamp) -> Result<u64, StoreError>;
     /// Forgets idempotency keys stored before `before`; returns how many.
     async fn prune_idempotency(&self, before: Timestamp) -> Result<u64, StoreError>;
     /// Pending payment attempts whose outcome is overdue, oldest first.

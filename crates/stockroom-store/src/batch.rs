@@ -316,7 +316,11 @@ impl<'c> Batch<'c> {
             Command::AddToCart { .. }
             | Command::UpdateCartItem { .. }
             | Command::DeleteCartItem { .. }
-            | Command::DeleteCart { .. } => {
+            | Command::DeleteCart { .. }
+            | Command::CreateCart { .. }
+            | Command::UpdateCart { .. }
+            | Command::EmptyCart { .. }
+            | Command::UpdateCartItems { .. } => {
                 let cx = CartContext {
                     stocks: &self.stocks,
                     catalog: &self.catalog,
@@ -474,7 +478,7 @@ mod tests {
         vec![
             Command::Create {
                 product: hot.clone(),
-                records: vec![(NO_LOCATION.into(), units(10))],
+                records: vec![(NO_LOCATION.into(), units(10).into())],
             },
             // Two adds to one cart (one line, 1 + 2 units) and one to another.
             add("cart-1", hot, 1),
@@ -500,7 +504,7 @@ mod tests {
             // A cart holding stock with no catalog product (priced in no currency) ...
             Command::Create {
                 product: bare.clone(),
-                records: vec![(NO_LOCATION.into(), units(10))],
+                records: vec![(NO_LOCATION.into(), units(10).into())],
             },
             add("cart-3", bare, 1),
             // ... whose product then gets a catalog record in euros: the cart checks out at

@@ -38,6 +38,8 @@ pub(crate) struct IdRow {
 #[derive(Serialize)]
 pub(crate) struct CartRow {
     pub id: String,
+    pub name: String,
+    pub description: String,
     pub created_at: i64,
 }
 

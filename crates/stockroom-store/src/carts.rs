@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use stockroom_domain::limits::{CART_LINES_MAX, QUANTITY_MAX};
-use stockroom_domain::{ProductId, Quantity, Timestamp};
+use stockroom_domain::{ProductId, Quantity, StockLevel, Timestamp};
 
 use crate::batch_rows::{bulk, CartItemRow, CartRow, IdRow};
 use crate::catalog::Catalog;
@@ -34,6 +34,8 @@ pub(crate) struct CartState {
     existed: bool,
     exists: bool,
     created_at: i64,
+    name: String,
+    description: String,
     pub lines: Vec<CartLineState>,
     /// Lines of the stored cart the batch removed, not yet deleted.
     removed: Vec<String>,
@@ -47,6 +49,8 @@ impl CartState {
             existed: false,
             exists: false,
             created_at: now,
+            name: DEFAULT_CART_NAME.to_owned(),
+            description: String::new(),
             lines: Vec::new(),
             removed: Vec::new(),
             touched: false,
@@ -83,6 +87,8 @@ impl Carts {
             cart.existed = true;
             cart.exists = true;
             cart.created_at = row.col("cart_created")?;
+            cart.name = row.col("cart_name")?;
+            cart.description = row.col("cart_description")?;
             if let Some(id) = row.col::<Option<String>>("item_id")? {
                 cart.lines.push(CartLineState {
                     id,
@@ -138,6 +144,8 @@ impl Carts {
             }
             upserted.push(CartRow {
                 id: id.clone(),
+                name: cart.name.clone(),
+                description: cart.description.clone(),
                 created_at: cart.created_at,
             });
             for line in cart.lines.iter_mut().filter(|l| l.changed) {
@@ -192,6 +200,23 @@ pub(crate) fn apply_cart_command(
             (cart_id, delete_item(carts, cart_id, item_id)?)
         }
         Command::DeleteCart { cart_id } => (cart_id, delete(carts, cart_id)?),
+        Command::CreateCart {
+            cart_id,
+            name,
+            description,
+        } => (cart_id, create(carts, cart_id, name, description)?),
+        Command::UpdateCart {
+            cart_id,
+            name,
+            description,
+        } => (
+            cart_id,
+            rename(carts, cart_id, name.as_deref(), description.as_deref())?,
+        ),
+        Command::EmptyCart { cart_id } => (cart_id, empty(carts, cart_id)?),
+        Command::UpdateCartItems { cart_id, items } => {
+            (cart_id, update_many(carts, cx, cart_id, items)?)
+        }
         _ => return Err(StoreError::Internal("not a cart command".into())),
     };
     match rejection {
@@ -227,6 +252,8 @@ fn add(
     if !cart.exists {
         cart.exists = true;
         cart.created_at = now;
+        DEFAULT_CART_NAME.clone_into(&mut cart.name);
+        cart.description.clear();
     }
     for ((product, location), quantity) in wanted {
         add_units(cart, product, location, quantity, now);
@@ -326,6 +353,103 @@ fn delete_item(
     Ok(None)
 }
 
+/// A new empty cart with its name and description.
+fn create(
+    carts: &mut Carts,
+    cart_id: &str,
+    name: &str,
+    description: &str,
+) -> Result<Option<Rejection>, StoreError> {
+    let now = carts.now;
+    let cart = carts.get_mut(cart_id)?;
+    if cart.exists {
+        return Ok(Some(Rejection::AlreadyExists));
+    }
+    cart.exists = true;
+    cart.created_at = now;
+    name.clone_into(&mut cart.name);
+    description.clone_into(&mut cart.description);
+    cart.touched = true;
+    Ok(None)
+}
+
+fn rename(
+    carts: &mut Carts,
+    cart_id: &str,
+    name: Option<&str>,
+    description: Option<&str>,
+) -> Result<Option<Rejection>, StoreError> {
+    let cart = carts.get_mut(cart_id)?;
+    if !cart.exists {
+        return Ok(Some(Rejection::NotFound));
+    }
+    if let Some(name) = name {
+        name.clone_into(&mut cart.name);
+    }
+    if let Some(description) = description {
+        description.clone_into(&mut cart.description);
+    }
+    cart.touched = true;
+    Ok(None)
+}
+
+/// Removes every item, keeping the cart.
+fn empty(carts: &mut Carts, cart_id: &str) -> Result<Option<Rejection>, StoreError> {
+    let cart = carts.get_mut(cart_id)?;
+    if !cart.exists {
+        return Ok(Some(Rejection::NotFound));
+    }
+    let lines = std::mem::take(&mut cart.lines);
+    cart.removed.extend(lines.into_iter().map(|l| l.id));
+    cart.touched = true;
+    Ok(None)
+}
+
+/// Sets several items' quantities (0 removes one), all or none: every item must be in the
+/// cart, and each product's available stock must cover its new quantity, as for one item.
+fn update_many(
+    carts: &mut Carts,
+    cx: &CartContext<'_>,
+    cart_id: &str,
+    items: &[(String, StockLevel)],
+) -> Result<Option<Rejection>, StoreError> {
+    let cart = carts.get_mut(cart_id)?;
+    if !cart.exists {
+        return Ok(Some(Rejection::NotFound));
+    }
+    let mut wanted = Wanted::new();
+    for (item_id, quantity) in items {
+        let Some(line) = cart.lines.iter().find(|l| &l.id == item_id) else {
+            return Ok(Some(Rejection::NotFound));
+        };
+        if quantity.get() > 0 {
+            let key = (line.product.clone(), line.location.clone());
+            wanted.insert(key, quantity.get());
+        }
+    }
+    if let Some(rejection) = cx.stocks.short(&wanted)? {
+        return Ok(Some(rejection));
+    }
+    for (item_id, quantity) in items {
+        match quantity.get() {
+            0 => {
+                if let Some(i) = cart.lines.iter().position(|l| &l.id == item_id) {
+                    let line = cart.lines.remove(i);
+                    cart.removed.push(line.id);
+                }
+            }
+            n => {
+                if let Some(line) = cart.line_mut(item_id) {
+                    line.quantity = n;
+                    line.changed = true;
+                }
+            }
+        }
+    }
+    cart.touched = true;
+    Ok(None)
+}
+
 fn delete(carts: &mut Carts, cart_id: &str) -> Result<Option<Rejection>, StoreError> {
     let cart = carts.get_mut(cart_id)?;
     if !cart.exists {
@@ -345,6 +469,7 @@ pub(crate) async fn cart(db: &Reader, cart_id: &str) -> Result<Option<Cart>, Sto
     let rows = db
         .rows(
             "SELECT c.id AS cart_id, c.created_at AS cart_created, c.updated_at AS cart_updated, \
+             c.name AS cart_name, c.description AS cart_description, \
              ci.id AS item_id, ci.product_id AS item_product, ci.location AS item_location, \
              ci.quantity AS item_quantity, \
              ci.created_at AS item_created, ci.updated_at AS item_updated, \
@@ -362,6 +487,8 @@ pub(crate) async fn cart(db: &Reader, cart_id: &str) -> Result<Option<Cart>, Sto
     };
     Ok(Some(Cart {
         id: first.col("cart_id")?,
+        name: first.col("cart_name")?,
+        description: first.col("cart_description")?,
         items,
         created_at: Timestamp(first.col("cart_created")?),
         updated_at: Timestamp(first.col("cart_updated")?),

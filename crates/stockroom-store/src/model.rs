@@ -1,7 +1,9 @@
 //! The records the store reads and writes, and the requests it takes.
 
 use stockroom_domain::order::{OrderError, OrderState, PaymentMethod};
-use stockroom_domain::{Action, ProductId, Quantity, Refusal, Role, Stock, Timestamp};
+use stockroom_domain::{
+    Action, Adjustment, ProductId, Quantity, Refusal, Role, Stock, StockLevel, Timestamp,
+};
 pub use stockroom_domain::{Currency, Money, Price};
 
 /// The slug of the location that holds a stock record; empty for stock that uses no
@@ -103,14 +105,13 @@ pub enum Command {
     /// [`NO_LOCATION`] for classic stock): refused if the product has stock already.
     Create {
         product: ProductId,
-        records: Vec<(String, Quantity)>,
+        records: Vec<(String, StockLevel)>,
     },
     /// One action on an existing record (increment, decrement, allocate, deallocate, set, ship).
     Transact {
         product: ProductId,
         location: String,
-        action: Action,
-        quantity: Quantity,
+        adjustment: Adjustment,
         order_id: Option<String>,
         reason: Option<String>,
     },
@@ -121,7 +122,7 @@ pub enum Command {
     /// while it has allocated units).
     SetLocations {
         product: ProductId,
-        changes: Vec<(String, Option<Quantity>)>,
+        changes: Vec<(String, Option<StockLevel>)>,
     },
     /// Add a location: refused if its slug is taken.
     CreateLocation(Location),
@@ -146,6 +147,27 @@ pub enum Command {
     DeleteCartItem { cart_id: String, item_id: String },
     /// Remove a cart and its items.
     DeleteCart { cart_id: String },
+    /// Create an empty cart with a name and a description (its id is new: refused if taken).
+    CreateCart {
+        cart_id: String,
+        name: String,
+        description: String,
+    },
+    /// Change a cart's name or description (`None` keeps it): refused if there is no cart.
+    UpdateCart {
+        cart_id: String,
+        name: Option<String>,
+        description: Option<String>,
+    },
+    /// Remove every item of a cart, keeping the cart: refused if there is no cart.
+    EmptyCart { cart_id: String },
+    /// Set the quantities of several items at once, all or none: each item must be in the cart
+    /// and its product must have the quantity asked available (as for one item); a quantity of
+    /// 0 removes the item (Elastic Path's bulk update).
+    UpdateCartItems {
+        cart_id: String,
+        items: Vec<(String, StockLevel)>,
+    },
     /// Remove a product from the catalog, and from every cart that holds it.
     DeleteProduct { product: ProductId },
     /// Turn a cart into an order: its items priced from the catalog as it is now, after a final
@@ -262,7 +284,11 @@ impl Command {
             Command::AddToCart { cart_id, .. }
             | Command::UpdateCartItem { cart_id, .. }
             | Command::DeleteCartItem { cart_id, .. }
-            | Command::DeleteCart { cart_id } => Some(cart_id),
+            | Command::DeleteCart { cart_id }
+            | Command::CreateCart { cart_id, .. }
+            | Command::UpdateCart { cart_id, .. }
+            | Command::EmptyCart { cart_id }
+            | Command::UpdateCartItems { cart_id, .. } => Some(cart_id),
             Command::Checkout(order) => Some(&order.cart_id),
             _ => None,
         }
@@ -271,7 +297,10 @@ impl Command {
     /// Whether the stock of every product in the command's cart is read too (checkout and item
     /// updates check it; nothing is reserved, so it is read without a lock).
     pub fn checks_cart_stock(&self) -> bool {
-        matches!(self, Command::Checkout(_) | Command::UpdateCartItem { .. })
+        matches!(
+            self,
+            Command::Checkout(_) | Command::UpdateCartItem { .. } | Command::UpdateCartItems { .. }
+        )
     }
 
     /// The location slugs this command names, whose existence the batch reads up front.
@@ -337,9 +366,14 @@ pub struct CartItem {
     pub updated_at: Timestamp,
 }
 
+/// The name of a cart made by its first item (Elastic Path's default).
+pub const DEFAULT_CART_NAME: &str = "Cart";
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cart {
     pub id: String,
+    pub name: String,
+    pub description: String,
     pub items: Vec<CartItem>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use stockroom_domain::order::{OnCancel, OrderError, OrderState};
-use stockroom_domain::{Action, Quantity, Timestamp};
+use stockroom_domain::{Action, Adjustment, Quantity, Timestamp};
 
 use crate::batch_rows::{bulk, OrderItemRow, OrderRow, OrderStateRow, PaymentRow};
 use crate::carts::Carts;
@@ -337,8 +337,7 @@ fn pay(
         lines.push((
             product.clone(),
             location.clone(),
-            Action::Allocate,
-            quantity,
+            Adjustment::of(Action::Allocate, quantity),
         ));
     }
     let entries = match stocks.apply_lines(&lines, Some(order_id), None, true)? {
@@ -508,7 +507,10 @@ impl PaymentWork<'_, '_> {
         let lines: Vec<LineAction> = payment
             .lines
             .iter()
-            .map(|l| (l.product.clone(), l.location.clone(), action, l.quantity))
+            .map(|l| {
+                let adjustment = Adjustment::of(action, l.quantity);
+                (l.product.clone(), l.location.clone(), adjustment)
+            })
             .collect();
         match self
             .stocks

@@ -448,6 +448,12 @@ impl Store for SqlStore {
         orders::payment(&self.read, order_id, id).await
     }
 
+    async fn purge_carts(&self, idle_before: Timestamp) -> Result<u64, StoreError> {
+        self.read
+            .run(self.dialect.purge_carts, args![idle_before.micros()])
+            .await
+    }
+
     async fn prune_idempotency(&self, before: Timestamp) -> Result<u64, StoreError> {
         self.read
             .run(

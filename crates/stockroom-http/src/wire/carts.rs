@@ -2,16 +2,23 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use stockroom_domain::limits::CART_ADD_ITEMS_MAX;
-use stockroom_domain::{Currency, Money, Price, ProductId, Quantity, Slug, Timestamp};
-use stockroom_store::{Cart, CartItem, NO_LOCATION};
+use std::time::Duration;
+use stockroom_domain::limits::{
+    CART_ADD_ITEMS_MAX, CART_DESCRIPTION_LEN_MAX, CART_ITEM_ID_LEN_MAX, CART_LINES_MAX,
+    CART_NAME_LEN_MAX,
+};
+use stockroom_domain::{Currency, Money, Price, ProductId, Quantity, Slug, StockLevel, Timestamp};
+
+use stockroom_store::{Cart, CartItem, DEFAULT_CART_NAME, NO_LOCATION};
 use utoipa::openapi::schema::Schema;
 use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
 
-use super::fields::{self, OneOrMany};
+use super::fields::{self, Bytes, Chars, Many, OneOrMany};
 use super::products::Sku;
-use super::{line_value, tag, LineDisplayPrice, MoneyOut, Relation, Timestamps, TotalPrices};
+use super::{
+    line_value, tag, DisplayPrice, LineDisplayPrice, MoneyOut, Relation, Timestamps, TotalPrices,
+};
 
 tag!(CartTag, "cart");
 tag!(CartItemTag, "cart_item");
@@ -91,6 +98,52 @@ pub struct CartItemUpdate {
     #[serde(deserialize_with = "fields::de")]
     #[schema(schema_with = fields::schema::<Quantity>)]
     pub quantity: Quantity,
+}
+
+/// `POST /v2/carts` and `PUT /v2/carts/{id}`: a name and a description, each optional (a new
+/// cart is named `Cart`). Elastic Path's other cart settings (discounts, preview dates) are
+/// not kept.
+#[derive(Deserialize, ToSchema)]
+#[serde(expecting = "an object")]
+pub struct CartFields {
+    #[serde(rename = "type", default)]
+    pub kind: Option<CartTag>,
+    /// 1 to 255 characters.
+    #[serde(default, deserialize_with = "fields::opt")]
+    #[schema(schema_with = fields::opt_schema::<Chars<1, CART_NAME_LEN_MAX>>)]
+    pub name: Option<Chars<1, CART_NAME_LEN_MAX>>,
+    #[serde(default, deserialize_with = "fields::opt")]
+    #[schema(schema_with = fields::opt_schema::<Bytes<CART_DESCRIPTION_LEN_MAX>>)]
+    pub description: Option<Bytes<CART_DESCRIPTION_LEN_MAX>>,
+}
+
+/// One item of `PUT /v2/carts/{cart}/items`: its id and its new quantity (0 removes it).
+#[derive(Deserialize, ToSchema)]
+#[serde(expecting = "an object {\"id\": …, \"quantity\": n}")]
+pub struct CartItemQuantity {
+    #[serde(rename = "type", default)]
+    pub kind: Option<CartItemTag>,
+    /// The cart item's id.
+    #[serde(deserialize_with = "fields::de")]
+    #[schema(schema_with = fields::schema::<Chars<1, CART_ITEM_ID_LEN_MAX>>)]
+    pub id: Chars<1, CART_ITEM_ID_LEN_MAX>,
+    /// The new quantity; 0 removes the item.
+    #[serde(deserialize_with = "fields::de")]
+    #[schema(schema_with = fields::schema::<StockLevel>)]
+    pub quantity: StockLevel,
+}
+
+/// `PUT /v2/carts/{cart}/items`: several items' quantities, all changed or none.
+pub type CartItemQuantities = Many<CartItemQuantity, 1, CART_LINES_MAX>;
+
+/// `include=items` on a cart (a comma-separated list; other names are ignored).
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CartIncludeQuery {
+    /// Related resources to include: `items` adds the cart's items under `included.items`.
+    #[serde(default)]
+    #[param(value_type = Option<String>, pattern = "^[^\\u0000]*$")]
+    pub include: Option<super::orders::Include>,
 }
 
 // ---- answers -----------------------------------------------------------------------------------
@@ -182,15 +235,36 @@ impl<'a> CartItemOut<'a> {
     }
 }
 
+/// A cart's totals as Elastic Path shows them: with and without tax, the tax, discounts and
+/// shipping (Stockroom keeps no tax, discount or shipping: those are zero).
+#[derive(Serialize, ToSchema)]
+pub struct CartDisplayPrice {
+    #[serde(flatten)]
+    totals: TotalPrices,
+    discount: DisplayPrice,
+    without_discount: DisplayPrice,
+    shipping: DisplayPrice,
+}
+
+/// A cart's times; it is purged at `expires_at` unless changed before.
+#[derive(Serialize, ToSchema)]
+pub struct CartTimestamps {
+    #[serde(flatten)]
+    times: Timestamps,
+    #[serde(serialize_with = "super::time")]
+    #[schema(value_type = String, format = DateTime)]
+    expires_at: Timestamp,
+}
+
 /// A cart's totals and times.
 #[derive(Serialize, ToSchema)]
 pub struct CartMeta {
-    display_price: TotalPrices,
-    timestamps: Timestamps,
+    display_price: CartDisplayPrice,
+    timestamps: CartTimestamps,
 }
 
 impl CartMeta {
-    fn new(cart: Option<&Cart>, now: Timestamp) -> Self {
+    fn new(cart: Option<&Cart>, now: Timestamp, expiry: Duration) -> Self {
         let currency = cart_currency(cart);
         let amount = cart
             .map(|c| {
@@ -202,11 +276,22 @@ impl CartMeta {
             .unwrap_or(Some(0))
             .unwrap_or(i64::MAX);
         let (created_at, updated_at) = cart.map_or((now, now), |c| (c.created_at, c.updated_at));
+        let expiry = i64::try_from(expiry.as_micros()).unwrap_or(i64::MAX);
+        let expires_at = Timestamp(updated_at.micros().saturating_add(expiry));
+        let currency = currency.as_str();
         CartMeta {
-            display_price: TotalPrices::new(amount, currency.as_str()),
-            timestamps: Timestamps {
-                created_at,
-                updated_at,
+            display_price: CartDisplayPrice {
+                totals: TotalPrices::new(amount, currency),
+                discount: DisplayPrice::new(0, currency),
+                without_discount: DisplayPrice::new(amount, currency),
+                shipping: DisplayPrice::new(0, currency),
+            },
+            timestamps: CartTimestamps {
+                times: Timestamps {
+                    created_at,
+                    updated_at,
+                },
+                expires_at,
             },
         }
     }
@@ -237,14 +322,55 @@ pub struct CartOut<'a> {
     #[serde(rename = "type")]
     kind: CartTag,
     #[schema(value_type = String)]
-    name: &'static str,
+    name: &'a str,
+    #[schema(value_type = String)]
+    description: &'a str,
     links: SelfLink,
     relationships: CartRelationships<'a>,
     meta: CartMeta,
 }
 
+/// What `include=items` adds to a cart.
+#[derive(Serialize, ToSchema)]
+pub struct CartIncluded<'a> {
+    items: Vec<CartItemOut<'a>>,
+}
+
+/// A cart, and with `include=items` its items under `included.items`.
+#[derive(Serialize, ToSchema)]
+pub struct CartAnswer<'a> {
+    data: CartOut<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    included: Option<CartIncluded<'a>>,
+}
+
+impl<'a> CartAnswer<'a> {
+    pub fn new(
+        id: &'a str,
+        cart: Option<&'a Cart>,
+        now: Timestamp,
+        expiry: Duration,
+        items: bool,
+    ) -> Self {
+        let currency = cart_currency(cart);
+        CartAnswer {
+            data: CartOut::new(id, cart, now, expiry),
+            included: items.then(|| CartIncluded {
+                items: cart
+                    .map(|c| {
+                        c.items
+                            .iter()
+                            .map(|i| CartItemOut::new(id, i, currency))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }),
+        }
+    }
+}
+
 impl<'a> CartOut<'a> {
-    pub fn new(id: &'a str, cart: Option<&'a Cart>, now: Timestamp) -> Self {
+    pub fn new(id: &'a str, cart: Option<&'a Cart>, now: Timestamp, expiry: Duration) -> Self {
         let items = cart
             .map(|c| {
                 c.items
@@ -259,14 +385,15 @@ impl<'a> CartOut<'a> {
         CartOut {
             id,
             kind: CartTag,
-            name: "Cart",
+            name: cart.map_or(DEFAULT_CART_NAME, |c| c.name.as_str()),
+            description: cart.map_or("", |c| c.description.as_str()),
             links: SelfLink {
                 this: format!("/v2/carts/{id}"),
             },
             relationships: CartRelationships {
                 items: Related { data: items },
             },
-            meta: CartMeta::new(cart, now),
+            meta: CartMeta::new(cart, now, expiry),
         }
     }
 }
@@ -279,7 +406,7 @@ pub struct CartItems<'a> {
 }
 
 impl<'a> CartItems<'a> {
-    pub fn new(id: &str, cart: Option<&'a Cart>, now: Timestamp) -> Self {
+    pub fn new(id: &str, cart: Option<&'a Cart>, now: Timestamp, expiry: Duration) -> Self {
         let currency = cart_currency(cart);
         CartItems {
             data: cart
@@ -290,7 +417,7 @@ impl<'a> CartItems<'a> {
                         .collect()
                 })
                 .unwrap_or_default(),
-            meta: CartMeta::new(cart, now),
+            meta: CartMeta::new(cart, now, expiry),
         }
     }
 }

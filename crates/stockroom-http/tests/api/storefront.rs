@@ -1,0 +1,312 @@
+//! The storefront's calls (issue 13): carts as resources — created, named, read with their
+//! items, emptied, updated in bulk, purged when idle.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::support::{TestApp, ADMIN_ID};
+
+crate::on_both_backends!(
+    a_cart_is_created_named_and_read_with_its_items,
+    emptying_a_cart_keeps_it_and_unknown_carts_are_not_found,
+    bulk_item_updates_are_all_or_nothing,
+    idle_carts_are_purged_after_the_expiry,
+);
+
+impl TestApp {
+    /// (product id, quantity) of each item of a cart, and the items' ids by product.
+    async fn cart_lines(&self, cart: &str) -> (Vec<(String, u64)>, Vec<(String, String)>) {
+        let r = self
+            .shopper(Method::GET, &format!("/v2/carts/{cart}/items"), None)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let items = r.body["data"].as_array().cloned().unwrap_or_default();
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        let mut lines: Vec<(String, u64)> = items
+            .iter()
+            .map(|i| (text(&i["product_id"]), i["quantity"].as_u64().unwrap_or(0)))
+            .collect();
+        lines.sort();
+        let ids = items
+            .iter()
+            .map(|i| (text(&i["product_id"]), text(&i["id"])))
+            .collect();
+        (lines, ids)
+    }
+}
+
+fn lines(l: &[(&str, u64)]) -> Vec<(String, u64)> {
+    l.iter().map(|(p, q)| ((*p).to_owned(), *q)).collect()
+}
+
+async fn a_cart_is_created_named_and_read_with_its_items(app: TestApp) {
+    app.create_product("mug", "MUG-1", 1299).await;
+    app.create_stock("mug", 10).await;
+    let body = json!({"data": {"name": "Bob's cart", "description": "For holidays",
+                               "discount_settings": {"custom_discounts_enabled": true}}});
+    let r = app.shopper(Method::POST, "/v2/carts", Some(body)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let d = &r.body["data"];
+    let id = d["id"].as_str().expect("an id").to_owned();
+    assert_eq!(id.len(), 36, "a generated UUID");
+    assert_eq!(
+        (&d["type"], &d["name"], &d["description"]),
+        (&json!("cart"), &json!("Bob's cart"), &json!("For holidays"))
+    );
+    let meta = &d["meta"];
+    for price in [
+        "with_tax",
+        "without_tax",
+        "tax",
+        "discount",
+        "without_discount",
+        "shipping",
+    ] {
+        assert_eq!(meta["display_price"][price]["amount"], 0, "{price}");
+    }
+    assert_eq!(meta["timestamps"]["created_at"], "2027-01-15T08:00:00Z");
+    assert_eq!(meta["timestamps"]["expires_at"], "2027-01-22T08:00:00Z");
+    assert!(r.body.get("included").is_none());
+    // Items, then the cart with include=items (Elastic Path's `included.items`).
+    app.clock.advance_secs(60);
+    assert_eq!(app.add_to_cart(&id, "mug", 2).await.status, StatusCode::OK);
+    let r = app
+        .shopper(Method::GET, &format!("/v2/carts/{id}?include=items"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let items = r.body["included"]["items"]
+        .as_array()
+        .expect("included.items");
+    assert_eq!(items.len(), 1);
+    assert_eq!(
+        (&items[0]["product_id"], &items[0]["quantity"]),
+        (&json!("mug"), &json!(2))
+    );
+    assert_eq!(
+        r.body["data"]["relationships"]["items"]["data"][0]["id"],
+        items[0]["id"]
+    );
+    let meta = &r.body["data"]["meta"];
+    assert_eq!(meta["display_price"]["with_tax"]["amount"], 2598);
+    assert_eq!(meta["display_price"]["without_discount"]["amount"], 2598);
+    assert_eq!(meta["timestamps"]["updated_at"], "2027-01-15T08:01:00Z");
+    assert_eq!(
+        meta["timestamps"]["expires_at"], "2027-01-22T08:01:00Z",
+        "activity moves it"
+    );
+    // Rename: the description is kept.
+    let path = format!("/v2/carts/{id}");
+    let r = app
+        .shopper(
+            Method::PUT,
+            &path,
+            Some(json!({"data": {"name": "Renamed"}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        (&r.body["data"]["name"], &r.body["data"]["description"]),
+        (&json!("Renamed"), &json!("For holidays"))
+    );
+    // Bad names are 400 and change nothing; an unknown cart is 404.
+    for bad in [
+        json!(""),
+        json!("x".repeat(256)),
+        json!(7),
+        json!("a\u{0}b"),
+    ] {
+        let r = app
+            .shopper(Method::PUT, &path, Some(json!({"data": {"name": bad}})))
+            .await;
+        assert_eq!(r.error_status(), 400, "{bad}");
+    }
+    let r = app
+        .shopper(
+            Method::POST,
+            "/v2/carts",
+            Some(json!({"data": {"name": ""}})),
+        )
+        .await;
+    assert_eq!(r.error_status(), 400);
+    let r = app
+        .shopper(
+            Method::PUT,
+            "/v2/carts/no-such-cart",
+            Some(json!({"data": {"name": "x"}})),
+        )
+        .await;
+    assert_eq!(r.error_status(), 404);
+    let r = app.shopper(Method::GET, &path, None).await;
+    assert_eq!(r.body["data"]["name"], "Renamed");
+    // A cart made by its first item is named as Elastic Path names it.
+    app.add_to_cart("by-item", "mug", 1).await;
+    let r = app.shopper(Method::GET, "/v2/carts/by-item", None).await;
+    assert_eq!(
+        (&r.body["data"]["name"], &r.body["data"]["description"]),
+        (&json!("Cart"), &json!(""))
+    );
+}
+
+async fn emptying_a_cart_keeps_it_and_unknown_carts_are_not_found(app: TestApp) {
+    app.create_product("mug", "MUG-1", 1299).await;
+    app.create_product("pan", "PAN-1", 500).await;
+    app.create_stock("mug", 10).await;
+    let r = app
+        .shopper(
+            Method::POST,
+            "/v2/carts",
+            Some(json!({"data": {"name": "Mine"}})),
+        )
+        .await;
+    let id = r.body["data"]["id"].as_str().expect("id").to_owned();
+    app.add_to_cart(&id, "mug", 2).await;
+    app.add_to_cart(&id, "pan", 1).await;
+    let r = app
+        .shopper(Method::DELETE, &format!("/v2/carts/{id}/items"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["data"], json!([]));
+    assert_eq!(r.body["meta"]["display_price"]["with_tax"]["amount"], 0);
+    let r = app
+        .shopper(Method::GET, &format!("/v2/carts/{id}"), None)
+        .await;
+    assert_eq!(r.body["data"]["name"], "Mine", "the cart is kept");
+    assert_eq!(
+        app.checkout(&id).await.error_status(),
+        400,
+        "nothing to check out"
+    );
+    assert_eq!(app.add_to_cart(&id, "mug", 1).await.status, StatusCode::OK);
+    assert_eq!(app.cart_lines(&id).await.0, lines(&[("mug", 1)]));
+    let r = app
+        .shopper(Method::DELETE, "/v2/carts/no-such-cart/items", None)
+        .await;
+    assert_eq!(r.error_status(), 404);
+    assert_eq!(
+        app.figures("mug").await,
+        (10, 0, 10),
+        "carts reserve nothing"
+    );
+}
+
+async fn bulk_item_updates_are_all_or_nothing(app: TestApp) {
+    app.create_product("mug", "MUG-1", 1000).await;
+    app.create_product("pan", "PAN-1", 500).await;
+    app.create_product("lamp", "LAMP-1", 100).await;
+    app.create_stock("mug", 5).await;
+    app.create_stock("pan", 2).await;
+    for p in ["mug", "pan", "lamp"] {
+        assert_eq!(app.add_to_cart("c", p, 1).await.status, StatusCode::OK);
+    }
+    let (before, ids) = app.cart_lines("c").await;
+    let id = |p: &str| {
+        ids.iter()
+            .find(|(q, _)| q == p)
+            .map(|(_, i)| i.clone())
+            .expect("id")
+    };
+    let (mug, pan, lamp) = (id("mug"), id("pan"), id("lamp"));
+    let put = |body: Value| app.shopper(Method::PUT, "/v2/carts/c/items", Some(body));
+    // One item over its stock: 400 Insufficient stock, nothing changed.
+    let r = put(
+        json!({"data": [{"type": "cart_item", "id": mug, "quantity": 5},
+                                {"type": "cart_item", "id": pan, "quantity": 3}],
+                       "options": {"update_all_or_nothing": true}}),
+    )
+    .await;
+    assert_eq!(r.error_status(), 400);
+    assert_eq!(r.body["errors"][0]["title"], "Insufficient stock");
+    assert_eq!(app.cart_lines("c").await.0, before);
+    // An unknown item: 404, nothing changed.
+    let r = put(json!({"data": [{"id": mug, "quantity": 2}, {"id": "nope", "quantity": 1}]})).await;
+    assert_eq!(r.error_status(), 404);
+    // Malformed: 400, nothing changed.
+    let many: Vec<Value> = (0..101)
+        .map(|_| json!({"id": mug, "quantity": 1}))
+        .collect();
+    for bad in [
+        json!({"data": []}),
+        json!({"data": {"id": mug, "quantity": 1}}),
+        json!({"data": [{"id": mug, "quantity": -1}]}),
+        json!({"data": [{"id": mug, "quantity": 1.5}]}),
+        json!({"data": [{"id": mug}]}),
+        json!({"data": [{"id": mug, "quantity": 1}, {"id": mug, "quantity": 2}]}),
+        json!({"data": many}),
+    ] {
+        assert_eq!(put(bad.clone()).await.error_status(), 400, "{bad}");
+    }
+    assert_eq!(app.cart_lines("c").await.0, before);
+    // All at once: 5 mugs (all there are), no pan (0 removes), 7 lamps (not stock-managed).
+    let r = put(
+        json!({"data": [{"id": mug, "quantity": 5}, {"id": pan, "quantity": 0},
+                                {"id": lamp, "quantity": 7}]}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["data"].as_array().map(Vec::len), Some(2));
+    assert_eq!(r.body["meta"]["display_price"]["with_tax"]["amount"], 5700);
+    assert_eq!(
+        app.cart_lines("c").await.0,
+        lines(&[("lamp", 7), ("mug", 5)])
+    );
+    let r = app
+        .shopper(
+            Method::PUT,
+            "/v2/carts/no-such-cart/items",
+            Some(json!({"data": [{"id": mug, "quantity": 1}]})),
+        )
+        .await;
+    assert_eq!(r.error_status(), 404);
+    assert_eq!(app.figures("mug").await, (5, 0, 5));
+    app.verify_ok().await;
+}
+
+async fn idle_carts_are_purged_after_the_expiry(mut app: TestApp) {
+    app.create_product("mug", "MUG-1", 1000).await;
+    let r = app
+        .shopper(
+            Method::POST,
+            "/v2/carts",
+            Some(json!({"data": {"name": "Idle"}})),
+        )
+        .await;
+    let idle = r.body["data"]["id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        app.add_to_cart(&idle, "mug", 1).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.add_to_cart("busy", "mug", 1).await.status,
+        StatusCode::OK
+    );
+    app.clock.advance_secs(6 * 24 * 3600);
+    app.shopper = app.token("implicit", ADMIN_ID, None).await;
+    assert_eq!(
+        app.add_to_cart("busy", "mug", 1).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        stockroom_http::purge_idle_carts(&app.state)
+            .await
+            .expect("purge"),
+        0
+    );
+    app.clock.advance_secs(2 * 24 * 3600);
+    app.shopper = app.token("implicit", ADMIN_ID, None).await;
+    assert_eq!(
+        stockroom_http::purge_idle_carts(&app.state)
+            .await
+            .expect("purge"),
+        1
+    );
+    assert_eq!(app.cart_lines(&idle).await.0, lines(&[]));
+    let r = app
+        .shopper(
+            Method::PUT,
+            &format!("/v2/carts/{idle}"),
+            Some(json!({"data": {"name": "x"}})),
+        )
+        .await;
+    assert_eq!(r.error_status(), 404, "gone");
+    assert_eq!(app.cart_lines("busy").await.0, lines(&[("mug", 2)]));
+}
