@@ -7,15 +7,17 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use stockroom_domain::{CartId, Timestamp};
-use stockroom_store::{new_id, CartLine, Command, StoreError, WriteRequest, NO_LOCATION};
+use stockroom_domain::{CartId, Money, Price, Timestamp};
+use stockroom_store::{
+    new_id, CartLine, Command, CustomItem, StoreError, WriteRequest, NO_LOCATION,
+};
 
 use crate::error::{applied, ApiError};
 use crate::extract::{Idempotent, Json, Query};
 use crate::locations::location_slug;
 use crate::wire::carts::{
-    CartAnswer, CartFields, CartIncludeQuery, CartItemQuantities, CartItemUpdate, CartItems,
-    NewCartItem, NewCartItems, ProductRef,
+    cart_currency, CartAnswer, CartFields, CartIncludeQuery, CartItemQuantities, CartItemUpdate,
+    CartItems, CustomItemIn, NewCartItem, NewCartItems, ProductRef,
 };
 use crate::wire::Data;
 use crate::AppState;
@@ -50,6 +52,31 @@ async fn cart_line(state: &AppState, item: NewCartItem) -> Result<CartLine, ApiE
         product,
         location,
         quantity: item.0.quantity,
+    })
+}
+
+/// A custom item, priced in the cart's currency unless its own is given (a cart holds one
+/// currency: the batch refuses another).
+async fn custom_item(
+    state: &AppState,
+    cart: &CartId,
+    item: CustomItemIn,
+    at: &str,
+) -> Result<CustomItem, ApiError> {
+    let currency = match item.currency {
+        Some(c) => c,
+        None => cart_currency(state.store.cart(cart.as_str()).await?.as_ref()),
+    };
+    let amount = Money::new(item.amount, currency)
+        .map_err(|e| ApiError::invalid(format!("{at}.price.amount"), format!("price {e}")))?;
+    Ok(CustomItem {
+        name: item.name,
+        sku: item.sku,
+        price: Price {
+            amount,
+            includes_tax: item.includes_tax,
+        },
+        quantity: item.quantity,
     })
 }
 
@@ -194,13 +221,24 @@ pub async fn add_items(
     Idempotent(body, idempotency): Idempotent<Data<NewCartItems>>,
 ) -> Result<Response, ApiError> {
     let cart = path_cart(&cart)?;
+    let single = body.data.0.len() == 1;
     let mut lines = Vec::with_capacity(body.data.0.len());
-    for item in body.data.0 {
-        lines.push(cart_line(&state, item).await?);
+    let mut custom = Vec::new();
+    for (i, item) in body.data.0.into_iter().enumerate() {
+        let at = if single {
+            "data".to_owned()
+        } else {
+            format!("data[{i}]")
+        };
+        match item.custom(&at)? {
+            Some(c) => custom.push(custom_item(&state, &cart, c, &at).await?),
+            None => lines.push(cart_line(&state, item).await?),
+        }
     }
     let command = Command::AddToCart {
         cart_id: cart.as_str().to_owned(),
         lines,
+        custom,
     };
     let request = WriteRequest {
         command,

@@ -442,6 +442,7 @@ mod tests {
                 location: NO_LOCATION.into(),
                 quantity: units(n),
             }],
+            custom: Vec::new(),
         }
     }
 

@@ -51,6 +51,13 @@ pub(crate) struct CartItemRow {
     pub location: String,
     pub quantity: i64,
     pub created_at: i64,
+    /// 1 for a custom item, whose name, SKU and price follow.
+    pub custom: i64,
+    pub custom_name: Option<String>,
+    pub custom_sku: Option<String>,
+    pub custom_amount: Option<i64>,
+    pub custom_currency: Option<String>,
+    pub custom_includes_tax: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -80,6 +87,7 @@ pub(crate) struct OrderItemRow {
     pub unit_amount: i64,
     pub currency: String,
     pub includes_tax: i64,
+    pub custom: i64,
 }
 
 #[derive(Serialize)]

@@ -23,9 +23,52 @@ pub(crate) struct CartLineState {
     pub product: ProductId,
     pub location: String,
     pub quantity: u64,
+    /// A custom item's name, SKU and price (its `product` is its own id).
+    pub custom: Option<CustomLine>,
     created_at: i64,
     /// Not yet written as it is now.
     changed: bool,
+}
+
+/// What a custom item carries instead of a catalog product.
+#[derive(Clone, Debug)]
+pub(crate) struct CustomLine {
+    pub name: String,
+    pub sku: String,
+    pub price: Price,
+}
+
+impl CartLineState {
+    /// The units this line wants of its product's stock: none for a custom item.
+    fn wants(&self, quantity: u64) -> Option<((ProductId, String), u64)> {
+        match self.custom {
+            Some(_) => None,
+            None => Some(((self.product.clone(), self.location.clone()), quantity)),
+        }
+    }
+}
+
+/// A custom item's columns as read, if the row is one.
+fn custom_line(row: &Row) -> Result<Option<CustomLine>, StoreError> {
+    if row.col::<i64>("custom")? == 0 {
+        return Ok(None);
+    }
+    let text = |name: &str| -> Result<String, StoreError> {
+        Ok(row.col::<Option<String>>(name)?.unwrap_or_default())
+    };
+    let amount = row.col::<Option<i64>>("custom_amount")?.unwrap_or(0);
+    let currency = Currency::parse(&text("custom_currency")?)
+        .map_err(|_| StoreError::Internal("bad currency of a custom item".into()))?;
+    let amount = Money::new(amount, currency)
+        .map_err(|_| StoreError::Internal("bad price of a custom item".into()))?;
+    Ok(Some(CustomLine {
+        name: text("custom_name")?,
+        sku: text("custom_sku")?,
+        price: Price {
+            amount,
+            includes_tax: row.col::<Option<i64>>("custom_includes_tax")?.unwrap_or(0) != 0,
+        },
+    }))
 }
 
 /// A cart as the batch has it.
@@ -95,6 +138,7 @@ impl Carts {
                     product: rows::product_id(&row.col::<String>("product_id")?)?,
                     location: row.col("location")?,
                     quantity: u64::try_from(row.col::<i64>("quantity")?).unwrap_or(0),
+                    custom: custom_line(row)?,
                     created_at: row.col("item_created")?,
                     changed: false,
                 });
@@ -150,6 +194,7 @@ impl Carts {
             });
             for line in cart.lines.iter_mut().filter(|l| l.changed) {
                 line.changed = false;
+                let custom = line.custom.as_ref();
                 lines.push(CartItemRow {
                     id: line.id.clone(),
                     cart_id: id.clone(),
@@ -157,6 +202,12 @@ impl Carts {
                     location: line.location.clone(),
                     quantity: figure(line.quantity),
                     created_at: line.created_at,
+                    custom: i64::from(custom.is_some()),
+                    custom_name: custom.map(|c| c.name.clone()),
+                    custom_sku: custom.map(|c| c.sku.clone()),
+                    custom_amount: custom.map(|c| c.price.amount.amount_minor()),
+                    custom_currency: custom.map(|c| c.price.amount.currency().as_str().to_owned()),
+                    custom_includes_tax: custom.map(|c| i64::from(c.price.includes_tax)),
                 });
             }
             cart.existed = true;
@@ -190,7 +241,11 @@ pub(crate) fn apply_cart_command(
 ) -> Result<Outcome, StoreError> {
     let refused = |r| Ok(Outcome::Refused(r));
     let (cart_id, rejection) = match command {
-        Command::AddToCart { cart_id, lines } => (cart_id, add(carts, cx, cart_id, lines)?),
+        Command::AddToCart {
+            cart_id,
+            lines,
+            custom,
+        } => (cart_id, add(carts, cx, cart_id, lines, custom)?),
         Command::UpdateCartItem {
             cart_id,
             item_id,
@@ -231,6 +286,7 @@ fn add(
     cx: &CartContext<'_>,
     cart_id: &str,
     lines: &[CartLine],
+    custom: &[CustomItem],
 ) -> Result<Option<Rejection>, StoreError> {
     if lines.iter().any(|l| !cx.slugs.exists(&l.location)) {
         return Ok(Some(Rejection::NotFound));
@@ -246,7 +302,7 @@ fn add(
     }
     let now = carts.now;
     let cart = carts.get_mut(cart_id)?;
-    if let Some(rejection) = refusal_to_add(cart, cx.catalog, &wanted) {
+    if let Some(rejection) = refusal_to_add(cart, cx.catalog, &wanted, custom) {
         return Ok(Some(rejection));
     }
     if !cart.exists {
@@ -258,26 +314,59 @@ fn add(
     for ((product, location), quantity) in wanted {
         add_units(cart, product, location, quantity, now);
     }
+    for item in custom {
+        add_custom(cart, item, now)?;
+    }
     cart.touched = true;
     Ok(None)
 }
 
+/// A custom item is a line of its own; its product id is its own id.
+fn add_custom(cart: &mut CartState, item: &CustomItem, now: i64) -> Result<(), StoreError> {
+    let id = crate::model::new_id();
+    let product = ProductId::parse(&id).map_err(|e| StoreError::Internal(e.to_string()))?;
+    cart.lines.push(CartLineState {
+        id,
+        product,
+        location: NO_LOCATION.to_owned(),
+        quantity: item.quantity.get(),
+        custom: Some(CustomLine {
+            name: item.name.clone(),
+            sku: item.sku.clone(),
+            price: item.price,
+        }),
+        created_at: now,
+        changed: true,
+    });
+    Ok(())
+}
+
 /// Why the cart cannot take these units: more than one currency, too many lines, or a line
 /// over its limit.
-fn refusal_to_add(cart: &CartState, catalog: &Catalog, wanted: &Wanted) -> Option<Rejection> {
-    let held: BTreeMap<(&ProductId, &str), u64> = match cart.exists {
-        true => cart
-            .lines
-            .iter()
-            .map(|l| ((&l.product, l.location.as_str()), l.quantity))
-            .collect(),
-        false => BTreeMap::new(),
+fn refusal_to_add(
+    cart: &CartState,
+    catalog: &Catalog,
+    wanted: &Wanted,
+    custom: &[CustomItem],
+) -> Option<Rejection> {
+    let existing: &[CartLineState] = match cart.exists {
+        true => &cart.lines,
+        false => &[],
     };
+    let held: BTreeMap<(&ProductId, &str), u64> = existing
+        .iter()
+        .map(|l| ((&l.product, l.location.as_str()), l.quantity))
+        .collect();
+    let custom_currencies = existing
+        .iter()
+        .filter_map(|l| l.custom.as_ref().map(|c| c.price.amount.currency()))
+        .chain(custom.iter().map(|c| c.price.amount.currency()));
     let mut currencies: Vec<Currency> = wanted
         .keys()
         .map(|(p, _)| p)
         .chain(held.keys().map(|(p, _)| *p))
         .filter_map(|p| catalog.get(p).map(|p| p.price.amount.currency()))
+        .chain(custom_currencies)
         .collect();
     currencies.sort_unstable();
     currencies.dedup();
@@ -289,14 +378,15 @@ fn refusal_to_add(cart: &CartState, catalog: &Catalog, wanted: &Wanted) -> Optio
     let too_much = wanted
         .iter()
         .any(|(k, q)| held_of(k).unwrap_or(0) + q > QUANTITY_MAX);
-    (held.len() + new_lines > CART_LINES_MAX || too_much).then_some(Rejection::CartLimit)
+    (held.len() + new_lines + custom.len() > CART_LINES_MAX || too_much)
+        .then_some(Rejection::CartLimit)
 }
 
 fn add_units(cart: &mut CartState, product: ProductId, location: String, units: u64, now: i64) {
     match cart
         .lines
         .iter_mut()
-        .find(|l| l.product == product && l.location == location)
+        .find(|l| l.custom.is_none() && l.product == product && l.location == location)
     {
         Some(line) => {
             line.quantity += units;
@@ -307,6 +397,7 @@ fn add_units(cart: &mut CartState, product: ProductId, location: String, units: 
             product,
             location,
             quantity: units,
+            custom: None,
             created_at: now,
             changed: true,
         }),
@@ -325,10 +416,7 @@ fn update(
     let Some(line) = cart.line_mut(item_id).filter(|_| exists) else {
         return Ok(Some(Rejection::NotFound));
     };
-    let wanted = Wanted::from([(
-        (line.product.clone(), line.location.clone()),
-        quantity.get(),
-    )]);
+    let wanted: Wanted = line.wants(quantity.get()).into_iter().collect();
     if let Some(rejection) = cx.stocks.short(&wanted)? {
         return Ok(Some(rejection));
     }
@@ -422,9 +510,8 @@ fn update_many(
         let Some(line) = cart.lines.iter().find(|l| &l.id == item_id) else {
             return Ok(Some(Rejection::NotFound));
         };
-        if quantity.get() > 0 {
-            let key = (line.product.clone(), line.location.clone());
-            wanted.insert(key, quantity.get());
+        if let Some((key, units)) = line.wants(quantity.get()).filter(|_| quantity.get() > 0) {
+            wanted.insert(key, units);
         }
     }
     if let Some(rejection) = cx.stocks.short(&wanted)? {
@@ -473,11 +560,14 @@ pub(crate) async fn cart(db: &Reader, cart_id: &str) -> Result<Option<Cart>, Sto
              ci.id AS item_id, ci.product_id AS item_product, ci.location AS item_location, \
              ci.quantity AS item_quantity, \
              ci.created_at AS item_created, ci.updated_at AS item_updated, \
-             (SELECT COUNT(*) FROM stock s WHERE s.product_id = ci.product_id) AS managed, \
+             ci.custom, ci.custom_name, ci.custom_sku, ci.custom_amount, ci.custom_currency, \
+             ci.custom_includes_tax, \
+             (SELECT COUNT(*) FROM stock s WHERE s.product_id = ci.product_id \
+              AND ci.custom = 0) AS managed, \
              p.id, p.sku, p.name, p.price_amount, p.currency, p.includes_tax, p.created_at, \
              p.updated_at \
              FROM carts c LEFT JOIN cart_items ci ON ci.cart_id = c.id \
-             LEFT JOIN products p ON p.id = ci.product_id \
+             LEFT JOIN products p ON p.id = ci.product_id AND ci.custom = 0 \
              WHERE c.id = $1 ORDER BY ci.created_at, ci.id",
             args![cart_id],
         )
@@ -498,12 +588,26 @@ pub(crate) async fn cart(db: &Reader, cart_id: &str) -> Result<Option<Cart>, Sto
 fn cart_item(r: &Row) -> Result<CartItem, StoreError> {
     let catalog: Option<String> = r.col("id")?;
     let managed: i64 = r.col("managed")?;
+    let product_id = rows::product_id(&r.col::<String>("item_product")?)?;
+    let custom = custom_line(r)?;
+    let product = match &custom {
+        Some(c) => Some(Product {
+            id: product_id.clone(),
+            sku: c.sku.clone(),
+            name: c.name.clone(),
+            price: c.price,
+            created_at: Timestamp(r.col("item_created")?),
+            updated_at: Timestamp(r.col("item_updated")?),
+        }),
+        None => catalog.map(|_| rows::product(r)).transpose()?,
+    };
     Ok(CartItem {
         id: r.col("item_id")?,
-        product_id: rows::product_id(&r.col::<String>("item_product")?)?,
+        product_id,
         location: r.col("item_location")?,
         quantity: u64::try_from(r.col::<i64>("item_quantity")?).unwrap_or(0),
-        product: catalog.map(|_| rows::product(r)).transpose()?,
+        product,
+        custom: custom.is_some(),
         managed: managed > 0,
         created_at: Timestamp(r.col("item_created")?),
         updated_at: Timestamp(r.col("item_updated")?),

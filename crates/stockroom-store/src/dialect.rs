@@ -125,8 +125,8 @@ macro_rules! dialect {
             lock_stocks: concat!(
                 "SELECT ", stock_columns!(), " FROM stock WHERE product_id ", $open,
                 $t1,
-                " UNION ALL SELECT product_id FROM order_items WHERE order_id ", $open, $t2, $close,
-                $close, " ORDER BY product_id, location", $lock
+                " UNION ALL SELECT product_id FROM order_items WHERE custom = 0 AND order_id ",
+                $open, $t2, $close, $close, " ORDER BY product_id, location", $lock
             ),
             read_stocks: concat!(
                 "SELECT ", stock_columns!(), " FROM stock WHERE product_id ", $open,
@@ -140,12 +140,14 @@ macro_rules! dialect {
             ),
             order_items_of: concat!(
                 "SELECT order_id, product_id, location, quantity FROM order_items \
-                 WHERE order_id ", $open, $t1, $close, " ORDER BY order_id, position"
+                 WHERE custom = 0 AND order_id ", $open, $t1, $close, " ORDER BY order_id, position"
             ),
             cart_items_of: concat!(
                 "SELECT c.id AS cart_id, c.created_at AS cart_created, c.name AS cart_name, \
                  c.description AS cart_description, ci.id AS item_id, \
-                 ci.product_id, ci.location, ci.quantity, ci.created_at AS item_created \
+                 ci.product_id, ci.location, ci.quantity, ci.created_at AS item_created, \
+                 ci.custom, ci.custom_name, ci.custom_sku, ci.custom_amount, ci.custom_currency, \
+                 ci.custom_includes_tax \
                  FROM carts c LEFT JOIN cart_items ci ON ci.cart_id = c.id WHERE c.id ",
                 $open, $t1, $close, " ORDER BY c.id, ci.created_at, ci.id"
             ),
@@ -179,10 +181,15 @@ macro_rules! dialect {
                 ),
                 upsert_cart_items: concat!(
                     "INSERT INTO cart_items (id, cart_id, product_id, location, quantity, \
-                     created_at, updated_at) SELECT j.value ->> 'id', j.value ->> 'cart_id', \
-                     j.value ->> 'product_id', j.value ->> 'location', \
+                     created_at, updated_at, custom, custom_name, custom_sku, custom_amount, \
+                     custom_currency, custom_includes_tax) SELECT j.value ->> 'id', \
+                     j.value ->> 'cart_id', j.value ->> 'product_id', j.value ->> 'location', \
                      CAST(j.value ->> 'quantity' AS BIGINT), \
-                     CAST(j.value ->> 'created_at' AS BIGINT), $2 FROM ",
+                     CAST(j.value ->> 'created_at' AS BIGINT), $2, \
+                     CAST(j.value ->> 'custom' AS BIGINT), j.value ->> 'custom_name', \
+                     j.value ->> 'custom_sku', CAST(j.value ->> 'custom_amount' AS BIGINT), \
+                     j.value ->> 'custom_currency', \
+                     CAST(j.value ->> 'custom_includes_tax' AS BIGINT) FROM ",
                     $rows,
                     " WHERE true ON CONFLICT (id) DO UPDATE \
                      SET quantity = excluded.quantity, updated_at = excluded.updated_at"
@@ -199,13 +206,14 @@ macro_rules! dialect {
                 ),
                 insert_order_items: concat!(
                     "INSERT INTO order_items (id, order_id, position, product_id, location, name, \
-                     sku, quantity, unit_amount, currency, includes_tax) \
+                     sku, quantity, unit_amount, currency, includes_tax, custom) \
                      SELECT j.value ->> 'id', j.value ->> 'order_id', \
                      CAST(j.value ->> 'position' AS BIGINT), j.value ->> 'product_id', \
                      j.value ->> 'location', j.value ->> 'name', j.value ->> 'sku', \
                      CAST(j.value ->> 'quantity' AS BIGINT), \
                      CAST(j.value ->> 'unit_amount' AS BIGINT), j.value ->> 'currency', \
-                     CAST(j.value ->> 'includes_tax' AS BIGINT) FROM ",
+                     CAST(j.value ->> 'includes_tax' AS BIGINT), \
+                     CAST(j.value ->> 'custom' AS BIGINT) FROM ",
                     $rows
                 ),
                 insert_payments: concat!(

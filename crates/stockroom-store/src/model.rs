@@ -136,6 +136,8 @@ pub enum Command {
     AddToCart {
         cart_id: String,
         lines: Vec<CartLine>,
+        /// Custom items added with them: each a line of its own, never stock-managed.
+        custom: Vec<CustomItem>,
     },
     /// Set a cart item's quantity, checking it is available.
     UpdateCartItem {
@@ -218,6 +220,16 @@ pub struct CartLine {
     pub product: ProductId,
     /// Where the line's stock is taken from, or [`NO_LOCATION`].
     pub location: String,
+    pub quantity: Quantity,
+}
+
+/// An item sold beside the catalog's products (Elastic Path's `custom_item`): a name, SKU and
+/// price of its own, never stock-managed, each its own cart line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CustomItem {
+    pub name: String,
+    pub sku: String,
+    pub price: Price,
     pub quantity: Quantity,
 }
 
@@ -352,7 +364,8 @@ pub struct ProductPatch {
     pub price: Option<Price>,
 }
 
-/// A cart item with what the catalog says of its product now (`None`: no product record).
+/// A cart item with what the catalog says of its product now (`None`: no product record). A
+/// custom item's `product` is its own name, SKU and price (its `product_id` is its own id).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CartItem {
     pub id: String,
@@ -360,6 +373,8 @@ pub struct CartItem {
     pub location: String,
     pub quantity: u64,
     pub product: Option<Product>,
+    /// A custom item (never stock-managed).
+    pub custom: bool,
     /// Whether the product has a stock record.
     pub managed: bool,
     pub created_at: Timestamp,
@@ -383,7 +398,10 @@ pub struct Cart {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OrderItem {
     pub id: String,
+    /// A custom item's own id, for a custom item.
     pub product_id: ProductId,
+    /// A custom item: never allocated or shipped.
+    pub custom: bool,
     pub location: String,
     pub name: String,
     pub sku: String,

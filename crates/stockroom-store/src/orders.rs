@@ -249,12 +249,21 @@ fn price(cart: &crate::carts::CartState, catalog: &Catalog) -> Result<Priced, Re
     if cart.lines.is_empty() {
         return Err(Rejection::CartEmpty);
     }
-    let products: Vec<Option<&Product>> =
-        cart.lines.iter().map(|l| catalog.get(&l.product)).collect();
-    let mut currencies: Vec<Currency> = products
+    // A custom item is priced by itself; a product by the catalog as it is now.
+    let prices: Vec<Option<(Price, &str, &str)>> = cart
+        .lines
+        .iter()
+        .map(|l| match &l.custom {
+            Some(c) => Some((c.price, c.name.as_str(), c.sku.as_str())),
+            None => catalog
+                .get(&l.product)
+                .map(|p| (p.price, p.name.as_str(), p.sku.as_str())),
+        })
+        .collect();
+    let mut currencies: Vec<Currency> = prices
         .iter()
         .flatten()
-        .map(|p| p.price.amount.currency())
+        .map(|(price, _, _)| price.amount.currency())
         .collect();
     currencies.sort_unstable();
     currencies.dedup();
@@ -266,9 +275,9 @@ fn price(cart: &crate::carts::CartState, catalog: &Catalog) -> Result<Priced, Re
     let mut items = Vec::with_capacity(cart.lines.len());
     let mut lines = Wanted::new();
     let mut total = Money::zero(currency);
-    for (line, product) in cart.lines.iter().zip(products) {
+    for (line, priced) in cart.lines.iter().zip(prices) {
         let quantity = Quantity::new(figure(line.quantity)).map_err(|_| Rejection::CartLimit)?;
-        let unit_price = product.map(|p| p.price).unwrap_or(Price {
+        let unit_price = priced.map(|(p, _, _)| p).unwrap_or(Price {
             amount: Money::zero(currency),
             includes_tax: false,
         });
@@ -277,15 +286,19 @@ fn price(cart: &crate::carts::CartState, catalog: &Catalog) -> Result<Priced, Re
             .checked_mul(quantity)
             .and_then(|value| total.checked_add(value))
             .map_err(|_| Rejection::OrderTotalTooLarge)?;
-        *lines
-            .entry((line.product.clone(), line.location.clone()))
-            .or_default() += line.quantity;
+        // Custom items are never stock-managed: they want no stock.
+        if line.custom.is_none() {
+            *lines
+                .entry((line.product.clone(), line.location.clone()))
+                .or_default() += line.quantity;
+        }
         items.push(OrderItem {
             id: crate::model::new_id(),
             product_id: line.product.clone(),
+            custom: line.custom.is_some(),
             location: line.location.clone(),
-            name: product.map(|p| p.name.clone()).unwrap_or_default(),
-            sku: product.map(|p| p.sku.clone()).unwrap_or_default(),
+            name: priced.map(|(_, n, _)| n.to_owned()).unwrap_or_default(),
+            sku: priced.map(|(_, _, s)| s.to_owned()).unwrap_or_default(),
             quantity,
             unit_price,
         });
@@ -310,6 +323,7 @@ fn item_row(order_id: &str, position: usize, item: &OrderItem) -> OrderItemRow {
         unit_amount: item.unit_price.amount.amount_minor(),
         currency: item.unit_price.amount.currency().as_str().to_owned(),
         includes_tax: i64::from(item.unit_price.includes_tax),
+        custom: i64::from(item.custom),
     }
 }
 

@@ -14,21 +14,54 @@ use utoipa::openapi::schema::Schema;
 use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
 
-use super::fields::{self, Bytes, Chars, Many, OneOrMany};
-use super::products::Sku;
+use super::fields::{self, Bytes, Chars, Many, OneOrMany, UnitAmount};
+use super::products::{Name, Sku};
 use super::{
     line_value, tag, DisplayPrice, LineDisplayPrice, MoneyOut, Relation, Timestamps, TotalPrices,
 };
+use crate::error::ApiError;
 
 tag!(CartTag, "cart");
 tag!(CartItemTag, "cart_item");
 
-/// One item to add: a product by `id` or by `sku`, a quantity, and where to sell it from.
+/// What an item to add is: a catalog product (`cart_item`, the default) or a custom item.
+#[derive(Deserialize, Serialize, ToSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CartItemKind {
+    CartItem,
+    CustomItem,
+}
+
+/// A custom item's price: minor units, and the cart's currency unless given.
+#[derive(Deserialize, ToSchema)]
+#[serde(expecting = "an object {\"amount\": …}")]
+pub struct CustomPrice {
+    #[serde(deserialize_with = "fields::de")]
+    #[schema(schema_with = fields::schema::<UnitAmount>)]
+    pub amount: UnitAmount,
+    /// The cart's currency (USD for a cart with no priced item) when left out.
+    #[serde(default, deserialize_with = "fields::opt")]
+    #[schema(schema_with = fields::opt_schema::<Currency>)]
+    pub currency: Option<Currency>,
+    #[serde(default)]
+    pub includes_tax: Option<bool>,
+}
+
+/// One item to add: a product by `id` or by `sku`, a quantity, and where to sell it from; or
+/// (`type: custom_item`) a custom item with its own `name`, `sku` and `price`, never
+/// stock-managed.
 #[derive(Deserialize, ToSchema)]
 #[serde(expecting = "an object")]
 pub struct CartItemFields {
     #[serde(rename = "type", default)]
-    pub kind: Option<CartItemTag>,
+    pub kind: Option<CartItemKind>,
+    /// A custom item's name.
+    #[serde(default, deserialize_with = "fields::opt")]
+    #[schema(schema_with = fields::opt_schema::<Name>)]
+    pub name: Option<Name>,
+    /// A custom item's price.
+    #[serde(default, deserialize_with = "fields::opt_object")]
+    pub price: Option<CustomPrice>,
     /// The product's id.
     #[serde(default, deserialize_with = "fields::opt")]
     #[schema(schema_with = fields::opt_schema::<ProductId>)]
@@ -55,10 +88,14 @@ impl PartialSchema for NewCartItem {
     fn schema() -> RefOr<Schema> {
         fields::with_constraints(
             CartItemFields::schema(),
-            // Present and not null.
+            // Present and not null; a custom item needs its name and price instead.
             json!({"anyOf": [
                 {"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}}},
                 {"type": "object", "required": ["sku"], "properties": {"sku": {"type": "string"}}},
+                {"type": "object", "required": ["type", "name", "price"],
+                 "properties": {"type": {"type": "string", "enum": ["custom_item"]},
+                                "name": {"type": "string"},
+                                "price": {"type": "object"}}},
             ]}),
         )
     }
@@ -76,6 +113,16 @@ pub enum ProductRef {
     Sku(String),
 }
 
+/// A custom item as sent; its currency, when left out, is the cart's.
+pub struct CustomItemIn {
+    pub name: String,
+    pub sku: String,
+    pub amount: i64,
+    pub currency: Option<Currency>,
+    pub includes_tax: bool,
+    pub quantity: Quantity,
+}
+
 impl NewCartItem {
     pub fn product(&self) -> Option<ProductRef> {
         match (&self.0.id, &self.0.sku) {
@@ -83,6 +130,25 @@ impl NewCartItem {
             (None, Some(sku)) => Some(ProductRef::Sku(sku.0.clone())),
             (None, None) => None,
         }
+    }
+
+    /// The custom item this is, if its `type` is `custom_item` (`at`: its path, for errors).
+    pub fn custom(&self, at: &str) -> Result<Option<CustomItemIn>, ApiError> {
+        if self.0.kind != Some(CartItemKind::CustomItem) {
+            return Ok(None);
+        }
+        let required =
+            |f: &str| ApiError::invalid(format!("{at}.{f}"), format!("a custom item needs a {f}"));
+        let name = self.0.name.as_ref().ok_or_else(|| required("name"))?;
+        let price = self.0.price.as_ref().ok_or_else(|| required("price"))?;
+        Ok(Some(CustomItemIn {
+            name: name.0.clone(),
+            sku: self.0.sku.as_ref().map(|s| s.0.clone()).unwrap_or_default(),
+            amount: price.amount.0,
+            currency: price.currency,
+            includes_tax: price.includes_tax.unwrap_or(false),
+            quantity: self.0.quantity,
+        }))
     }
 }
 
@@ -182,7 +248,8 @@ pub struct CartItemOut<'a> {
     #[schema(value_type = String)]
     id: &'a str,
     #[serde(rename = "type")]
-    kind: CartItemTag,
+    kind: CartItemKind,
+    /// A custom item's own id, for a custom item.
     #[schema(value_type = String)]
     product_id: &'a str,
     /// Empty for stock with no product record.
@@ -208,7 +275,10 @@ impl<'a> CartItemOut<'a> {
         let product = item.product.as_ref();
         CartItemOut {
             id: &item.id,
-            kind: CartItemTag,
+            kind: match item.custom {
+                true => CartItemKind::CustomItem,
+                false => CartItemKind::CartItem,
+            },
             product_id: item.product_id.as_str(),
             name: product.map_or("", |p| p.name.as_str()),
             sku: product.map_or("", |p| p.sku.as_str()),

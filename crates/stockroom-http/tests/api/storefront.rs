@@ -11,6 +11,7 @@ crate::on_both_backends!(
     emptying_a_cart_keeps_it_and_unknown_carts_are_not_found,
     bulk_item_updates_are_all_or_nothing,
     idle_carts_are_purged_after_the_expiry,
+    custom_items_are_sold_beside_products_and_never_stock_managed,
 );
 
 impl TestApp {
@@ -309,4 +310,120 @@ async fn idle_carts_are_purged_after_the_expiry(mut app: TestApp) {
         .await;
     assert_eq!(r.error_status(), 404, "gone");
     assert_eq!(app.cart_lines("busy").await.0, lines(&[("mug", 2)]));
+}
+
+async fn custom_items_are_sold_beside_products_and_never_stock_managed(app: TestApp) {
+    app.create_product("mug", "MUG-1", 1299).await;
+    app.create_stock("mug", 3).await;
+    assert_eq!(app.add_to_cart("c", "mug", 2).await.status, StatusCode::OK);
+    let add = |item: Value| {
+        app.shopper(
+            Method::POST,
+            "/v2/carts/c/items",
+            Some(json!({"data": item})),
+        )
+    };
+    // Refused, nothing changed: no name, no price, a negative or fractional price, another
+    // currency than the cart's, no quantity.
+    for bad in [
+        json!({"type": "custom_item", "sku": "W", "quantity": 1, "price": {"amount": 1}}),
+        json!({"type": "custom_item", "name": "Wrap", "quantity": 1}),
+        json!({"type": "custom_item", "name": "Wrap", "quantity": 1, "price": {"amount": -1}}),
+        json!({"type": "custom_item", "name": "Wrap", "quantity": 1, "price": {"amount": 1.5}}),
+        json!({"type": "custom_item", "name": "Wrap", "quantity": 1,
+               "price": {"amount": 1, "currency": "EUR"}}),
+        json!({"type": "custom_item", "name": "Wrap", "price": {"amount": 1}}),
+        json!({"type": "custom_item", "name": " ", "quantity": 1, "price": {"amount": 1}}),
+    ] {
+        assert_eq!(add(bad.clone()).await.error_status(), 400, "{bad}");
+    }
+    assert_eq!(app.cart_lines("c").await.0, lines(&[("mug", 2)]));
+    // Elastic Path's AddCustomItem: more than the stock of anything, never checked.
+    let r = add(
+        json!({"type": "custom_item", "name": "Gift wrap", "sku": "WRAP",
+                       "description": "ribbon", "quantity": 2,
+                       "price": {"amount": 250, "includes_tax": true}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let items = r.body["data"].as_array().expect("items");
+    let wrap = items
+        .iter()
+        .find(|i| i["type"] == "custom_item")
+        .expect("the custom item");
+    assert_eq!(
+        (
+            &wrap["name"],
+            &wrap["sku"],
+            &wrap["quantity"],
+            &wrap["manage_stock"]
+        ),
+        (
+            &json!("Gift wrap"),
+            &json!("WRAP"),
+            &json!(2),
+            &json!(false)
+        )
+    );
+    assert_eq!(
+        (
+            &wrap["unit_price"]["amount"],
+            &wrap["unit_price"]["currency"],
+            &wrap["unit_price"]["includes_tax"]
+        ),
+        (&json!(250), &json!("USD"), &json!(true))
+    );
+    assert_eq!(
+        r.body["meta"]["display_price"]["with_tax"]["amount"],
+        2 * 1299 + 500
+    );
+    // A second one with the same SKU is a line of its own; bulk updates take no stock check.
+    let wrap_id = wrap["id"].as_str().expect("id").to_owned();
+    let r = app
+        .shopper(
+            Method::PUT,
+            "/v2/carts/c/items",
+            Some(json!({"data": [{"id": wrap_id, "quantity": 5}]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // Checkout carries it with its price into the order and its total.
+    let r = app.checkout("c").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let order = r.body["data"]["id"].as_str().expect("order").to_owned();
+    assert_eq!(
+        r.body["data"]["meta"]["display_price"]["with_tax"]["amount"],
+        2 * 1299 + 5 * 250
+    );
+    let r = app
+        .shopper(Method::GET, &format!("/v2/orders/{order}/items"), None)
+        .await;
+    let items = r.body["data"].as_array().expect("order items");
+    assert_eq!(items.len(), 2);
+    let wrap = items
+        .iter()
+        .find(|i| i["sku"] == "WRAP")
+        .expect("the custom item");
+    assert_eq!(
+        (&wrap["name"], &wrap["quantity"]),
+        (&json!("Gift wrap"), &json!(5))
+    );
+    // Paying allocates the mugs only; shipping ships them only.
+    let r = app.pay(&order, "manual", "purchase").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(app.figures("mug").await, (3, 2, 1));
+    assert_eq!(
+        app.order_entries("mug", &order).await,
+        vec![("allocate".to_owned(), 2)]
+    );
+    let r = app
+        .admin(
+            Method::PUT,
+            &format!("/v2/orders/{order}"),
+            Some(json!({"data": {"type": "order", "shipping": "fulfilled"}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(app.figures("mug").await, (1, 0, 1));
+    app.verify_ok().await;
 }

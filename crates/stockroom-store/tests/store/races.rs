@@ -32,6 +32,7 @@ fn add(cart: &str, lines: &[(&str, i64)]) -> Command {
                 quantity: units(*n),
             })
             .collect(),
+        custom: Vec::new(),
     }
 }
 
