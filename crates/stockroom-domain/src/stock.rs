@@ -30,8 +30,8 @@ impl Quantity {
 
 /// A stock level given directly — the quantity of `create`, `set`, a location's `available`:
 /// a whole number from 0 to 1,000,000,000 (SPEC §1: unlike a transaction's quantity, it may be
-/// zero, as when an ERP marks a product sold out).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// zero, as when an ERP marks a product sold out). The default is 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct StockLevel(u64);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

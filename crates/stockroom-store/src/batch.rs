@@ -22,7 +22,7 @@
 
 use std::collections::BTreeSet;
 
-use stockroom_domain::{ProductId, Timestamp};
+use stockroom_domain::{ProductId, StockLevel, Timestamp};
 
 use crate::carts::{self, CartContext, Carts};
 use crate::catalog::{self, Catalog};
@@ -301,6 +301,31 @@ impl<'c> Batch<'c> {
                 let holds = |slug: &str| stocks.holds_stock_at(slug);
                 locations::apply_location_command(self.conn, now, &mut self.slugs, holds, command)
                     .await
+            }
+            Command::CreateProductWithStock(product) => {
+                // Checked first: the product's insert below is a statement of its own.
+                if self.stocks.managed(&product.id) {
+                    return Ok(Outcome::Refused(Rejection::AlreadyExists));
+                }
+                let create = Command::CreateProduct(product.clone());
+                let outcome =
+                    catalog::apply_product_command(self.conn, now, &mut self.catalog, &create)
+                        .await?;
+                if let Outcome::Applied(_) = outcome {
+                    let stock = Command::Create {
+                        product: product.id.clone(),
+                        records: vec![(NO_LOCATION.to_owned(), StockLevel::default())],
+                    };
+                    match stock::apply_stock_command(&mut self.stocks, &self.slugs, &stock)? {
+                        Outcome::Applied(_) => {}
+                        Outcome::Refused(r) => {
+                            return Err(StoreError::Internal(format!(
+                                "new stock of a new product refused: {r:?}"
+                            )))
+                        }
+                    }
+                }
+                Ok(outcome)
             }
             Command::CreateProduct(_) | Command::DeleteProduct { .. } => {
                 let outcome =

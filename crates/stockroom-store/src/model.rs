@@ -130,6 +130,9 @@ pub enum Command {
     DeleteLocation { id: String },
     /// Add a product to the catalog: refused if its id or SKU is taken.
     CreateProduct(Product),
+    /// Add a product and start managing its stock at 0 (the legacy API's `manage_stock`),
+    /// both or neither: refused if its id or SKU is taken or it has stock already.
+    CreateProductWithStock(Product),
     /// Add items to a cart (creating it): each line's product must have the quantity asked
     /// available (this request's quantity only); a line for a product already in the cart adds
     /// to it. All or nothing.
@@ -251,6 +254,7 @@ impl Command {
             | Command::Transact { product, .. }
             | Command::Delete { product }
             | Command::SetLocations { product, .. } => vec![product],
+            Command::CreateProductWithStock(p) => vec![&p.id],
             _ => Vec::new(),
         }
     }
@@ -335,6 +339,7 @@ impl Command {
         matches!(
             self,
             Command::CreateProduct(_)
+                | Command::CreateProductWithStock(_)
                 | Command::DeleteProduct { .. }
                 | Command::CreateLocation(_)
                 | Command::DeleteLocation { .. }

@@ -12,6 +12,7 @@ crate::on_both_backends!(
     bulk_item_updates_are_all_or_nothing,
     idle_carts_are_purged_after_the_expiry,
     custom_items_are_sold_beside_products_and_never_stock_managed,
+    legacy_flat_products_are_created_and_show_their_stock,
 );
 
 impl TestApp {
@@ -425,5 +426,91 @@ async fn custom_items_are_sold_beside_products_and_never_stock_managed(app: Test
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(app.figures("mug").await, (1, 0, 1));
+    app.verify_ok().await;
+}
+
+/// `@moltin/sdk`'s `Products.Create` sends Elastic Path's legacy flat product; `manage_stock`
+/// starts its stock at 0, and products show `meta.stock` as the legacy API did.
+async fn legacy_flat_products_are_created_and_show_their_stock(app: TestApp) {
+    let legacy = |id: &str, sku: &str| {
+        json!({"data": {"type": "product", "id": id, "name": "Legacy mug", "slug": "legacy-mug",
+               "sku": sku, "manage_stock": true, "description": "A mug",
+               "price": [{"amount": 1500, "currency": "USD", "includes_tax": true}],
+               "status": "live", "commodity_type": "physical"}})
+    };
+    let count = || async {
+        app.admin(Method::GET, "/v2/products", None).await.body["meta"]["results"]["total"].clone()
+    };
+    // Refused, nothing created: two prices, no SKU, unknown status or commodity type, a
+    // manage_stock that is not a boolean, and stock that exists already.
+    let mut bad = Vec::new();
+    for (field, value) in [
+        (
+            "price",
+            json!([{"amount": 1, "currency": "USD"}, {"amount": 1, "currency": "EUR"}]),
+        ),
+        ("price", json!([])),
+        ("sku", Value::Null),
+        ("status", json!("sold")),
+        ("commodity_type", json!("service")),
+        ("manage_stock", json!("yes")),
+    ] {
+        let mut body = legacy("bad", "BAD-1");
+        body["data"][field] = value;
+        bad.push(body);
+    }
+    for body in bad {
+        let r = app
+            .admin(Method::POST, "/v2/products", Some(body.clone()))
+            .await;
+        assert_eq!(r.error_status(), 400, "{body}");
+    }
+    app.create_stock("pre", 3).await;
+    let r = app
+        .admin(Method::POST, "/v2/products", Some(legacy("pre", "PRE-1")))
+        .await;
+    assert_eq!(r.error_status(), 409, "its stock exists already");
+    assert_eq!(count().await, 0);
+    assert_eq!(app.figures("pre").await, (3, 0, 3));
+    // Created, with its stock at 0.
+    let r = app
+        .admin(Method::POST, "/v2/products", Some(legacy("leg", "LEG-1")))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let d = &r.body["data"];
+    assert_eq!(
+        (
+            &d["name"],
+            &d["sku"],
+            &d["manage_stock"],
+            &d["price"][0]["amount"]
+        ),
+        (
+            &json!("Legacy mug"),
+            &json!("LEG-1"),
+            &json!(true),
+            &json!(1500)
+        )
+    );
+    assert_eq!(d["attributes"]["price"]["includes_tax"], true);
+    assert_eq!(
+        d["meta"]["stock"],
+        json!({"level": 0, "availability": "out-stock"})
+    );
+    assert_eq!(app.figures("leg").await, (0, 0, 0));
+    assert_eq!(app.history_count("leg", Some("create")).await, 1);
+    app.transact("leg", "increment", 5).await;
+    let r = app.shopper(Method::GET, "/v2/products/leg", None).await;
+    assert_eq!(
+        r.body["data"]["meta"]["stock"],
+        json!({"level": 5, "availability": "in-stock"})
+    );
+    // Today's shape keeps working: not stock-managed until stock is created.
+    app.create_product("mug", "MUG-1", 1299).await;
+    let r = app.shopper(Method::GET, "/v2/products/mug", None).await;
+    assert_eq!(r.body["data"]["manage_stock"], false);
+    assert!(r.body["data"]["meta"].get("stock").is_none());
+    let r = app.shopper(Method::GET, "/v2/products", None).await;
+    assert_eq!(r.body["data"].as_array().map(Vec::len), Some(2));
     app.verify_ok().await;
 }
