@@ -7,6 +7,7 @@
 pub mod auth;
 mod carts;
 pub mod clock;
+mod customers;
 pub mod error;
 pub mod extract;
 pub mod gateways;
@@ -235,7 +236,11 @@ pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<Rou
     use openapi::doc;
     use wire::carts::{
         CartAnswer, CartFields, CartIncludeQuery, CartItemQuantities, CartItemUpdate, CartItems,
-        NewCartItems,
+        CartOut, NewCartItems,
+    };
+    use wire::customers::{
+        CustomerChanges, CustomerOut, CustomerRefs, CustomerToken, CustomerTokenRequest,
+        NewCustomer,
     };
     use wire::locations::{LocationOut, LocationPatchBody, NewLocationBody};
     use wire::orders::{
@@ -487,7 +492,81 @@ pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<Rou
         products::delete,
         doc("Delete a product (and its lines in carts)").no_content(),
     )
+    // ---- customers ---------------------------------------------------------------------------
+    .add(
+        Post,
+        "/v2/customers",
+        Shopper,
+        customers::create,
+        doc("Create a customer (unique email; the password is kept as an argon2 hash)")
+            .body::<Data<NewCustomer>>()
+            .created::<Data<CustomerOut>>()
+            .errors(&[409]),
+    )
+    .add(
+        Get,
+        "/v2/customers",
+        Admin,
+        customers::list,
+        doc("List customers")
+            .query::<PageQuery>()
+            .ok::<List<CustomerOut>>(),
+    )
+    .add(
+        Post,
+        "/v2/customers/tokens",
+        Shopper,
+        customers::token,
+        doc("Get a customer token (X-Moltin-Customer-Token) for an email and password")
+            .body::<Data<CustomerTokenRequest>>()
+            .ok::<Data<CustomerToken>>()
+            .errors(&[401]),
+    )
+    .add(
+        Get,
+        "/v2/customers/{customer}",
+        Customer,
+        customers::get,
+        doc("Read a customer (an administrator, or the customer with its customer token)")
+            .ok::<Data<CustomerOut>>(),
+    )
+    .add(
+        Put,
+        "/v2/customers/{customer}",
+        Customer,
+        customers::update,
+        doc("Update a customer (an administrator, or the customer with its customer token)")
+            .body::<Data<CustomerChanges>>()
+            .ok::<Data<CustomerOut>>()
+            .errors(&[409]),
+    )
+    .add(
+        Delete,
+        "/v2/customers/{customer}",
+        Customer,
+        customers::delete,
+        doc("Delete a customer (an administrator, or the customer with its customer token)")
+            .no_content(),
+    )
     // ---- carts -------------------------------------------------------------------------------
+    .add(
+        Get,
+        "/v2/carts",
+        Customer,
+        carts::list,
+        doc("List the carts of the customer whose X-Moltin-Customer-Token is sent")
+            .query::<PageQuery>()
+            .ok::<List<CartOut>>(),
+    )
+    .add(
+        Post,
+        "/v2/carts/{cart}/relationships/customers",
+        Customer,
+        carts::associate_customer,
+        doc("Associate a cart with a customer (its own customer token, or an administrator)")
+            .body::<Data<CustomerRefs>>()
+            .ok::<Data<Vec<wire::Relation>>>(),
+    )
     .add(
         Post,
         "/v2/carts",
@@ -589,18 +668,21 @@ pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<Rou
     .add(
         Get,
         "/v2/orders",
-        Admin,
+        Customer,
         orders::list,
-        doc("List orders, newest first")
-            .query::<ListQuery<OrderTerm>>()
-            .ok::<List<OrderOut>>(),
+        doc(
+            "List orders, newest first: all for an administrator, a customer's own with its \
+             X-Moltin-Customer-Token, none for an implicit token alone (403)",
+        )
+        .query::<ListQuery<OrderTerm>>()
+        .ok::<List<OrderOut>>(),
     )
     .add(
         Get,
         "/v2/orders/{order}",
-        Shopper,
+        Customer,
         orders::get,
-        doc("Read an order")
+        doc("Read an order (an administrator; a customer its own, with its customer token)")
             .query::<IncludeQuery>()
             .ok::<OrderAnswer>(),
     )
@@ -618,9 +700,9 @@ pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<Rou
     .add(
         Get,
         "/v2/orders/{order}/items",
-        Shopper,
+        Customer,
         orders::get_items,
-        doc("Read an order's items").ok::<Data<Vec<OrderItemOut>>>(),
+        doc("Read an order's items (as for the order)").ok::<Data<Vec<OrderItemOut>>>(),
     )
     .add(
         Post,

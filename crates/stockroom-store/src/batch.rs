@@ -345,6 +345,7 @@ impl<'c> Batch<'c> {
             | Command::CreateCart { .. }
             | Command::UpdateCart { .. }
             | Command::EmptyCart { .. }
+            | Command::SetCartCustomer { .. }
             | Command::UpdateCartItems { .. } => {
                 let cx = CartContext {
                     stocks: &self.stocks,
@@ -475,6 +476,7 @@ mod tests {
         Command::Checkout(NewOrder {
             id: order.into(),
             cart_id: cart.into(),
+            customer_id: None,
             customer: "{}".into(),
             billing_address: "{}".into(),
             shipping_address: "{}".into(),

@@ -40,6 +40,7 @@ pub(crate) struct CartRow {
     pub id: String,
     pub name: String,
     pub description: String,
+    pub customer_id: Option<String>,
     pub created_at: i64,
 }
 
@@ -68,6 +69,7 @@ pub(crate) struct OrderRow {
     pub payment: &'static str,
     pub shipping: &'static str,
     pub customer: String,
+    pub customer_id: Option<String>,
     pub billing_address: String,
     pub shipping_address: String,
     pub total_amount: i64,

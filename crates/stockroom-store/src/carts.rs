@@ -79,6 +79,7 @@ pub(crate) struct CartState {
     created_at: i64,
     name: String,
     description: String,
+    customer_id: Option<String>,
     pub lines: Vec<CartLineState>,
     /// Lines of the stored cart the batch removed, not yet deleted.
     removed: Vec<String>,
@@ -94,10 +95,16 @@ impl CartState {
             created_at: now,
             name: DEFAULT_CART_NAME.to_owned(),
             description: String::new(),
+            customer_id: None,
             lines: Vec::new(),
             removed: Vec::new(),
             touched: false,
         }
+    }
+
+    /// The customer the cart is associated with.
+    pub fn customer_id(&self) -> Option<&str> {
+        self.customer_id.as_deref()
     }
 
     fn line_mut(&mut self, item_id: &str) -> Option<&mut CartLineState> {
@@ -132,6 +139,7 @@ impl Carts {
             cart.created_at = row.col("cart_created")?;
             cart.name = row.col("cart_name")?;
             cart.description = row.col("cart_description")?;
+            cart.customer_id = row.col("cart_customer")?;
             if let Some(id) = row.col::<Option<String>>("item_id")? {
                 cart.lines.push(CartLineState {
                     id,
@@ -190,6 +198,7 @@ impl Carts {
                 id: id.clone(),
                 name: cart.name.clone(),
                 description: cart.description.clone(),
+                customer_id: cart.customer_id.clone(),
                 created_at: cart.created_at,
             });
             for line in cart.lines.iter_mut().filter(|l| l.changed) {
@@ -259,7 +268,11 @@ pub(crate) fn apply_cart_command(
             cart_id,
             name,
             description,
-        } => (cart_id, create(carts, cart_id, name, description)?),
+            customer_id,
+        } => (
+            cart_id,
+            create(carts, cart_id, (name, description), customer_id.as_deref())?,
+        ),
         Command::UpdateCart {
             cart_id,
             name,
@@ -269,6 +282,10 @@ pub(crate) fn apply_cart_command(
             rename(carts, cart_id, name.as_deref(), description.as_deref())?,
         ),
         Command::EmptyCart { cart_id } => (cart_id, empty(carts, cart_id)?),
+        Command::SetCartCustomer {
+            cart_id,
+            customer_id,
+        } => (cart_id, associate(carts, cart_id, customer_id)?),
         Command::UpdateCartItems { cart_id, items } => {
             (cart_id, update_many(carts, cx, cart_id, items)?)
         }
@@ -310,6 +327,7 @@ fn add(
         cart.created_at = now;
         DEFAULT_CART_NAME.clone_into(&mut cart.name);
         cart.description.clear();
+        cart.customer_id = None;
     }
     for ((product, location), quantity) in wanted {
         add_units(cart, product, location, quantity, now);
@@ -445,8 +463,8 @@ fn delete_item(
 fn create(
     carts: &mut Carts,
     cart_id: &str,
-    name: &str,
-    description: &str,
+    (name, description): (&str, &str),
+    customer_id: Option<&str>,
 ) -> Result<Option<Rejection>, StoreError> {
     let now = carts.now;
     let cart = carts.get_mut(cart_id)?;
@@ -457,6 +475,7 @@ fn create(
     cart.created_at = now;
     name.clone_into(&mut cart.name);
     description.clone_into(&mut cart.description);
+    cart.customer_id = customer_id.map(str::to_owned);
     cart.touched = true;
     Ok(None)
 }
@@ -477,6 +496,20 @@ fn rename(
     if let Some(description) = description {
         description.clone_into(&mut cart.description);
     }
+    cart.touched = true;
+    Ok(None)
+}
+
+fn associate(
+    carts: &mut Carts,
+    cart_id: &str,
+    customer_id: &str,
+) -> Result<Option<Rejection>, StoreError> {
+    let cart = carts.get_mut(cart_id)?;
+    if !cart.exists {
+        return Ok(Some(Rejection::NotFound));
+    }
+    cart.customer_id = Some(customer_id.to_owned());
     cart.touched = true;
     Ok(None)
 }
@@ -557,6 +590,7 @@ pub(crate) async fn cart(db: &Reader, cart_id: &str) -> Result<Option<Cart>, Sto
         .rows(
             "SELECT c.id AS cart_id, c.created_at AS cart_created, c.updated_at AS cart_updated, \
              c.name AS cart_name, c.description AS cart_description, \
+             c.customer_id AS cart_customer, \
              ci.id AS item_id, ci.product_id AS item_product, ci.location AS item_location, \
              ci.quantity AS item_quantity, \
              ci.created_at AS item_created, ci.updated_at AS item_updated, \
@@ -579,6 +613,7 @@ pub(crate) async fn cart(db: &Reader, cart_id: &str) -> Result<Option<Cart>, Sto
         id: first.col("cart_id")?,
         name: first.col("cart_name")?,
         description: first.col("cart_description")?,
+        customer_id: first.col("cart_customer")?,
         items,
         created_at: Timestamp(first.col("cart_created")?),
         updated_at: Timestamp(first.col("cart_updated")?),
@@ -611,5 +646,42 @@ fn cart_item(r: &Row) -> Result<CartItem, StoreError> {
         managed: managed > 0,
         created_at: Timestamp(r.col("item_created")?),
         updated_at: Timestamp(r.col("item_updated")?),
+    })
+}
+
+/// A customer's carts, most recently changed first: their ids in one statement, then each
+/// cart (a page is at most `PAGE_LIMIT_MAX`).
+pub(crate) async fn customer_carts(
+    db: &Reader,
+    customer_id: &str,
+    page: Page,
+) -> Result<Paged<Cart>, StoreError> {
+    let figure = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let ids = db
+        .rows(
+            "SELECT id FROM carts WHERE customer_id = $1 ORDER BY updated_at DESC, id \
+             LIMIT $2 OFFSET $3",
+            args![customer_id, figure(page.limit), figure(page.offset)],
+        )
+        .await?;
+    let total: i64 = db
+        .row(
+            "SELECT COUNT(*) AS n FROM carts WHERE customer_id = $1",
+            args![customer_id],
+        )
+        .await?
+        .map(|r| r.col("n"))
+        .transpose()?
+        .unwrap_or(0);
+    let mut items = Vec::with_capacity(ids.len());
+    for row in &ids {
+        let id: String = row.col("id")?;
+        if let Some(found) = cart(db, &id).await? {
+            items.push(found);
+        }
+    }
+    Ok(Paged {
+        items,
+        total: u64::try_from(total).unwrap_or(0),
     })
 }

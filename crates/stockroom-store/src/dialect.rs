@@ -144,7 +144,8 @@ macro_rules! dialect {
             ),
             cart_items_of: concat!(
                 "SELECT c.id AS cart_id, c.created_at AS cart_created, c.name AS cart_name, \
-                 c.description AS cart_description, ci.id AS item_id, \
+                 c.description AS cart_description, c.customer_id AS cart_customer, \
+                 ci.id AS item_id, \
                  ci.product_id, ci.location, ci.quantity, ci.created_at AS item_created, \
                  ci.custom, ci.custom_name, ci.custom_sku, ci.custom_amount, ci.custom_currency, \
                  ci.custom_includes_tax \
@@ -172,12 +173,14 @@ macro_rules! dialect {
                     $close
                 ),
                 upsert_carts: concat!(
-                    "INSERT INTO carts (id, name, description, created_at, updated_at) \
-                     SELECT j.value ->> 'id', j.value ->> 'name', j.value ->> 'description', \
+                    "INSERT INTO carts (id, name, description, customer_id, created_at, \
+                     updated_at) SELECT j.value ->> 'id', j.value ->> 'name', \
+                     j.value ->> 'description', j.value ->> 'customer_id', \
                      CAST(j.value ->> 'created_at' AS BIGINT), $2 FROM ",
                     $rows,
                     " WHERE true ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
-                     description = excluded.description, updated_at = excluded.updated_at"
+                     description = excluded.description, customer_id = excluded.customer_id, \
+                     updated_at = excluded.updated_at"
                 ),
                 upsert_cart_items: concat!(
                     "INSERT INTO cart_items (id, cart_id, product_id, location, quantity, \
@@ -197,11 +200,11 @@ macro_rules! dialect {
                 insert_orders: concat!(
                     "INSERT INTO orders (id, cart_id, status, payment, shipping, paying, customer, \
                      billing_address, shipping_address, total_amount, currency, created_at, \
-                     updated_at) SELECT j.value ->> 'id', j.value ->> 'cart_id', \
+                     updated_at, customer_id) SELECT j.value ->> 'id', j.value ->> 'cart_id', \
                      j.value ->> 'status', j.value ->> 'payment', j.value ->> 'shipping', NULL, \
                      j.value ->> 'customer', j.value ->> 'billing_address', \
                      j.value ->> 'shipping_address', CAST(j.value ->> 'total_amount' AS BIGINT), \
-                     j.value ->> 'currency', $2, $2 FROM ",
+                     j.value ->> 'currency', $2, $2, j.value ->> 'customer_id' FROM ",
                     $rows
                 ),
                 insert_order_items: concat!(

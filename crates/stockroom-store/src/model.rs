@@ -157,6 +157,8 @@ pub enum Command {
         cart_id: String,
         name: String,
         description: String,
+        /// The customer whose token created it, if any.
+        customer_id: Option<String>,
     },
     /// Change a cart's name or description (`None` keeps it): refused if there is no cart.
     UpdateCart {
@@ -166,6 +168,12 @@ pub enum Command {
     },
     /// Remove every item of a cart, keeping the cart: refused if there is no cart.
     EmptyCart { cart_id: String },
+    /// Associate a cart with a customer (Elastic Path's cart–customer relationship): refused
+    /// if there is no cart.
+    SetCartCustomer {
+        cart_id: String,
+        customer_id: String,
+    },
     /// Set the quantities of several items at once, all or none: each item must be in the cart
     /// and its product must have the quantity asked available (as for one item); a quantity of
     /// 0 removes the item (Elastic Path's bulk update).
@@ -304,6 +312,7 @@ impl Command {
             | Command::CreateCart { cart_id, .. }
             | Command::UpdateCart { cart_id, .. }
             | Command::EmptyCart { cart_id }
+            | Command::SetCartCustomer { cart_id, .. }
             | Command::UpdateCartItems { cart_id, .. } => Some(cart_id),
             Command::Checkout(order) => Some(&order.cart_id),
             _ => None,
@@ -386,6 +395,25 @@ pub struct CartItem {
     pub updated_at: Timestamp,
 }
 
+/// A customer (Elastic Path's customer resource); the password only as an argon2 hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Customer {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub password_hash: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Changes to a customer; `None` keeps a field as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CustomerPatch {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub password_hash: Option<String>,
+}
+
 /// The name of a cart made by its first item (Elastic Path's default).
 pub const DEFAULT_CART_NAME: &str = "Cart";
 
@@ -394,6 +422,8 @@ pub struct Cart {
     pub id: String,
     pub name: String,
     pub description: String,
+    /// The customer the cart is associated with, if any.
+    pub customer_id: Option<String>,
     pub items: Vec<CartItem>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -420,6 +450,8 @@ pub struct OrderItem {
 pub struct NewOrder {
     pub id: String,
     pub cart_id: String,
+    /// The customer the order is for (a customer token's, else the cart's, if any).
+    pub customer_id: Option<String>,
     pub customer: String,
     pub billing_address: String,
     pub shipping_address: String,
@@ -429,6 +461,8 @@ pub struct NewOrder {
 pub struct Order {
     pub id: String,
     pub cart_id: String,
+    /// The customer the order is for (`relationships.customer`), if any.
+    pub customer_id: Option<String>,
     pub state: OrderState,
     pub customer: String,
     pub billing_address: String,
@@ -442,6 +476,8 @@ pub struct Order {
 /// Filters on the order list; every field is optional.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OrderQuery {
+    /// Only this customer's orders.
+    pub customer_id: Option<String>,
     pub status: Option<stockroom_domain::order::Status>,
     pub payment: Option<stockroom_domain::order::Payment>,
     pub shipping: Option<stockroom_domain::order::Shipping>,

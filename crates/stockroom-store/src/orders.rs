@@ -221,6 +221,10 @@ fn checkout(
         payment: state.payment.as_str(),
         shipping: state.shipping.as_str(),
         customer: order.customer.clone(),
+        customer_id: order
+            .customer_id
+            .clone()
+            .or_else(|| cart.customer_id().map(str::to_owned)),
         billing_address: order.billing_address.clone(),
         shipping_address: order.shipping_address.clone(),
         total_amount: priced.total.amount_minor(),
@@ -665,14 +669,15 @@ macro_rules! orders_filter {
     () => {
         "WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) \
          AND (CAST($2 AS TEXT) IS NULL OR payment = $2) \
-         AND (CAST($3 AS TEXT) IS NULL OR shipping = $3)"
+         AND (CAST($3 AS TEXT) IS NULL OR shipping = $3) \
+         AND (CAST($4 AS TEXT) IS NULL OR customer_id = $4)"
     };
 }
 
 macro_rules! order_columns {
     () => {
         "id, cart_id, status, payment, shipping, paying, customer, billing_address, \
-         shipping_address, total_amount, currency, created_at, updated_at"
+         shipping_address, total_amount, currency, created_at, updated_at, customer_id"
     };
 }
 
@@ -683,7 +688,7 @@ pub(crate) async fn order(db: &Reader, id: &str) -> Result<Option<Order>, StoreE
             concat!(
                 "SELECT o.id, o.cart_id, o.status, o.payment, o.shipping, o.paying, o.customer, \
                  o.billing_address, o.shipping_address, o.total_amount, o.currency, \
-                 o.created_at, o.updated_at, ",
+                 o.created_at, o.updated_at, o.customer_id, ",
                 order_item_columns!(),
                 " FROM orders o LEFT JOIN order_items i ON i.order_id = o.id WHERE o.id = $1 \
                  ORDER BY i.position"
@@ -706,7 +711,8 @@ pub(crate) async fn orders(
         args![
             query.status.map(|s| s.as_str()),
             query.payment.map(|s| s.as_str()),
-            query.shipping.map(|s| s.as_str())
+            query.shipping.map(|s| s.as_str()),
+            query.customer_id.as_deref()
         ]
     };
     let mut page_args = filter_args();
@@ -718,7 +724,7 @@ pub(crate) async fn orders(
                 order_columns!(),
                 " FROM orders ",
                 orders_filter!(),
-                " ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
+                " ORDER BY created_at DESC, id DESC LIMIT $5 OFFSET $6"
             ),
             page_args.clone(),
         )
@@ -756,7 +762,7 @@ async fn order_items(
                 order_item_columns!(),
                 " FROM order_items i WHERE i.order_id IN (SELECT id FROM orders ",
                 orders_filter!(),
-                " ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5) \
+                " ORDER BY created_at DESC, id DESC LIMIT $5 OFFSET $6) \
                  ORDER BY i.order_id, i.position"
             ),
             page_args,

@@ -136,6 +136,7 @@ pub(crate) fn order(row: &Row, items: Vec<OrderItem>) -> Result<Order, StoreErro
     Ok(Order {
         id: row.col("id")?,
         cart_id: row.col("cart_id")?,
+        customer_id: row.col("customer_id")?,
         state: order_state(row)?,
         customer: row.col("customer")?,
         billing_address: row.col("billing_address")?,

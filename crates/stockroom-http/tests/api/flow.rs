@@ -108,8 +108,13 @@ async fn the_whole_flow_moves_stock_only_at_payment_and_shipment(app: TestApp) {
         (10, 0, 10),
         "checkout holds nothing"
     );
+    // An implicit token alone reads no order (SPEC §3).
     let r = app
-        .shopper(
+        .shopper(Method::GET, &format!("/v2/orders/{order}"), None)
+        .await;
+    assert_eq!(r.error_status(), 403);
+    let r = app
+        .admin(
             Method::GET,
             &format!("/v2/orders/{order}?include=items"),
             None,

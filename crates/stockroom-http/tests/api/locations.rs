@@ -413,7 +413,7 @@ async fn the_order_flow_takes_stock_at_each_line_location(app: TestApp) {
         .expect("order")
         .to_owned();
     let r = app
-        .shopper(Method::GET, &format!("/v2/orders/{order}/items"), None)
+        .admin(Method::GET, &format!("/v2/orders/{order}/items"), None)
         .await;
     let mut locations: Vec<&str> = r.body["data"]
         .as_array()

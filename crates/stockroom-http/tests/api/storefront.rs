@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::support::{TestApp, ADMIN_ID};
+use crate::support::{Reply, TestApp, ADMIN_ID};
 
 crate::on_both_backends!(
     a_cart_is_created_named_and_read_with_its_items,
@@ -13,9 +13,48 @@ crate::on_both_backends!(
     idle_carts_are_purged_after_the_expiry,
     custom_items_are_sold_beside_products_and_never_stock_managed,
     legacy_flat_products_are_created_and_show_their_stock,
+    customers_sign_in_and_see_only_their_own_carts_and_orders,
 );
 
 impl TestApp {
+    /// A call with a shopper's token and a customer token.
+    async fn as_customer(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Reply {
+        let raw = body.map(|b| b.to_string());
+        let header = ("X-Moltin-Customer-Token", token);
+        self.call_raw(method, path, Some(&self.shopper), raw.as_deref(), &[header])
+            .await
+    }
+
+    /// A new customer's id and customer token.
+    async fn customer(&self, name: &str, email: &str, password: &str) -> (String, String) {
+        let body = json!({"data": {"type": "customer", "name": name, "email": email,
+                                   "password": password}});
+        let r = self
+            .shopper(Method::POST, "/v2/customers", Some(body))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        assert_eq!(r.body["data"]["password"], true);
+        assert!(r.body["data"].get("password_hash").is_none());
+        let id = r.body["data"]["id"].as_str().expect("id").to_owned();
+        let body = json!({"data": {"type": "token", "email": email, "password": password,
+                                   "authentication_mechanism": "password"}});
+        let r = self
+            .shopper(Method::POST, "/v2/customers/tokens", Some(body))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.body["data"]["customer_id"], id.as_str());
+        (
+            id,
+            r.body["data"]["token"].as_str().expect("token").to_owned(),
+        )
+    }
+
     /// (product id, quantity) of each item of a cart, and the items' ids by product.
     async fn cart_lines(&self, cart: &str) -> (Vec<(String, u64)>, Vec<(String, String)>) {
         let r = self
@@ -397,7 +436,7 @@ async fn custom_items_are_sold_beside_products_and_never_stock_managed(app: Test
         2 * 1299 + 5 * 250
     );
     let r = app
-        .shopper(Method::GET, &format!("/v2/orders/{order}/items"), None)
+        .admin(Method::GET, &format!("/v2/orders/{order}/items"), None)
         .await;
     let items = r.body["data"].as_array().expect("order items");
     assert_eq!(items.len(), 2);
@@ -513,4 +552,258 @@ async fn legacy_flat_products_are_created_and_show_their_stock(app: TestApp) {
     let r = app.shopper(Method::GET, "/v2/products", None).await;
     assert_eq!(r.body["data"].as_array().map(Vec::len), Some(2));
     app.verify_ok().await;
+}
+
+/// Customers (SPEC §3): unique emails, a token for the right password only (401 otherwise,
+/// unknown email alike), their own carts and orders and no one else's; an implicit token
+/// alone reads no order; an administrator reads all.
+async fn customers_sign_in_and_see_only_their_own_carts_and_orders(app: TestApp) {
+    app.create_product("mug", "MUG-1", 1000).await;
+    app.create_stock("mug", 10).await;
+    let (ada, ada_token) = app
+        .customer("Ada", "Ada@Example.com", "correct horse")
+        .await;
+    let (bob, bob_token) = app
+        .customer("Bob", "bob@example.com", "battery staple")
+        .await;
+    // The email is unique whatever its case; bad bodies are 400; nothing is made.
+    let dup = json!({"data": {"type": "customer", "name": "Eve", "email": "ADA@example.com", "password": "x"}});
+    assert_eq!(
+        app.shopper(Method::POST, "/v2/customers", Some(dup))
+            .await
+            .error_status(),
+        409
+    );
+    for bad in [
+        json!({"data": {"name": "Eve", "email": "not-an-email"}}),
+        json!({"data": {"name": "", "email": "eve@example.com"}}),
+        json!({"data": {"email": "eve@example.com"}}),
+        json!({"data": {"name": "Eve", "email": "eve@example.com", "password": 7}}),
+    ] {
+        let r = app
+            .shopper(Method::POST, "/v2/customers", Some(bad.clone()))
+            .await;
+        assert_eq!(r.error_status(), 400, "{bad}");
+    }
+    let r = app.admin(Method::GET, "/v2/customers", None).await;
+    assert_eq!(r.body["meta"]["results"]["total"], 2);
+    // Wrong password and unknown email: the same 401.
+    for (email, password) in [
+        ("ada@example.com", "wrong"),
+        ("nobody@example.com", "correct horse"),
+    ] {
+        let body = json!({"data": {"type": "token", "email": email, "password": password}});
+        let r = app
+            .shopper(Method::POST, "/v2/customers/tokens", Some(body))
+            .await;
+        assert_eq!(r.error_status(), 401, "{email}");
+    }
+    // A bad customer token is 401; another customer's record is 403.
+    let r = app
+        .as_customer("forged", Method::GET, &format!("/v2/customers/{ada}"), None)
+        .await;
+    assert_eq!(r.error_status(), 401);
+    let r = app
+        .as_customer(
+            &bob_token,
+            Method::GET,
+            &format!("/v2/customers/{ada}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.error_status(), 403);
+    let r = app
+        .as_customer(
+            &ada_token,
+            Method::GET,
+            &format!("/v2/customers/{ada}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["data"]["email"], "ada@example.com");
+    let r = app
+        .as_customer(
+            &ada_token,
+            Method::PUT,
+            &format!("/v2/customers/{ada}"),
+            Some(json!({"data": {"email": "bob@example.com"}})),
+        )
+        .await;
+    assert_eq!(r.error_status(), 409, "Bob's email");
+    // Ada's carts: one made with her token, one associated afterwards; Bob sees none of them.
+    let r = app
+        .as_customer(
+            &ada_token,
+            Method::POST,
+            "/v2/carts",
+            Some(json!({"data": {"name": "Ada's"}})),
+        )
+        .await;
+    let mine = r.body["data"]["id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        app.add_to_cart("later", "mug", 1).await.status,
+        StatusCode::OK
+    );
+    let link = json!({"data": [{"type": "customer", "id": ada}]});
+    let r = app
+        .as_customer(
+            &bob_token,
+            Method::POST,
+            "/v2/carts/later/relationships/customers",
+            Some(link.clone()),
+        )
+        .await;
+    assert_eq!(r.error_status(), 403, "Bob cannot give a cart to Ada");
+    let r = app
+        .as_customer(
+            &ada_token,
+            Method::POST,
+            "/v2/carts/later/relationships/customers",
+            Some(link),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["data"][0]["id"], ada.as_str());
+    let r = app
+        .as_customer(&ada_token, Method::GET, "/v2/carts", None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let mut ids: Vec<&str> = r.body["data"]
+        .as_array()
+        .expect("carts")
+        .iter()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    ids.sort_unstable();
+    let mut want = vec![mine.as_str(), "later"];
+    want.sort_unstable();
+    assert_eq!(ids, want);
+    let r = app
+        .as_customer(&bob_token, Method::GET, "/v2/carts", None)
+        .await;
+    assert_eq!(r.body["data"], json!([]));
+    assert_eq!(
+        app.shopper(Method::GET, "/v2/carts", None)
+            .await
+            .error_status(),
+        403
+    );
+    // Ada's cart is hers: Bob, or an implicit token alone, cannot use it.
+    let r = app
+        .as_customer(&bob_token, Method::GET, "/v2/carts/later/items", None)
+        .await;
+    assert_eq!(r.error_status(), 403);
+    assert_eq!(app.add_to_cart("later", "mug", 1).await.error_status(), 403);
+    let r = app
+        .as_customer(
+            &ada_token,
+            Method::POST,
+            "/v2/carts/later/items",
+            Some(json!({"data": {"type": "cart_item", "id": "mug", "quantity": 1}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // Checkout carries the customer (from the cart) into the order.
+    let body = json!({"data": {"customer": {"name": "Ada", "email": "ada@example.com"},
+                               "billing_address": {"first_name": "Ada", "line_1": "1 Street"}}});
+    let r = app
+        .as_customer(
+            &ada_token,
+            Method::POST,
+            "/v2/carts/later/checkout",
+            Some(body),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(
+        r.body["data"]["relationships"]["customer"]["data"]["id"],
+        ada.as_str()
+    );
+    let order = r.body["data"]["id"].as_str().expect("order").to_owned();
+    // A guest's order (no customer).
+    let guest = app.order_of("guest", &[("mug", 1)]).await;
+    // Reads: Ada her own; Bob and an implicit token alone none; an administrator all.
+    let path = format!("/v2/orders/{order}");
+    assert_eq!(
+        app.as_customer(&ada_token, Method::GET, &path, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.as_customer(&bob_token, Method::GET, &path, None)
+            .await
+            .error_status(),
+        404
+    );
+    assert_eq!(
+        app.shopper(Method::GET, &path, None).await.error_status(),
+        403
+    );
+    let items = format!("{path}/items");
+    assert_eq!(
+        app.as_customer(&bob_token, Method::GET, &items, None)
+            .await
+            .error_status(),
+        404
+    );
+    let guest_path = format!("/v2/orders/{guest}");
+    assert_eq!(
+        app.as_customer(&ada_token, Method::GET, &guest_path, None)
+            .await
+            .error_status(),
+        404
+    );
+    let r = app
+        .as_customer(&ada_token, Method::GET, "/v2/orders", None)
+        .await;
+    assert_eq!(r.body["meta"]["results"]["total"], 1);
+    assert_eq!(r.body["data"][0]["id"], order.as_str());
+    let r = app
+        .as_customer(&bob_token, Method::GET, "/v2/orders", None)
+        .await;
+    assert_eq!(r.body["meta"]["results"]["total"], 0);
+    assert_eq!(
+        app.shopper(Method::GET, "/v2/orders", None)
+            .await
+            .error_status(),
+        403
+    );
+    let r = app.admin(Method::GET, "/v2/orders", None).await;
+    assert_eq!(r.body["meta"]["results"]["total"], 2);
+    // Checkout with a customer id names that customer too (the SDK's Checkout("id", …)).
+    app.add_to_cart("by-id", "mug", 1).await;
+    let body = json!({"data": {"customer": {"id": bob}, "billing_address": {"line_1": "2 Road"}}});
+    let r = app
+        .shopper(Method::POST, "/v2/carts/by-id/checkout", Some(body))
+        .await;
+    assert_eq!(
+        r.body["data"]["relationships"]["customer"]["data"]["id"],
+        bob.as_str()
+    );
+    // Deleting: only oneself (or an administrator).
+    let r = app
+        .as_customer(
+            &bob_token,
+            Method::DELETE,
+            &format!("/v2/customers/{ada}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.error_status(), 403);
+    let r = app
+        .as_customer(
+            &ada_token,
+            Method::DELETE,
+            &format!("/v2/customers/{ada}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.admin(Method::GET, &format!("/v2/customers/{ada}"), None)
+            .await
+            .error_status(),
+        404
+    );
 }

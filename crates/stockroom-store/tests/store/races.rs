@@ -209,6 +209,7 @@ async fn shopper(store: Arc<SqlStore>, client: u64, rounds: u64) -> Vec<BTreeMap
         let checkout = Command::Checkout(NewOrder {
             id: order.clone(),
             cart_id: cart,
+            customer_id: None,
             customer: "{}".into(),
             billing_address: "{}".into(),
             shipping_address: "{}".into(),
