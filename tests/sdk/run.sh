@@ -3,7 +3,8 @@
 # SQLite database and drives it with @elasticpath/js-sdk and @moltin/sdk (tests/sdk/inventory.test.mjs
 # for the inventory API, tests/sdk/orders.test.mjs for cart → checkout → pay → ship / cancel,
 # tests/sdk/locations.test.mjs for multi-location inventory through @elasticpath/js-sdk's
-# MultiLocationInventories).
+# MultiLocationInventories, tests/sdk/storefront.test.mjs for carts as resources, custom items,
+# customers and legacy products).
 #
 # Usage: tests/sdk/run.sh            (builds target/debug/stockroom first)
 #        STOCKROOM_BIN=path/to/stockroom tests/sdk/run.sh
@@ -123,5 +124,5 @@ fi
 export STOCKROOM_URL="http://127.0.0.1:$PORT"
 cd "$ROOT"
 status=0
-node --test tests/sdk/inventory.test.mjs tests/sdk/orders.test.mjs tests/sdk/locations.test.mjs || status=$?
+node --test tests/sdk/inventory.test.mjs tests/sdk/orders.test.mjs tests/sdk/locations.test.mjs tests/sdk/storefront.test.mjs || status=$?
 exit "$status"

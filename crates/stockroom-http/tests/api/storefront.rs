@@ -14,6 +14,7 @@ crate::on_both_backends!(
     custom_items_are_sold_beside_products_and_never_stock_managed,
     legacy_flat_products_are_created_and_show_their_stock,
     customers_sign_in_and_see_only_their_own_carts_and_orders,
+    architecture_lists_every_route_with_who_may_call_it,
 );
 
 impl TestApp {
@@ -806,4 +807,21 @@ async fn customers_sign_in_and_see_only_their_own_carts_and_orders(app: TestApp)
             .error_status(),
         404
     );
+}
+
+/// ARCHITECTURE.md's route list is the router's table: every route, with who may call it.
+async fn architecture_lists_every_route_with_who_may_call_it(app: TestApp) {
+    use stockroom_http::Access;
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../ARCHITECTURE.md"))
+        .expect("ARCHITECTURE.md");
+    for route in &app.routes {
+        let who = match route.access {
+            Access::Public => "anyone",
+            Access::Shopper => "shopper (any token)",
+            Access::Customer => "customer token or administrator",
+            Access::Admin => "administrator",
+        };
+        let row = format!("| {} | `{}` | {who} |", route.method, route.path);
+        assert!(doc.contains(&row), "ARCHITECTURE.md lacks {row}");
+    }
 }
