@@ -812,8 +812,11 @@ async fn customers_sign_in_and_see_only_their_own_carts_and_orders(app: TestApp)
 /// ARCHITECTURE.md's route list is the router's table: every route, with who may call it.
 async fn architecture_lists_every_route_with_who_may_call_it(app: TestApp) {
     use stockroom_http::Access;
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../ARCHITECTURE.md"))
-        .expect("ARCHITECTURE.md");
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../ARCHITECTURE.md"
+    ))
+    .expect("ARCHITECTURE.md");
     for route in &app.routes {
         let who = match route.access {
             Access::Public => "anyone",
