@@ -244,7 +244,8 @@ pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<Rou
     };
     use wire::locations::{LocationOut, LocationPatchBody, NewLocationBody};
     use wire::orders::{
-        CheckoutBody, IncludeQuery, OrderAnswer, OrderItemOut, OrderOut, OrderTerm, OrderUpdate,
+        CheckoutBody, IncludeQuery, OrderAnswer, OrderItemOut, OrderListParams, OrderOut,
+        OrderUpdate,
     };
     use wire::payments::{PaymentOut, PaymentRequest};
     use wire::products::{NewProductBody, ProductOut, ProductPatchBody};
@@ -672,9 +673,10 @@ pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<Rou
         orders::list,
         doc(
             "List orders, newest first: all for an administrator, a customer's own with its \
-             X-Moltin-Customer-Token, none for an implicit token alone (403)",
+             X-Moltin-Customer-Token, none for an implicit token alone (403); `include=items` \
+             adds the page's items under `included.items`",
         )
-        .query::<ListQuery<OrderTerm>>()
+        .query::<OrderListParams>()
         .ok::<List<OrderOut>>(),
     )
     .add(

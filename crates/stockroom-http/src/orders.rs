@@ -14,8 +14,8 @@ use crate::customers::{party, Party};
 use crate::error::{applied, ApiError};
 use crate::extract::{Idempotent, Query};
 use crate::wire::orders::{
-    order_query, CheckoutBody, IncludeQuery, OrderAnswer, OrderItemOut, OrderOut, OrderTerm,
-    OrderUpdate,
+    order_query, CheckoutBody, IncludeQuery, OrderAnswer, OrderItemOut, OrderList, OrderOut,
+    OrderTerm, OrderUpdate,
 };
 use crate::wire::{Data, List, ListQuery};
 use crate::AppState;
@@ -99,6 +99,7 @@ pub async fn list(
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     Query(query): Query<OrderListQuery>,
+    Query(include): Query<IncludeQuery>,
 ) -> Result<Response, ApiError> {
     let mut filter = order_query(&query.filter.terms);
     match party(&state, caller, &headers)? {
@@ -110,7 +111,9 @@ pub async fn list(
     let found = state.store.orders(&filter, page).await?;
     let items = found.items.iter().map(OrderOut::new).collect();
     let extra = query.filter.link_suffix();
-    Ok(List::new(items, found.total, page, "/v2/orders", &extra).into_response())
+    let list = List::new(items, found.total, page, "/v2/orders", &extra);
+    let include = include.include.unwrap_or_default();
+    Ok(axum::Json(OrderList::new(list, &found.items, include)).into_response())
 }
 
 pub async fn get(

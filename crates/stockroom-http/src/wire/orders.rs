@@ -10,8 +10,8 @@ use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
 
 use super::fields::{self, Customer, Party};
-use super::TotalPrices;
 use super::{line_value, tag, FilterTerm, LineDisplayPrice, MoneyOut, Relation, Timestamps};
+use super::{DisplayPrice, TotalPrices};
 
 tag!(OrderTag, "order");
 tag!(OrderItemTag, "order_item");
@@ -228,9 +228,38 @@ impl<'a> OrderItemOut<'a> {
     }
 }
 
+/// An order's totals as Elastic Path shows them: with and without tax, the tax, what is paid,
+/// what is authorized (not yet captured) and what is still owed.
+#[derive(Serialize, ToSchema)]
+pub struct OrderDisplayPrice {
+    #[serde(flatten)]
+    totals: TotalPrices,
+    paid: DisplayPrice,
+    authorized: DisplayPrice,
+    balance_owing: DisplayPrice,
+}
+
+impl OrderDisplayPrice {
+    fn of(o: &Order) -> Self {
+        let currency = o.total.currency();
+        let (total, currency) = (o.total.amount_minor(), currency.as_str());
+        let (paid, authorized) = match o.state.payment {
+            Payment::Paid => (total, 0),
+            Payment::Authorized => (0, total),
+            Payment::Unpaid => (0, 0),
+        };
+        OrderDisplayPrice {
+            totals: TotalPrices::of(&o.total),
+            paid: DisplayPrice::new(paid, currency),
+            authorized: DisplayPrice::new(authorized, currency),
+            balance_owing: DisplayPrice::new(total - paid, currency),
+        }
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct OrderMeta {
-    display_price: TotalPrices,
+    display_price: OrderDisplayPrice,
     timestamps: Timestamps,
 }
 
@@ -294,7 +323,7 @@ impl<'a> OrderOut<'a> {
             shipping_address: stored(&o.shipping_address),
             links: NoLinks {},
             meta: OrderMeta {
-                display_price: TotalPrices::of(&o.total),
+                display_price: OrderDisplayPrice::of(o),
                 timestamps: Timestamps {
                     created_at: o.created_at,
                     updated_at: o.updated_at,
@@ -325,6 +354,40 @@ impl<'a> OrderOut<'a> {
 #[derive(Serialize, ToSchema)]
 pub struct Included<'a> {
     items: Vec<OrderItemOut<'a>>,
+}
+
+/// `GET /v2/orders`' query as documented: a page, a filter, and `include=items` (read by two
+/// extractors: [`ListQuery`] and [`IncludeQuery`]).
+pub struct OrderListParams;
+
+impl utoipa::IntoParams for OrderListParams {
+    fn into_params(
+        parameter_in: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        let mut params = super::ListQuery::<OrderTerm>::into_params(&parameter_in);
+        params.extend(IncludeQuery::into_params(&parameter_in));
+        params
+    }
+}
+
+/// A page of orders, with every item of the page's orders under `included.items` when asked.
+#[derive(Serialize)]
+pub struct OrderList<'a> {
+    #[serde(flatten)]
+    pub list: super::List<OrderOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub included: Option<Included<'a>>,
+}
+
+impl<'a> OrderList<'a> {
+    pub fn new(list: super::List<OrderOut<'a>>, orders: &'a [Order], include: Include) -> Self {
+        OrderList {
+            list,
+            included: include.items.then(|| Included {
+                items: orders.iter().flat_map(OrderItemOut::all).collect(),
+            }),
+        }
+    }
 }
 
 /// `GET /v2/orders/{id}`, with the items under `included` when asked.
