@@ -430,8 +430,9 @@ async fn oversize_bodies_are_refused_with_413(app: TestApp) {
     // 413 as soon as the limit is passed and closes the connection, so the client may see the
     // answer or, if it is still sending, a reset: either way nothing was accepted.
     let stream = futures::stream::iter((0..80).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1024])));
-    let sent = app
-        .http
+    // A client of its own: the connection the server closes must not go back to the pool the
+    // next request takes its connection from.
+    let sent = reqwest::Client::new()
         .post(format!("{}/v2/inventories/p/transactions", app.base))
         .bearer_auth(&app.admin)
         .body(reqwest::Body::wrap_stream(stream))
