@@ -27,6 +27,11 @@ pub const CREDENTIAL_NAME_LEN_MAX: usize = 128;
 pub const TOKEN_LIFETIME_SECS: i64 = 3600;
 /// Most lines in one cart (and so in one order).
 pub const CART_LINES_MAX: usize = 100;
+/// Most lines of one order (checkout refuses a cart with more).
+pub const ORDER_LINES_MAX: usize = CART_LINES_MAX;
+/// Most units of one order, all lines together (checkout refuses more): one shopper cannot
+/// take a whole stock in one order.
+pub const ORDER_UNITS_MAX: u64 = 10_000;
 /// Longest cart id, in bytes (SPEC §2: 1–64 characters).
 pub const CART_ID_LEN_MAX: usize = 64;
 /// Largest unit price, in minor units (ten billion of a currency's main unit).

@@ -15,6 +15,8 @@ pub enum Payment {
     Unpaid,
     Authorized,
     Paid,
+    /// Every unit of money paid has been given back (Elastic Path's `refunded`).
+    Refunded,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,7 +44,7 @@ macro_rules! names {
 }
 
 names!(Status { Incomplete => "incomplete", Complete => "complete", Cancelled => "cancelled" });
-names!(Payment { Unpaid => "unpaid", Authorized => "authorized", Paid => "paid" });
+names!(Payment { Unpaid => "unpaid", Authorized => "authorized", Paid => "paid", Refunded => "refunded" });
 names!(Shipping { Unfulfilled => "unfulfilled", Fulfilled => "fulfilled" });
 
 /// How a payment is asked for: `purchase` takes the money at once, `authorize` reserves it
@@ -70,6 +72,8 @@ pub enum OrderError {
     NotPaid,
     #[error("the order is already shipped")]
     Shipped,
+    #[error("only a paid transaction can be refunded, and never for more than was paid")]
+    NotRefundable,
 }
 
 /// An order's state. `paying` is true while a payment attempt holds an allocation whose
@@ -154,9 +158,48 @@ impl OrderState {
                 payment: Payment::Paid,
                 ..self
             }),
-            Payment::Paid => Err(OrderError::AlreadyPaid),
+            Payment::Paid | Payment::Refunded => Err(OrderError::AlreadyPaid),
             Payment::Unpaid => Err(OrderError::NotAuthorized),
         }
+    }
+
+    /// Voiding (cancelling) the order's authorization before it is captured: its allocation is
+    /// released and the order is unpaid again (it may be paid anew).
+    pub fn void(self) -> Result<Self, OrderError> {
+        if self.status == Status::Cancelled {
+            return Err(OrderError::Cancelled);
+        }
+        if self.paying {
+            return Err(OrderError::BeingPaid);
+        }
+        match self.payment {
+            Payment::Authorized => Ok(OrderState {
+                payment: Payment::Unpaid,
+                ..self
+            }),
+            Payment::Paid | Payment::Refunded => Err(OrderError::AlreadyPaid),
+            Payment::Unpaid => Err(OrderError::NotAuthorized),
+        }
+    }
+
+    /// Giving back `amount` of the `paid` money, of which `refunded` was given back already.
+    /// Moves no stock and keeps the order's status (a cancelled order may be refunded); the
+    /// payment becomes `refunded` once everything paid has been given back.
+    pub fn refund(self, amount: i64, paid: i64, refunded: i64) -> Result<Self, OrderError> {
+        if self.payment != Payment::Paid || amount < 1 || refunded < 0 {
+            return Err(OrderError::NotRefundable);
+        }
+        let after = refunded
+            .checked_add(amount)
+            .ok_or(OrderError::NotRefundable)?;
+        if after > paid {
+            return Err(OrderError::NotRefundable);
+        }
+        let payment = match after == paid {
+            true => Payment::Refunded,
+            false => Payment::Paid,
+        };
+        Ok(OrderState { payment, ..self })
     }
 
     pub fn ship(self) -> Result<Self, OrderError> {
@@ -187,7 +230,7 @@ impl OrderState {
         }
         let on_cancel = match self.payment {
             Payment::Unpaid => OnCancel::Close,
-            Payment::Authorized | Payment::Paid => OnCancel::Release,
+            Payment::Authorized | Payment::Paid | Payment::Refunded => OnCancel::Release,
         };
         Ok((
             OrderState {
@@ -272,11 +315,62 @@ mod tests {
     }
 
     #[test]
+    fn a_void_unpays_an_authorized_order_once() {
+        let authorized = OrderState::checked_out()
+            .begin_payment()
+            .expect("pay")
+            .payment_succeeded(PaymentMethod::Authorize);
+        let voided = authorized.void().expect("void");
+        assert_eq!(voided, OrderState::checked_out());
+        assert_eq!(voided.void(), Err(OrderError::NotAuthorized));
+        assert_eq!(voided.capture(), Err(OrderError::NotAuthorized));
+        let captured = authorized.capture().expect("capture");
+        assert_eq!(captured.void(), Err(OrderError::AlreadyPaid));
+        let (cancelled, _) = authorized.cancel().expect("cancel");
+        assert_eq!(cancelled.void(), Err(OrderError::Cancelled));
+    }
+
+    #[test]
+    fn refunds_never_exceed_what_was_paid() {
+        let paid = OrderState::checked_out()
+            .begin_payment()
+            .expect("pay")
+            .payment_succeeded(PaymentMethod::Purchase);
+        let partly = paid.refund(40, 100, 0).expect("partial");
+        assert_eq!(partly.payment, Payment::Paid);
+        assert_eq!(partly.refund(61, 100, 40), Err(OrderError::NotRefundable));
+        let all = partly.refund(60, 100, 40).expect("the rest");
+        assert_eq!(
+            (all.status, all.payment),
+            (Status::Complete, Payment::Refunded)
+        );
+        assert_eq!(all.refund(1, 100, 100), Err(OrderError::NotRefundable));
+        assert_eq!(paid.refund(0, 100, 0), Err(OrderError::NotRefundable));
+        assert_eq!(paid.refund(101, 100, 0), Err(OrderError::NotRefundable));
+        assert_eq!(
+            OrderState::checked_out().refund(1, 100, 0),
+            Err(OrderError::NotRefundable)
+        );
+        let (cancelled, _) = paid.cancel().expect("cancel");
+        assert_eq!(
+            cancelled.refund(100, 100, 0).map(|s| (s.status, s.payment)),
+            Ok((Status::Cancelled, Payment::Refunded))
+        );
+        assert_eq!(all.ship(), Err(OrderError::NotPaid));
+        assert_eq!(all.begin_payment(), Err(OrderError::AlreadyPaid));
+    }
+
+    #[test]
     fn state_names_round_trip() {
         for s in [Status::Incomplete, Status::Complete, Status::Cancelled] {
             assert_eq!(Status::parse(s.as_str()), Some(s));
         }
-        for p in [Payment::Unpaid, Payment::Authorized, Payment::Paid] {
+        for p in [
+            Payment::Unpaid,
+            Payment::Authorized,
+            Payment::Paid,
+            Payment::Refunded,
+        ] {
             assert_eq!(Payment::parse(p.as_str()), Some(p));
         }
         assert_eq!(Shipping::parse("fulfilled"), Some(Shipping::Fulfilled));

@@ -5,8 +5,11 @@
 //! crate. Failed sign-ins are rate-limited per client address and per client id
 //! ([`SignInLimits`]) and logged at warn, without the secret.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -22,6 +25,7 @@ use rand::RngCore;
 use stockroom_domain::limits::CREDENTIAL_NAME_LEN_MAX;
 use stockroom_domain::{Role, Timestamp};
 use stockroom_store::{Credential, StoreError};
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use crate::error::ApiError;
 use crate::extract::RawBody;
@@ -59,9 +63,40 @@ const SIGN_IN_KEYS_MAX: usize = 65_536;
 /// id may fail ten times as often, from all addresses together; beyond that, addresses that
 /// have failed recently are answered 429 for it too, while an address with no recent failure
 /// still gets its answer — so an attacker cannot lock the real client out from elsewhere.
+///
+/// Sign-ins from one address are checked one at a time ([`SignInLimits::turn`]), so a burst of
+/// guesses sent at once cannot all pass the allowance before the first failure is counted.
 pub struct SignInLimits {
     by_address: KeyedLimiter<IpAddr>,
     by_client: KeyedLimiter<String>,
+    /// One lock per address with a sign-in being checked or waiting; an entry goes when its
+    /// last user does, so this holds at most one entry per request in flight.
+    checking: Arc<StdMutex<HashMap<IpAddr, Arc<AsyncMutex<()>>>>>,
+}
+
+/// How long a sign-in waits for the one before it from the same address; then it is told to
+/// come back (429).
+const SIGN_IN_QUEUE_WAIT: Duration = Duration::from_secs(2);
+
+/// An address's turn to have its sign-in checked: the address's lock, held until dropped.
+struct Turn {
+    address: IpAddr,
+    checking: Arc<StdMutex<HashMap<IpAddr, Arc<AsyncMutex<()>>>>>,
+    guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let mut checking = self.checking.lock().unwrap_or_else(|e| e.into_inner());
+        drop(self.guard.take());
+        // Only the map holds the lock now: no one is waiting for this address.
+        if checking
+            .get(&self.address)
+            .is_some_and(|lock| Arc::strong_count(lock) == 1)
+        {
+            checking.remove(&self.address);
+        }
+    }
 }
 
 impl SignInLimits {
@@ -71,7 +106,28 @@ impl SignInLimits {
         SignInLimits {
             by_address: KeyedLimiter::new(Quota::per_minute(per_address), SIGN_IN_KEYS_MAX),
             by_client: KeyedLimiter::new(Quota::per_minute(per_client), SIGN_IN_KEYS_MAX),
+            checking: Arc::default(),
         }
+    }
+
+    /// Waits for `address`'s turn: sign-ins from one address are checked one at a time. `None`
+    /// when the one before takes longer than [`SIGN_IN_QUEUE_WAIT`].
+    async fn turn(&self, address: IpAddr) -> Option<Turn> {
+        let lock = {
+            let mut checking = self.checking.lock().unwrap_or_else(|e| e.into_inner());
+            checking.entry(address).or_default().clone()
+        };
+        let mut turn = Turn {
+            address,
+            checking: self.checking.clone(),
+            guard: None,
+        };
+        turn.guard = Some(
+            tokio::time::timeout(SIGN_IN_QUEUE_WAIT, lock.lock_owned())
+                .await
+                .ok()?,
+        );
+        Some(turn)
     }
 
     /// Whether a sign-in from `address` for `client` (a known client id) may be tried now.
@@ -164,12 +220,11 @@ fn decoy_hash() -> &'static str {
 }
 
 /// Secret checks allowed at once: twice the cores.
-fn secret_checks() -> &'static std::sync::Arc<tokio::sync::Semaphore> {
-    static CHECKS: std::sync::OnceLock<std::sync::Arc<tokio::sync::Semaphore>> =
-        std::sync::OnceLock::new();
+fn secret_checks() -> &'static Arc<tokio::sync::Semaphore> {
+    static CHECKS: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
     CHECKS.get_or_init(|| {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        std::sync::Arc::new(tokio::sync::Semaphore::new(2 * cores))
+        Arc::new(tokio::sync::Semaphore::new(2 * cores))
     })
 }
 
@@ -226,12 +281,23 @@ pub async fn sign_in(
     let found = state.store.credential(client_id).await?;
     let known = found.as_ref().map(|c| c.client_id.clone());
     let known = known.as_deref();
-    if let Err(limited) = state.sign_ins.admit(address, known) {
+    let refused = |limited: Limited| {
         tracing::debug!(%address, "sign-in refused: too many failures");
-        return Err(ApiError::TooManyRequests {
+        ApiError::TooManyRequests {
             retry_after_secs: limited.retry_after_secs(),
-        });
-    }
+        }
+    };
+    // Refused at once when the allowance is spent; otherwise wait for this address's turn and
+    // ask again, since the sign-ins before it may have spent it.
+    state.sign_ins.admit(address, known).map_err(refused)?;
+    let _turn = state
+        .sign_ins
+        .turn(address)
+        .await
+        .ok_or(ApiError::TooManyRequests {
+            retry_after_secs: SIGN_IN_QUEUE_WAIT.as_secs(),
+        })?;
+    state.sign_ins.admit(address, known).map_err(refused)?;
     let signed_in = match secret {
         Some(secret) => check_secret(found, secret).await?,
         // The implicit grant: a shopper token for any known client id.
@@ -276,7 +342,7 @@ async fn check_secret(
     // others wait a little, then are told to come back, so token requests cannot exhaust
     // memory.
     let permit = tokio::time::timeout(
-        std::time::Duration::from_secs(2),
+        Duration::from_secs(2),
         secret_checks().clone().acquire_owned(),
     )
     .await;
@@ -292,6 +358,18 @@ async fn check_secret(
     }))
 }
 
+/// The bearer token of a request, if it sent one.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+}
+
 /// The middleware that enforces a route's [`Access`].
 pub async fn authorize(
     access: Access,
@@ -302,15 +380,7 @@ pub async fn authorize(
     if access == Access::Public {
         return next.run(req).await;
     }
-    let token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
+    let token = bearer(req.headers());
     let Some(role) = token.and_then(|t| state.tokens.check(t, state.clock.now())) else {
         return ApiError::Unauthenticated.into_response();
     };

@@ -114,7 +114,7 @@ impl ApiError {
             ApiError::TooManyRequests { retry_after_secs } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "Too Many Requests",
-                format!("Too many failed attempts; try again in {retry_after_secs} s"),
+                format!("Too many requests; try again in {retry_after_secs} s"),
             ),
             ApiError::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -294,6 +294,14 @@ impl From<Rejection> for ApiError {
             },
             Rejection::OrderTotalTooLarge => ApiError::Invalid {
                 detail: "the order total is too large".into(),
+                source: Some("cart".into()),
+            },
+            Rejection::OrderTooLarge => ApiError::Invalid {
+                detail: format!(
+                    "An order holds at most {} lines and {} units in all",
+                    stockroom_domain::limits::ORDER_LINES_MAX,
+                    stockroom_domain::limits::ORDER_UNITS_MAX
+                ),
                 source: Some("cart".into()),
             },
         }

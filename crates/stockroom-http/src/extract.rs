@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method};
 use serde::de::DeserializeOwned;
@@ -186,8 +186,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Idempotent<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let (parts, body) = req.into_parts();
-        let key = requested_key(&parts)?;
+        let (mut parts, body) = req.into_parts();
+        let route = route(&mut parts).await;
+        let key = requested_key(&parts, &route)?;
         let RawBody(bytes) = RawBody::from_request(Request::from_parts(parts, body), state).await?;
         let parsed = parse_json(&bytes)?;
         Ok(Idempotent(parsed, key.map(|k| k.fingerprinted(&bytes))))
@@ -200,7 +201,27 @@ struct RequestedKey {
     scope: String,
 }
 
-fn requested_key(parts: &Parts) -> Result<Option<RequestedKey>, ApiError> {
+/// The route a request matched, as its template and its decoded path parameters, so that one
+/// resource spelled two ways (`/v2/carts/c` and `/v2/carts/%63`) is one scope. Outside a
+/// matched route (never, for the routes that take a key) it is the raw path.
+async fn route(parts: &mut Parts) -> String {
+    let template = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let params = RawPathParams::from_request_parts(parts, &()).await;
+    match (template, params) {
+        (Some(template), Ok(params)) => {
+            let values: Vec<&str> = params.iter().map(|(_, value)| value).collect();
+            // JSON quoting keeps the values apart whatever they contain.
+            let values = serde_json::to_string(&values).unwrap_or_default();
+            format!("{template} {values}")
+        }
+        _ => parts.uri.path().to_owned(),
+    }
+}
+
+fn requested_key(parts: &Parts, route: &str) -> Result<Option<RequestedKey>, ApiError> {
     let Some(raw) = parts.headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -219,12 +240,7 @@ fn requested_key(parts: &Parts) -> Result<Option<RequestedKey>, ApiError> {
         })?;
     Ok(Some(RequestedKey {
         key: key.to_owned(),
-        scope: scope(
-            &parts.method,
-            parts.uri.path(),
-            &parts.headers,
-            parts.extensions.get(),
-        ),
+        scope: scope(&parts.method, route, &parts.headers, parts.extensions.get()),
     }))
 }
 
@@ -251,12 +267,12 @@ impl RequestedKey {
 }
 
 /// What an `Idempotency-Key` is scoped to: the route the request matched, with its ids (method
-/// and path), and who called it. An administrator's keys are the administrators' (they may do
+/// and [`route`]), and who called it. An administrator's keys are the administrators' (they may do
 /// everything anyway); a shopper's are its token's, so a key another shopper sent first cannot
 /// make this one's request fail or replay another's answer. An implicit token identifies no
 /// person: its identity is the token itself, so a shopper who fetches a new token starts a new
 /// scope. (When tokens carry a client or customer id, scope by that instead.)
-fn scope(method: &Method, path: &str, headers: &HeaderMap, caller: Option<&Caller>) -> String {
+fn scope(method: &Method, route: &str, headers: &HeaderMap, caller: Option<&Caller>) -> String {
     let caller: Cow<'_, str> = match caller.map(|c| c.role) {
         Some(Role::Admin) => "admin".into(),
         Some(Role::Shopper) => {
@@ -268,7 +284,7 @@ fn scope(method: &Method, path: &str, headers: &HeaderMap, caller: Option<&Calle
         }
         None => "public".into(),
     };
-    format!("{method} {path}\n{caller}")
+    format!("{method} {route}\n{caller}")
 }
 
 fn hex(bytes: impl AsRef<[u8]>) -> String {

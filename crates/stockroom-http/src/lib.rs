@@ -57,6 +57,8 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// Failed sign-ins, per client address and per client id.
     pub sign_ins: Arc<SignInLimits>,
+    /// Shoppers' checkouts and payments, per token and per client address.
+    pub order_writes: Arc<ratelimit::OrderWriteLimits>,
     /// Permits for requests in flight; when none is left, requests are shed with 503.
     inflight: Arc<tokio::sync::Semaphore>,
 }
@@ -89,6 +91,11 @@ pub struct Limits {
     pub sign_in_failures_per_minute: u32,
     /// How long a cart may go unchanged before it is purged (Elastic Path: seven days).
     pub cart_expiry: Duration,
+    /// Checkouts and payments one shopper token may make per minute (at once or spread);
+    /// `0`: no limit. Administrators are not limited.
+    pub order_writes_per_token_per_minute: u32,
+    /// Checkouts and payments by shoppers from one client address per minute; `0`: no limit.
+    pub order_writes_per_address_per_minute: u32,
 }
 
 impl Default for Limits {
@@ -104,6 +111,9 @@ impl Default for Limits {
             trusted_proxies: Vec::new(),
             sign_in_failures_per_minute: 10,
             cart_expiry: Duration::from_secs(stockroom_domain::limits::CART_EXPIRY_DEFAULT_SECS),
+            // Off here (tests and embedders); `stockroom serve` turns them on by default.
+            order_writes_per_token_per_minute: 0,
+            order_writes_per_address_per_minute: 0,
         }
     }
 }
@@ -126,6 +136,7 @@ impl AppState {
             sign_ins: Arc::new(SignInLimits::new(
                 Limits::default().sign_in_failures_per_minute,
             )),
+            order_writes: Arc::new(ratelimit::OrderWriteLimits::new(0, 0)),
             inflight: Arc::new(tokio::sync::Semaphore::new(
                 Limits::default().max_concurrent_requests,
             )),
@@ -136,6 +147,10 @@ impl AppState {
         AppState {
             inflight: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_requests)),
             sign_ins: Arc::new(SignInLimits::new(limits.sign_in_failures_per_minute)),
+            order_writes: Arc::new(ratelimit::OrderWriteLimits::new(
+                limits.order_writes_per_token_per_minute,
+                limits.order_writes_per_address_per_minute,
+            )),
             limits: Arc::new(limits),
             ..self
         }
@@ -244,10 +259,10 @@ pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<Rou
     };
     use wire::locations::{LocationOut, LocationPatchBody, NewLocationBody};
     use wire::orders::{
-        CheckoutBody, IncludeQuery, OrderAnswer, OrderItemOut, OrderListParams, OrderOut,
+        CheckoutBody, IncludeQuery, OrderAnswer, OrderItemOut, OrderList, OrderListQuery, OrderOut,
         OrderUpdate,
     };
-    use wire::payments::{PaymentOut, PaymentRequest};
+    use wire::payments::{GatewayOut, GatewayUpdate, PaymentOut, PaymentRequest, RefundRequest};
     use wire::products::{NewProductBody, ProductOut, ProductPatchBody};
     use wire::stock::{
         AnyStock, AnyStockTransaction, HistoryTerm, MultipleIds, NewStock, NewStockMulti,
@@ -275,8 +290,28 @@ pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<Rou
         Get,
         "/health",
         Public,
-        health,
-        doc("Health check: the database answers").ok::<wire::Health>(),
+        ready,
+        doc("Readiness (as `/health/ready`): a writable database answers within a second")
+            .ok::<wire::Health>(),
+    )
+    .add(
+        Get,
+        "/health/ready",
+        Public,
+        ready,
+        doc(
+            "Readiness: a writable database (PostgreSQL: the primary) answers within a second; \
+             503 while it does not, e.g. during a failover",
+        )
+        .ok::<wire::Health>(),
+    )
+    .add(
+        Get,
+        "/health/live",
+        Public,
+        live,
+        doc("Liveness: the process serves requests (the database is not consulted)")
+            .ok::<wire::Health>(),
     )
     .add(
         Get,
@@ -663,7 +698,8 @@ pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<Rou
         doc("Check a cart out into an order")
             .body::<Data<CheckoutBody>>()
             .created::<Data<OrderOut>>()
-            .idempotent(),
+            .idempotent()
+            .errors(&[429]),
     )
     // ---- orders and payments -----------------------------------------------------------------
     .add(
@@ -672,12 +708,13 @@ pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<Rou
         Customer,
         orders::list,
         doc(
-            "List orders, newest first: all for an administrator, a customer's own with its \
-             X-Moltin-Customer-Token, none for an implicit token alone (403); `include=items` \
-             adds the page's items under `included.items`",
+            "List orders (newest first unless sorted), filtered as Elastic Path filters them \
+             (less customer and account terms), with `include=items` the page's items: all for \
+             an administrator, a customer's own with its X-Moltin-Customer-Token, none for an \
+             implicit token alone (403)",
         )
-        .query::<OrderListParams>()
-        .ok::<List<OrderOut>>(),
+        .query::<OrderListQuery>()
+        .ok::<OrderList>(),
     )
     .add(
         Get,
@@ -693,11 +730,15 @@ pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<Rou
         "/v2/orders/{order}",
         Admin,
         orders::update,
-        doc("Ship (`shipping: fulfilled`) or cancel (`status: cancelled`) an order")
-            .body::<Data<OrderUpdate>>()
-            .ok::<Data<OrderOut>>()
-            .idempotent()
-            .errors(&[409]),
+        doc(
+            "Set an order's `order_number`, `external_ref` or `shipping_address`, ship it \
+             (`shipping: fulfilled`) or cancel it (`status: cancelled`): any of these at once, \
+             each applied or none",
+        )
+        .body::<Data<OrderUpdate>>()
+        .ok::<Data<OrderOut>>()
+        .idempotent()
+        .errors(&[409]),
     )
     .add(
         Get,
@@ -711,25 +752,29 @@ pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<Rou
         "/v2/orders/{order}/payments",
         Shopper,
         payments::pay,
-        doc("Pay for an order (purchase or authorize); allocates every line or none")
-            .body::<Data<PaymentRequest>>()
-            .ok::<Data<PaymentOut>>()
-            .idempotent()
-            .errors(&[409]),
+        doc(
+            "Pay for an order (purchase or authorize) through an enabled gateway; allocates \
+             every line or none",
+        )
+        .body::<Data<PaymentRequest>>()
+        .ok::<Data<PaymentOut>>()
+        .idempotent()
+        .errors(&[409, 429]),
     )
     .add(
         Get,
         "/v2/orders/{order}/transactions",
-        Shopper,
+        Customer,
         payments::list,
-        doc("List an order's payment transactions").ok::<Data<Vec<PaymentOut>>>(),
+        doc("List an order's payment transactions (read as the order is)")
+            .ok::<Data<Vec<PaymentOut>>>(),
     )
     .add(
         Get,
         "/v2/orders/{order}/transactions/{transaction}",
-        Shopper,
+        Customer,
         payments::get,
-        doc("Read one payment transaction").ok::<Data<PaymentOut>>(),
+        doc("Read one payment transaction (read as its order is)").ok::<Data<PaymentOut>>(),
     )
     .add(
         Post,
@@ -740,6 +785,58 @@ pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<Rou
             .ok::<Data<PaymentOut>>()
             .idempotent()
             .errors(&[409]),
+    )
+    .add(
+        Post,
+        "/v2/orders/{order}/transactions/{transaction}/cancel",
+        Admin,
+        payments::void,
+        doc(
+            "Void an authorization that was not captured: its allocation is released once and \
+             the order is unpaid again (any body is ignored)",
+        )
+        .ok::<Data<PaymentOut>>()
+        .idempotent()
+        .errors(&[409]),
+    )
+    .add(
+        Post,
+        "/v2/orders/{order}/transactions/{transaction}/refund",
+        Admin,
+        payments::refund,
+        doc(
+            "Record money given back for a paid transaction (all that is left, or `amount`); \
+             never more than was paid, and no stock moves",
+        )
+        .body::<Data<RefundRequest>>()
+        .ok::<Data<PaymentOut>>()
+        .idempotent()
+        .errors(&[409]),
+    )
+    // ---- gateways ----------------------------------------------------------------------------
+    .add(
+        Get,
+        "/v2/gateways",
+        Admin,
+        gateways::list,
+        doc("List the payment gateways and whether each is enabled").ok::<Data<Vec<GatewayOut>>>(),
+    )
+    .add(
+        Get,
+        "/v2/gateways/{gateway}",
+        Admin,
+        gateways::get,
+        doc("Read a payment gateway").ok::<Data<GatewayOut>>(),
+    )
+    .add(
+        Put,
+        "/v2/gateways/{gateway}",
+        Admin,
+        gateways::update,
+        doc("Enable or disable a payment gateway (`manual`, or `http` when configured)")
+            .body::<Data<GatewayUpdate>>()
+            .ok::<Data<GatewayOut>>()
+            .errors(&[409]),
     );
     let router =
         routes
@@ -747,6 +844,11 @@ pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<Rou
             .merge(extra)
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
+            // Shoppers' checkouts and payments (`ratelimit::ORDER_WRITE_ROUTES`).
+            .layer(from_fn_with_state(
+                state.clone(),
+                ratelimit::limit_order_writes,
+            ))
             .layer(from_fn_with_state(state.clone(), shed_and_time_out))
             // Outside the shedding: a body is read before its request takes a slot.
             .layer(from_fn_with_state(state.clone(), server::read_body_first))
@@ -813,14 +915,23 @@ async fn json_errors_for_bad_paths(
     response
 }
 
-async fn health(State(state): State<AppState>) -> Response {
+/// Readiness: whether a load balancer should send this instance requests. It fails while the
+/// database is unreachable or is not a writable primary, and passes again by itself once the
+/// store reaches the (new) primary.
+async fn ready(State(state): State<AppState>) -> Response {
     match state.store.ping().await {
         Ok(()) => Json(wire::Health { status: "ok" }).into_response(),
         Err(e) => {
-            tracing::warn!(error = %e, "health check failed");
+            tracing::warn!(error = %e, "readiness check failed");
             ApiError::Unavailable.into_response()
         }
     }
+}
+
+/// Liveness: the process answers. A database outage must not get instances restarted (a
+/// restart would not bring the database back, and the store reconnects by itself).
+async fn live() -> Json<wire::Health> {
+    Json(wire::Health { status: "ok" })
 }
 
 /// Serves until `shutdown` completes, then finishes the requests in flight. Meanwhile it

@@ -39,13 +39,16 @@ pub const METRICS: [(&str, &str, &str); 11] = [
     ("histogram", "stockroom_payment_gateway_duration_seconds", "Time the HTTP payment gateway took to answer, by outcome (approved, declined, error_status, timeout, unreachable, unreadable)."),
 ];
 
-/// Also recorded, but only once it happens: pool timeouts, and the connections the server
-/// refused or closed (`server.rs`).
-pub const OCCASIONAL: [(&str, &str, &str); 4] = [
+/// Also recorded, but only once it happens: pool timeouts, the connections the server refused
+/// or closed (`server.rs`), order writes refused by their rate limits and authorizations
+/// voided when overdue (`ratelimit.rs`, `gateways.rs`).
+pub const OCCASIONAL: [(&str, &str, &str); 6] = [
     ("counter", "stockroom_db_pool_timeouts_total", "Database operations that gave up waiting for a free connection (answered 503)."),
     ("gauge", "stockroom_connections_open", "Connections open now."),
     ("counter", "stockroom_connections_refused_total", "Connections closed at accept because a cap was reached, by cap (max_connections, max_connections_per_address)."),
     ("counter", "stockroom_connections_timed_out_total", "Connections closed by a timeout, by timeout (header_read, keep_alive)."),
+    ("counter", "stockroom_order_writes_limited_total", "Shoppers' checkouts and payments answered 429 (per-token or per-address limit)."),
+    ("counter", "stockroom_authorizations_voided_total", "Authorizations voided by this instance because they were not captured in time."),
 ];
 
 /// The process's recorder, installed on first use (a process has one global recorder; tests

@@ -574,8 +574,9 @@ fn error_description(status: u16) -> &'static str {
         408 => "The body did not arrive within the body-read timeout.",
         413 => "The body is larger than the server accepts.",
         429 => {
-            "Too many failed sign-ins from this address or for this client id; retry after \
-                Retry-After seconds."
+            "Too many failed sign-ins from this address or for this client id, or too many \
+                checkouts and payments from this token or address; retry after Retry-After \
+                seconds."
         }
         422 => {
             "The Idempotency-Key was used before with another request, or the stock \

@@ -14,10 +14,10 @@ use crate::customers::{party, Party};
 use crate::error::{applied, ApiError};
 use crate::extract::{Idempotent, Query};
 use crate::wire::orders::{
-    order_query, CheckoutBody, IncludeQuery, OrderAnswer, OrderItemOut, OrderList, OrderOut,
-    OrderTerm, OrderUpdate,
+    CheckoutBody, IncludeQuery, OrderAnswer, OrderItemOut, OrderList, OrderListQuery, OrderOut,
+    OrderUpdate, ORDER_UPDATE_HELP,
 };
-use crate::wire::{Data, List, ListQuery};
+use crate::wire::{Data, List};
 use crate::AppState;
 
 /// The order at `id`, if the party may read it (SPEC §3): an administrator reads every order;
@@ -90,8 +90,7 @@ pub async fn checkout(
     Ok(Data::new(OrderOut::new(&order)).with_status(StatusCode::CREATED))
 }
 
-pub type OrderListQuery = ListQuery<OrderTerm>;
-
+/// `GET /v2/orders`: filtered, sorted, paged, with the items of the page's orders when asked.
 /// Every order for an administrator; a customer's own with its customer token (SPEC §3); none
 /// for an implicit token alone (403).
 pub async fn list(
@@ -99,21 +98,21 @@ pub async fn list(
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     Query(query): Query<OrderListQuery>,
-    Query(include): Query<IncludeQuery>,
 ) -> Result<Response, ApiError> {
-    let mut filter = order_query(&query.filter.terms);
+    let mut filter = query.query();
     match party(&state, caller, &headers)? {
         Party::Admin => {}
         Party::Shopper(None) => return Err(ApiError::Forbidden),
         Party::Shopper(Some(c)) => filter.customer_id = Some(c),
     }
-    let page = query.page.page();
+    let page = query.list.page.page();
     let found = state.store.orders(&filter, page).await?;
-    let items = found.items.iter().map(OrderOut::new).collect();
-    let extra = query.filter.link_suffix();
-    let list = List::new(items, found.total, page, "/v2/orders", &extra);
-    let include = include.include.unwrap_or_default();
-    Ok(axum::Json(OrderList::new(list, &found.items, include)).into_response())
+    let extra = query.link_suffix();
+    let include = query.include.unwrap_or_default();
+    Ok(OrderList::new(&found.items, include, |items| {
+        List::new(items, found.total, page, "/v2/orders", &extra)
+    })
+    .into_response())
 }
 
 pub async fn get(
@@ -138,18 +137,18 @@ pub async fn get_items(
     Ok(Data::new(OrderItemOut::all(&order)).into_response())
 }
 
-/// `PUT /v2/orders/{id}`: `shipping: fulfilled` ships, `status: cancelled` cancels.
+/// `PUT /v2/orders/{id}`: `shipping: fulfilled` ships, `status: cancelled` cancels, and
+/// `order_number`, `external_ref` and `shipping_address` change with either or alone — all in
+/// one write, applied whole or not at all.
 pub async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Idempotent(body, idempotency): Idempotent<Data<OrderUpdate>>,
 ) -> Result<Response, ApiError> {
-    let command = body.data.command(id.clone()).ok_or_else(|| {
-        ApiError::invalid(
-            "data",
-            "send either {\"shipping\":\"fulfilled\"} or {\"status\":\"cancelled\"}",
-        )
-    })?;
+    let command = body
+        .data
+        .command(id.clone())
+        .ok_or_else(|| ApiError::invalid("data", ORDER_UPDATE_HELP))?;
     let request = WriteRequest {
         command,
         idempotency,

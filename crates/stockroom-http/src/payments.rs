@@ -1,31 +1,45 @@
-//! Payments (wire-contract §6): pay for an order, read its payment transactions, capture an
-//! authorization. The gateways themselves are in `gateways`.
+//! Payments (wire-contract §6): pay for an order, read its payment transactions, capture,
+//! void (cancel) or refund one. The gateways themselves are in `gateways`.
 
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use serde::de::IgnoredAny;
-use stockroom_domain::Timestamp;
+use stockroom_domain::{Role, Timestamp};
 use stockroom_store::{Command, Effect, NewPayment, PaymentStatus, PaymentTx, WriteRequest};
 
+use crate::auth::Caller;
+use crate::customers::party;
 use crate::error::{applied, ApiError};
 use crate::extract::Idempotent;
-use crate::gateways::{ask_gateway, record_verdict};
+use crate::gateways::{ask_gateway, is_enabled, record_verdict};
+use crate::orders::readable;
 // Where the release of overdue attempts has always been reached from.
 pub use crate::gateways::release_overdue;
-use crate::wire::payments::{Gateway, PaymentOut, PaymentRequest};
+use crate::wire::payments::{Gateway, PaymentOut, PaymentRequest, RefundRequest};
 use crate::wire::Data;
 use crate::AppState;
 
-/// Whether `gateway` may be used here, and whether it settles at once (`manual`).
-fn settles_at_once(state: &AppState, gateway: Gateway) -> Result<bool, ApiError> {
-    match gateway {
-        Gateway::Manual => Ok(true),
-        Gateway::Http if state.payments.http.is_some() => Ok(false),
-        Gateway::Http => Err(ApiError::invalid(
+/// Whether `gateway` may be used by this caller, and whether it settles at once (`manual`).
+/// Only enabled gateways may be used (`/v2/gateways`); an administrator may always record a
+/// `manual` payment. A refusal happens before anything is written.
+async fn settles_at_once(
+    state: &AppState,
+    caller: Caller,
+    gateway: Gateway,
+) -> Result<bool, ApiError> {
+    let admin_records_manual = gateway == Gateway::Manual && caller.role == Role::Admin;
+    if !admin_records_manual && !is_enabled(state, gateway).await? {
+        return Err(ApiError::invalid(
             "data.gateway",
-            "gateway must be manual (no HTTP gateway is configured)",
-        )),
+            format!(
+                "the {} gateway is not enabled for payments",
+                gateway.as_str()
+            ),
+        ));
     }
+    Ok(gateway == Gateway::Manual)
 }
 
 fn deadline_after(state: &AppState, d: std::time::Duration) -> Timestamp {
@@ -37,11 +51,12 @@ fn deadline_after(state: &AppState, d: std::time::Duration) -> Timestamp {
 /// lock held, then record its answer (releasing the allocation if it failed).
 pub async fn pay(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Idempotent(body, idempotency): Idempotent<Data<PaymentRequest>>,
 ) -> Result<Response, ApiError> {
     let request = body.data;
-    let settled = settles_at_once(&state, request.gateway)?;
+    let settled = settles_at_once(&state, caller, request.gateway).await?;
     let order = state.store.order(&id).await?.ok_or(ApiError::NotFound)?;
     if request
         .amount
@@ -103,20 +118,28 @@ async fn settle_with_gateway(state: &AppState, payment: PaymentTx) -> Result<Pay
     read.ok_or(ApiError::Internal)
 }
 
+/// An order's payment transactions: read as the order is (SPEC §3, [`readable`]): an
+/// administrator's, or a customer's own order with its customer token.
 pub async fn list(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    state.store.order(&id).await?.ok_or(ApiError::NotFound)?;
+    readable(&state, &party(&state, caller, &headers)?, &id).await?;
     let payments = state.store.payments(&id).await?;
     let answer: Vec<_> = payments.iter().map(PaymentOut::new).collect();
     Ok(Data::new(answer).into_response())
 }
 
+/// One payment transaction, read as its order is (as [`list`]).
 pub async fn get(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     Path((id, tid)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
+    readable(&state, &party(&state, caller, &headers)?, &id).await?;
     let payment = state.store.payment(&id, &tid).await?;
     let payment = payment.ok_or(ApiError::NotFound)?;
     Ok(Data::new(PaymentOut::new(&payment)).into_response())
@@ -144,4 +167,63 @@ pub async fn capture(
     let payment = state.store.payment(&id, &payment_id).await?;
     let payment = payment.ok_or(ApiError::Internal)?;
     Ok(Data::new(PaymentOut::new(&payment)).into_response())
+}
+
+/// Runs one command on a payment transaction and answers with the transaction it names.
+async fn transaction_command(
+    state: &AppState,
+    order_id: &str,
+    command: Command,
+    idempotency: Option<stockroom_store::IdempotencyKey>,
+) -> Result<Response, ApiError> {
+    let request = WriteRequest {
+        command,
+        idempotency,
+    };
+    let Effect::Payment { payment_id, .. } = applied(state.store.execute(request).await?.outcome)?
+    else {
+        return Err(ApiError::Internal);
+    };
+    let payment = state.store.payment(order_id, &payment_id).await?;
+    let payment = payment.ok_or(ApiError::Internal)?;
+    Ok(Data::new(PaymentOut::new(&payment)).into_response())
+}
+
+/// `POST /v2/orders/{id}/transactions/{tid}/cancel`: voids an authorization that was not
+/// captured, releasing its allocation exactly once; the order is unpaid again. Any body is
+/// ignored.
+pub async fn void(
+    State(state): State<AppState>,
+    Path((id, tid)): Path<(String, String)>,
+    Idempotent(IgnoredAny, idempotency): Idempotent<IgnoredAny>,
+) -> Result<Response, ApiError> {
+    let command = Command::Void {
+        order_id: id.clone(),
+        authorization_id: tid,
+        overdue_before: None,
+    };
+    transaction_command(&state, &id, command, idempotency).await
+}
+
+/// `POST /v2/orders/{id}/transactions/{tid}/refund`: records money given back for a paid
+/// transaction (all that is left, or `data.amount`); moves no stock.
+pub async fn refund(
+    State(state): State<AppState>,
+    Path((id, tid)): Path<(String, String)>,
+    Idempotent(body, idempotency): Idempotent<Option<Data<RefundRequest>>>,
+) -> Result<Response, ApiError> {
+    let amount = body.and_then(|b| b.data.amount);
+    if amount.is_some_and(|a| !(1..=stockroom_domain::limits::MONEY_AMOUNT_MAX).contains(&a)) {
+        return Err(ApiError::invalid(
+            "data.amount",
+            "amount must be a positive whole number of minor units",
+        ));
+    }
+    let command = Command::Refund {
+        order_id: id.clone(),
+        transaction_id: tid,
+        refund_id: stockroom_store::new_id(),
+        amount,
+    };
+    transaction_command(&state, &id, command, idempotency).await
 }

@@ -4,8 +4,8 @@
 //! for two things governor's own tables do not offer: a **peek** (would this key pass now?
 //! without counting anything — the token endpoint asks before it spends an argon2 check, and
 //! counts only failures), and a **cap on keys**, so that an attacker with many addresses cannot
-//! grow the table without bound. Used for failed sign-ins today; checkouts and payments (per
-//! token and per address) can use the same type.
+//! grow the table without bound. Used for failed sign-ins, and for shoppers' checkouts and
+//! payments per token and per client address ([`OrderWriteLimits`], [`limit_order_writes`]).
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -181,6 +181,93 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
     }
 }
 
+/// Most tokens and addresses whose order writes are remembered at once, each.
+const ORDER_WRITE_KEYS_MAX: usize = 65_536;
+
+/// The routes whose requests are order writes: checkouts and payments (as the route table
+/// spells them).
+pub const ORDER_WRITE_ROUTES: [&str; 2] =
+    ["/v2/carts/{cart}/checkout", "/v2/orders/{order}/payments"];
+
+/// Limits on shoppers' checkouts and payments (issue 12: a shopper hoarded stock and filled
+/// the disk with orders): per token and per client address, each per minute (at once or
+/// spread). Administrators are not limited.
+pub struct OrderWriteLimits {
+    by_token: Option<KeyedLimiter<String>>,
+    by_address: Option<KeyedLimiter<IpAddr>>,
+}
+
+impl OrderWriteLimits {
+    /// `0` turns a limit off.
+    pub fn new(per_token_per_minute: u32, per_address_per_minute: u32) -> Self {
+        fn limiter<K: Hash + Eq + Clone>(n: u32) -> Option<KeyedLimiter<K>> {
+            NonZeroU32::new(n)
+                .map(|n| KeyedLimiter::new(governor::Quota::per_minute(n), ORDER_WRITE_KEYS_MAX))
+        }
+        OrderWriteLimits {
+            by_token: limiter(per_token_per_minute),
+            by_address: limiter(per_address_per_minute),
+        }
+    }
+
+    /// Counts one order write by `token` from `address`; refused (and nothing counted) when
+    /// either has spent its allowance.
+    pub fn admit(&self, token: &str, address: Option<IpAddr>) -> Result<(), Limited> {
+        let token = token.to_owned();
+        let address = address.map(address_key);
+        let by_address = self.by_address.as_ref().zip(address);
+        if let Some((limiter, address)) = &by_address {
+            limiter.peek(address)?;
+        }
+        if let Some(limiter) = &self.by_token {
+            limiter.peek(&token)?;
+            limiter.check(&token)?;
+        }
+        if let Some((limiter, address)) = &by_address {
+            limiter.check(address)?;
+        }
+        Ok(())
+    }
+}
+
+/// The middleware that applies [`OrderWriteLimits`] to a shopper's requests on
+/// [`ORDER_WRITE_ROUTES`]: over a limit, 429 with `Retry-After` and nothing done. A request
+/// with no valid token is left to the access check (401).
+pub async fn limit_order_writes(
+    axum::extract::State(state): axum::extract::State<crate::AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let is_order_write = req.method() == axum::http::Method::POST
+        && req
+            .extensions()
+            .get::<axum::extract::MatchedPath>()
+            .is_some_and(|p| ORDER_WRITE_ROUTES.contains(&p.as_str()));
+    if !is_order_write {
+        return next.run(req).await;
+    }
+    let token = crate::auth::bearer(req.headers()).map(str::to_owned);
+    let shopper = token.as_deref().and_then(|t| {
+        let role = state.tokens.check(t, state.clock.now())?;
+        (role == stockroom_domain::Role::Shopper).then_some(t)
+    });
+    if let Some(token) = shopper {
+        let address = req
+            .extensions()
+            .get::<crate::server::ClientAddr>()
+            .map(|c| c.0);
+        if let Err(limited) = state.order_writes.admit(token, address) {
+            ::metrics::counter!("stockroom_order_writes_limited_total").increment(1);
+            return crate::ApiError::TooManyRequests {
+                retry_after_secs: limited.retry_after_secs(),
+            }
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
 /// The key for limits per client address: an IPv4 address, or an IPv6 address's /64 network
 /// (one subscriber usually holds a whole /64, so per-address limits on IPv6 would be none).
 pub fn address_key(ip: IpAddr) -> IpAddr {
@@ -193,6 +280,31 @@ pub fn address_key(ip: IpAddr) -> IpAddr {
                 IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod order_write_tests {
+    use super::*;
+
+    #[test]
+    fn order_writes_are_limited_per_token_and_per_address() {
+        let limits = OrderWriteLimits::new(2, 3);
+        let a: IpAddr = "10.0.0.1".parse().expect("ip");
+        let b: IpAddr = "10.0.0.2".parse().expect("ip");
+        assert!(limits.admit("t1", Some(a)).is_ok());
+        assert!(limits.admit("t1", Some(a)).is_ok());
+        // The token has spent its 2; another token from the same address still has room.
+        let refused = limits.admit("t1", Some(b)).expect_err("token spent");
+        assert!(refused.retry_after_secs() >= 1);
+        assert!(limits.admit("t2", Some(a)).is_ok());
+        // The address has spent its 3 (a refused request counts for neither).
+        assert!(limits.admit("t3", Some(a)).is_err());
+        assert!(limits.admit("t3", Some(b)).is_ok());
+        let off = OrderWriteLimits::new(0, 0);
+        for _ in 0..100 {
+            assert!(off.admit("t", Some(a)).is_ok());
+        }
     }
 }
 

@@ -70,7 +70,8 @@ pub trait Store: OperatorStore + Send + Sync + 'static {
     /// Sets a setting, replacing any value it had.
     async fn set_setting(&self, name: &str, value: &str) -> Result<(), StoreError>;
 
-    /// Whether the database answers.
+    /// Whether the database is ready for this instance's writes (readiness): it answers within
+    /// a second and, on PostgreSQL, is a writable primary, not a standby.
     async fn ping(&self) -> Result<(), StoreError>;
 
     // The order flow's reads, and the writes that touch no stock.
@@ -121,6 +122,20 @@ pub trait Store: OperatorStore + Send + Sync + 'static {
     async fn purge_carts(&self, idle_before: Timestamp) -> Result<u64, StoreError>;
     /// Forgets idempotency keys stored before `before`; returns how many.
     async fn prune_idempotency(&self, before: Timestamp) -> Result<u64, StoreError>;
+    /// Authorizations made before `before` that were never captured nor voided (their order
+    /// still `authorized`), oldest first: what the sweep voids ([`Command::Void`]).
+    async fn overdue_authorizations(
+        &self,
+        before: Timestamp,
+        limit: u64,
+    ) -> Result<Vec<PaymentTx>, StoreError>;
+    /// Ids of orders never paid (no payment transaction at all) made before `before`, oldest
+    /// first: what [`Command::PurgeUnpaid`] removes.
+    async fn unpaid_orders_before(
+        &self,
+        before: Timestamp,
+        limit: u64,
+    ) -> Result<Vec<String>, StoreError>;
     /// Pending payment attempts whose outcome is overdue, oldest first.
     async fn expired_payments(
         &self,

@@ -364,7 +364,11 @@ impl<'c> Batch<'c> {
             Command::Settle { .. }
             | Command::Capture { .. }
             | Command::Ship { .. }
-            | Command::Cancel { .. } => {
+            | Command::Cancel { .. }
+            | Command::UpdateOrder { .. }
+            | Command::Void { .. }
+            | Command::PurgeUnpaid { .. }
+            | Command::Refund { .. } => {
                 orders::apply_payment_command(
                     self.conn,
                     &mut self.orders,
@@ -619,8 +623,7 @@ mod tests {
                 .await
             }
             Backend::Postgres => {
-                let pool = crate::open::pg_pool(url, 1, std::time::Duration::from_secs(5))
-                    .expect("a pool");
+                let pool = crate::testing::pg_test_pool(url).expect("a pool");
                 let client = pool.get().await.expect("a connection");
                 run(
                     Conn::Pg(&client),

@@ -74,19 +74,23 @@ impl From<tokio_postgres::Error> for StoreError {
             // unique and foreign-key violations, serialization failure, deadlock detected
             "23505" | "23503" | "40001" | "40P01" => StoreError::RaceLost(detail),
             "23514" => StoreError::Constraint(detail),
-            // class 08 (connection exception), 53 (insufficient resources: too many
-            // connections, disk full), 57P01–57P05 (the server shut down, restarted, or
-            // terminated this backend), 25006 (a read-only standby after a failover)
-            code if code.starts_with("08")
-                || code.starts_with("53")
-                || code.starts_with("57P")
-                || code == "25006" =>
-            {
-                StoreError::Unavailable(detail)
-            }
+            code if unavailable_code(code) => StoreError::Unavailable(detail),
             _ => StoreError::Internal(detail),
         }
     }
+}
+
+/// Whether a SQLSTATE says "the database cannot serve this now; try again": class 08
+/// (connection exception), 53 (insufficient resources: too many connections, disk full),
+/// 57P01–57P05 (the server shut down, restarted, or terminated this backend), 57014 (a
+/// statement cancelled: `statement_timeout`), 25P03 and 25P04 (the session ended by
+/// `idle_in_transaction_session_timeout` or `transaction_timeout`), 55P03 (a lock not
+/// available in time), 25006 (a read-only standby: reached after a failover).
+pub(crate) fn unavailable_code(code: &str) -> bool {
+    code.starts_with("08")
+        || code.starts_with("53")
+        || code.starts_with("57P")
+        || matches!(code, "57014" | "25P03" | "25P04" | "55P03" | "25006")
 }
 
 /// Whether a driver error (not one the server reported) is about the connection: closed,
@@ -144,4 +148,26 @@ pub enum OpenError {
     Connect { url: String, reason: String },
     #[error("cannot apply migrations to {url}: {reason}")]
     Migrate { url: String, reason: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Timeouts, shutdowns, lost connections and a standby's refusal are "try again" (503);
+    /// a broken rule or an unknown failure is not.
+    #[test]
+    fn sqlstates_of_timeouts_failovers_and_lost_connections_are_unavailable() {
+        for code in [
+            "08006", "08001", "53300", "57P01", "57P02", "57P03", "57014", "25P03", "25P04",
+            "55P03", "25006",
+        ] {
+            assert!(unavailable_code(code), "{code}");
+        }
+        for code in [
+            "23505", "23514", "40001", "40P01", "42P01", "25P02", "XX000",
+        ] {
+            assert!(!unavailable_code(code), "{code}");
+        }
+    }
 }

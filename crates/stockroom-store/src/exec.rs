@@ -486,7 +486,87 @@ pub(crate) fn open_sqlite(path: &str, read_only: bool) -> Result<rusqlite::Conne
 /// takes tens of microseconds, short enough for an async worker; on PostgreSQL, on a pool.
 pub(crate) enum Reader {
     Lite(LiteReaders),
-    Pg(deadpool_postgres::Pool),
+    Pg(PgReader),
+}
+
+/// PostgreSQL's reads: the pool, and the longest one call may take.
+pub(crate) struct PgReader {
+    pub pool: deadpool_postgres::Pool,
+    /// For the connection wait and the statement together.
+    pub deadline: std::time::Duration,
+}
+
+/// How long a readiness check may take: a load balancer's probe wants a quick no.
+pub(crate) const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `call`'s result, or "unavailable" once `deadline` has passed without one.
+pub(crate) async fn within<T>(
+    deadline: std::time::Duration,
+    call: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(deadline, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(format!(
+                "no answer from the database within {} ms",
+                deadline.as_millis()
+            )))
+        })
+}
+
+/// A connection whose call broke or timed out is in an unknown state (a statement may still be
+/// running, its path may be stalled): it is closed rather than handed to the next caller.
+pub(crate) fn drop_if_broken<T>(
+    pool: &deadpool_postgres::Pool,
+    client: deadpool_postgres::Object,
+    began: std::time::Instant,
+    result: &Result<T, StoreError>,
+) {
+    if matches!(result, Err(StoreError::Unavailable(_))) {
+        discard(pool, client, began);
+    }
+}
+
+/// Closes `client`, and with it every idle connection of the pool opened before `began` (the
+/// start of the call that failed on it): they most likely reach the same host by the same
+/// path — a crashed or cut-off primary — and the next calls should connect afresh, to the new
+/// primary after a failover, rather than each find out on its own, one deadline at a time.
+pub(crate) fn discard(
+    pool: &deadpool_postgres::Pool,
+    client: deadpool_postgres::Object,
+    began: std::time::Instant,
+) {
+    drop(deadpool_postgres::Object::take(client));
+    let closed = pool
+        .retain(|_, metrics| metrics.created > began)
+        .removed
+        .len();
+    metrics::counter!("stockroom_db_connections_dropped_total").increment(1 + closed as u64);
+}
+
+impl PgReader {
+    /// A connection from the pool, waited for within `deadline`.
+    async fn client(
+        &self,
+        deadline: std::time::Duration,
+    ) -> Result<deadpool_postgres::Object, StoreError> {
+        within(deadline, async { Ok(self.pool.get().await?) }).await
+    }
+
+    /// Runs `sql` and returns its rows, the connection wait and the statement within `deadline`.
+    async fn rows(
+        &self,
+        deadline: std::time::Duration,
+        sql: &str,
+        args: &[Arg],
+    ) -> Result<Vec<Row>, StoreError> {
+        let began = std::time::Instant::now();
+        let client = self.client(deadline).await?;
+        let left = deadline.saturating_sub(began.elapsed());
+        let result = within(left, pg_query(&client, sql, args)).await;
+        drop_if_broken(&self.pool, client, began, &result);
+        result
+    }
 }
 
 pub(crate) struct LiteReaders {
@@ -513,9 +593,31 @@ impl Reader {
     pub async fn rows(&self, sql: &str, args: Vec<Arg>) -> Result<Vec<Row>, StoreError> {
         match self {
             Reader::Lite(lite) => lite.with(|conn| lite_rows(conn, sql, &args)),
-            Reader::Pg(pool) => {
-                let client = pool.get().await?;
-                pg_query(&client, sql, &args).await
+            Reader::Pg(pg) => pg.rows(pg.deadline, sql, &args).await,
+        }
+    }
+
+    /// Readiness: the database answers within [`READY_TIMEOUT`] and, on PostgreSQL, takes
+    /// writes (a standby, which a URL without `target_session_attrs=read-write` may reach, is
+    /// not ready).
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        match self {
+            Reader::Lite(_) => self.row("SELECT 1 AS n", Vec::new()).await.map(|_| ()),
+            Reader::Pg(pg) => {
+                let deadline = pg.deadline.min(READY_TIMEOUT);
+                // What `target_session_attrs=read-write` asks too: a standby is read-only.
+                let sql = "SELECT current_setting('transaction_read_only') AS read_only";
+                let rows = pg.rows(deadline, sql, &[]).await?;
+                let read_only = rows
+                    .first()
+                    .map(|r| r.col::<String>("read_only"))
+                    .transpose()?;
+                match read_only.as_deref() {
+                    Some("off") => Ok(()),
+                    _ => Err(StoreError::Unavailable(
+                        "the database is read-only (a standby)".into(),
+                    )),
+                }
             }
         }
     }
@@ -532,9 +634,13 @@ impl Reader {
                 let side = lite.side.lock().map_err(|_| poisoned())?;
                 lite_run(&side, sql, &args)
             }
-            Reader::Pg(pool) => {
-                let client = pool.get().await?;
-                pg_run(&client, sql, &args).await
+            Reader::Pg(pg) => {
+                let began = std::time::Instant::now();
+                let client = pg.client(pg.deadline).await?;
+                let left = pg.deadline.saturating_sub(began.elapsed());
+                let result = within(left, pg_run(&client, sql, &args)).await;
+                drop_if_broken(&pg.pool, client, began, &result);
+                result
             }
         }
     }
@@ -559,7 +665,7 @@ impl Reader {
                 .await
                 .map_err(|e| StoreError::Internal(format!("a scan stopped: {e}")))?
             }
-            Reader::Pg(pool) => pg_scan(pool, sql, visitor).await,
+            Reader::Pg(pg) => pg_scan(pg, sql, visitor).await,
         }
     }
 
@@ -610,13 +716,25 @@ impl LiteReaders {
     }
 }
 
-async fn pg_scan<V: Visit>(
-    pool: &deadpool_postgres::Pool,
+/// A scan reads a whole table (`verify`, `export`): it is exempt from the statement timeout,
+/// so it runs on a connection of its own that is closed afterwards, not handed on with its
+/// changed setting.
+async fn pg_scan<V: Visit>(pg: &PgReader, sql: &str, visitor: V) -> Result<V, StoreError> {
+    let client = pg.client(pg.deadline).await?;
+    let client = deadpool_postgres::Object::take(client);
+    within(pg.deadline, async {
+        Ok(client.batch_execute("SET statement_timeout = 0").await?)
+    })
+    .await?;
+    pg_scan_on(&client, sql, visitor).await
+}
+
+async fn pg_scan_on<V: Visit>(
+    client: &deadpool_postgres::ClientWrapper,
     sql: &str,
     mut visitor: V,
 ) -> Result<V, StoreError> {
     use futures::TryStreamExt;
-    let client = pool.get().await?;
     let stmt = client.prepare_cached(sql).await?;
     let names: Arc<[String]> = stmt.columns().iter().map(|c| c.name().to_owned()).collect();
     let rows = client.query_raw(&stmt, Vec::<Arg>::new()).await?;
@@ -751,8 +869,7 @@ mod tests {
         else {
             return;
         };
-        let pool =
-            crate::open::pg_pool(&url, 1, std::time::Duration::from_secs(5)).expect("a pool");
+        let pool = crate::testing::pg_test_pool(&url).expect("a pool");
         let client = pool.get().await.expect("a connection");
         let conn = Conn::Pg(&client);
         conn.run(
@@ -788,6 +905,38 @@ mod tests {
         assert!(
             too_big.is_err(),
             "an int8 that does not fit an int4 is refused"
+        );
+    }
+
+    /// Readiness asks what `target_session_attrs=read-write` asks: a session that cannot write
+    /// (a standby's; here one made read-only by its options) is not ready, and that is
+    /// "unavailable", not an error; a writable session on the same server is ready.
+    #[tokio::test]
+    async fn a_read_only_session_is_not_ready_and_a_writable_one_is() {
+        let Some(url) = crate::testing::fresh_database(
+            crate::testing::Backend::Postgres,
+            std::path::Path::new("."),
+        )
+        .await
+        else {
+            return;
+        };
+        let reader = |url: &str| {
+            Reader::Pg(PgReader {
+                pool: crate::testing::pg_test_pool(url).expect("a pool"),
+                deadline: std::time::Duration::from_secs(5),
+            })
+        };
+        reader(&url)
+            .ready()
+            .await
+            .expect("a writable session is ready");
+        let read_only = format!("{url}%20-c%20default_transaction_read_only%3Don");
+        assert!(read_only.contains("options="), "{read_only}");
+        let ready = reader(&read_only).ready().await;
+        assert!(
+            matches!(ready, Err(StoreError::Unavailable(_))),
+            "{ready:?}"
         );
     }
 }

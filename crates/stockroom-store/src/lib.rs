@@ -28,6 +28,7 @@ mod model;
 mod open;
 mod operator;
 mod orders;
+pub mod retention;
 mod rows;
 pub mod security;
 mod stock;

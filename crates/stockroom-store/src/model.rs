@@ -212,6 +212,37 @@ pub enum Command {
     Ship { order_id: String },
     /// Cancel an order, releasing its allocation if it holds one.
     Cancel { order_id: String },
+    /// Change an order's details (`order_number`, `external_ref`, shipping address) and, with
+    /// `then`, ship or cancel it in the same step: every change is applied, or none.
+    UpdateOrder {
+        order_id: String,
+        details: OrderDetails,
+        then: Option<OrderChange>,
+    },
+    /// Void (cancel) an authorization that was not captured: its allocation is released,
+    /// exactly once, and the order is unpaid again. `overdue_before`: only if the
+    /// authorization was made before that instant (the sweep of authorizations never
+    /// captured; a capture meanwhile makes it a refusal).
+    Void {
+        order_id: String,
+        authorization_id: String,
+        overdue_before: Option<Timestamp>,
+    },
+    /// Remove an order that was never paid (payment `unpaid`, no payment transaction at all,
+    /// so it never held stock) and that no history entry names, created before
+    /// `created_before`, with its items. Anything else is refused and kept.
+    PurgeUnpaid {
+        order_id: String,
+        created_before: Timestamp,
+    },
+    /// Record `amount` (minor units; `None`: all that is left) given back for a paid
+    /// transaction, as a new `refund` transaction. Moves no stock; never more than was paid.
+    Refund {
+        order_id: String,
+        transaction_id: String,
+        refund_id: String,
+        amount: Option<i64>,
+    },
 }
 
 /// What a command is routed to a writer lane by ([`Command::lane`]).
@@ -297,7 +328,11 @@ impl Command {
             | Command::Settle { order_id, .. }
             | Command::Capture { order_id, .. }
             | Command::Ship { order_id }
-            | Command::Cancel { order_id } => Some(order_id),
+            | Command::Cancel { order_id }
+            | Command::UpdateOrder { order_id, .. }
+            | Command::Void { order_id, .. }
+            | Command::PurgeUnpaid { order_id, .. }
+            | Command::Refund { order_id, .. } => Some(order_id),
             _ => None,
         }
     }
@@ -356,6 +391,10 @@ impl Command {
                 | Command::Capture { .. }
                 | Command::Ship { .. }
                 | Command::Cancel { .. }
+                | Command::UpdateOrder { .. }
+                | Command::Void { .. }
+                | Command::PurgeUnpaid { .. }
+                | Command::Refund { .. }
         )
     }
 }
@@ -467,7 +506,14 @@ pub struct Order {
     pub customer: String,
     pub billing_address: String,
     pub shipping_address: String,
+    /// Set by an administrator ([`Command::UpdateOrder`]); `None`: not set.
+    pub order_number: Option<String>,
+    pub external_ref: Option<String>,
     pub total: Money,
+    /// Minor units taken by completed purchases and captures, before refunds.
+    pub paid_gross: i64,
+    /// Minor units given back by completed refunds.
+    pub refunded: i64,
     pub items: Vec<OrderItem>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -481,6 +527,112 @@ pub struct OrderQuery {
     pub status: Option<stockroom_domain::order::Status>,
     pub payment: Option<stockroom_domain::order::Payment>,
     pub shipping: Option<stockroom_domain::order::Shipping>,
+    /// Further terms, all of which an order must meet.
+    pub terms: Vec<OrderFilter>,
+    pub sort: OrderSort,
+}
+
+/// A term of the order list's filter beyond status, payment and shipping.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OrderFilter {
+    /// A text field equal to the value, or (`Like`) matching it.
+    Text {
+        field: OrderText,
+        matching: TextMatch,
+        value: String,
+    },
+    /// The total (minor units) compared with a value.
+    Total(Compare, i64),
+    /// A timestamp compared with an instant.
+    Time(OrderTime, Compare, Timestamp),
+    /// An item of this product.
+    ProductId(String),
+    /// An item of this SKU.
+    ProductSku(String),
+}
+
+/// The order text fields a filter may name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrderText {
+    /// `customer.name`
+    Name,
+    /// `customer.email`
+    Email,
+    ExternalRef,
+    OrderNumber,
+    Currency,
+    /// `shipping_address.postcode`
+    ShippingPostcode,
+    /// `billing_address.postcode`
+    BillingPostcode,
+}
+
+/// How a text term matches: exactly, or as a pattern where `*` stands for any text
+/// (ignoring ASCII case).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TextMatch {
+    Eq,
+    Like,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compare {
+    Eq,
+    Gt,
+    Ge,
+    Lt,
+    Le,
+}
+
+impl Compare {
+    pub fn sql(self) -> &'static str {
+        match self {
+            Compare::Eq => "=",
+            Compare::Gt => ">",
+            Compare::Ge => ">=",
+            Compare::Lt => "<",
+            Compare::Le => "<=",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OrderTime {
+    #[default]
+    CreatedAt,
+    UpdatedAt,
+}
+
+/// The order of the order list: by creation (the default, newest first) or last update.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OrderSort {
+    pub by: OrderTime,
+    pub ascending: bool,
+}
+
+/// Details of an order an administrator may change: `None` keeps a field, `Some(None)`
+/// clears it (the shipping address cannot be cleared).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OrderDetails {
+    pub order_number: Option<Option<String>>,
+    pub external_ref: Option<Option<String>>,
+    /// A JSON object, kept as given.
+    pub shipping_address: Option<String>,
+}
+
+impl OrderDetails {
+    pub fn is_empty(&self) -> bool {
+        self.order_number.is_none()
+            && self.external_ref.is_none()
+            && self.shipping_address.is_none()
+    }
+}
+
+/// A change of an order's state that [`Command::UpdateOrder`] may make with its details.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrderChange {
+    Ship,
+    Cancel,
 }
 
 /// A payment attempt as `Pay` records it. Its amount is the order's total and its lines the
@@ -518,6 +670,8 @@ stored_enum!(PaymentStatus {
     Pending = "pending",
     Complete = "complete",
     Failed = "failed",
+    /// An authorization voided before it was captured (its allocation released).
+    Cancelled = "cancelled",
 });
 
 stored_enum!(AllocationState {
@@ -534,6 +688,8 @@ stored_enum!(
         Purchase = "purchase",
         Authorize = "authorize",
         Capture = "capture",
+        /// Money given back for a purchase or capture; moves no stock.
+        Refund = "refund",
     }
 );
 
@@ -617,6 +773,9 @@ pub enum Rejection {
     CartEmpty,
     /// An order's total would not fit (400).
     OrderTotalTooLarge,
+    /// An order would have more lines or units than `limits::ORDER_LINES_MAX` /
+    /// `limits::ORDER_UNITS_MAX` (400).
+    OrderTooLarge,
 }
 
 impl Rejection {
@@ -640,10 +799,12 @@ impl Rejection {
             Rejection::Order(OrderError::NotAuthorized) => "order_not_authorized",
             Rejection::Order(OrderError::NotPaid) => "order_not_paid",
             Rejection::Order(OrderError::Shipped) => "order_shipped",
+            Rejection::Order(OrderError::NotRefundable) => "order_not_refundable",
             Rejection::LocationRequired => "location_required",
             Rejection::LocationInUse => "location_in_use",
             Rejection::CartEmpty => "cart_empty",
             Rejection::OrderTotalTooLarge => "order_total_too_large",
+            Rejection::OrderTooLarge => "order_too_large",
         }
     }
 
@@ -667,10 +828,12 @@ impl Rejection {
             Rejection::Order(OrderError::NotAuthorized),
             Rejection::Order(OrderError::NotPaid),
             Rejection::Order(OrderError::Shipped),
+            Rejection::Order(OrderError::NotRefundable),
             Rejection::LocationRequired,
             Rejection::LocationInUse,
             Rejection::CartEmpty,
             Rejection::OrderTotalTooLarge,
+            Rejection::OrderTooLarge,
         ]
         .into_iter()
         .find(|r| r.code() == code)

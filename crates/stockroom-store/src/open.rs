@@ -98,22 +98,61 @@ pub(crate) fn sqlite_file(url: &str, create: bool) -> Result<(String, SqliteMode
     Ok((path.to_owned(), mode))
 }
 
+/// The bounds on a PostgreSQL connection's waits, so that a crashed, promoted-away or
+/// black-holed database is noticed in seconds (issue 17; docs/operations.md, "Bounded waits").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PgTimeouts {
+    /// Per host of the URL, for the TCP connection (a host that does not answer is skipped
+    /// for the next one). A `connect_timeout` in the URL wins.
+    pub connect: Duration,
+    /// The server's `statement_timeout` and `idle_in_transaction_session_timeout` for every
+    /// session (`options` in the URL, given after these, win). `None` leaves the server's.
+    pub statement: Option<Duration>,
+}
+
+/// TCP keep-alives: an idle connection to a vanished host is closed after about
+/// idle + interval × retries = 19 s instead of the kernel's two hours.
+pub(crate) const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(3);
+pub(crate) const KEEPALIVE_RETRIES: u32 = 3;
+/// Bytes sent and left unacknowledged this long fail the connection (`TCP_USER_TIMEOUT`),
+/// instead of ~15 minutes of retransmissions. A `tcp_user_timeout` in the URL wins.
+pub(crate) const TCP_USER_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// A PostgreSQL connection's settings from its URL: tokio-postgres reads libpq's syntax,
 /// several `host:port` pairs and `target_session_attrs=read-write` (connect to the one that
-/// takes writes) included.
-pub(crate) fn pg_config(url: &str, timeout: Duration) -> Result<tokio_postgres::Config, OpenError> {
+/// takes writes) included; then the bounds of `timeouts`, TCP keep-alives and
+/// `TCP_USER_TIMEOUT`.
+pub(crate) fn pg_config(
+    url: &str,
+    timeouts: PgTimeouts,
+) -> Result<tokio_postgres::Config, OpenError> {
     let mut config = tokio_postgres::Config::from_str(url).map_err(|e| OpenError::BadUrl {
         url: redact_url(url),
         reason: e.to_string(),
     })?;
     if config.get_connect_timeout().is_none() {
-        config.connect_timeout(timeout);
+        config.connect_timeout(timeouts.connect);
     }
-    // A dead peer (a crashed host, a dropped path) is noticed in seconds, not hours.
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(TCP_USER_TIMEOUT);
+    }
     config.keepalives(true);
-    config.keepalives_idle(Duration::from_secs(10));
-    config.keepalives_interval(Duration::from_secs(2));
-    config.keepalives_retries(3);
+    config.keepalives_idle(KEEPALIVE_IDLE);
+    config.keepalives_interval(KEEPALIVE_INTERVAL);
+    config.keepalives_retries(KEEPALIVE_RETRIES);
+    if let Some(statement) = timeouts.statement {
+        let ms = statement.as_millis().max(1);
+        // The server stops a statement (a lock wait included) whose client has gone, and
+        // ends a session left in a transaction — releasing its row locks — when a writer
+        // is cut off mid-batch. Later `-c` options (the URL's own) override these.
+        let ours = format!("-c statement_timeout={ms} -c idle_in_transaction_session_timeout={ms}");
+        let options = match config.get_options() {
+            Some(theirs) if !theirs.trim().is_empty() => format!("{ours} {theirs}"),
+            _ => ours,
+        };
+        config.options(&options);
+    }
     if config.get_application_name().is_none() {
         config.application_name("stockroom");
     }
@@ -121,22 +160,30 @@ pub(crate) fn pg_config(url: &str, timeout: Duration) -> Result<tokio_postgres::
 }
 
 /// A pool of at most `size` PostgreSQL connections; a request that waits longer than
-/// `timeout` for one (or for a new one to connect) fails as unavailable.
-pub(crate) fn pg_pool(url: &str, size: usize, timeout: Duration) -> Result<Pool, OpenError> {
+/// `acquire` for one (or for a new one to connect, whichever host it ends up on) fails as
+/// unavailable.
+pub(crate) fn pg_pool(
+    url: &str,
+    config: tokio_postgres::Config,
+    size: usize,
+    acquire: Duration,
+) -> Result<Pool, OpenError> {
     let manager = Manager::from_config(
-        pg_config(url, timeout)?,
+        config,
         tokio_postgres::NoTls,
         ManagerConfig {
-            // `is_closed` only: a connection the server dropped is noticed and replaced.
+            // `is_closed` only: a connection the server dropped is noticed and replaced. One
+            // that broke without being closed (a timeout, a partition) is taken out of the
+            // pool by the call that noticed it (`exec.rs`, `writer.rs`).
             recycling_method: RecyclingMethod::Fast,
         },
     );
     Pool::builder(manager)
         .max_size(size.max(1))
         .runtime(Runtime::Tokio1)
-        .wait_timeout(Some(timeout))
-        .create_timeout(Some(timeout))
-        .recycle_timeout(Some(timeout))
+        .wait_timeout(Some(acquire))
+        .create_timeout(Some(acquire))
+        .recycle_timeout(Some(acquire))
         .build()
         .map_err(|e| OpenError::Connect {
             url: redact_url(url),
@@ -154,7 +201,7 @@ mod tests {
     fn a_multi_host_postgres_url_keeps_every_host_and_the_session_attributes() {
         let config = pg_config(
             "postgres://u@h1:5433,h2:5434/db?target_session_attrs=read-write",
-            Duration::from_secs(1),
+            TIMEOUTS,
         )
         .expect("a valid URL");
         assert_eq!(config.get_hosts().len(), 2);
@@ -171,10 +218,78 @@ mod tests {
     fn a_postgres_url_passes_its_options_to_the_server() {
         let config = pg_config(
             "postgres://postgres@127.0.0.1:5432/test?options=-c%20search_path%3Dabc",
-            Duration::from_secs(1),
+            PgTimeouts {
+                statement: None,
+                ..TIMEOUTS
+            },
         )
         .expect("a valid URL");
         assert_eq!(config.get_options(), Some("-c search_path=abc"));
+    }
+
+    const TIMEOUTS: PgTimeouts = PgTimeouts {
+        connect: Duration::from_secs(2),
+        statement: Some(Duration::from_millis(5000)),
+    };
+
+    /// Every session gets the statement and idle-in-transaction timeouts, before the URL's own
+    /// options (so that the URL's `-c statement_timeout=…` overrides ours).
+    #[test]
+    fn every_session_gets_the_statement_timeouts_and_the_urls_options_come_after() {
+        let bare = pg_config("postgres://u@h/db", TIMEOUTS).expect("a valid URL");
+        assert_eq!(
+            bare.get_options(),
+            Some("-c statement_timeout=5000 -c idle_in_transaction_session_timeout=5000")
+        );
+        let with = pg_config(
+            "postgres://u@h/db?options=-c%20search_path%3Dabc%20-c%20statement_timeout%3D0",
+            TIMEOUTS,
+        )
+        .expect("a valid URL");
+        assert_eq!(
+            with.get_options(),
+            Some(
+                "-c statement_timeout=5000 -c idle_in_transaction_session_timeout=5000 \
+                 -c search_path=abc -c statement_timeout=0"
+            )
+        );
+    }
+
+    /// A dead peer is noticed in seconds: keep-alives, TCP_USER_TIMEOUT and a per-host connect
+    /// timeout are always set; the URL's own `connect_timeout` and `tcp_user_timeout` win.
+    #[test]
+    fn keepalives_and_connection_timeouts_are_set_and_the_url_may_override_them() {
+        let config = pg_config("postgres://u@h1:1,h2:2/db", TIMEOUTS).expect("a valid URL");
+        assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(2)));
+        assert_eq!(config.get_tcp_user_timeout(), Some(&TCP_USER_TIMEOUT));
+        assert!(config.get_keepalives());
+        assert_eq!(config.get_keepalives_idle(), KEEPALIVE_IDLE);
+        assert_eq!(config.get_keepalives_interval(), Some(KEEPALIVE_INTERVAL));
+        assert_eq!(config.get_keepalives_retries(), Some(KEEPALIVE_RETRIES));
+        assert_eq!(config.get_application_name(), Some("stockroom"));
+        let url = pg_config(
+            "postgres://u@h/db?connect_timeout=7&tcp_user_timeout=9&application_name=x",
+            TIMEOUTS,
+        )
+        .expect("a valid URL");
+        assert_eq!(url.get_connect_timeout(), Some(&Duration::from_secs(7)));
+        assert_eq!(url.get_tcp_user_timeout(), Some(&Duration::from_secs(9)));
+        assert_eq!(url.get_application_name(), Some("x"));
+    }
+
+    /// A malformed URL (an unknown session attribute, a port that is no number) is refused at
+    /// start with its reason.
+    #[test]
+    fn a_malformed_postgres_url_is_refused_at_start() {
+        for bad in [
+            "postgres://u@h1:1,h2:2/db?target_session_attrs=sometimes",
+            "postgres://u@h1:x/db",
+        ] {
+            assert!(
+                matches!(pg_config(bad, TIMEOUTS), Err(OpenError::BadUrl { .. })),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -5,14 +5,15 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use stockroom_domain::order::{OnCancel, OrderError, OrderState};
-use stockroom_domain::{Action, Adjustment, Quantity, Timestamp};
+use stockroom_domain::{limits, Action, Adjustment, Quantity, Timestamp};
 
 use crate::batch_rows::{bulk, OrderItemRow, OrderRow, OrderStateRow, PaymentRow};
 use crate::carts::Carts;
 use crate::catalog::Catalog;
 use crate::dialect::Dialect;
+use crate::dialect::Kind;
 use crate::error::StoreError;
-use crate::exec::{args, Conn, Reader, Row, Stmt};
+use crate::exec::{args, Arg, Conn, Reader, Row, Stmt};
 use crate::model::*;
 use crate::rows::{self, figure, order_item_columns, payment_columns, with_items};
 use crate::stock::{LineAction, Stocks, Wanted};
@@ -114,6 +115,12 @@ impl Orders {
         slot.paying = paying.map(str::to_owned);
         self.changed.insert(id.to_owned());
         Ok(())
+    }
+
+    /// An order removed by its batch: "no such order" from now on, and nothing to write.
+    fn forget(&mut self, id: &str) {
+        self.slots.insert(id.to_owned(), None);
+        self.changed.remove(id);
     }
 
     /// Records a payment transaction of an order, after the ones it has.
@@ -252,6 +259,15 @@ struct Priced {
 fn price(cart: &crate::carts::CartState, catalog: &Catalog) -> Result<Priced, Rejection> {
     if cart.lines.is_empty() {
         return Err(Rejection::CartEmpty);
+    }
+    let units = cart
+        .lines
+        .iter()
+        .try_fold(0u64, |sum, l| sum.checked_add(l.quantity));
+    if cart.lines.len() > limits::ORDER_LINES_MAX
+        || units.is_none_or(|u| u > limits::ORDER_UNITS_MAX)
+    {
+        return Err(Rejection::OrderTooLarge);
     }
     // A custom item is priced by itself; a product by the catalog as it is now.
     let prices: Vec<Option<(Price, &str, &str)>> = cart
@@ -449,6 +465,29 @@ pub(crate) async fn apply_payment_command(
         } => tx.capture(order_id, authorization_id, capture_id).await,
         Command::Ship { order_id } => tx.ship(order_id).await,
         Command::Cancel { order_id } => tx.cancel(order_id).await,
+        Command::UpdateOrder {
+            order_id,
+            details,
+            then,
+        } => tx.update_order(order_id, details, *then).await,
+        Command::Void {
+            order_id,
+            authorization_id,
+            overdue_before,
+        } => tx.void(order_id, authorization_id, *overdue_before).await,
+        Command::PurgeUnpaid {
+            order_id,
+            created_before,
+        } => tx.purge_unpaid(order_id, *created_before).await,
+        Command::Refund {
+            order_id,
+            transaction_id,
+            refund_id,
+            amount,
+        } => {
+            tx.refund(order_id, transaction_id, refund_id, *amount)
+                .await
+        }
         _ => Err(StoreError::Internal("not a payment command".into())),
     }
 }
@@ -663,21 +702,247 @@ impl PaymentWork<'_, '_> {
     }
 }
 
-// ---- reads ---------------------------------------------------------------------------------
-
-macro_rules! orders_filter {
-    () => {
-        "WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) \
-         AND (CAST($2 AS TEXT) IS NULL OR payment = $2) \
-         AND (CAST($3 AS TEXT) IS NULL OR shipping = $3) \
-         AND (CAST($4 AS TEXT) IS NULL OR customer_id = $4)"
-    };
+impl PaymentWork<'_, '_> {
+    /// Changes an order's details and (with `then`) ships or cancels it: a refused ship or
+    /// cancel refuses the whole update, before anything is written. As Elastic Path, the
+    /// shipping address of a shipped order cannot change.
+    async fn update_order(
+        &mut self,
+        order_id: &str,
+        details: &OrderDetails,
+        then: Option<OrderChange>,
+    ) -> Result<Outcome, StoreError> {
+        let Some(state) = self.orders.state(order_id)? else {
+            return Ok(Outcome::Refused(Rejection::NotFound));
+        };
+        if details.shipping_address.is_some()
+            && state.shipping == stockroom_domain::order::Shipping::Fulfilled
+        {
+            return Ok(Outcome::Refused(Rejection::Order(OrderError::Shipped)));
+        }
+        if let Some(change) = then {
+            let outcome = match change {
+                OrderChange::Ship => self.ship(order_id).await?,
+                OrderChange::Cancel => self.cancel(order_id).await?,
+            };
+            if !matches!(outcome, Outcome::Applied(_)) {
+                return Ok(outcome);
+            }
+        }
+        let mut sets = Vec::new();
+        let mut values = args![order_id, self.orders.now];
+        let mut set = |column: &str, value: Arg| {
+            values.push(value);
+            sets.push(format!("{column} = ${}", values.len()));
+        };
+        if let Some(number) = &details.order_number {
+            set("order_number", number.into());
+        }
+        if let Some(reference) = &details.external_ref {
+            set("external_ref", reference.into());
+        }
+        if let Some(address) = &details.shipping_address {
+            set("shipping_address", address.into());
+        }
+        if !sets.is_empty() {
+            let sql = format!(
+                "UPDATE orders SET {}, updated_at = $2 WHERE id = $1",
+                sets.join(", ")
+            );
+            self.conn.run(&sql, values).await?;
+        }
+        Ok(Outcome::Applied(Effect::Order(order_id.to_owned())))
+    }
 }
 
+impl PaymentWork<'_, '_> {
+    /// Voids an authorization that was not captured: its allocation released exactly once (the
+    /// conditional update in [`PaymentWork::resolve`]), the authorization `cancelled`, the
+    /// order unpaid again. A second void, a void after a capture or a cancellation, and (with
+    /// `overdue_before`) a void of an authorization made since, are refused and change nothing.
+    async fn void(
+        &mut self,
+        order_id: &str,
+        authorization_id: &str,
+        overdue_before: Option<Timestamp>,
+    ) -> Result<Outcome, StoreError> {
+        let refused = |e| Ok(Outcome::Refused(Rejection::Order(e)));
+        let Some(state) = self.orders.state(order_id)? else {
+            return Ok(Outcome::Refused(Rejection::NotFound));
+        };
+        let Some(authorization) = self.payment(order_id, authorization_id).await? else {
+            return Ok(Outcome::Refused(Rejection::NotFound));
+        };
+        if authorization.transaction_type != TransactionType::Authorize
+            || authorization.status != PaymentStatus::Complete
+            || overdue_before.is_some_and(|before| authorization.created_at >= before)
+        {
+            return refused(OrderError::NotAuthorized);
+        }
+        let next = match state.void() {
+            Ok(next) => next,
+            Err(e) => return refused(e),
+        };
+        if authorization.allocation == AllocationState::Held {
+            self.resolve(&authorization, Action::Deallocate).await?;
+        }
+        let done = self
+            .conn
+            .run(
+                "UPDATE payments SET status = $2, updated_at = $3 WHERE id = $1 AND status = $4",
+                args![
+                    authorization_id,
+                    PaymentStatus::Cancelled.as_str(),
+                    self.orders.now,
+                    PaymentStatus::Complete.as_str()
+                ],
+            )
+            .await?;
+        if done != 1 {
+            return Err(StoreError::RaceLost(format!(
+                "authorization {authorization_id} changed meanwhile"
+            )));
+        }
+        self.orders.set_state(order_id, next, None)?;
+        Ok(Outcome::Applied(Effect::Payment {
+            order_id: order_id.to_owned(),
+            payment_id: authorization_id.to_owned(),
+        }))
+    }
+
+    /// Removes an order that never held stock: unpaid, no payment transaction and no history
+    /// entry naming it, made before `created_before`. Its slot becomes "no such order" for the rest of the batch.
+    async fn purge_unpaid(
+        &mut self,
+        order_id: &str,
+        created_before: Timestamp,
+    ) -> Result<Outcome, StoreError> {
+        let Some(state) = self.orders.state(order_id)? else {
+            return Ok(Outcome::Refused(Rejection::NotFound));
+        };
+        if state.payment != stockroom_domain::order::Payment::Unpaid || state.paying {
+            return Ok(Outcome::Refused(Rejection::Order(OrderError::AlreadyPaid)));
+        }
+        let kept = self
+            .conn
+            .row(
+                "SELECT COUNT(*) AS n FROM orders o WHERE o.id = $1 AND (o.created_at >= $2 \
+                 OR EXISTS (SELECT 1 FROM payments p WHERE p.order_id = o.id) \
+                 OR EXISTS (SELECT 1 FROM history h WHERE h.order_id = o.id))",
+                args![order_id, created_before.micros()],
+            )
+            .await?;
+        if rows::count(kept)? > 0 {
+            return Ok(Outcome::Refused(Rejection::Order(OrderError::AlreadyPaid)));
+        }
+        self.conn
+            .run(
+                "DELETE FROM order_items WHERE order_id = $1",
+                args![order_id],
+            )
+            .await?;
+        let gone = self
+            .conn
+            .run("DELETE FROM orders WHERE id = $1", args![order_id])
+            .await?;
+        if gone != 1 {
+            return Err(StoreError::RaceLost(format!(
+                "order {order_id} changed meanwhile"
+            )));
+        }
+        self.orders.forget(order_id);
+        Ok(Outcome::Applied(Effect::Order(order_id.to_owned())))
+    }
+
+    /// Records money given back for a paid transaction (a purchase or a capture) as a new
+    /// `refund` transaction: `amount`, or all that is left. Never more than was paid in total;
+    /// moves no stock.
+    async fn refund(
+        &mut self,
+        order_id: &str,
+        transaction_id: &str,
+        refund_id: &str,
+        amount: Option<i64>,
+    ) -> Result<Outcome, StoreError> {
+        let refused = || {
+            Ok(Outcome::Refused(Rejection::Order(
+                OrderError::NotRefundable,
+            )))
+        };
+        let Some(state) = self.orders.state(order_id)? else {
+            return Ok(Outcome::Refused(Rejection::NotFound));
+        };
+        let Some(paid) = self.payment(order_id, transaction_id).await? else {
+            return Ok(Outcome::Refused(Rejection::NotFound));
+        };
+        let is_paid = matches!(
+            paid.transaction_type,
+            TransactionType::Purchase | TransactionType::Capture
+        );
+        if !is_paid || paid.status != PaymentStatus::Complete {
+            return refused();
+        }
+        let refunded = self
+            .conn
+            .row(
+                "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS n FROM payments \
+                 WHERE order_id = $1 AND transaction_type = $2 AND status = $3",
+                args![
+                    order_id,
+                    TransactionType::Refund.as_str(),
+                    PaymentStatus::Complete.as_str()
+                ],
+            )
+            .await?;
+        let refunded: i64 = match refunded {
+            Some(row) => row.col("n")?,
+            None => 0,
+        };
+        let paid_amount = paid.amount.amount_minor();
+        let amount = amount.unwrap_or(paid_amount.saturating_sub(refunded));
+        let next = match state.refund(amount, paid_amount, refunded) {
+            Ok(next) => next,
+            Err(_) => return refused(),
+        };
+        let Ok(money) = Money::new(amount, paid.amount.currency()) else {
+            return refused();
+        };
+        self.orders.add_payment(PaymentRow {
+            transaction_type: TransactionType::Refund,
+            ..payment_row(
+                order_id,
+                &NewPayment {
+                    id: refund_id.to_owned(),
+                    gateway: paid.gateway.clone(),
+                    method: stockroom_domain::order::PaymentMethod::Purchase,
+                    expires_at: Timestamp(self.orders.now),
+                },
+                &money,
+                (PaymentStatus::Complete, &[]),
+            )
+        })?;
+        self.orders.set_state(order_id, next, None)?;
+        Ok(Outcome::Applied(Effect::Payment {
+            order_id: order_id.to_owned(),
+            payment_id: refund_id.to_owned(),
+        }))
+    }
+}
+
+// ---- reads ---------------------------------------------------------------------------------
+
+/// An order's columns (the table aliased `o`), with what its payments took and gave back.
 macro_rules! order_columns {
     () => {
-        "id, cart_id, status, payment, shipping, paying, customer, billing_address, \
-         shipping_address, total_amount, currency, created_at, updated_at, customer_id"
+        "o.id, o.cart_id, o.status, o.payment, o.shipping, o.paying, o.customer, \
+         o.billing_address, o.shipping_address, o.order_number, o.external_ref, o.customer_id, \
+         o.total_amount, o.currency, o.created_at, o.updated_at, \
+         CAST(COALESCE((SELECT SUM(p.amount) FROM payments p WHERE p.order_id = o.id \
+         AND p.status = 'complete' AND p.transaction_type IN ('purchase', 'capture')), 0) \
+         AS BIGINT) AS paid_gross, \
+         CAST(COALESCE((SELECT SUM(p.amount) FROM payments p WHERE p.order_id = o.id \
+         AND p.status = 'complete' AND p.transaction_type = 'refund'), 0) AS BIGINT) \
+         AS refunded"
     };
 }
 
@@ -686,9 +951,9 @@ pub(crate) async fn order(db: &Reader, id: &str) -> Result<Option<Order>, StoreE
     let rows = db
         .rows(
             concat!(
-                "SELECT o.id, o.cart_id, o.status, o.payment, o.shipping, o.paying, o.customer, \
-                 o.billing_address, o.shipping_address, o.total_amount, o.currency, \
-                 o.created_at, o.updated_at, o.customer_id, ",
+                "SELECT ",
+                order_columns!(),
+                ", ",
                 order_item_columns!(),
                 " FROM orders o LEFT JOIN order_items i ON i.order_id = o.id WHERE o.id = $1 \
                  ORDER BY i.position"
@@ -702,42 +967,178 @@ pub(crate) async fn order(db: &Reader, id: &str) -> Result<Option<Order>, StoreE
     Ok(Some(rows::order(first, items)?))
 }
 
+/// The `WHERE` clause of an order query and its arguments (`$1` first).
+struct OrderWhere {
+    sql: String,
+    args: Vec<Arg>,
+}
+
+impl OrderWhere {
+    fn new(kind: Kind, query: &OrderQuery) -> OrderWhere {
+        let mut w = OrderWhere {
+            sql: String::new(),
+            args: Vec::new(),
+        };
+        if let Some(c) = &query.customer_id {
+            w.and(|p| format!("o.customer_id = {p}"), c.into());
+        }
+        if let Some(s) = query.status {
+            w.and(|p| format!("o.status = {p}"), s.as_str().into());
+        }
+        if let Some(s) = query.payment {
+            w.and(|p| format!("o.payment = {p}"), s.as_str().into());
+        }
+        if let Some(s) = query.shipping {
+            w.and(|p| format!("o.shipping = {p}"), s.as_str().into());
+        }
+        for term in &query.terms {
+            match term {
+                OrderFilter::Text {
+                    field,
+                    matching: TextMatch::Eq,
+                    value,
+                } => w.and(
+                    |p| format!("{} = {p}", text_column(kind, *field)),
+                    value.into(),
+                ),
+                OrderFilter::Text {
+                    field,
+                    matching: TextMatch::Like,
+                    value,
+                } => w.and(
+                    |p| {
+                        format!(
+                            "lower({}) LIKE lower({p}) ESCAPE '\\'",
+                            text_column(kind, *field)
+                        )
+                    },
+                    like_pattern(value).into(),
+                ),
+                OrderFilter::Total(c, amount) => w.and(
+                    |p| format!("o.total_amount {} {p}", c.sql()),
+                    (*amount).into(),
+                ),
+                OrderFilter::Time(t, c, at) => {
+                    let column = match t {
+                        OrderTime::CreatedAt => "o.created_at",
+                        OrderTime::UpdatedAt => "o.updated_at",
+                    };
+                    w.and(|p| format!("{column} {} {p}", c.sql()), at.micros().into())
+                }
+                OrderFilter::ProductId(id) => w.and(
+                    |p| {
+                        format!(
+                            "EXISTS (SELECT 1 FROM order_items f \
+                             WHERE f.order_id = o.id AND f.product_id = {p})"
+                        )
+                    },
+                    id.into(),
+                ),
+                OrderFilter::ProductSku(sku) => w.and(
+                    |p| {
+                        format!(
+                            "EXISTS (SELECT 1 FROM order_items f \
+                             WHERE f.order_id = o.id AND f.sku = {p})"
+                        )
+                    },
+                    sku.into(),
+                ),
+            }
+        }
+        w
+    }
+
+    /// Adds a condition on one argument, given its placeholder.
+    fn and(&mut self, condition: impl FnOnce(&str) -> String, arg: Arg) {
+        self.args.push(arg);
+        let placeholder = format!("${}", self.args.len());
+        self.sql.push_str(if self.sql.is_empty() {
+            "WHERE "
+        } else {
+            " AND "
+        });
+        self.sql.push_str(&condition(&placeholder));
+    }
+}
+
+/// The expression of a text field of an order (`o`): a column, or a field of the customer or
+/// an address, kept as JSON text.
+fn text_column(kind: Kind, field: OrderText) -> String {
+    let json = |column: &str, key: &str| match kind {
+        // As text on both (a postcode may be sent as a number): `->>` gives text already.
+        Kind::Sqlite => format!("CAST(json_extract(o.{column}, '$.{key}') AS TEXT)"),
+        Kind::Postgres => format!("(o.{column}::jsonb ->> '{key}')"),
+    };
+    match field {
+        OrderText::Name => json("customer", "name"),
+        OrderText::Email => json("customer", "email"),
+        OrderText::ShippingPostcode => json("shipping_address", "postcode"),
+        OrderText::BillingPostcode => json("billing_address", "postcode"),
+        OrderText::ExternalRef => "o.external_ref".to_owned(),
+        OrderText::OrderNumber => "o.order_number".to_owned(),
+        OrderText::Currency => "o.currency".to_owned(),
+    }
+}
+
+/// Elastic Path's `like` value (`*` for any text) as a SQL `LIKE` pattern escaped with `\`.
+fn like_pattern(value: &str) -> String {
+    let mut pattern = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '*' => pattern.push('%'),
+            '%' | '_' | '\\' => {
+                pattern.push('\\');
+                pattern.push(c);
+            }
+            c => pattern.push(c),
+        }
+    }
+    pattern
+}
+
+/// `ORDER BY` of the order list; the id breaks ties so that pages never overlap.
+fn order_by(sort: OrderSort) -> &'static str {
+    match (sort.by, sort.ascending) {
+        (OrderTime::CreatedAt, false) => "ORDER BY o.created_at DESC, o.id DESC",
+        (OrderTime::CreatedAt, true) => "ORDER BY o.created_at, o.id",
+        (OrderTime::UpdatedAt, false) => "ORDER BY o.updated_at DESC, o.id DESC",
+        (OrderTime::UpdatedAt, true) => "ORDER BY o.updated_at, o.id",
+    }
+}
+
 pub(crate) async fn orders(
     db: &Reader,
+    kind: Kind,
     query: &OrderQuery,
     page: Page,
 ) -> Result<Paged<Order>, StoreError> {
-    let filter_args = || {
-        args![
-            query.status.map(|s| s.as_str()),
-            query.payment.map(|s| s.as_str()),
-            query.shipping.map(|s| s.as_str()),
-            query.customer_id.as_deref()
-        ]
-    };
-    let mut page_args = filter_args();
+    let filter = OrderWhere::new(kind, query);
+    let mut page_args = filter.args.clone();
     page_args.extend(args![figure(page.limit), figure(page.offset)]);
+    let n = filter.args.len();
+    // The page: the filter, the order, `LIMIT` and `OFFSET`.
+    let paged = format!(
+        "FROM orders o {} {} LIMIT ${} OFFSET ${}",
+        filter.sql,
+        order_by(query.sort),
+        n + 1,
+        n + 2
+    );
     let rows = db
         .rows(
-            concat!(
-                "SELECT ",
-                order_columns!(),
-                " FROM orders ",
-                orders_filter!(),
-                " ORDER BY created_at DESC, id DESC LIMIT $5 OFFSET $6"
-            ),
+            &format!(concat!("SELECT ", order_columns!(), " {}"), paged),
             page_args.clone(),
         )
         .await?;
     let total = rows::count(
         db.row(
-            concat!("SELECT COUNT(*) AS n FROM orders ", orders_filter!()),
-            filter_args(),
+            &format!("SELECT COUNT(*) AS n FROM orders o {}", filter.sql),
+            filter.args,
         )
         .await?,
     )?;
     let ids: Vec<String> = rows.iter().map(|r| r.col("id")).collect::<Result<_, _>>()?;
-    let mut items = order_items(db, page_args).await?;
+    let mut items = order_items(db, &paged, page_args).await?;
     let orders = rows
         .iter()
         .zip(ids)
@@ -749,21 +1150,23 @@ pub(crate) async fn orders(
     })
 }
 
-/// The items of a page of orders (the same filter, order and page as the orders'
-/// statement), by order, in position order: one statement.
+/// The items of a page of orders (`paged`: the orders' `FROM`, filter, order and page), by
+/// order, in position order: one statement.
 async fn order_items(
     db: &Reader,
-    page_args: Vec<crate::exec::Arg>,
+    paged: &str,
+    page_args: Vec<Arg>,
 ) -> Result<BTreeMap<String, Vec<OrderItem>>, StoreError> {
     let rows = db
         .rows(
-            concat!(
-                "SELECT i.order_id, ",
-                order_item_columns!(),
-                " FROM order_items i WHERE i.order_id IN (SELECT id FROM orders ",
-                orders_filter!(),
-                " ORDER BY created_at DESC, id DESC LIMIT $5 OFFSET $6) \
-                 ORDER BY i.order_id, i.position"
+            &format!(
+                concat!(
+                    "SELECT i.order_id, ",
+                    order_item_columns!(),
+                    " FROM order_items i WHERE i.order_id IN (SELECT o.id {}) \
+                     ORDER BY i.order_id, i.position"
+                ),
+                paged
             ),
             page_args,
         )
@@ -818,4 +1221,59 @@ pub(crate) async fn expired_payments(
         )
         .await?;
     rows.iter().map(rows::payment).collect()
+}
+
+/// Authorizations made before `before` and never captured nor voided (their order still
+/// `authorized`, their allocation held), oldest first.
+pub(crate) async fn overdue_authorizations(
+    db: &Reader,
+    before: Timestamp,
+    limit: u64,
+) -> Result<Vec<PaymentTx>, StoreError> {
+    let rows = db
+        .rows(
+            concat!(
+                "SELECT ",
+                payment_columns!(),
+                " FROM payments WHERE transaction_type = $1 AND status = $2 AND allocation = $3 \
+                 AND created_at < $4 AND order_id IN \
+                 (SELECT id FROM orders WHERE payment = $5 AND status <> $6) \
+                 ORDER BY created_at LIMIT $7"
+            ),
+            args![
+                TransactionType::Authorize.as_str(),
+                PaymentStatus::Complete.as_str(),
+                AllocationState::Held.as_str(),
+                before.micros(),
+                stockroom_domain::order::Payment::Authorized.as_str(),
+                stockroom_domain::order::Status::Cancelled.as_str(),
+                figure(limit)
+            ],
+        )
+        .await?;
+    rows.iter().map(rows::payment).collect()
+}
+
+/// Orders never paid (payment `unpaid`, no payment transaction) made before `before`, oldest
+/// first: what [`Command::PurgeUnpaid`] may remove.
+pub(crate) async fn unpaid_orders_before(
+    db: &Reader,
+    before: Timestamp,
+    limit: u64,
+) -> Result<Vec<String>, StoreError> {
+    let rows = db
+        .rows(
+            "SELECT o.id FROM orders o WHERE o.payment = $1 AND o.paying IS NULL \
+             AND o.created_at < $2 \
+             AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.order_id = o.id) \
+             AND NOT EXISTS (SELECT 1 FROM history h WHERE h.order_id = o.id) \
+             ORDER BY o.created_at, o.id LIMIT $3",
+            args![
+                stockroom_domain::order::Payment::Unpaid.as_str(),
+                before.micros(),
+                figure(limit)
+            ],
+        )
+        .await?;
+    rows.iter().map(|r| r.col("id")).collect()
 }

@@ -13,7 +13,7 @@ use crate::dialect::{Dialect, Kind, POSTGRES, SQLITE};
 use crate::error::{OpenError, StoreError};
 use crate::exec::{args, open_sqlite, Reader};
 use crate::model::*;
-use crate::open::{kind_of, pg_pool, redact_url, sqlite_file, SqliteMode};
+use crate::open::{kind_of, pg_config, pg_pool, redact_url, sqlite_file, SqliteMode};
 use crate::verify::{self, VerifyReport};
 use crate::writer::{self, Job, Lane, WriteDb};
 use crate::{carts, catalog, customers, locations, migrate, orders, rows, stock};
@@ -36,6 +36,24 @@ pub struct OpenOptions {
     /// Whether a SQLite database that does not exist is created (`serve`), or is an error
     /// (`verify`, `backup`: a mistyped path must not pass as an empty database).
     pub create_if_missing: bool,
+    /// PostgreSQL: the longest any one database call may take — a read, a write batch (its
+    /// `COMMIT` included), a write's whole wait for the writer — before it is answered
+    /// unavailable (503) and its connection dropped; also each session's `statement_timeout`
+    /// and `idle_in_transaction_session_timeout`. Long scans (`verify`, `export`) and
+    /// migrations are exempt.
+    pub statement_timeout: Duration,
+    /// PostgreSQL: how long a connection attempt waits for each host of the URL before it
+    /// tries the next.
+    pub connect_timeout: Duration,
+}
+
+impl OpenOptions {
+    fn pg_timeouts(&self) -> crate::open::PgTimeouts {
+        crate::open::PgTimeouts {
+            connect: self.connect_timeout,
+            statement: Some(self.statement_timeout),
+        }
+    }
 }
 
 impl Default for OpenOptions {
@@ -47,6 +65,8 @@ impl Default for OpenOptions {
             write_batch_max: 256,
             write_lanes: 8,
             create_if_missing: true,
+            statement_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -58,6 +78,9 @@ pub struct SqlStore {
     file: Option<std::path::PathBuf>,
     /// Each writer lane's queue.
     lanes: Vec<mpsc::Sender<Job>>,
+    /// PostgreSQL: the longest a write waits for the writer (queue and batch) before it is
+    /// answered unavailable, its outcome unknown.
+    write_deadline: Option<Duration>,
 }
 
 fn connect_error(url: &str) -> impl Fn(StoreError) -> OpenError + '_ {
@@ -81,7 +104,9 @@ impl SqlStore {
         options: OpenOptions,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<SqlStore>, OpenError> {
-        let (dialect, read, lanes, file) = match kind_of(url)? {
+        let kind = kind_of(url)?;
+        let write_deadline = (kind == Kind::Postgres).then_some(options.statement_timeout);
+        let (dialect, read, lanes, file) = match kind {
             Kind::Sqlite => open_sqlite_db(url, &options)?,
             Kind::Postgres => {
                 let (dialect, read, lanes) = open_pg_db(url, &options).await?;
@@ -95,6 +120,7 @@ impl SqlStore {
             dialect,
             clock,
             batch_max: options.write_batch_max.max(1),
+            deadline: write_deadline,
         });
         start_writer(lanes.into_iter().zip(queues).collect(), lane).map_err(|e| {
             OpenError::Connect {
@@ -107,6 +133,7 @@ impl SqlStore {
             read,
             file,
             lanes: senders,
+            write_deadline,
         }))
     }
 
@@ -190,15 +217,26 @@ fn open_sqlite_db(url: &str, options: &OpenOptions) -> Result<OpenedFile, OpenEr
 /// PostgreSQL: the read pool (which applies the migrations first), and the lanes' pool.
 async fn open_pg_db(url: &str, options: &OpenOptions) -> Result<Opened, OpenError> {
     let size = usize::try_from(options.pool_size.max(1)).unwrap_or(1);
-    let read = pg_pool(url, size, options.acquire_timeout)?;
+    let config = pg_config(url, options.pg_timeouts())?;
+    let read = pg_pool(url, config.clone(), size, options.acquire_timeout)?;
     let mut client = read.get().await.map_err(|e| connect_error(url)(e.into()))?;
+    // A migration may rewrite a large table: no statement timeout for it, and the session
+    // (its settings changed) is not handed on.
+    client
+        .batch_execute("SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0")
+        .await
+        .map_err(|e| connect_error(url)(e.into()))?;
     migrate::postgres(&mut client)
         .await
         .map_err(migrate_error(url))?;
-    drop(client);
+    drop(deadpool_postgres::Object::take(client));
     let lanes = options.write_lanes.max(1);
-    let write = pg_pool(url, lanes, options.acquire_timeout)?;
+    let write = pg_pool(url, config, lanes, options.acquire_timeout)?;
     let dbs = (0..lanes).map(|_| WriteDb::Pg(write.clone())).collect();
+    let read = crate::exec::PgReader {
+        pool: read,
+        deadline: options.statement_timeout,
+    };
     Ok((&POSTGRES, Reader::Pg(read), dbs))
 }
 
@@ -230,11 +268,28 @@ impl Store for SqlStore {
         let (reply, answer) = oneshot::channel();
         let stopped = || StoreError::Unavailable("the writer has stopped".into());
         let lane = writer::lane_of(request.command.lane(), self.lanes.len());
-        self.lanes[lane]
-            .send(Job { request, reply })
+        let sent = async {
+            self.lanes[lane]
+                .send(Job { request, reply })
+                .await
+                .map_err(|_| stopped())?;
+            answer.await.map_err(|_| stopped())?
+        };
+        let Some(deadline) = self.write_deadline else {
+            return sent.await;
+        };
+        // A write never waits longer than this, whatever holds the writer up (a batch ahead
+        // of it waiting on a stalled connection). If its batch had not started, it never will
+        // (the writer skips jobs whose requester has gone); if it had, its outcome is unknown
+        // — and the retry with its Idempotency-Key finds the stored answer, or applies it once.
+        tokio::time::timeout(deadline, sent)
             .await
-            .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+            .unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(format!(
+                    "no answer from the writer within {} ms; the write's outcome is unknown",
+                    deadline.as_millis()
+                )))
+            })
     }
 
     async fn stock(&self, product: &ProductId) -> Result<Option<ProductStock>, StoreError> {
@@ -382,7 +437,7 @@ impl Store for SqlStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.read.row("SELECT 1 AS n", args![]).await.map(|_| ())
+        self.read.ready().await
     }
 
     async fn product(&self, id: &str) -> Result<Option<Product>, StoreError> {
@@ -437,7 +492,7 @@ impl Store for SqlStore {
     }
 
     async fn orders(&self, query: &OrderQuery, page: Page) -> Result<Paged<Order>, StoreError> {
-        orders::orders(&self.read, query, page).await
+        orders::orders(&self.read, self.dialect.kind, query, page).await
     }
 
     async fn payments(&self, order_id: &str) -> Result<Vec<PaymentTx>, StoreError> {
@@ -506,5 +561,21 @@ impl Store for SqlStore {
         limit: u64,
     ) -> Result<Vec<PaymentTx>, StoreError> {
         orders::expired_payments(&self.read, now, limit).await
+    }
+
+    async fn overdue_authorizations(
+        &self,
+        before: Timestamp,
+        limit: u64,
+    ) -> Result<Vec<PaymentTx>, StoreError> {
+        orders::overdue_authorizations(&self.read, before, limit).await
+    }
+
+    async fn unpaid_orders_before(
+        &self,
+        before: Timestamp,
+        limit: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        orders::unpaid_orders_before(&self.read, before, limit).await
     }
 }

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::batch::{self, Joiners, NoJoiners, Reply};
 use crate::dialect::Dialect;
 use crate::error::StoreError;
-use crate::exec::{open_sqlite, Conn, Stmt};
+use crate::exec::{discard, open_sqlite, within, Conn, Stmt};
 use crate::model::{LaneKey, WriteRequest};
 
 /// How often a batch is re-run after losing a race to another writer before giving up.
@@ -45,6 +45,10 @@ pub(crate) struct Lane {
     pub dialect: &'static Dialect,
     pub clock: Arc<dyn Clock>,
     pub batch_max: usize,
+    /// PostgreSQL: the longest a batch may take on its connection, `COMMIT` included; past it
+    /// the connection is dropped and the batch's requests answered unavailable (503), their
+    /// outcome unknown.
+    pub deadline: Option<Duration>,
 }
 
 /// The lane of a command's key among `lanes`: payments on the first, carts on the second,
@@ -73,6 +77,12 @@ pub(crate) async fn run_lane(mut db: WriteDb, lane: Arc<Lane>, mut queue: mpsc::
         jobs.extend(carried.drain(..n));
         if jobs.is_empty() && queue.recv_many(&mut jobs, lane.batch_max).await == 0 {
             break;
+        }
+        // A requester that has gone (it stopped waiting: its deadline passed, its client
+        // left) was not answered: its write is not started now that no one would hear of it.
+        jobs.retain(|job| !job.reply.is_closed());
+        if jobs.is_empty() {
+            continue;
         }
         metrics::gauge!("stockroom_writer_queue_depth").set(queue.len() as f64);
         let started = std::time::Instant::now();
@@ -113,6 +123,9 @@ impl Joiners for Waiting<'_> {
             let Ok(job) = self.queue.try_recv() else {
                 break;
             };
+            if job.reply.is_closed() {
+                continue; // its requester has gone: not started (see `run_lane`)
+            }
             if covers(&job.request) {
                 taken.push(job.request.clone());
                 self.joined.push(job);
@@ -233,25 +246,45 @@ async fn transact(
     };
     match db {
         WriteDb::Pg(pool) => {
-            let waited = std::time::Instant::now();
+            let began = std::time::Instant::now();
             let client = pool.get().await?;
             metrics::histogram!("stockroom_db_pool_wait_seconds", "pool" => "writer")
-                .record(waited.elapsed().as_secs_f64());
-            let result = batch::run(
+                .record(began.elapsed().as_secs_f64());
+            let run = batch::run(
                 Conn::Pg(&client),
                 lane.dialect,
                 now,
                 ends(),
                 requests,
                 joiners,
-            )
-            .await;
-            if result.is_err() {
-                // After a failed COMMIT PostgreSQL has rolled back already (then this only
-                // warns); a connection whose state is unknown is never handed on.
-                if let Err(e) = client.batch_execute("ROLLBACK").await {
-                    tracing::warn!(error = %e, "rollback failed; dropping the connection");
-                    drop(deadpool_postgres::Object::take(client));
+            );
+            let result = match lane.deadline {
+                Some(deadline) => within(deadline, run).await,
+                None => run.await,
+            };
+            match &result {
+                Ok(_) => {}
+                // The connection broke, or the batch got no answer in time (a stalled path, a
+                // lock or a synchronous standby that never came): its state is unknown — the
+                // COMMIT may have happened — so it is closed, never rolled back and reused.
+                // The server ends the session's transaction itself (`idle_in_transaction_
+                // session_timeout`, `statement_timeout`) if the close does not reach it.
+                Err(StoreError::Unavailable(cause)) => {
+                    tracing::warn!(%cause, "write batch failed on its connection; dropping it");
+                    discard(pool, client, began);
+                }
+                // The server answered with an error: the transaction is aborted (after a failed
+                // COMMIT it is rolled back already, and this only warns).
+                Err(_) => {
+                    let rollback = async { Ok(client.batch_execute("ROLLBACK").await?) };
+                    let rolled_back = match lane.deadline {
+                        Some(deadline) => within(deadline, rollback).await,
+                        None => rollback.await,
+                    };
+                    if let Err(e) = rolled_back {
+                        tracing::warn!(error = %e, "rollback failed; dropping the connection");
+                        drop(deadpool_postgres::Object::take(client));
+                    }
                 }
             }
             result

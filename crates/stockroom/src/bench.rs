@@ -364,6 +364,9 @@ async fn start_server(
         .args(["serve", "--listen", "127.0.0.1:0", "--database-url", db_url])
         .env("STOCKROOM_MAX_CONNECTIONS", &connections)
         .env("STOCKROOM_MAX_CONNECTIONS_PER_ADDRESS", &connections)
+        // Every simulated shopper comes from one address, as fast as it can: no order limits.
+        .env("STOCKROOM_ORDER_WRITES_PER_ADDRESS_PER_MINUTE", "0")
+        .env("STOCKROOM_ORDER_WRITES_PER_TOKEN_PER_MINUTE", "0")
         .env("STOCKROOM_CLIENT_ID", id)
         .env("STOCKROOM_CLIENT_SECRET", secret)
         .env("STOCKROOM_LOG", "warn")

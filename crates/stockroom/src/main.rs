@@ -37,6 +37,11 @@ enum Command {
     /// Replay every history entry and check every stock record against it. Exits 1 if any
     /// record disagrees.
     Verify(DbArgs),
+    /// Remove old unpaid orders (see docs/operations.md, "Retention").
+    Orders {
+        #[command(subcommand)]
+        command: OrdersCommand,
+    },
     /// Manage API credentials.
     Keys {
         #[command(subcommand)]
@@ -90,6 +95,33 @@ struct DbArgs {
     /// Milliseconds a request waits for a free database connection before it is answered 503.
     #[arg(long, env = "STOCKROOM_ACQUIRE_TIMEOUT_MS", default_value_t = 5000)]
     acquire_timeout_ms: u64,
+
+    /// PostgreSQL: milliseconds any one database call may take (a read, a write batch with its
+    /// COMMIT, a write's wait for the writer) before it is answered 503 and its connection
+    /// dropped; also each session's statement_timeout and idle_in_transaction_session_timeout.
+    #[arg(long, env = "STOCKROOM_STATEMENT_TIMEOUT_MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    statement_timeout_ms: u64,
+
+    /// PostgreSQL: milliseconds a connection attempt waits for each host of the URL before it
+    /// tries the next (a connect_timeout in the URL wins).
+    #[arg(long, env = "STOCKROOM_CONNECT_TIMEOUT_MS", default_value_t = 2000,
+          value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    connect_timeout_ms: u64,
+}
+
+impl DbArgs {
+    /// The options these flags set; the rest are the defaults.
+    fn open_options(&self, create_if_missing: bool) -> OpenOptions {
+        OpenOptions {
+            pool_size: self.pool_size,
+            acquire_timeout: Duration::from_millis(self.acquire_timeout_ms),
+            statement_timeout: Duration::from_millis(self.statement_timeout_ms),
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+            create_if_missing,
+            ..OpenOptions::default()
+        }
+    }
 }
 
 #[derive(Args)]
@@ -145,6 +177,33 @@ struct ServeArgs {
         default_value_t = 120_000
     )]
     payment_pending_timeout_ms: u64,
+
+    /// Seconds an authorization may wait for its capture; then it is voided and its stock
+    /// released (once, recorded in the history). Default: 7 days.
+    #[arg(
+        long,
+        env = "STOCKROOM_AUTHORIZATION_TIMEOUT_SECS",
+        default_value_t = 604_800
+    )]
+    authorization_timeout_secs: u64,
+
+    /// Checkouts and payments one shopper token may make per minute (all at once or spread);
+    /// beyond it they are answered 429 with Retry-After. 0: no limit.
+    #[arg(
+        long,
+        env = "STOCKROOM_ORDER_WRITES_PER_TOKEN_PER_MINUTE",
+        default_value_t = 60
+    )]
+    order_writes_per_token_per_minute: u32,
+
+    /// Checkouts and payments shoppers may make per minute from one client address (an IPv6
+    /// /64 counts as one; see --trusted-proxies). 0: no limit.
+    #[arg(
+        long,
+        env = "STOCKROOM_ORDER_WRITES_PER_ADDRESS_PER_MINUTE",
+        default_value_t = 600
+    )]
+    order_writes_per_address_per_minute: u32,
 
     /// Requests handled at once; beyond it requests are answered 503 with Retry-After at once
     /// rather than queued.
@@ -226,6 +285,19 @@ struct ServeArgs {
 enum LogFormat {
     Text,
     Json,
+}
+
+#[derive(Subcommand)]
+enum OrdersCommand {
+    /// Remove orders never paid (no payment was ever tried for them) that were checked out more
+    /// than N days ago, with their items. They hold no stock; paid orders are always kept.
+    PurgeUnpaid {
+        /// Age in days (at least 1) beyond which unpaid orders are removed.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+        older_than_days: u32,
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -312,12 +384,7 @@ async fn open_with(
     clock: Arc<dyn Clock>,
     create_if_missing: bool,
 ) -> anyhow::Result<Arc<SqlStore>> {
-    let options = OpenOptions {
-        pool_size: db.pool_size,
-        acquire_timeout: Duration::from_millis(db.acquire_timeout_ms),
-        create_if_missing,
-        ..OpenOptions::default()
-    };
+    let options = db.open_options(create_if_missing);
     // OpenError's messages never carry the URL's password.
     Ok(SqlStore::open(&db.database_url, options, clock).await?)
 }
@@ -357,6 +424,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             timeout: Duration::from_millis(args.payment_gateway_timeout_ms),
         }),
         pending_timeout: Duration::from_millis(args.payment_pending_timeout_ms),
+        authorization_timeout: Duration::from_secs(args.authorization_timeout_secs.max(1)),
     };
     let state = AppState::new(store.clone(), clock)
         .await
@@ -410,6 +478,8 @@ fn limits(args: &ServeArgs) -> Limits {
         trusted_proxies: args.trusted_proxies.clone(),
         sign_in_failures_per_minute: args.sign_in_failures_per_minute.max(1),
         cart_expiry: Duration::from_secs(args.cart_expiry_secs.max(1)),
+        order_writes_per_token_per_minute: args.order_writes_per_token_per_minute,
+        order_writes_per_address_per_minute: args.order_writes_per_address_per_minute,
     }
 }
 
@@ -530,6 +600,19 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
+async fn purge_unpaid(older_than_days: u32, db: DbArgs) -> anyhow::Result<()> {
+    let clock = SystemClock;
+    let store = open_existing(&db).await?;
+    let before = stockroom_domain::Timestamp::from_secs(
+        clock.now().secs() - i64::from(older_than_days) * 24 * 3600,
+    );
+    let removed = stockroom_store::retention::purge_unpaid_orders(&*store, before)
+        .await
+        .context("removing unpaid orders")?;
+    println!("removed {removed} unpaid orders older than {older_than_days} days");
+    Ok(())
+}
+
 async fn verify(db: DbArgs) -> anyhow::Result<ExitCode> {
     let store = open_existing(&db).await?;
     let report = store.verify().await?;
@@ -572,11 +655,7 @@ async fn export(args: transfer::ExportArgs, db: DbArgs) -> anyhow::Result<()> {
 }
 
 async fn import(args: transfer::ImportArgs, db: DbArgs) -> anyhow::Result<ExitCode> {
-    let options = args.open_options(OpenOptions {
-        pool_size: db.pool_size,
-        acquire_timeout: Duration::from_millis(db.acquire_timeout_ms),
-        ..OpenOptions::default()
-    });
+    let options = args.open_options(db.open_options(true));
     let store = SqlStore::open(&db.database_url, options, Arc::new(SystemClock)).await?;
     let clean = transfer::import(store, args).await?;
     Ok(if clean {
@@ -692,6 +771,15 @@ fn main() -> ExitCode {
             Command::Import { args, db } => import(args, db).await,
             Command::Backup { to, db } => backup(to, db).await.map(|()| ExitCode::SUCCESS),
             Command::Keys { command } => keys(command).await.map(|()| ExitCode::SUCCESS),
+            Command::Orders {
+                command:
+                    OrdersCommand::PurgeUnpaid {
+                        older_than_days,
+                        db,
+                    },
+            } => purge_unpaid(older_than_days, db)
+                .await
+                .map(|()| ExitCode::SUCCESS),
         }
     });
     match result {

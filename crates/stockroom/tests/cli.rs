@@ -1284,3 +1284,98 @@ async fn metrics_listen_serves_metrics_without_a_token_on_its_own_address() {
         "the refused scrape was counted: {text}"
     );
 }
+
+/// `stockroom orders purge-unpaid` removes unpaid orders older than the cutoff, with their
+/// items, and keeps paid and newer ones (issue 12 finding 5), on both databases.
+#[tokio::test]
+async fn purge_unpaid_removes_old_unpaid_orders_and_keeps_the_rest() {
+    use stockroom_domain::order::PaymentMethod;
+    use stockroom_domain::{Clock, ProductId, Quantity, Timestamp};
+    use stockroom_http::clock::{ManualClock, SystemClock};
+    use stockroom_store::{
+        CartLine, Command, NewOrder, NewPayment, OpenOptions, Outcome, SqlStore, Store,
+        WriteRequest,
+    };
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let dir = tempfile::tempdir().expect("dir");
+        let Some(url) = fresh_database(backend, dir.path()).await else {
+            continue;
+        };
+        let three_days_ago = SystemClock.now().secs() - 3 * 24 * 3600;
+        let clock = Arc::new(ManualClock::new(Timestamp::from_secs(three_days_ago)));
+        let store = SqlStore::open(&url, OpenOptions::default(), clock.clone())
+            .await
+            .expect("open");
+        let write = |command: Command| {
+            let store = store.clone();
+            async move {
+                let answer = store
+                    .execute(WriteRequest::new(command))
+                    .await
+                    .expect("write");
+                assert!(matches!(answer.outcome, Outcome::Applied(_)), "{answer:?}");
+            }
+        };
+        let order = |id: &str| {
+            let (id, cart) = (id.to_owned(), format!("cart-{id}"));
+            let write = &write;
+            async move {
+                write(Command::AddToCart {
+                    cart_id: cart.clone(),
+                    lines: vec![CartLine {
+                        product: ProductId::parse("mug").expect("id"),
+                        location: String::new(),
+                        quantity: Quantity::new(2).expect("quantity"),
+                    }],
+                    custom: Vec::new(),
+                })
+                .await;
+                write(Command::Checkout(NewOrder {
+                    id,
+                    cart_id: cart,
+                    customer_id: None,
+                    customer: "{}".into(),
+                    billing_address: "{}".into(),
+                    shipping_address: "{}".into(),
+                }))
+                .await;
+            }
+        };
+        order("old-unpaid").await;
+        order("old-paid").await;
+        write(Command::Pay {
+            order_id: "old-paid".into(),
+            payment: NewPayment {
+                id: "pay-1".into(),
+                gateway: "manual".into(),
+                method: PaymentMethod::Purchase,
+                expires_at: Timestamp::from_secs(three_days_ago + 60),
+            },
+            settled: true,
+        })
+        .await;
+        clock.advance_secs(3 * 24 * 3600 - 60);
+        order("new-unpaid").await;
+        let out = run(&[
+            "orders",
+            "purge-unpaid",
+            "--older-than-days",
+            "2",
+            "--database-url",
+            &url,
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).contains("removed 1 unpaid orders"),
+            "{}",
+            text(&out.stdout)
+        );
+        assert!(store.order("old-unpaid").await.expect("read").is_none());
+        for kept in ["old-paid", "new-unpaid"] {
+            let kept = store.order(kept).await.expect("read").expect("kept");
+            assert_eq!(kept.items.len(), 1);
+        }
+        let out = run(&["orders", "purge-unpaid", "--older-than-days", "0"]);
+        assert!(!out.status.success(), "0 days is refused");
+    }
+}

@@ -181,7 +181,9 @@ impl<T: DeserializeOwned + Send> FromRequest<Dash> for PostForm<T> {
     }
 }
 
-/// An idempotency key from a form's hidden field, scoped to what the form does.
+/// An idempotency key from a form's hidden field, scoped to what the form does. The scope is
+/// stored hashed, as the API's are: it carries ids of any length, and a key's row must fit an
+/// index entry whatever they are.
 pub fn idempotency(scope: String, key: &str, fields: &[&str]) -> Result<IdempotencyKey, PageError> {
     let visible = key.bytes().all(|b| b.is_ascii_graphic());
     if key.is_empty() || key.len() > IDEMPOTENCY_KEY_LEN_MAX || !visible {
@@ -195,7 +197,7 @@ pub fn idempotency(scope: String, key: &str, fields: &[&str]) -> Result<Idempote
         hash.update([0]);
     }
     Ok(IdempotencyKey {
-        scope,
+        scope: format!("{:x}", Sha256::digest(scope.as_bytes())),
         key: key.to_owned(),
         fingerprint: format!("{:x}", hash.finalize()),
     })

@@ -63,6 +63,7 @@ pub async fn orders(
         status: Status::parse(&status),
         payment: Payment::parse(&payment),
         shipping: Shipping::parse(&shipping),
+        ..OrderQuery::default()
     };
     let paging = Paging::new(p.page.as_deref(), ORDER_PAGE_ROWS);
     let found = dash.app.store.orders(&filter, paging.page).await?;
@@ -202,6 +203,7 @@ pub async fn order(
                 PaymentStatus::Pending => "pending",
                 PaymentStatus::Complete => "complete",
                 PaymentStatus::Failed => "failed",
+                PaymentStatus::Cancelled => "cancelled",
             },
             amount: money(&p.amount),
             allocation: match p.allocation {

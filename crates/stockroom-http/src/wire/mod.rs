@@ -103,7 +103,7 @@ impl<T: ToSchema> ToSchema for Data<T> {
 }
 
 /// Adds `T` as a component, and what it refers to.
-fn component<T: ToSchema>(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+pub(crate) fn component<T: ToSchema>(schemas: &mut Vec<(String, RefOr<Schema>)>) {
     schemas.push((T::name().into_owned(), T::schema()));
     T::schemas(schemas);
 }
@@ -125,7 +125,7 @@ pub fn object<const N: usize>(
 }
 
 /// A reference to the component of `T`.
-fn reference<T: ToSchema>() -> RefOr<Schema> {
+pub(crate) fn reference<T: ToSchema>() -> RefOr<Schema> {
     RefOr::Ref(utoipa::openapi::Ref::from_schema_name(T::name()))
 }
 

@@ -31,12 +31,76 @@ impl TryFrom<String> for Gateway {
 }
 
 impl Gateway {
+    /// Every gateway, in the order they are listed.
+    pub const ALL: [Gateway; 2] = [Gateway::Manual, Gateway::Http];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Gateway::Manual => "manual",
             Gateway::Http => "http",
         }
     }
+
+    pub fn parse(slug: &str) -> Option<Gateway> {
+        Gateway::ALL.into_iter().find(|g| g.as_str() == slug)
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Gateway::Manual => "Manual",
+            Gateway::Http => "HTTP gateway",
+        }
+    }
+}
+
+super::tag!(GatewayTag, "gateway");
+
+/// A payment gateway as `/v2/gateways` shows it (Elastic Path's `Response.Gateway`).
+#[derive(Serialize, ToSchema)]
+#[schema(as = PaymentGateway)]
+pub struct GatewayOut {
+    #[serde(rename = "type")]
+    kind: GatewayTag,
+    /// `manual` or `http`.
+    #[schema(value_type = String)]
+    slug: &'static str,
+    #[schema(value_type = String)]
+    name: &'static str,
+    /// Whether payments may be made through it (an administrator may always record a
+    /// `manual` payment).
+    enabled: bool,
+    /// Whether it can be used at all: `http` only when `--payment-gateway-url` is set.
+    configured: bool,
+}
+
+impl GatewayOut {
+    pub fn new(gateway: Gateway, enabled: bool, configured: bool) -> Self {
+        GatewayOut {
+            kind: GatewayTag,
+            slug: gateway.as_str(),
+            name: gateway.name(),
+            enabled,
+            configured,
+        }
+    }
+}
+
+/// `PUT /v2/gateways/{gateway}`: enable or disable it. Other fields (another gateway's
+/// credentials) are ignored.
+#[derive(Deserialize, ToSchema)]
+#[serde(expecting = "an object")]
+pub struct GatewayUpdate {
+    pub enabled: bool,
+}
+
+/// `POST /v2/orders/{id}/transactions/{tid}/refund`: how much to give back, in minor units of
+/// the order's currency; left out (or no body at all), everything not yet refunded.
+#[derive(Deserialize, ToSchema)]
+#[serde(expecting = "an object")]
+pub struct RefundRequest {
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_000_i64)]
+    pub amount: Option<i64>,
 }
 
 impl WireField for PaymentMethod {
@@ -99,14 +163,14 @@ pub struct PaymentOut<'a> {
     gateway: &'a str,
     amount: i64,
     currency: String,
-    /// `purchase`, `authorize` or `capture`.
+    /// `purchase`, `authorize`, `capture` or `refund`.
     #[schema(value_type = String)]
     transaction_type: &'a str,
     /// The same, as Elastic Path's manual-payments examples spell it.
     #[serde(rename = "transaction-type")]
     #[schema(value_type = String)]
     transaction_type_dashed: &'a str,
-    /// `pending`, `complete` or `failed`.
+    /// `pending`, `complete`, `failed`, or `cancelled` (a voided authorization).
     #[schema(value_type = String)]
     status: &'static str,
     relationships: PaymentRelationships<'a>,
@@ -132,6 +196,7 @@ impl<'a> PaymentOut<'a> {
                 PaymentStatus::Pending => "pending",
                 PaymentStatus::Complete => "complete",
                 PaymentStatus::Failed => "failed",
+                PaymentStatus::Cancelled => "cancelled",
             },
             relationships: PaymentRelationships {
                 order: PaymentRelation {

@@ -197,7 +197,7 @@ async fn two_checkouts_for_the_last_unit_succeed_and_the_first_payer_wins(app: T
         "nothing allocated for the loser"
     );
     let r = app
-        .shopper(
+        .admin(
             Method::GET,
             &format!("/v2/orders/{second}/transactions"),
             None,
@@ -256,7 +256,7 @@ async fn authorize_then_capture_keeps_the_allocation(app: TestApp) {
         .await;
     assert_eq!(r.error_status(), 409, "captured once");
     let r = app
-        .shopper(
+        .admin(
             Method::GET,
             &format!("/v2/orders/{order}/transactions"),
             None,
@@ -264,7 +264,7 @@ async fn authorize_then_capture_keeps_the_allocation(app: TestApp) {
         .await;
     assert_eq!(r.body["data"].as_array().map(Vec::len), Some(2));
     let r = app
-        .shopper(
+        .admin(
             Method::GET,
             &format!("/v2/orders/{order}/transactions/{tid}"),
             None,
@@ -861,7 +861,7 @@ async fn an_overdue_payment_attempt_is_released_exactly_once(app: TestApp) {
         "released exactly once"
     );
     let r = app
-        .shopper(
+        .admin(
             Method::GET,
             &format!("/v2/orders/{order}/transactions/attempt-1"),
             None,
@@ -926,6 +926,7 @@ async fn the_http_gateway_settles_every_outcome_and_releases_failures_once(backe
             timeout: Duration::from_millis(300),
         }),
         pending_timeout: Duration::from_secs(60),
+        ..PaymentSettings::default()
     };
     let Some(app) = spawn_app_with(backend, settings).await else {
         return;
@@ -960,7 +961,7 @@ async fn the_http_gateway_settles_every_outcome_and_releases_failures_once(backe
     assert_eq!(r.body["data"]["status"], "complete");
     assert_eq!(app.figures("p").await, (10, 3, 7));
     let r = app
-        .shopper(
+        .admin(
             Method::GET,
             &format!("/v2/orders/{order}/transactions"),
             None,
@@ -995,6 +996,7 @@ async fn load_beyond_the_limit_is_shed_and_slow_requests_time_out(backend: Backe
             timeout: Duration::from_millis(1500),
         }),
         pending_timeout: Duration::from_secs(60),
+        ..PaymentSettings::default()
     };
     let limits = Limits {
         max_concurrent_requests: 1,

@@ -4,8 +4,11 @@ mod support;
 
 mod connections;
 mod flow;
+mod health;
 mod locations;
 mod metrics;
+mod orders;
+mod payments;
 mod security;
 mod storefront;
 mod wire;
@@ -942,6 +945,19 @@ async fn repeating_an_idempotency_key_returns_the_first_answer(app: TestApp) {
     assert_eq!(again.status, StatusCode::OK);
     assert_eq!(again.body, first.body, "the first answer, byte for byte");
     assert_eq!(app.figures("p").await, (10, 3, 7));
+    // The same product spelled with percent-escapes is the same route: the key replays.
+    let escaped = app
+        .call_raw(
+            Method::POST,
+            "/v2/inventories/%70/transactions",
+            Some(&app.admin),
+            Some(body),
+            &[("Idempotency-Key", "key-1")],
+        )
+        .await;
+    assert_eq!(escaped.status, StatusCode::OK);
+    assert_eq!(escaped.body, first.body, "replayed, not applied again");
+    assert_eq!(app.figures("p").await, (10, 3, 7));
     // A refusal is an answer too: it is replayed even once stock would allow it.
     let big = r#"{"data":{"type":"stock-transaction","action":"allocate","quantity":8}}"#;
     assert_eq!(send("key-2", big).await.error_status(), 422);
@@ -1091,9 +1107,12 @@ async fn percent_encoded_queries_work_like_raw_ones(app: TestApp) {
 }
 
 async fn health_and_metrics_answer(app: TestApp) {
-    let r = app.call(Method::GET, "/health", None, None).await;
-    assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.body["status"], "ok");
+    // `/health` is readiness, as `/health/ready`; `/health/live` does not ask the database.
+    for path in ["/health", "/health/ready", "/health/live"] {
+        let r = app.call(Method::GET, path, None, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        assert_eq!(r.body["status"], "ok", "{path}");
+    }
     let text = app
         .http
         .get(format!("{}/metrics", app.base))

@@ -34,6 +34,7 @@ async fn metrics_after_traffic_show_each_histogram_with_plausible_counts(backend
             timeout: Duration::from_secs(5),
         }),
         pending_timeout: Duration::from_secs(60),
+        ..PaymentSettings::default()
     };
     let Some(app) = spawn_app_with(backend, settings).await else {
         return;

@@ -22,6 +22,7 @@ use crate::support::{spawn_app_limited, TestApp, ADMIN_ID, ADMIN_SECRET};
 
 crate::on_both_backends!(
     a_brute_force_of_the_token_endpoint_is_refused_429_and_the_real_client_still_signs_in,
+    a_burst_of_guesses_sent_at_once_is_held_to_the_allowance,
     a_token_forged_with_the_real_key_and_an_endless_expiry_is_refused,
     changing_or_removing_a_credential_revokes_its_tokens,
     rotating_the_signing_key_revokes_every_token,
@@ -95,6 +96,33 @@ async fn a_brute_force_of_the_token_endpoint_is_refused_429_and_the_real_client_
     let (status, _, body) = sign_in(&app, &client_from("127.0.0.21"), ADMIN_ID, ADMIN_SECRET).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+/// Guesses sent all at once from one address: each waits for the one before it to be checked,
+/// so no more than the allowance (10) is ever checked, however many arrive together.
+async fn a_burst_of_guesses_sent_at_once_is_held_to_the_allowance(app: TestApp) {
+    let attacker = client_from("127.0.0.23");
+    let guesses = (0..30).map(|i| {
+        let (app, attacker) = (&app, &attacker);
+        async move {
+            sign_in(app, attacker, ADMIN_ID, &format!("burst-{i}"))
+                .await
+                .0
+        }
+    });
+    let statuses = futures::future::join_all(guesses).await;
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert!((1..=10).contains(&checked), "{statuses:?}");
+    assert_eq!(checked + refused, 30, "only 401 and 429: {statuses:?}");
+    let (status, _, body) = sign_in(&app, &client_from("127.0.0.24"), ADMIN_ID, ADMIN_SECRET).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }
 
 /// With 1 failure a minute per address, a client id takes 10 from all addresses together (one
