@@ -299,14 +299,15 @@ for (const { label, sdk, version } of PACKAGES) {
         await expectFigures(admin, pid, { total: 10, available: 10, allocated: 0 }, 'after checkout');
       });
 
-      it('shopper Orders.Get, Orders.With("items").Get and Orders.Items', STEP, async () => {
+      it('Orders.Get, Orders.With("items").Get and Orders.Items (an implicit token alone reads no order: 403)', STEP, async () => {
         assert.ok(s.order1, 'needs the checkout step');
-        const got = await shopper.Orders.Get(s.order1);
+        await rejectsWithStatus(shopper.Orders.Get(s.order1), 403, 'shopper Orders.Get (SPEC §3)');
+        const got = await admin.Orders.Get(s.order1);
         assertOrder(got.data, { status: 'incomplete', payment: 'unpaid', shipping: 'unfulfilled' }, 'Orders.Get');
         assert.equal(got.data.id, s.order1, 'Orders.Get: id');
         assert.equal(got.included, undefined, 'Orders.Get without With(): no "included"');
 
-        const withItems = await shopper.Orders.With('items').Get(s.order1);
+        const withItems = await admin.Orders.With('items').Get(s.order1);
         assert.equal(withItems.data.id, s.order1, 'With(items).Get: id');
         const included = withItems.included && withItems.included.items;
         assert.ok(Array.isArray(included), `With(items).Get: included.items (got ${JSON.stringify(withItems)})`);
@@ -319,10 +320,10 @@ for (const { label, sdk, version } of PACKAGES) {
         assert.deepEqual(rel.data.map((r) => r.id), [included[0].id], 'relationships.items names the included item');
 
         // The SDK resets With() after each call: the next Get has no include.
-        const plain = await shopper.Orders.Get(s.order1);
+        const plain = await admin.Orders.Get(s.order1);
         assert.equal(plain.included, undefined, 'Orders.Get after With(): no "included"');
 
-        const items = await shopper.Orders.Items(s.order1);
+        const items = await admin.Orders.Items(s.order1);
         assert.ok(Array.isArray(items.data), `Orders.Items: data is an array (got ${JSON.stringify(items)})`);
         assert.equal(items.data.length, 1, 'Orders.Items: one item');
         assert.equal(items.data[0].product_id, pid, 'Orders.Items: product_id');
@@ -355,7 +356,7 @@ for (const { label, sdk, version } of PACKAGES) {
         assert.equal(answer.data.amount, PRICE * 4, 'purchase: amount is the order total');
         s.purchase1 = answer.data;
 
-        const got = await shopper.Orders.Get(s.order1);
+        const got = await admin.Orders.Get(s.order1);
         assertOrder(got.data, { status: 'complete', payment: 'paid', shipping: 'unfulfilled' }, 'order after purchase');
         await expectFigures(admin, pid, { total: 10, available: 6, allocated: 4 }, 'after purchase');
       });
@@ -477,7 +478,7 @@ for (const { label, sdk, version } of PACKAGES) {
         assert.equal(answer.data.id, s.order2, 'cancel: id');
         assert.equal(answer.data.status, 'cancelled', `cancel: status (got ${JSON.stringify(answer.data)})`);
         assert.equal(answer.data.shipping, 'unfulfilled', 'cancel: shipping');
-        const got = await shopper.Orders.Get(s.order2);
+        const got = await admin.Orders.Get(s.order2);
         assert.equal(got.data.status, 'cancelled', 'Orders.Get after cancel: status');
         await expectFigures(admin, pid, { total: 6, available: 6, allocated: 0 }, 'after cancel');
       });
@@ -518,7 +519,7 @@ for (const { label, sdk, version } of PACKAGES) {
         assert.ok(s.orderA, 'needs the checkout step');
         const answer = await shopper.Orders.Payment(s.orderA, { gateway: 'manual', method: 'purchase' });
         assertTransaction(answer.data, { type: 'purchase', orderId: s.orderA }, 'purchase A');
-        const got = await shopper.Orders.Get(s.orderA);
+        const got = await admin.Orders.Get(s.orderA);
         assertOrder(got.data, { status: 'complete', payment: 'paid', shipping: 'unfulfilled' }, 'order A after purchase');
         await expectFigures(admin, pid, { total: 6, available: 0, allocated: 6 }, 'after purchase A');
       });
@@ -530,7 +531,7 @@ for (const { label, sdk, version } of PACKAGES) {
           'purchase B with 0 available',
         );
         await expectFigures(admin, pid, { total: 6, available: 0, allocated: 6 }, 'after refused purchase B');
-        const got = await shopper.Orders.Get(s.orderB);
+        const got = await admin.Orders.Get(s.orderB);
         assertOrder(got.data, { status: 'incomplete', payment: 'unpaid', shipping: 'unfulfilled' }, 'order B after refused purchase');
       });
 

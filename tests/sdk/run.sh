@@ -3,8 +3,10 @@
 # SQLite database and drives it with @elasticpath/js-sdk and @moltin/sdk (tests/sdk/inventory.test.mjs
 # for the inventory API, tests/sdk/orders.test.mjs for cart → checkout → pay → ship / cancel,
 # tests/sdk/locations.test.mjs for multi-location inventory through @elasticpath/js-sdk's
-# MultiLocationInventories, tests/sdk/payments.test.mjs for gateways, voids and refunds, tests/sdk/orders-admin.test.mjs for
-# the order list's filters, sort and includes and order updates).
+# MultiLocationInventories, tests/sdk/storefront.test.mjs for carts as resources, custom items,
+# customers and legacy products, tests/sdk/payments.test.mjs for gateways, voids and refunds,
+# tests/sdk/orders-admin.test.mjs for the order list's filters, sort and includes and order
+# updates).
 #
 # Usage: tests/sdk/run.sh            (builds target/debug/stockroom first)
 #        STOCKROOM_BIN=path/to/stockroom tests/sdk/run.sh
@@ -124,5 +126,5 @@ fi
 export STOCKROOM_URL="http://127.0.0.1:$PORT"
 cd "$ROOT"
 status=0
-node --test tests/sdk/inventory.test.mjs tests/sdk/orders.test.mjs tests/sdk/locations.test.mjs tests/sdk/payments.test.mjs tests/sdk/orders-admin.test.mjs || status=$?
+node --test tests/sdk/inventory.test.mjs tests/sdk/orders.test.mjs tests/sdk/locations.test.mjs tests/sdk/storefront.test.mjs tests/sdk/payments.test.mjs tests/sdk/orders-admin.test.mjs || status=$?
 exit "$status"

@@ -1,10 +1,9 @@
 //! Setting stock levels (a record's total, and optionally its allocation) through the store's
 //! ordinary commands — shared by the dashboard's "set" and `stockroom import`.
 //!
-//! A level may be 0 (SPEC §1), but the store's commands still take quantities of 1 or more, so
-//! a level of 0 is reached the way those commands allow: an existing record is decremented by
-//! its total (refused, like `set`, while units are allocated); a new record is created with 1
-//! unit and decremented by it. Both leave the figures exactly at 0 and say so in the history.
+//! A level may be 0 (SPEC §1): a new record is created at its level, 0 included, and an
+//! existing one is `set` to it (refused while more units are allocated), so the history says
+//! exactly what happened — one `create 0` or one `set 0`, never a passing phantom unit.
 //!
 //! A change is planned from the records as read and sent in [`PHASES`]: creations first, then
 //! releases of allocations, then totals, then new allocations, so that each step is allowed by
@@ -12,7 +11,7 @@
 //! beyond today's total needs the new total first). Replanning from what the database holds
 //! makes a rerun after a crash finish the job, and a second run change nothing.
 
-use stockroom_domain::{Action, ProductId, Quantity, Stock, StockLevel};
+use stockroom_domain::{Action, Adjustment, ProductId, Quantity, Stock, StockLevel};
 use stockroom_store::{Command, ProductStock};
 
 /// The order in which a plan's commands are sent; commands of one phase may run together.
@@ -53,15 +52,13 @@ fn units(n: u64) -> Option<Quantity> {
 fn transact(
     product: &ProductId,
     location: &str,
-    action: Action,
-    q: Quantity,
+    adjustment: Adjustment,
     reason: Option<&str>,
 ) -> Command {
     Command::Transact {
         product: product.clone(),
         location: location.to_owned(),
-        action,
-        quantity: q,
+        adjustment,
         order_id: None,
         reason: reason.map(str::to_owned),
     }
@@ -81,11 +78,9 @@ pub fn plan(
         let (now, fresh) = match now {
             Some(stock) => (stock, false),
             None => {
-                // New records start at the level (or at 1, for 0), with nothing allocated.
-                let start = units(t.total.get())
-                    .unwrap_or_else(|| Quantity::new(1).expect("1 is a quantity"));
-                created.push((t.location.clone(), start));
-                (Stock::created(start), true)
+                // New records start at the level (0 included), with nothing allocated.
+                created.push((t.location.clone(), t.total));
+                (Stock::created(t.total), true)
             }
         };
         let steps = record_steps(product, &t.location, now, t, reason);
@@ -125,21 +120,13 @@ fn record_steps(
     let want_allocated = t.allocated.map_or(now.allocated(), StockLevel::get);
     let release = now.allocated().checked_sub(want_allocated).and_then(units);
     let allocate = want_allocated.checked_sub(now.allocated()).and_then(units);
-    let total = match t.total.get() {
-        same if same == now.total() => None,
-        0 => units(now.total()).map(|q| transact(product, location, Action::Decrement, q, reason)),
-        level => units(level).map(|q| transact(product, location, Action::Set, q, reason)),
-    };
+    let total = (t.total.get() != now.total())
+        .then(|| transact(product, location, Adjustment::set(t.total), reason));
+    let by = |action| move |q| transact(product, location, Adjustment::of(action, q), reason);
     [
-        (
-            RELEASE,
-            release.map(|q| transact(product, location, Action::Deallocate, q, reason)),
-        ),
+        (RELEASE, release.map(by(Action::Deallocate))),
         (TOTAL, total),
-        (
-            ALLOCATE,
-            allocate.map(|q| transact(product, location, Action::Allocate, q, reason)),
-        ),
+        (ALLOCATE, allocate.map(by(Action::Allocate))),
     ]
 }
 
@@ -168,6 +155,11 @@ mod tests {
 
     fn q(n: i64) -> Quantity {
         Quantity::new(n).expect("a quantity")
+    }
+
+    fn tx(p: &ProductId, at: &str, action: Action, n: i64, reason: Option<&str>) -> Command {
+        let adjustment = Adjustment::new(action, level(n)).expect("an adjustment");
+        transact(p, at, adjustment, reason)
     }
 
     #[test]
@@ -205,12 +197,12 @@ mod tests {
         assert_eq!(set.tally.changed, 1);
         assert_eq!(
             set.phases[TOTAL],
-            vec![transact(&p, NO_LOCATION, Action::Set, q(9), Some("import"))]
+            vec![tx(&p, NO_LOCATION, Action::Set, 9, Some("import"))]
         );
     }
 
     #[test]
-    fn a_level_of_zero_is_a_decrement_and_a_new_zero_record_starts_at_one() {
+    fn a_level_of_zero_is_a_set_to_zero_and_a_new_zero_record_is_created_at_zero() {
         let p = ProductId::parse("p").expect("id");
         let stock = stock_of(&p, &[(NO_LOCATION, Stock::created(q(5)))]);
         let zero = plan(
@@ -225,13 +217,7 @@ mod tests {
         );
         assert_eq!(
             zero.phases[TOTAL],
-            vec![transact(
-                &p,
-                NO_LOCATION,
-                Action::Decrement,
-                q(5),
-                Some("r")
-            )]
+            vec![tx(&p, NO_LOCATION, Action::Set, 0, Some("r"))]
         );
         let fresh = plan(
             &p,
@@ -247,19 +233,11 @@ mod tests {
             fresh.phases[CREATE],
             vec![Command::Create {
                 product: p.clone(),
-                records: vec![(NO_LOCATION.into(), q(1))]
+                records: vec![(NO_LOCATION.into(), level(0))]
             }]
         );
-        assert_eq!(
-            fresh.phases[TOTAL],
-            vec![transact(
-                &p,
-                NO_LOCATION,
-                Action::Decrement,
-                q(1),
-                Some("r")
-            )]
-        );
+        // No phantom unit: nothing else is sent.
+        assert!(fresh.phases[RELEASE..].iter().all(Vec::is_empty));
         assert_eq!(fresh.tally.created, 1);
     }
 
@@ -282,11 +260,11 @@ mod tests {
         );
         assert_eq!(
             down.phases[RELEASE],
-            vec![transact(&p, "wh", Action::Deallocate, q(3), Some("r"))]
+            vec![tx(&p, "wh", Action::Deallocate, 3, Some("r"))]
         );
         assert_eq!(
             down.phases[TOTAL],
-            vec![transact(&p, "wh", Action::Set, q(3), Some("r"))]
+            vec![tx(&p, "wh", Action::Set, 3, Some("r"))]
         );
         let new_place = plan(
             &p,
@@ -302,12 +280,12 @@ mod tests {
             new_place.phases[CREATE],
             vec![Command::SetLocations {
                 product: p.clone(),
-                changes: vec![("shop".into(), Some(q(8)))]
+                changes: vec![("shop".into(), Some(level(8)))]
             }]
         );
         assert_eq!(
             new_place.phases[ALLOCATE],
-            vec![transact(&p, "shop", Action::Allocate, q(2), Some("r"))]
+            vec![tx(&p, "shop", Action::Allocate, 2, Some("r"))]
         );
     }
 }

@@ -171,7 +171,7 @@ async fn adjustments_apply_once_however_often_their_form_is_sent(backend: Backen
     };
     let create = Command::Create {
         product: ProductId::parse("p").expect("id"),
-        records: vec![("".into(), Quantity::new(5).expect("q"))],
+        records: vec![("".into(), Quantity::new(5).expect("q").into())],
     };
     app.store
         .execute(WriteRequest::new(create))
@@ -200,7 +200,7 @@ async fn adjustments_apply_once_however_often_their_form_is_sent(backend: Backen
         )
     );
     assert_eq!(app.figures("p").await, (0, 0), "set to 0");
-    assert_eq!(app.entries("p").await, 2, "create, then one decrement");
+    assert_eq!(app.entries("p").await, 2, "create, then one set to 0");
     // Sent again: the record is at 0 already, so nothing is written.
     let (_, to) = app.post(&session, path, &form).await;
     assert!(to.ends_with("notice=unchanged"), "{to}");

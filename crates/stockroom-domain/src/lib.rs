@@ -15,8 +15,8 @@ pub use clock::{Clock, Timestamp};
 pub use ids::{CartId, IdError, ProductId, Slug};
 pub use money::{Currency, Money, MoneyError, Price};
 pub use stock::{
-    replay_step, Action, InvariantViolation, Origin, Quantity, QuantityError, Refusal, ReplayError,
-    Stock, StockLevel, StockLevelError, UnknownAction,
+    replay_step, Action, Adjustment, InvariantViolation, Origin, Quantity, QuantityError, Refusal,
+    ReplayError, Stock, StockLevel, StockLevelError, UnknownAction,
 };
 
 /// Who a token speaks for (SPEC §3, "Who may do what").

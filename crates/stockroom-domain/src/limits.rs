@@ -44,6 +44,14 @@ pub const PRODUCT_NAME_LEN_MAX: usize = 1024;
 pub const PRODUCT_SKU_LEN_MAX: usize = 128;
 /// Largest JSON of a customer or address kept with an order, in bytes.
 pub const ORDER_PARTY_BYTES_MAX: usize = 4096;
+/// Longest cart name, in characters (Elastic Path: 1 to 255), and description, in bytes.
+pub const CART_NAME_LEN_MAX: usize = 255;
+pub const CART_DESCRIPTION_LEN_MAX: usize = 1024;
+/// How long a cart may go unchanged before it is purged, by default, in seconds (Elastic
+/// Path's seven days).
+pub const CART_EXPIRY_DEFAULT_SECS: u64 = 7 * 24 * 3600;
+/// Longest cart item id in a request, in bytes (Stockroom's are 36).
+pub const CART_ITEM_ID_LEN_MAX: usize = 64;
 /// Most items in one add-to-cart request.
 pub const CART_ADD_ITEMS_MAX: usize = 100;
 /// How long an idempotency key is remembered, in seconds: a retry after that is a new request.

@@ -30,8 +30,8 @@ impl Quantity {
 
 /// A stock level given directly — the quantity of `create`, `set`, a location's `available`:
 /// a whole number from 0 to 1,000,000,000 (SPEC §1: unlike a transaction's quantity, it may be
-/// zero, as when an ERP marks a product sold out).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// zero, as when an ERP marks a product sold out). The default is 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct StockLevel(u64);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -54,6 +54,57 @@ impl StockLevel {
 impl From<Quantity> for StockLevel {
     fn from(q: Quantity) -> Self {
         StockLevel(q.get())
+    }
+}
+
+/// An action with its quantity, as an administrator posts it or a history entry records it:
+/// `create` and `set` take a [`StockLevel`] (0 allowed, SPEC §1), every other action a
+/// [`Quantity`] (from 1). The fields are private, so a zero can only go with a level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Adjustment {
+    action: Action,
+    quantity: u64,
+}
+
+impl Adjustment {
+    /// An action with a quantity of 1 or more: always valid.
+    pub fn of(action: Action, q: Quantity) -> Self {
+        Adjustment {
+            action,
+            quantity: q.get(),
+        }
+    }
+
+    /// Setting the total to a level, which may be zero.
+    pub fn set(level: StockLevel) -> Self {
+        Adjustment {
+            action: Action::Set,
+            quantity: level.get(),
+        }
+    }
+
+    /// An action with a level as sent: zero only for `create` and `set`.
+    pub fn new(action: Action, level: StockLevel) -> Result<Self, QuantityError> {
+        match action {
+            Action::Create | Action::Set => Ok(Adjustment {
+                action,
+                quantity: level.get(),
+            }),
+            // A level is at most QUANTITY_MAX, so a nonzero one is a quantity.
+            _ if level.get() >= QUANTITY_MIN => Ok(Adjustment {
+                action,
+                quantity: level.get(),
+            }),
+            _ => Err(QuantityError),
+        }
+    }
+
+    pub fn action(self) -> Action {
+        self.action
+    }
+
+    pub fn quantity(self) -> u64 {
+        self.quantity
     }
 }
 
@@ -198,10 +249,10 @@ impl Stock {
         }
     }
 
-    /// A new record holding `q` units.
-    pub fn created(q: Quantity) -> Self {
+    /// A new record holding `q` units (possibly none).
+    pub fn created(q: impl Into<StockLevel>) -> Self {
         Stock {
-            total: q.get(),
+            total: q.into().get(),
             allocated: 0,
             held: 0,
         }
@@ -236,7 +287,13 @@ impl Stock {
     }
 
     pub fn apply_as(self, origin: Origin, action: Action, q: Quantity) -> Result<Stock, Refusal> {
-        let q = q.get();
+        self.adjust(origin, Adjustment::of(action, q))
+    }
+
+    /// Applies an action with its quantity; only `set` may be zero, which [`Adjustment`]
+    /// guarantees.
+    pub fn adjust(self, origin: Origin, adjustment: Adjustment) -> Result<Stock, Refusal> {
+        let (action, q) = (adjustment.action, adjustment.quantity);
         let held = self.held;
         if origin == Origin::Order {
             let (total, allocated, held) = match action {
@@ -332,15 +389,18 @@ pub fn replay_step(
 ) -> Result<Option<Stock>, ReplayError> {
     match (before, action) {
         (None, Action::Create) => Ok(Some(Stock::created(
-            Quantity::new(quantity).map_err(|_| ReplayError::BadQuantity(quantity))?,
+            StockLevel::new(quantity).map_err(|_| ReplayError::BadQuantity(quantity))?,
         ))),
         (Some(_), Action::Create) => Err(ReplayError::AlreadyExists),
         (Some(_), Action::Delete) => Ok(None),
         (None, action) => Err(ReplayError::NoRecord { action }),
         (Some(stock), action) => {
-            let q = Quantity::new(quantity).map_err(|_| ReplayError::BadQuantity(quantity))?;
+            let adjustment = StockLevel::new(quantity)
+                .ok()
+                .and_then(|level| Adjustment::new(action, level).ok())
+                .ok_or(ReplayError::BadQuantity(quantity))?;
             stock
-                .apply_as(origin, action, q)
+                .adjust(origin, adjustment)
                 .map(Some)
                 .map_err(|refusal| ReplayError::Refused {
                     action,
@@ -382,6 +442,47 @@ mod tests {
         );
         assert_eq!(StockLevel::new(-1), Err(StockLevelError));
         assert_eq!(StockLevel::new(1_000_000_001), Err(StockLevelError));
+    }
+
+    #[test]
+    fn only_create_and_set_take_a_zero_level() {
+        let zero = StockLevel::new(0).expect("a level");
+        assert_eq!(
+            Adjustment::new(Action::Set, zero).map(Adjustment::quantity),
+            Ok(0)
+        );
+        assert!(Adjustment::new(Action::Create, zero).is_ok());
+        for action in [
+            Action::Increment,
+            Action::Decrement,
+            Action::Allocate,
+            Action::Deallocate,
+            Action::Ship,
+        ] {
+            assert_eq!(Adjustment::new(action, zero), Err(QuantityError));
+        }
+        assert_eq!(Stock::created(zero).total(), 0);
+    }
+
+    #[test]
+    fn setting_zero_empties_the_record_down_to_what_is_allocated() {
+        let s = Stock::created(q(10));
+        let zero = Adjustment::set(StockLevel::new(0).expect("a level"));
+        let s0 = s.adjust(Origin::Manual, zero).expect("set 0");
+        assert_eq!((s0.total(), s0.allocated()), (0, 0));
+        let held = s.apply(Action::Allocate, q(3)).expect("allocate");
+        assert_eq!(
+            held.adjust(Origin::Manual, zero),
+            Err(Refusal::BelowAllocated)
+        );
+        assert_eq!(
+            replay_step(Some(s), Action::Set, 0, Origin::Manual),
+            Ok(Some(s0))
+        );
+        assert_eq!(
+            replay_step(None, Action::Create, 0, Origin::Manual).map(|s| s.map(|s| s.total())),
+            Ok(Some(0))
+        );
     }
 
     #[test]

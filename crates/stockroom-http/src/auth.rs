@@ -41,6 +41,10 @@ pub enum Access {
     Public,
     /// Any valid token: shopper or administrator.
     Shopper,
+    /// An administrator's token, or a shopper's with a customer token
+    /// (`X-Moltin-Customer-Token`): what belongs to a customer (SPEC §3). A shopper without
+    /// one is 403; the handler decides which customer's things the token may see.
+    Customer,
     /// An administrator's token only.
     Admin,
 }
@@ -382,6 +386,22 @@ pub async fn authorize(
     };
     if access == Access::Admin && role != Role::Admin {
         return ApiError::Forbidden.into_response();
+    }
+    if access == Access::Customer && role != Role::Admin {
+        let customer = req
+            .headers()
+            .get(crate::customers::CUSTOMER_TOKEN_HEADER)
+            .map(|v| v.to_str().ok().map(str::trim));
+        match customer {
+            None => return ApiError::Forbidden.into_response(),
+            Some(t) => {
+                if t.and_then(|t| state.tokens.check_customer(t, state.clock.now()))
+                    .is_none()
+                {
+                    return ApiError::Unauthenticated.into_response();
+                }
+            }
+        }
     }
     req.extensions_mut().insert(Caller { role });
     next.run(req).await

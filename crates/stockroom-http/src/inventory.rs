@@ -208,8 +208,7 @@ pub async fn post_transaction(
     let command = Command::Transact {
         product,
         location,
-        action: posted.action,
-        quantity: posted.quantity,
+        adjustment: posted.adjustment,
         order_id: None,
         reason: posted.reason,
     };

@@ -7,6 +7,7 @@
 pub mod auth;
 mod carts;
 pub mod clock;
+mod customers;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -41,6 +42,7 @@ use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
 pub use auth::{Access, Caller, SignInLimits};
+pub use carts::purge_idle as purge_idle_carts;
 pub use error::ApiError;
 pub use events::EventSettings;
 pub use gateways::{HttpGateway, PaymentSettings};
@@ -92,6 +94,8 @@ pub struct Limits {
     /// Failed sign-ins allowed per client address per minute (all at once, or spread); a
     /// client id takes ten times as many from all addresses together.
     pub sign_in_failures_per_minute: u32,
+    /// How long a cart may go unchanged before it is purged (Elastic Path: seven days).
+    pub cart_expiry: Duration,
     /// Checkouts and payments one shopper token may make per minute (at once or spread);
     /// `0`: no limit. Administrators are not limited.
     pub order_writes_per_token_per_minute: u32,
@@ -111,6 +115,7 @@ impl Default for Limits {
             max_connections_per_address: 256,
             trusted_proxies: Vec::new(),
             sign_in_failures_per_minute: 10,
+            cart_expiry: Duration::from_secs(stockroom_domain::limits::CART_EXPIRY_DEFAULT_SECS),
             // Off here (tests and embedders); `stockroom serve` turns them on by default.
             order_writes_per_token_per_minute: 0,
             order_writes_per_address_per_minute: 0,
@@ -257,7 +262,14 @@ pub fn routes(state: AppState) -> (Router, Vec<RouteInfo>) {
 /// shedding, time limit, metrics and tracing. `extra` does its own authorization.
 pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<RouteInfo>) {
     use openapi::doc;
-    use wire::carts::{CartItemUpdate, CartItems, CartOut, NewCartItems};
+    use wire::carts::{
+        CartAnswer, CartFields, CartIncludeQuery, CartItemQuantities, CartItemUpdate, CartItems,
+        CartOut, NewCartItems,
+    };
+    use wire::customers::{
+        CustomerChanges, CustomerOut, CustomerRefs, CustomerToken, CustomerTokenRequest,
+        NewCustomer,
+    };
     use wire::integrations::{
         IntegrationOut, IntegrationUpdate, JobOut, LogOut, NewIntegration, StockThreshold,
         StockThresholdOut,
@@ -533,13 +545,108 @@ pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<Rou
         products::delete,
         doc("Delete a product (and its lines in carts)").no_content(),
     )
+    // ---- customers ---------------------------------------------------------------------------
+    .add(
+        Post,
+        "/v2/customers",
+        Shopper,
+        customers::create,
+        doc("Create a customer (unique email; the password is kept as an argon2 hash)")
+            .body::<Data<NewCustomer>>()
+            .created::<Data<CustomerOut>>()
+            .errors(&[409]),
+    )
+    .add(
+        Get,
+        "/v2/customers",
+        Admin,
+        customers::list,
+        doc("List customers")
+            .query::<PageQuery>()
+            .ok::<List<CustomerOut>>(),
+    )
+    .add(
+        Post,
+        "/v2/customers/tokens",
+        Shopper,
+        customers::token,
+        doc("Get a customer token (X-Moltin-Customer-Token) for an email and password")
+            .body::<Data<CustomerTokenRequest>>()
+            .ok::<Data<CustomerToken>>()
+            .errors(&[401]),
+    )
+    .add(
+        Get,
+        "/v2/customers/{customer}",
+        Customer,
+        customers::get,
+        doc("Read a customer (an administrator, or the customer with its customer token)")
+            .ok::<Data<CustomerOut>>(),
+    )
+    .add(
+        Put,
+        "/v2/customers/{customer}",
+        Customer,
+        customers::update,
+        doc("Update a customer (an administrator, or the customer with its customer token)")
+            .body::<Data<CustomerChanges>>()
+            .ok::<Data<CustomerOut>>()
+            .errors(&[409]),
+    )
+    .add(
+        Delete,
+        "/v2/customers/{customer}",
+        Customer,
+        customers::delete,
+        doc("Delete a customer (an administrator, or the customer with its customer token)")
+            .no_content(),
+    )
     // ---- carts -------------------------------------------------------------------------------
+    .add(
+        Get,
+        "/v2/carts",
+        Customer,
+        carts::list,
+        doc("List the carts of the customer whose X-Moltin-Customer-Token is sent")
+            .query::<PageQuery>()
+            .ok::<List<CartOut>>(),
+    )
+    .add(
+        Post,
+        "/v2/carts/{cart}/relationships/customers",
+        Customer,
+        carts::associate_customer,
+        doc("Associate a cart with a customer (its own customer token, or an administrator)")
+            .body::<Data<CustomerRefs>>()
+            .ok::<Data<Vec<wire::Relation>>>(),
+    )
+    .add(
+        Post,
+        "/v2/carts",
+        Shopper,
+        carts::create,
+        doc("Create an empty cart with a name and a description; its id is generated")
+            .body::<Data<CartFields>>()
+            .ok::<CartAnswer>()
+            .idempotent(),
+    )
     .add(
         Get,
         "/v2/carts/{cart}",
         Shopper,
         carts::get,
-        doc("Read a cart (a new cart reads as empty)").ok::<Data<CartOut>>(),
+        doc("Read a cart (a new cart reads as empty); `include=items` adds its items")
+            .query::<CartIncludeQuery>()
+            .ok::<CartAnswer>(),
+    )
+    .add(
+        Put,
+        "/v2/carts/{cart}",
+        Shopper,
+        carts::update,
+        doc("Change a cart's name or description")
+            .body::<Data<CartFields>>()
+            .ok::<CartAnswer>(),
     )
     .add(
         Delete,
@@ -554,6 +661,25 @@ pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<Rou
         Shopper,
         carts::get_items,
         doc("Read a cart's items").ok::<CartItems>(),
+    )
+    .add(
+        Delete,
+        "/v2/carts/{cart}/items",
+        Shopper,
+        carts::empty,
+        doc("Remove every item from a cart, keeping the cart").ok::<CartItems>(),
+    )
+    .add(
+        Put,
+        "/v2/carts/{cart}/items",
+        Shopper,
+        carts::update_items,
+        doc(
+            "Change the quantities of several cart items at once (0 removes one), all or \
+             nothing; each item's stock is checked as for one",
+        )
+        .body::<Data<CartItemQuantities>>()
+        .ok::<CartItems>(),
     )
     .add(
         Post,
@@ -596,11 +722,13 @@ pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<Rou
     .add(
         Get,
         "/v2/orders",
-        Admin,
+        Customer,
         orders::list,
         doc(
             "List orders (newest first unless sorted), filtered as Elastic Path filters them \
-             (less customer and account terms), with `include=items` the page's items",
+             (less customer and account terms), with `include=items` the page's items: all for \
+             an administrator, a customer's own with its X-Moltin-Customer-Token, none for an \
+             implicit token alone (403)",
         )
         .query::<OrderListQuery>()
         .ok::<OrderList>(),
@@ -608,9 +736,9 @@ pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<Rou
     .add(
         Get,
         "/v2/orders/{order}",
-        Shopper,
+        Customer,
         orders::get,
-        doc("Read an order")
+        doc("Read an order (an administrator; a customer its own, with its customer token)")
             .query::<IncludeQuery>()
             .ok::<OrderAnswer>(),
     )
@@ -632,9 +760,9 @@ pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<Rou
     .add(
         Get,
         "/v2/orders/{order}/items",
-        Shopper,
+        Customer,
         orders::get_items,
-        doc("Read an order's items").ok::<Data<Vec<OrderItemOut>>>(),
+        doc("Read an order's items (as for the order)").ok::<Data<Vec<OrderItemOut>>>(),
     )
     .add(
         Post,
@@ -653,16 +781,17 @@ pub fn routes_with(state: AppState, extra: Router<AppState>) -> (Router, Vec<Rou
     .add(
         Get,
         "/v2/orders/{order}/transactions",
-        Shopper,
+        Customer,
         payments::list,
-        doc("List an order's payment transactions").ok::<Data<Vec<PaymentOut>>>(),
+        doc("List an order's payment transactions (read as the order is)")
+            .ok::<Data<Vec<PaymentOut>>>(),
     )
     .add(
         Get,
         "/v2/orders/{order}/transactions/{transaction}",
-        Shopper,
+        Customer,
         payments::get,
-        doc("Read one payment transaction").ok::<Data<PaymentOut>>(),
+        doc("Read one payment transaction (read as its order is)").ok::<Data<PaymentOut>>(),
     )
     .add(
         Post,
@@ -923,6 +1052,7 @@ pub async fn serve_with(
         std::time::Duration::from_secs(5),
     );
     let sweeper = tokio::spawn(gateways::housekeeping_forever(state.clone(), every));
+    let carts = tokio::spawn(carts::purge_forever(state.clone(), every));
     let keys = tokio::spawn(state.tokens.clone().refresh_forever(state.store.clone()));
     let upkeep = tokio::spawn(metrics::upkeep_forever());
     let dispatcher = state
@@ -933,6 +1063,7 @@ pub async fn serve_with(
     let (router, _) = routes_with(state, extra);
     let served = server::run(listener, router, limits, shutdown).await;
     sweeper.abort();
+    carts.abort();
     keys.abort();
     upkeep.abort();
     if let Some(dispatcher) = dispatcher {

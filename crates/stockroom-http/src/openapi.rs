@@ -462,6 +462,16 @@ impl Modify for Security<'_> {
             match route.access {
                 Access::Public => {}
                 Access::Shopper => add(401, "No token, or a bad or expired one."),
+                Access::Customer => {
+                    add(
+                        401,
+                        "No token, or a bad or expired one (or customer token).",
+                    );
+                    add(
+                        403,
+                        "A shopper's token without a customer token, or another's.",
+                    );
+                }
                 Access::Admin => {
                     add(401, "No token, or a bad or expired one.");
                     add(403, "The token is valid but not an administrator's.");
@@ -472,6 +482,13 @@ impl Modify for Security<'_> {
                 Access::Shopper => {
                     op.description =
                         Some("Needs a token: a shopper's or an administrator's.".into())
+                }
+                Access::Customer => {
+                    op.description = Some(
+                        "Needs an administrator's token, or a shopper's with the customer's \
+                         X-Moltin-Customer-Token."
+                            .into(),
+                    )
                 }
                 Access::Admin => op.description = Some("Needs an administrator's token.".into()),
             }
@@ -639,7 +656,9 @@ mod tests {
                     assert!(has("401") && !has("403"), "{method} {}", route.path);
                     assert!(op.get("security").is_none());
                 }
-                Access::Admin => assert!(has("401") && has("403"), "{method} {}", route.path),
+                Access::Admin | Access::Customer => {
+                    assert!(has("401") && has("403"), "{method} {}", route.path)
+                }
             }
             let params = op["parameters"].as_array().cloned().unwrap_or_default();
             if params.iter().any(|p| p["name"] == "Idempotency-Key") {

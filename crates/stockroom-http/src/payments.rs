@@ -2,6 +2,7 @@
 //! void (cancel) or refund one. The gateways themselves are in `gateways`.
 
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use serde::de::IgnoredAny;
@@ -9,9 +10,11 @@ use stockroom_domain::{Role, Timestamp};
 use stockroom_store::{Command, Effect, NewPayment, PaymentStatus, PaymentTx, WriteRequest};
 
 use crate::auth::Caller;
+use crate::customers::party;
 use crate::error::{applied, ApiError};
 use crate::extract::Idempotent;
 use crate::gateways::{ask_gateway, is_enabled, record_verdict};
+use crate::orders::readable;
 // Where the release of overdue attempts has always been reached from.
 pub use crate::gateways::release_overdue;
 use crate::wire::payments::{Gateway, PaymentOut, PaymentRequest, RefundRequest};
@@ -119,20 +122,28 @@ async fn settle_with_gateway(state: &AppState, payment: PaymentTx) -> Result<Pay
     read.ok_or(ApiError::Internal)
 }
 
+/// An order's payment transactions: read as the order is (SPEC §3, [`readable`]): an
+/// administrator's, or a customer's own order with its customer token.
 pub async fn list(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    state.store.order(&id).await?.ok_or(ApiError::NotFound)?;
+    readable(&state, &party(&state, caller, &headers)?, &id).await?;
     let payments = state.store.payments(&id).await?;
     let answer: Vec<_> = payments.iter().map(PaymentOut::new).collect();
     Ok(Data::new(answer).into_response())
 }
 
+/// One payment transaction, read as its order is (as [`list`]).
 pub async fn get(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     Path((id, tid)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
+    readable(&state, &party(&state, caller, &headers)?, &id).await?;
     let payment = state.store.payment(&id, &tid).await?;
     let payment = payment.ok_or(ApiError::NotFound)?;
     Ok(Data::new(PaymentOut::new(&payment)).into_response())

@@ -15,24 +15,28 @@ use crate::AppState;
 
 pub async fn create(
     State(state): State<AppState>,
-    Idempotent(body, idempotency): Idempotent<Data<NewProductBody>>,
+    Idempotent(mut body, idempotency): Idempotent<Data<NewProductBody>>,
 ) -> Result<Response, ApiError> {
-    let id = match body.data.id {
+    let id = match body.data.id.take() {
         Some(id) => id,
         None => ProductId::parse(&stockroom_store::new_id()).map_err(|_| ApiError::Internal)?,
     };
-    let new = body.data.attributes;
+    let new = body.data.fields()?;
     let now = state.clock.now();
     let product = Product {
         id,
-        sku: new.sku.0,
-        name: new.name.0,
-        price: new.price.price()?,
+        sku: new.sku,
+        name: new.name,
+        price: new.price,
         created_at: now,
         updated_at: now,
     };
+    let command = match new.manage_stock {
+        true => Command::CreateProductWithStock(product),
+        false => Command::CreateProduct(product),
+    };
     let request = WriteRequest {
-        command: Command::CreateProduct(product),
+        command,
         idempotency,
     };
     let Effect::Product(id) = applied(state.store.execute(request).await?.outcome)? else {
@@ -40,7 +44,23 @@ pub async fn create(
     };
     let product = state.store.product(id.as_str()).await?;
     let product = product.ok_or(ApiError::NotFound)?;
-    Ok(Data::new(ProductOut::new(&product)).with_status(StatusCode::CREATED))
+    let available = available(&state, std::slice::from_ref(&product)).await?;
+    Ok(Data::new(ProductOut::new(&product, available[0])).with_status(StatusCode::CREATED))
+}
+
+/// Each product's available stock, if its stock is managed (one read for all of them).
+async fn available(state: &AppState, products: &[Product]) -> Result<Vec<Option<u64>>, ApiError> {
+    let ids: Vec<ProductId> = products.iter().map(|p| p.id.clone()).collect();
+    let stocks = state.store.stocks_by_ids(&ids).await?;
+    Ok(products
+        .iter()
+        .map(|p| {
+            stocks
+                .iter()
+                .find(|s| s.product_id == p.id)
+                .map(|s| s.available())
+        })
+        .collect())
 }
 
 pub async fn list(
@@ -49,7 +69,13 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let page = query.page();
     let found = state.store.products(page).await?;
-    let items = found.items.iter().map(ProductOut::new).collect();
+    let levels = available(&state, &found.items).await?;
+    let items = found
+        .items
+        .iter()
+        .zip(levels)
+        .map(|(p, level)| ProductOut::new(p, level))
+        .collect();
     Ok(List::new(items, found.total, page, "/v2/products", "").into_response())
 }
 
@@ -58,7 +84,8 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let product = state.store.product(&id).await?.ok_or(ApiError::NotFound)?;
-    Ok(Data::new(ProductOut::new(&product)).into_response())
+    let available = available(&state, std::slice::from_ref(&product)).await?;
+    Ok(Data::new(ProductOut::new(&product, available[0])).into_response())
 }
 
 pub async fn update(
@@ -80,7 +107,8 @@ pub async fn update(
         }
         other => other?.ok_or(ApiError::NotFound)?,
     };
-    Ok(Data::new(ProductOut::new(&product)).into_response())
+    let available = available(&state, std::slice::from_ref(&product)).await?;
+    Ok(Data::new(ProductOut::new(&product, available[0])).into_response())
 }
 
 pub async fn delete(

@@ -283,6 +283,62 @@ impl TokenKeys {
     }
 }
 
+/// Lifetime of a customer token, in seconds (Elastic Path: 24 hours).
+pub const CUSTOMER_TOKEN_LIFETIME_SECS: i64 = 24 * 3600;
+const CUSTOMER_VERSION: u8 = 3;
+/// Longest customer id a token carries, in bytes (Stockroom's are 36).
+const CUSTOMER_ID_BYTES_MAX: usize = 64;
+
+impl KeySet {
+    /// The key of customer tokens, derived from the signing key (a new signing key revokes
+    /// them all, as it does every other token).
+    fn customer_mac(&self) -> HmacSha256 {
+        let mut derive = mac_with(&self.signing_key);
+        derive.update(b"stockroom customer token key");
+        mac_with(&derive.finalize().into_bytes())
+    }
+}
+
+impl TokenKeys {
+    /// A customer token (Elastic Path's `X-Moltin-Customer-Token`): the customer's id and an
+    /// expiry, MACed with a key derived from the signing key; and its expiry (Unix seconds).
+    pub fn issue_customer(&self, customer_id: &str, now: Timestamp) -> (String, i64) {
+        let set = self.snapshot();
+        let expires = now.secs() + CUSTOMER_TOKEN_LIFETIME_SECS;
+        let mut body = vec![CUSTOMER_VERSION];
+        body.extend_from_slice(&set.kid);
+        body.extend_from_slice(&expires.to_be_bytes());
+        body.extend_from_slice(customer_id.as_bytes());
+        let mut mac = set.customer_mac();
+        mac.update(&body);
+        body.extend_from_slice(&mac.finalize().into_bytes());
+        (URL_SAFE_NO_PAD.encode(body), expires)
+    }
+
+    /// The customer a customer token speaks for, if this instance's keys accept it at `now`.
+    pub fn check_customer(&self, token: &str, now: Timestamp) -> Option<String> {
+        if token.len() > 4 * (1 + KID_BYTES + 8 + CUSTOMER_ID_BYTES_MAX + MAC_BYTES) / 3 + 4 {
+            return None;
+        }
+        let raw = URL_SAFE_NO_PAD.decode(token).ok()?;
+        let (body, tag) = raw.split_at(raw.len().checked_sub(MAC_BYTES)?);
+        let head = 1 + KID_BYTES + 8;
+        if body.len() <= head || body[0] != CUSTOMER_VERSION {
+            return None;
+        }
+        let set = self.snapshot();
+        if body[1..1 + KID_BYTES] != set.kid {
+            return None;
+        }
+        let mut mac = set.customer_mac();
+        mac.update(body);
+        mac.verify_slice(tag).ok()?;
+        let expires = i64::from_be_bytes(body[1 + KID_BYTES..head].try_into().ok()?);
+        let id = std::str::from_utf8(&body[head..]).ok()?;
+        (now.secs() < expires).then(|| id.to_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,6 +357,29 @@ mod tests {
         TokenKeys {
             current: RwLock::new(Arc::new(KeySet::new(signing_key.to_vec(), credentials))),
         }
+    }
+
+    #[test]
+    fn customer_tokens_name_their_customer_until_they_expire() {
+        let k = keys(b"signing key one", &[]);
+        let now = Timestamp::from_secs(1_800_000_000);
+        let (token, expires) = k.issue_customer("cust-1", now);
+        assert_eq!(expires, now.secs() + CUSTOMER_TOKEN_LIFETIME_SECS);
+        assert_eq!(k.check_customer(&token, now).as_deref(), Some("cust-1"));
+        let late = Timestamp::from_secs(expires);
+        assert_eq!(k.check_customer(&token, late), None, "expired");
+        let mut forged = URL_SAFE_NO_PAD.decode(&token).expect("base64");
+        let at = 1 + KID_BYTES + 8;
+        forged[at] ^= 1;
+        assert_eq!(k.check_customer(&URL_SAFE_NO_PAD.encode(forged), now), None);
+        let other = keys(b"signing key two", &[]);
+        assert_eq!(
+            other.check_customer(&token, now),
+            None,
+            "another signing key"
+        );
+        assert_eq!(k.check_customer("", now), None);
+        assert_eq!(k.check_customer(&"A".repeat(4096), now), None);
     }
 
     /// A token signed by `set`'s key for `c`, with any fields at all (what someone holding the

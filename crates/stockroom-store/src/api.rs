@@ -98,6 +98,29 @@ pub trait Store: OperatorStore + EventStore + Send + Sync + 'static {
     async fn orders(&self, query: &OrderQuery, page: Page) -> Result<Paged<Order>, StoreError>;
     async fn payments(&self, order_id: &str) -> Result<Vec<PaymentTx>, StoreError>;
     async fn payment(&self, order_id: &str, id: &str) -> Result<Option<PaymentTx>, StoreError>;
+    /// A new customer: [`StoreError::AlreadyExists`] when the email is taken.
+    async fn create_customer(&self, customer: &Customer) -> Result<(), StoreError>;
+    async fn customer(&self, id: &str) -> Result<Option<Customer>, StoreError>;
+    async fn customer_by_email(&self, email: &str) -> Result<Option<Customer>, StoreError>;
+    async fn customers(&self, page: Page) -> Result<Paged<Customer>, StoreError>;
+    /// `None` if there is no such customer; [`StoreError::AlreadyExists`] when the new email
+    /// is taken.
+    async fn update_customer(
+        &self,
+        id: &str,
+        patch: &CustomerPatch,
+        now: Timestamp,
+    ) -> Result<Option<Customer>, StoreError>;
+    async fn delete_customer(&self, id: &str) -> Result<bool, StoreError>;
+    /// A customer's carts, most recently changed first.
+    async fn customer_carts(
+        &self,
+        customer_id: &str,
+        page: Page,
+    ) -> Result<Paged<Cart>, StoreError>;
+    /// Deletes the carts (and their items) last changed before `idle_before`, except any a
+    /// write is changing at that moment; returns how many.
+    async fn purge_carts(&self, idle_before: Timestamp) -> Result<u64, StoreError>;
     /// Forgets idempotency keys stored before `before`; returns how many.
     async fn prune_idempotency(&self, before: Timestamp) -> Result<u64, StoreError>;
     /// Authorizations made before `before` that were never captured nor voided (their order

@@ -22,7 +22,7 @@
 
 use std::collections::BTreeSet;
 
-use stockroom_domain::{ProductId, Timestamp};
+use stockroom_domain::{ProductId, StockLevel, Timestamp};
 
 use crate::carts::{self, CartContext, Carts};
 use crate::catalog::{self, Catalog};
@@ -302,6 +302,31 @@ impl<'c> Batch<'c> {
                 locations::apply_location_command(self.conn, now, &mut self.slugs, holds, command)
                     .await
             }
+            Command::CreateProductWithStock(product) => {
+                // Checked first: the product's insert below is a statement of its own.
+                if self.stocks.managed(&product.id) {
+                    return Ok(Outcome::Refused(Rejection::AlreadyExists));
+                }
+                let create = Command::CreateProduct(product.clone());
+                let outcome =
+                    catalog::apply_product_command(self.conn, now, &mut self.catalog, &create)
+                        .await?;
+                if let Outcome::Applied(_) = outcome {
+                    let stock = Command::Create {
+                        product: product.id.clone(),
+                        records: vec![(NO_LOCATION.to_owned(), StockLevel::default())],
+                    };
+                    match stock::apply_stock_command(&mut self.stocks, &self.slugs, &stock)? {
+                        Outcome::Applied(_) => {}
+                        Outcome::Refused(r) => {
+                            return Err(StoreError::Internal(format!(
+                                "new stock of a new product refused: {r:?}"
+                            )))
+                        }
+                    }
+                }
+                Ok(outcome)
+            }
             Command::CreateProduct(_) | Command::DeleteProduct { .. } => {
                 let outcome =
                     catalog::apply_product_command(self.conn, now, &mut self.catalog, command)
@@ -316,7 +341,12 @@ impl<'c> Batch<'c> {
             Command::AddToCart { .. }
             | Command::UpdateCartItem { .. }
             | Command::DeleteCartItem { .. }
-            | Command::DeleteCart { .. } => {
+            | Command::DeleteCart { .. }
+            | Command::CreateCart { .. }
+            | Command::UpdateCart { .. }
+            | Command::EmptyCart { .. }
+            | Command::SetCartCustomer { .. }
+            | Command::UpdateCartItems { .. } => {
                 let cx = CartContext {
                     stocks: &self.stocks,
                     catalog: &self.catalog,
@@ -442,6 +472,7 @@ mod tests {
                 location: NO_LOCATION.into(),
                 quantity: units(n),
             }],
+            custom: Vec::new(),
         }
     }
 
@@ -449,6 +480,7 @@ mod tests {
         Command::Checkout(NewOrder {
             id: order.into(),
             cart_id: cart.into(),
+            customer_id: None,
             customer: "{}".into(),
             billing_address: "{}".into(),
             shipping_address: "{}".into(),
@@ -478,7 +510,7 @@ mod tests {
         vec![
             Command::Create {
                 product: hot.clone(),
-                records: vec![(NO_LOCATION.into(), units(10))],
+                records: vec![(NO_LOCATION.into(), units(10).into())],
             },
             // Two adds to one cart (one line, 1 + 2 units) and one to another.
             add("cart-1", hot, 1),
@@ -504,7 +536,7 @@ mod tests {
             // A cart holding stock with no catalog product (priced in no currency) ...
             Command::Create {
                 product: bare.clone(),
-                records: vec![(NO_LOCATION.into(), units(10))],
+                records: vec![(NO_LOCATION.into(), units(10).into())],
             },
             add("cart-3", bare, 1),
             // ... whose product then gets a catalog record in euros: the cart checks out at

@@ -38,6 +38,9 @@ pub(crate) struct IdRow {
 #[derive(Serialize)]
 pub(crate) struct CartRow {
     pub id: String,
+    pub name: String,
+    pub description: String,
+    pub customer_id: Option<String>,
     pub created_at: i64,
 }
 
@@ -49,6 +52,13 @@ pub(crate) struct CartItemRow {
     pub location: String,
     pub quantity: i64,
     pub created_at: i64,
+    /// 1 for a custom item, whose name, SKU and price follow.
+    pub custom: i64,
+    pub custom_name: Option<String>,
+    pub custom_sku: Option<String>,
+    pub custom_amount: Option<i64>,
+    pub custom_currency: Option<String>,
+    pub custom_includes_tax: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -59,6 +69,7 @@ pub(crate) struct OrderRow {
     pub payment: &'static str,
     pub shipping: &'static str,
     pub customer: String,
+    pub customer_id: Option<String>,
     pub billing_address: String,
     pub shipping_address: String,
     pub total_amount: i64,
@@ -78,6 +89,7 @@ pub(crate) struct OrderItemRow {
     pub unit_amount: i64,
     pub currency: String,
     pub includes_tax: i64,
+    pub custom: i64,
 }
 
 #[derive(Serialize)]

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use stockroom_domain::limits::{CART_LINES_MAX, QUANTITY_MAX};
-use stockroom_domain::{ProductId, Quantity, Timestamp};
+use stockroom_domain::{ProductId, Quantity, StockLevel, Timestamp};
 
 use crate::batch_rows::{bulk, CartItemRow, CartRow, IdRow};
 use crate::catalog::Catalog;
@@ -23,9 +23,52 @@ pub(crate) struct CartLineState {
     pub product: ProductId,
     pub location: String,
     pub quantity: u64,
+    /// A custom item's name, SKU and price (its `product` is its own id).
+    pub custom: Option<CustomLine>,
     created_at: i64,
     /// Not yet written as it is now.
     changed: bool,
+}
+
+/// What a custom item carries instead of a catalog product.
+#[derive(Clone, Debug)]
+pub(crate) struct CustomLine {
+    pub name: String,
+    pub sku: String,
+    pub price: Price,
+}
+
+impl CartLineState {
+    /// The units this line wants of its product's stock: none for a custom item.
+    fn wants(&self, quantity: u64) -> Option<((ProductId, String), u64)> {
+        match self.custom {
+            Some(_) => None,
+            None => Some(((self.product.clone(), self.location.clone()), quantity)),
+        }
+    }
+}
+
+/// A custom item's columns as read, if the row is one.
+fn custom_line(row: &Row) -> Result<Option<CustomLine>, StoreError> {
+    if row.col::<i64>("custom")? == 0 {
+        return Ok(None);
+    }
+    let text = |name: &str| -> Result<String, StoreError> {
+        Ok(row.col::<Option<String>>(name)?.unwrap_or_default())
+    };
+    let amount = row.col::<Option<i64>>("custom_amount")?.unwrap_or(0);
+    let currency = Currency::parse(&text("custom_currency")?)
+        .map_err(|_| StoreError::Internal("bad currency of a custom item".into()))?;
+    let amount = Money::new(amount, currency)
+        .map_err(|_| StoreError::Internal("bad price of a custom item".into()))?;
+    Ok(Some(CustomLine {
+        name: text("custom_name")?,
+        sku: text("custom_sku")?,
+        price: Price {
+            amount,
+            includes_tax: row.col::<Option<i64>>("custom_includes_tax")?.unwrap_or(0) != 0,
+        },
+    }))
 }
 
 /// A cart as the batch has it.
@@ -34,6 +77,9 @@ pub(crate) struct CartState {
     existed: bool,
     exists: bool,
     created_at: i64,
+    name: String,
+    description: String,
+    customer_id: Option<String>,
     pub lines: Vec<CartLineState>,
     /// Lines of the stored cart the batch removed, not yet deleted.
     removed: Vec<String>,
@@ -47,10 +93,18 @@ impl CartState {
             existed: false,
             exists: false,
             created_at: now,
+            name: DEFAULT_CART_NAME.to_owned(),
+            description: String::new(),
+            customer_id: None,
             lines: Vec::new(),
             removed: Vec::new(),
             touched: false,
         }
+    }
+
+    /// The customer the cart is associated with.
+    pub fn customer_id(&self) -> Option<&str> {
+        self.customer_id.as_deref()
     }
 
     fn line_mut(&mut self, item_id: &str) -> Option<&mut CartLineState> {
@@ -83,12 +137,16 @@ impl Carts {
             cart.existed = true;
             cart.exists = true;
             cart.created_at = row.col("cart_created")?;
+            cart.name = row.col("cart_name")?;
+            cart.description = row.col("cart_description")?;
+            cart.customer_id = row.col("cart_customer")?;
             if let Some(id) = row.col::<Option<String>>("item_id")? {
                 cart.lines.push(CartLineState {
                     id,
                     product: rows::product_id(&row.col::<String>("product_id")?)?,
                     location: row.col("location")?,
                     quantity: u64::try_from(row.col::<i64>("quantity")?).unwrap_or(0),
+                    custom: custom_line(row)?,
                     created_at: row.col("item_created")?,
                     changed: false,
                 });
@@ -138,10 +196,14 @@ impl Carts {
             }
             upserted.push(CartRow {
                 id: id.clone(),
+                name: cart.name.clone(),
+                description: cart.description.clone(),
+                customer_id: cart.customer_id.clone(),
                 created_at: cart.created_at,
             });
             for line in cart.lines.iter_mut().filter(|l| l.changed) {
                 line.changed = false;
+                let custom = line.custom.as_ref();
                 lines.push(CartItemRow {
                     id: line.id.clone(),
                     cart_id: id.clone(),
@@ -149,6 +211,12 @@ impl Carts {
                     location: line.location.clone(),
                     quantity: figure(line.quantity),
                     created_at: line.created_at,
+                    custom: i64::from(custom.is_some()),
+                    custom_name: custom.map(|c| c.name.clone()),
+                    custom_sku: custom.map(|c| c.sku.clone()),
+                    custom_amount: custom.map(|c| c.price.amount.amount_minor()),
+                    custom_currency: custom.map(|c| c.price.amount.currency().as_str().to_owned()),
+                    custom_includes_tax: custom.map(|c| i64::from(c.price.includes_tax)),
                 });
             }
             cart.existed = true;
@@ -182,7 +250,11 @@ pub(crate) fn apply_cart_command(
 ) -> Result<Outcome, StoreError> {
     let refused = |r| Ok(Outcome::Refused(r));
     let (cart_id, rejection) = match command {
-        Command::AddToCart { cart_id, lines } => (cart_id, add(carts, cx, cart_id, lines)?),
+        Command::AddToCart {
+            cart_id,
+            lines,
+            custom,
+        } => (cart_id, add(carts, cx, cart_id, lines, custom)?),
         Command::UpdateCartItem {
             cart_id,
             item_id,
@@ -192,6 +264,31 @@ pub(crate) fn apply_cart_command(
             (cart_id, delete_item(carts, cart_id, item_id)?)
         }
         Command::DeleteCart { cart_id } => (cart_id, delete(carts, cart_id)?),
+        Command::CreateCart {
+            cart_id,
+            name,
+            description,
+            customer_id,
+        } => (
+            cart_id,
+            create(carts, cart_id, (name, description), customer_id.as_deref())?,
+        ),
+        Command::UpdateCart {
+            cart_id,
+            name,
+            description,
+        } => (
+            cart_id,
+            rename(carts, cart_id, name.as_deref(), description.as_deref())?,
+        ),
+        Command::EmptyCart { cart_id } => (cart_id, empty(carts, cart_id)?),
+        Command::SetCartCustomer {
+            cart_id,
+            customer_id,
+        } => (cart_id, associate(carts, cart_id, customer_id)?),
+        Command::UpdateCartItems { cart_id, items } => {
+            (cart_id, update_many(carts, cx, cart_id, items)?)
+        }
         _ => return Err(StoreError::Internal("not a cart command".into())),
     };
     match rejection {
@@ -206,6 +303,7 @@ fn add(
     cx: &CartContext<'_>,
     cart_id: &str,
     lines: &[CartLine],
+    custom: &[CustomItem],
 ) -> Result<Option<Rejection>, StoreError> {
     if lines.iter().any(|l| !cx.slugs.exists(&l.location)) {
         return Ok(Some(Rejection::NotFound));
@@ -221,36 +319,72 @@ fn add(
     }
     let now = carts.now;
     let cart = carts.get_mut(cart_id)?;
-    if let Some(rejection) = refusal_to_add(cart, cx.catalog, &wanted) {
+    if let Some(rejection) = refusal_to_add(cart, cx.catalog, &wanted, custom) {
         return Ok(Some(rejection));
     }
     if !cart.exists {
         cart.exists = true;
         cart.created_at = now;
+        DEFAULT_CART_NAME.clone_into(&mut cart.name);
+        cart.description.clear();
+        cart.customer_id = None;
     }
     for ((product, location), quantity) in wanted {
         add_units(cart, product, location, quantity, now);
+    }
+    for item in custom {
+        add_custom(cart, item, now)?;
     }
     cart.touched = true;
     Ok(None)
 }
 
+/// A custom item is a line of its own; its product id is its own id.
+fn add_custom(cart: &mut CartState, item: &CustomItem, now: i64) -> Result<(), StoreError> {
+    let id = crate::model::new_id();
+    let product = ProductId::parse(&id).map_err(|e| StoreError::Internal(e.to_string()))?;
+    cart.lines.push(CartLineState {
+        id,
+        product,
+        location: NO_LOCATION.to_owned(),
+        quantity: item.quantity.get(),
+        custom: Some(CustomLine {
+            name: item.name.clone(),
+            sku: item.sku.clone(),
+            price: item.price,
+        }),
+        created_at: now,
+        changed: true,
+    });
+    Ok(())
+}
+
 /// Why the cart cannot take these units: more than one currency, too many lines, or a line
 /// over its limit.
-fn refusal_to_add(cart: &CartState, catalog: &Catalog, wanted: &Wanted) -> Option<Rejection> {
-    let held: BTreeMap<(&ProductId, &str), u64> = match cart.exists {
-        true => cart
-            .lines
-            .iter()
-            .map(|l| ((&l.product, l.location.as_str()), l.quantity))
-            .collect(),
-        false => BTreeMap::new(),
+fn refusal_to_add(
+    cart: &CartState,
+    catalog: &Catalog,
+    wanted: &Wanted,
+    custom: &[CustomItem],
+) -> Option<Rejection> {
+    let existing: &[CartLineState] = match cart.exists {
+        true => &cart.lines,
+        false => &[],
     };
+    let held: BTreeMap<(&ProductId, &str), u64> = existing
+        .iter()
+        .map(|l| ((&l.product, l.location.as_str()), l.quantity))
+        .collect();
+    let custom_currencies = existing
+        .iter()
+        .filter_map(|l| l.custom.as_ref().map(|c| c.price.amount.currency()))
+        .chain(custom.iter().map(|c| c.price.amount.currency()));
     let mut currencies: Vec<Currency> = wanted
         .keys()
         .map(|(p, _)| p)
         .chain(held.keys().map(|(p, _)| *p))
         .filter_map(|p| catalog.get(p).map(|p| p.price.amount.currency()))
+        .chain(custom_currencies)
         .collect();
     currencies.sort_unstable();
     currencies.dedup();
@@ -262,14 +396,15 @@ fn refusal_to_add(cart: &CartState, catalog: &Catalog, wanted: &Wanted) -> Optio
     let too_much = wanted
         .iter()
         .any(|(k, q)| held_of(k).unwrap_or(0) + q > QUANTITY_MAX);
-    (held.len() + new_lines > CART_LINES_MAX || too_much).then_some(Rejection::CartLimit)
+    (held.len() + new_lines + custom.len() > CART_LINES_MAX || too_much)
+        .then_some(Rejection::CartLimit)
 }
 
 fn add_units(cart: &mut CartState, product: ProductId, location: String, units: u64, now: i64) {
     match cart
         .lines
         .iter_mut()
-        .find(|l| l.product == product && l.location == location)
+        .find(|l| l.custom.is_none() && l.product == product && l.location == location)
     {
         Some(line) => {
             line.quantity += units;
@@ -280,6 +415,7 @@ fn add_units(cart: &mut CartState, product: ProductId, location: String, units: 
             product,
             location,
             quantity: units,
+            custom: None,
             created_at: now,
             changed: true,
         }),
@@ -298,10 +434,7 @@ fn update(
     let Some(line) = cart.line_mut(item_id).filter(|_| exists) else {
         return Ok(Some(Rejection::NotFound));
     };
-    let wanted = Wanted::from([(
-        (line.product.clone(), line.location.clone()),
-        quantity.get(),
-    )]);
+    let wanted: Wanted = line.wants(quantity.get()).into_iter().collect();
     if let Some(rejection) = cx.stocks.short(&wanted)? {
         return Ok(Some(rejection));
     }
@@ -326,6 +459,117 @@ fn delete_item(
     Ok(None)
 }
 
+/// A new empty cart with its name and description.
+fn create(
+    carts: &mut Carts,
+    cart_id: &str,
+    (name, description): (&str, &str),
+    customer_id: Option<&str>,
+) -> Result<Option<Rejection>, StoreError> {
+    let now = carts.now;
+    let cart = carts.get_mut(cart_id)?;
+    if cart.exists {
+        return Ok(Some(Rejection::AlreadyExists));
+    }
+    cart.exists = true;
+    cart.created_at = now;
+    name.clone_into(&mut cart.name);
+    description.clone_into(&mut cart.description);
+    cart.customer_id = customer_id.map(str::to_owned);
+    cart.touched = true;
+    Ok(None)
+}
+
+fn rename(
+    carts: &mut Carts,
+    cart_id: &str,
+    name: Option<&str>,
+    description: Option<&str>,
+) -> Result<Option<Rejection>, StoreError> {
+    let cart = carts.get_mut(cart_id)?;
+    if !cart.exists {
+        return Ok(Some(Rejection::NotFound));
+    }
+    if let Some(name) = name {
+        name.clone_into(&mut cart.name);
+    }
+    if let Some(description) = description {
+        description.clone_into(&mut cart.description);
+    }
+    cart.touched = true;
+    Ok(None)
+}
+
+fn associate(
+    carts: &mut Carts,
+    cart_id: &str,
+    customer_id: &str,
+) -> Result<Option<Rejection>, StoreError> {
+    let cart = carts.get_mut(cart_id)?;
+    if !cart.exists {
+        return Ok(Some(Rejection::NotFound));
+    }
+    cart.customer_id = Some(customer_id.to_owned());
+    cart.touched = true;
+    Ok(None)
+}
+
+/// Removes every item, keeping the cart.
+fn empty(carts: &mut Carts, cart_id: &str) -> Result<Option<Rejection>, StoreError> {
+    let cart = carts.get_mut(cart_id)?;
+    if !cart.exists {
+        return Ok(Some(Rejection::NotFound));
+    }
+    let lines = std::mem::take(&mut cart.lines);
+    cart.removed.extend(lines.into_iter().map(|l| l.id));
+    cart.touched = true;
+    Ok(None)
+}
+
+/// Sets several items' quantities (0 removes one), all or none: every item must be in the
+/// cart, and each product's available stock must cover its new quantity, as for one item.
+fn update_many(
+    carts: &mut Carts,
+    cx: &CartContext<'_>,
+    cart_id: &str,
+    items: &[(String, StockLevel)],
+) -> Result<Option<Rejection>, StoreError> {
+    let cart = carts.get_mut(cart_id)?;
+    if !cart.exists {
+        return Ok(Some(Rejection::NotFound));
+    }
+    let mut wanted = Wanted::new();
+    for (item_id, quantity) in items {
+        let Some(line) = cart.lines.iter().find(|l| &l.id == item_id) else {
+            return Ok(Some(Rejection::NotFound));
+        };
+        if let Some((key, units)) = line.wants(quantity.get()).filter(|_| quantity.get() > 0) {
+            wanted.insert(key, units);
+        }
+    }
+    if let Some(rejection) = cx.stocks.short(&wanted)? {
+        return Ok(Some(rejection));
+    }
+    for (item_id, quantity) in items {
+        match quantity.get() {
+            0 => {
+                if let Some(i) = cart.lines.iter().position(|l| &l.id == item_id) {
+                    let line = cart.lines.remove(i);
+                    cart.removed.push(line.id);
+                }
+            }
+            n => {
+                if let Some(line) = cart.line_mut(item_id) {
+                    line.quantity = n;
+                    line.changed = true;
+                }
+            }
+        }
+    }
+    cart.touched = true;
+    Ok(None)
+}
+
 fn delete(carts: &mut Carts, cart_id: &str) -> Result<Option<Rejection>, StoreError> {
     let cart = carts.get_mut(cart_id)?;
     if !cart.exists {
@@ -345,14 +589,19 @@ pub(crate) async fn cart(db: &Reader, cart_id: &str) -> Result<Option<Cart>, Sto
     let rows = db
         .rows(
             "SELECT c.id AS cart_id, c.created_at AS cart_created, c.updated_at AS cart_updated, \
+             c.name AS cart_name, c.description AS cart_description, \
+             c.customer_id AS cart_customer, \
              ci.id AS item_id, ci.product_id AS item_product, ci.location AS item_location, \
              ci.quantity AS item_quantity, \
              ci.created_at AS item_created, ci.updated_at AS item_updated, \
-             (SELECT COUNT(*) FROM stock s WHERE s.product_id = ci.product_id) AS managed, \
+             ci.custom, ci.custom_name, ci.custom_sku, ci.custom_amount, ci.custom_currency, \
+             ci.custom_includes_tax, \
+             (SELECT COUNT(*) FROM stock s WHERE s.product_id = ci.product_id \
+              AND ci.custom = 0) AS managed, \
              p.id, p.sku, p.name, p.price_amount, p.currency, p.includes_tax, p.created_at, \
              p.updated_at \
              FROM carts c LEFT JOIN cart_items ci ON ci.cart_id = c.id \
-             LEFT JOIN products p ON p.id = ci.product_id \
+             LEFT JOIN products p ON p.id = ci.product_id AND ci.custom = 0 \
              WHERE c.id = $1 ORDER BY ci.created_at, ci.id",
             args![cart_id],
         )
@@ -362,6 +611,9 @@ pub(crate) async fn cart(db: &Reader, cart_id: &str) -> Result<Option<Cart>, Sto
     };
     Ok(Some(Cart {
         id: first.col("cart_id")?,
+        name: first.col("cart_name")?,
+        description: first.col("cart_description")?,
+        customer_id: first.col("cart_customer")?,
         items,
         created_at: Timestamp(first.col("cart_created")?),
         updated_at: Timestamp(first.col("cart_updated")?),
@@ -371,14 +623,65 @@ pub(crate) async fn cart(db: &Reader, cart_id: &str) -> Result<Option<Cart>, Sto
 fn cart_item(r: &Row) -> Result<CartItem, StoreError> {
     let catalog: Option<String> = r.col("id")?;
     let managed: i64 = r.col("managed")?;
+    let product_id = rows::product_id(&r.col::<String>("item_product")?)?;
+    let custom = custom_line(r)?;
+    let product = match &custom {
+        Some(c) => Some(Product {
+            id: product_id.clone(),
+            sku: c.sku.clone(),
+            name: c.name.clone(),
+            price: c.price,
+            created_at: Timestamp(r.col("item_created")?),
+            updated_at: Timestamp(r.col("item_updated")?),
+        }),
+        None => catalog.map(|_| rows::product(r)).transpose()?,
+    };
     Ok(CartItem {
         id: r.col("item_id")?,
-        product_id: rows::product_id(&r.col::<String>("item_product")?)?,
+        product_id,
         location: r.col("item_location")?,
         quantity: u64::try_from(r.col::<i64>("item_quantity")?).unwrap_or(0),
-        product: catalog.map(|_| rows::product(r)).transpose()?,
+        product,
+        custom: custom.is_some(),
         managed: managed > 0,
         created_at: Timestamp(r.col("item_created")?),
         updated_at: Timestamp(r.col("item_updated")?),
+    })
+}
+
+/// A customer's carts, most recently changed first: their ids in one statement, then each
+/// cart (a page is at most `PAGE_LIMIT_MAX`).
+pub(crate) async fn customer_carts(
+    db: &Reader,
+    customer_id: &str,
+    page: Page,
+) -> Result<Paged<Cart>, StoreError> {
+    let figure = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let ids = db
+        .rows(
+            "SELECT id FROM carts WHERE customer_id = $1 ORDER BY updated_at DESC, id \
+             LIMIT $2 OFFSET $3",
+            args![customer_id, figure(page.limit), figure(page.offset)],
+        )
+        .await?;
+    let total: i64 = db
+        .row(
+            "SELECT COUNT(*) AS n FROM carts WHERE customer_id = $1",
+            args![customer_id],
+        )
+        .await?
+        .map(|r| r.col("n"))
+        .transpose()?
+        .unwrap_or(0);
+    let mut items = Vec::with_capacity(ids.len());
+    for row in &ids {
+        let id: String = row.col("id")?;
+        if let Some(found) = cart(db, &id).await? {
+            items.push(found);
+        }
+    }
+    Ok(Paged {
+        items,
+        total: u64::try_from(total).unwrap_or(0),
     })
 }

@@ -50,6 +50,11 @@ pub(crate) struct Dialect {
     /// Statements that write many rows from the JSON array of objects `$1` (`$2`: the batch's
     /// time, where a statement needs it).
     pub bulk: Bulk,
+    /// Deletes the carts last changed before `$1` (their items with them), outside the writer.
+    /// On PostgreSQL it skips a cart whose lock a batch holds (that batch is changing it, so it
+    /// is not idle) and holds the lock of each cart it deletes until it commits, so a batch
+    /// never sees half a purged cart; SQLite's one write lock does the same.
+    pub purge_carts: &'static str,
 }
 
 pub(crate) struct Bulk {
@@ -57,7 +62,7 @@ pub(crate) struct Bulk {
     pub delete_cart_items: &'static str,
     /// Carts removed (`id`), their items with them.
     pub delete_carts: &'static str,
-    /// Carts created or changed (`id`, `created_at`).
+    /// Carts created or changed (`id`, `name`, `description`, `created_at`).
     pub upsert_carts: &'static str,
     /// Cart items created or given a new quantity (`id`, `cart_id`, `product_id`,
     /// `location`, `quantity`, `created_at`). The batch holds the cart's lock, so it writes
@@ -120,8 +125,8 @@ macro_rules! dialect {
             lock_stocks: concat!(
                 "SELECT ", stock_columns!(), " FROM stock WHERE product_id ", $open,
                 $t1,
-                " UNION ALL SELECT product_id FROM order_items WHERE order_id ", $open, $t2, $close,
-                $close, " ORDER BY product_id, location", $lock
+                " UNION ALL SELECT product_id FROM order_items WHERE custom = 0 AND order_id ",
+                $open, $t2, $close, $close, " ORDER BY product_id, location", $lock
             ),
             read_stocks: concat!(
                 "SELECT ", stock_columns!(), " FROM stock WHERE product_id ", $open,
@@ -135,11 +140,15 @@ macro_rules! dialect {
             ),
             order_items_of: concat!(
                 "SELECT order_id, product_id, location, quantity FROM order_items \
-                 WHERE order_id ", $open, $t1, $close, " ORDER BY order_id, position"
+                 WHERE custom = 0 AND order_id ", $open, $t1, $close, " ORDER BY order_id, position"
             ),
             cart_items_of: concat!(
-                "SELECT c.id AS cart_id, c.created_at AS cart_created, ci.id AS item_id, \
-                 ci.product_id, ci.location, ci.quantity, ci.created_at AS item_created \
+                "SELECT c.id AS cart_id, c.created_at AS cart_created, c.name AS cart_name, \
+                 c.description AS cart_description, c.customer_id AS cart_customer, \
+                 ci.id AS item_id, \
+                 ci.product_id, ci.location, ci.quantity, ci.created_at AS item_created, \
+                 ci.custom, ci.custom_name, ci.custom_sku, ci.custom_amount, ci.custom_currency, \
+                 ci.custom_includes_tax \
                  FROM carts c LEFT JOIN cart_items ci ON ci.cart_id = c.id WHERE c.id ",
                 $open, $t1, $close, " ORDER BY c.id, ci.created_at, ci.id"
             ),
@@ -153,6 +162,7 @@ macro_rules! dialect {
                 "SELECT ", stock_columns!(), " FROM stock WHERE product_id ", $open, $t1, $close,
                 " ORDER BY product_id, location"
             ),
+            purge_carts: "",
             bulk: Bulk {
                 delete_cart_items: concat!(
                     "DELETE FROM cart_items WHERE id ", $open, "SELECT j.value ->> 'id' FROM ",
@@ -163,17 +173,26 @@ macro_rules! dialect {
                     $close
                 ),
                 upsert_carts: concat!(
-                    "INSERT INTO carts (id, created_at, updated_at) \
-                     SELECT j.value ->> 'id', CAST(j.value ->> 'created_at' AS BIGINT), $2 FROM ",
+                    "INSERT INTO carts (id, name, description, customer_id, created_at, \
+                     updated_at) SELECT j.value ->> 'id', j.value ->> 'name', \
+                     j.value ->> 'description', j.value ->> 'customer_id', \
+                     CAST(j.value ->> 'created_at' AS BIGINT), $2 FROM ",
                     $rows,
-                    " WHERE true ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at"
+                    " WHERE true ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
+                     description = excluded.description, customer_id = excluded.customer_id, \
+                     updated_at = excluded.updated_at"
                 ),
                 upsert_cart_items: concat!(
                     "INSERT INTO cart_items (id, cart_id, product_id, location, quantity, \
-                     created_at, updated_at) SELECT j.value ->> 'id', j.value ->> 'cart_id', \
-                     j.value ->> 'product_id', j.value ->> 'location', \
+                     created_at, updated_at, custom, custom_name, custom_sku, custom_amount, \
+                     custom_currency, custom_includes_tax) SELECT j.value ->> 'id', \
+                     j.value ->> 'cart_id', j.value ->> 'product_id', j.value ->> 'location', \
                      CAST(j.value ->> 'quantity' AS BIGINT), \
-                     CAST(j.value ->> 'created_at' AS BIGINT), $2 FROM ",
+                     CAST(j.value ->> 'created_at' AS BIGINT), $2, \
+                     CAST(j.value ->> 'custom' AS BIGINT), j.value ->> 'custom_name', \
+                     j.value ->> 'custom_sku', CAST(j.value ->> 'custom_amount' AS BIGINT), \
+                     j.value ->> 'custom_currency', \
+                     CAST(j.value ->> 'custom_includes_tax' AS BIGINT) FROM ",
                     $rows,
                     " WHERE true ON CONFLICT (id) DO UPDATE \
                      SET quantity = excluded.quantity, updated_at = excluded.updated_at"
@@ -181,22 +200,23 @@ macro_rules! dialect {
                 insert_orders: concat!(
                     "INSERT INTO orders (id, cart_id, status, payment, shipping, paying, customer, \
                      billing_address, shipping_address, total_amount, currency, created_at, \
-                     updated_at) SELECT j.value ->> 'id', j.value ->> 'cart_id', \
+                     updated_at, customer_id) SELECT j.value ->> 'id', j.value ->> 'cart_id', \
                      j.value ->> 'status', j.value ->> 'payment', j.value ->> 'shipping', NULL, \
                      j.value ->> 'customer', j.value ->> 'billing_address', \
                      j.value ->> 'shipping_address', CAST(j.value ->> 'total_amount' AS BIGINT), \
-                     j.value ->> 'currency', $2, $2 FROM ",
+                     j.value ->> 'currency', $2, $2, j.value ->> 'customer_id' FROM ",
                     $rows
                 ),
                 insert_order_items: concat!(
                     "INSERT INTO order_items (id, order_id, position, product_id, location, name, \
-                     sku, quantity, unit_amount, currency, includes_tax) \
+                     sku, quantity, unit_amount, currency, includes_tax, custom) \
                      SELECT j.value ->> 'id', j.value ->> 'order_id', \
                      CAST(j.value ->> 'position' AS BIGINT), j.value ->> 'product_id', \
                      j.value ->> 'location', j.value ->> 'name', j.value ->> 'sku', \
                      CAST(j.value ->> 'quantity' AS BIGINT), \
                      CAST(j.value ->> 'unit_amount' AS BIGINT), j.value ->> 'currency', \
-                     CAST(j.value ->> 'includes_tax' AS BIGINT) FROM ",
+                     CAST(j.value ->> 'includes_tax' AS BIGINT), \
+                     CAST(j.value ->> 'custom' AS BIGINT) FROM ",
                     $rows
                 ),
                 insert_payments: concat!(
@@ -259,7 +279,20 @@ macro_rules! dialect {
     };
 }
 
-pub(crate) const SQLITE: Dialect = dialect!(
+pub(crate) const SQLITE: Dialect = Dialect {
+    purge_carts: "DELETE FROM carts WHERE updated_at < $1",
+    ..SQLITE_BATCH
+};
+
+pub(crate) const POSTGRES: Dialect = Dialect {
+    // CASE, so that only idle carts' locks are tried (AND may evaluate in either order).
+    purge_carts: "DELETE FROM carts WHERE CASE WHEN updated_at < $1 THEN \
+                  pg_try_advisory_xact_lock(hashtextextended('stockroom cart ' || id, 0)) \
+                  ELSE false END",
+    ..POSTGRES_BATCH
+};
+
+const SQLITE_BATCH: Dialect = dialect!(
     kind: Kind::Sqlite,
     begin: "BEGIN IMMEDIATE",
     lock: "",
@@ -275,7 +308,7 @@ pub(crate) const SQLITE: Dialect = dialect!(
 
 /// `= ANY (ARRAY(…))` rather than `IN (SELECT …)`: PostgreSQL plans it as an index lookup even
 /// before the table has statistics; the `IN` form could scan the whole table on every batch.
-pub(crate) const POSTGRES: Dialect = dialect!(
+const POSTGRES_BATCH: Dialect = dialect!(
     kind: Kind::Postgres,
     begin: "BEGIN",
     lock: " FOR UPDATE",

@@ -17,6 +17,7 @@ mod batch;
 mod batch_rows;
 mod carts;
 mod catalog;
+mod customers;
 mod dialect;
 mod error;
 mod events;

@@ -1,7 +1,9 @@
 //! The records the store reads and writes, and the requests it takes.
 
 use stockroom_domain::order::{OrderError, OrderState, PaymentMethod};
-use stockroom_domain::{Action, ProductId, Quantity, Refusal, Role, Stock, Timestamp};
+use stockroom_domain::{
+    Action, Adjustment, ProductId, Quantity, Refusal, Role, Stock, StockLevel, Timestamp,
+};
 pub use stockroom_domain::{Currency, Money, Price};
 
 /// The slug of the location that holds a stock record; empty for stock that uses no
@@ -103,14 +105,13 @@ pub enum Command {
     /// [`NO_LOCATION`] for classic stock): refused if the product has stock already.
     Create {
         product: ProductId,
-        records: Vec<(String, Quantity)>,
+        records: Vec<(String, StockLevel)>,
     },
     /// One action on an existing record (increment, decrement, allocate, deallocate, set, ship).
     Transact {
         product: ProductId,
         location: String,
-        action: Action,
-        quantity: Quantity,
+        adjustment: Adjustment,
         order_id: Option<String>,
         reason: Option<String>,
     },
@@ -121,7 +122,7 @@ pub enum Command {
     /// while it has allocated units).
     SetLocations {
         product: ProductId,
-        changes: Vec<(String, Option<Quantity>)>,
+        changes: Vec<(String, Option<StockLevel>)>,
     },
     /// Add a location: refused if its slug is taken.
     CreateLocation(Location),
@@ -129,12 +130,17 @@ pub enum Command {
     DeleteLocation { id: String },
     /// Add a product to the catalog: refused if its id or SKU is taken.
     CreateProduct(Product),
+    /// Add a product and start managing its stock at 0 (the legacy API's `manage_stock`),
+    /// both or neither: refused if its id or SKU is taken or it has stock already.
+    CreateProductWithStock(Product),
     /// Add items to a cart (creating it): each line's product must have the quantity asked
     /// available (this request's quantity only); a line for a product already in the cart adds
     /// to it. All or nothing.
     AddToCart {
         cart_id: String,
         lines: Vec<CartLine>,
+        /// Custom items added with them: each a line of its own, never stock-managed.
+        custom: Vec<CustomItem>,
     },
     /// Set a cart item's quantity, checking it is available.
     UpdateCartItem {
@@ -146,6 +152,35 @@ pub enum Command {
     DeleteCartItem { cart_id: String, item_id: String },
     /// Remove a cart and its items.
     DeleteCart { cart_id: String },
+    /// Create an empty cart with a name and a description (its id is new: refused if taken).
+    CreateCart {
+        cart_id: String,
+        name: String,
+        description: String,
+        /// The customer whose token created it, if any.
+        customer_id: Option<String>,
+    },
+    /// Change a cart's name or description (`None` keeps it): refused if there is no cart.
+    UpdateCart {
+        cart_id: String,
+        name: Option<String>,
+        description: Option<String>,
+    },
+    /// Remove every item of a cart, keeping the cart: refused if there is no cart.
+    EmptyCart { cart_id: String },
+    /// Associate a cart with a customer (Elastic Path's cart–customer relationship): refused
+    /// if there is no cart.
+    SetCartCustomer {
+        cart_id: String,
+        customer_id: String,
+    },
+    /// Set the quantities of several items at once, all or none: each item must be in the cart
+    /// and its product must have the quantity asked available (as for one item); a quantity of
+    /// 0 removes the item (Elastic Path's bulk update).
+    UpdateCartItems {
+        cart_id: String,
+        items: Vec<(String, StockLevel)>,
+    },
     /// Remove a product from the catalog, and from every cart that holds it.
     DeleteProduct { product: ProductId },
     /// Turn a cart into an order: its items priced from the catalog as it is now, after a final
@@ -230,6 +265,16 @@ pub struct CartLine {
     pub quantity: Quantity,
 }
 
+/// An item sold beside the catalog's products (Elastic Path's `custom_item`): a name, SKU and
+/// price of its own, never stock-managed, each its own cart line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CustomItem {
+    pub name: String,
+    pub sku: String,
+    pub price: Price,
+    pub quantity: Quantity,
+}
+
 /// One line of a multi-line write: a product and a quantity.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Line {
@@ -248,6 +293,7 @@ impl Command {
             | Command::Transact { product, .. }
             | Command::Delete { product }
             | Command::SetLocations { product, .. } => vec![product],
+            Command::CreateProductWithStock(p) => vec![&p.id],
             _ => Vec::new(),
         }
     }
@@ -297,7 +343,12 @@ impl Command {
             Command::AddToCart { cart_id, .. }
             | Command::UpdateCartItem { cart_id, .. }
             | Command::DeleteCartItem { cart_id, .. }
-            | Command::DeleteCart { cart_id } => Some(cart_id),
+            | Command::DeleteCart { cart_id }
+            | Command::CreateCart { cart_id, .. }
+            | Command::UpdateCart { cart_id, .. }
+            | Command::EmptyCart { cart_id }
+            | Command::SetCartCustomer { cart_id, .. }
+            | Command::UpdateCartItems { cart_id, .. } => Some(cart_id),
             Command::Checkout(order) => Some(&order.cart_id),
             _ => None,
         }
@@ -306,7 +357,10 @@ impl Command {
     /// Whether the stock of every product in the command's cart is read too (checkout and item
     /// updates check it; nothing is reserved, so it is read without a lock).
     pub fn checks_cart_stock(&self) -> bool {
-        matches!(self, Command::Checkout(_) | Command::UpdateCartItem { .. })
+        matches!(
+            self,
+            Command::Checkout(_) | Command::UpdateCartItem { .. } | Command::UpdateCartItems { .. }
+        )
     }
 
     /// The location slugs this command names, whose existence the batch reads up front.
@@ -329,6 +383,7 @@ impl Command {
         matches!(
             self,
             Command::CreateProduct(_)
+                | Command::CreateProductWithStock(_)
                 | Command::DeleteProduct { .. }
                 | Command::CreateLocation(_)
                 | Command::DeleteLocation { .. }
@@ -362,7 +417,8 @@ pub struct ProductPatch {
     pub price: Option<Price>,
 }
 
-/// A cart item with what the catalog says of its product now (`None`: no product record).
+/// A cart item with what the catalog says of its product now (`None`: no product record). A
+/// custom item's `product` is its own name, SKU and price (its `product_id` is its own id).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CartItem {
     pub id: String,
@@ -370,15 +426,43 @@ pub struct CartItem {
     pub location: String,
     pub quantity: u64,
     pub product: Option<Product>,
+    /// A custom item (never stock-managed).
+    pub custom: bool,
     /// Whether the product has a stock record.
     pub managed: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
 
+/// A customer (Elastic Path's customer resource); the password only as an argon2 hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Customer {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub password_hash: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Changes to a customer; `None` keeps a field as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CustomerPatch {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub password_hash: Option<String>,
+}
+
+/// The name of a cart made by its first item (Elastic Path's default).
+pub const DEFAULT_CART_NAME: &str = "Cart";
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cart {
     pub id: String,
+    pub name: String,
+    pub description: String,
+    /// The customer the cart is associated with, if any.
+    pub customer_id: Option<String>,
     pub items: Vec<CartItem>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -388,7 +472,10 @@ pub struct Cart {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OrderItem {
     pub id: String,
+    /// A custom item's own id, for a custom item.
     pub product_id: ProductId,
+    /// A custom item: never allocated or shipped.
+    pub custom: bool,
     pub location: String,
     pub name: String,
     pub sku: String,
@@ -402,6 +489,8 @@ pub struct OrderItem {
 pub struct NewOrder {
     pub id: String,
     pub cart_id: String,
+    /// The customer the order is for (a customer token's, else the cart's, if any).
+    pub customer_id: Option<String>,
     pub customer: String,
     pub billing_address: String,
     pub shipping_address: String,
@@ -411,6 +500,8 @@ pub struct NewOrder {
 pub struct Order {
     pub id: String,
     pub cart_id: String,
+    /// The customer the order is for (`relationships.customer`), if any.
+    pub customer_id: Option<String>,
     pub state: OrderState,
     pub customer: String,
     pub billing_address: String,
@@ -431,6 +522,8 @@ pub struct Order {
 /// Filters on the order list; every field is optional.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OrderQuery {
+    /// Only this customer's orders.
+    pub customer_id: Option<String>,
     pub status: Option<stockroom_domain::order::Status>,
     pub payment: Option<stockroom_domain::order::Payment>,
     pub shipping: Option<stockroom_domain::order::Shipping>,

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use stockroom_domain::order::{OnCancel, OrderError, OrderState};
-use stockroom_domain::{limits, Action, Quantity, Timestamp};
+use stockroom_domain::{limits, Action, Adjustment, Quantity, Timestamp};
 
 use crate::batch_rows::{bulk, OrderItemRow, OrderRow, OrderStateRow, PaymentRow};
 use crate::carts::Carts;
@@ -228,6 +228,10 @@ fn checkout(
         payment: state.payment.as_str(),
         shipping: state.shipping.as_str(),
         customer: order.customer.clone(),
+        customer_id: order
+            .customer_id
+            .clone()
+            .or_else(|| cart.customer_id().map(str::to_owned)),
         billing_address: order.billing_address.clone(),
         shipping_address: order.shipping_address.clone(),
         total_amount: priced.total.amount_minor(),
@@ -265,12 +269,21 @@ fn price(cart: &crate::carts::CartState, catalog: &Catalog) -> Result<Priced, Re
     {
         return Err(Rejection::OrderTooLarge);
     }
-    let products: Vec<Option<&Product>> =
-        cart.lines.iter().map(|l| catalog.get(&l.product)).collect();
-    let mut currencies: Vec<Currency> = products
+    // A custom item is priced by itself; a product by the catalog as it is now.
+    let prices: Vec<Option<(Price, &str, &str)>> = cart
+        .lines
+        .iter()
+        .map(|l| match &l.custom {
+            Some(c) => Some((c.price, c.name.as_str(), c.sku.as_str())),
+            None => catalog
+                .get(&l.product)
+                .map(|p| (p.price, p.name.as_str(), p.sku.as_str())),
+        })
+        .collect();
+    let mut currencies: Vec<Currency> = prices
         .iter()
         .flatten()
-        .map(|p| p.price.amount.currency())
+        .map(|(price, _, _)| price.amount.currency())
         .collect();
     currencies.sort_unstable();
     currencies.dedup();
@@ -282,9 +295,9 @@ fn price(cart: &crate::carts::CartState, catalog: &Catalog) -> Result<Priced, Re
     let mut items = Vec::with_capacity(cart.lines.len());
     let mut lines = Wanted::new();
     let mut total = Money::zero(currency);
-    for (line, product) in cart.lines.iter().zip(products) {
+    for (line, priced) in cart.lines.iter().zip(prices) {
         let quantity = Quantity::new(figure(line.quantity)).map_err(|_| Rejection::CartLimit)?;
-        let unit_price = product.map(|p| p.price).unwrap_or(Price {
+        let unit_price = priced.map(|(p, _, _)| p).unwrap_or(Price {
             amount: Money::zero(currency),
             includes_tax: false,
         });
@@ -293,15 +306,19 @@ fn price(cart: &crate::carts::CartState, catalog: &Catalog) -> Result<Priced, Re
             .checked_mul(quantity)
             .and_then(|value| total.checked_add(value))
             .map_err(|_| Rejection::OrderTotalTooLarge)?;
-        *lines
-            .entry((line.product.clone(), line.location.clone()))
-            .or_default() += line.quantity;
+        // Custom items are never stock-managed: they want no stock.
+        if line.custom.is_none() {
+            *lines
+                .entry((line.product.clone(), line.location.clone()))
+                .or_default() += line.quantity;
+        }
         items.push(OrderItem {
             id: crate::model::new_id(),
             product_id: line.product.clone(),
+            custom: line.custom.is_some(),
             location: line.location.clone(),
-            name: product.map(|p| p.name.clone()).unwrap_or_default(),
-            sku: product.map(|p| p.sku.clone()).unwrap_or_default(),
+            name: priced.map(|(_, n, _)| n.to_owned()).unwrap_or_default(),
+            sku: priced.map(|(_, _, s)| s.to_owned()).unwrap_or_default(),
             quantity,
             unit_price,
         });
@@ -326,6 +343,7 @@ fn item_row(order_id: &str, position: usize, item: &OrderItem) -> OrderItemRow {
         unit_amount: item.unit_price.amount.amount_minor(),
         currency: item.unit_price.amount.currency().as_str().to_owned(),
         includes_tax: i64::from(item.unit_price.includes_tax),
+        custom: i64::from(item.custom),
     }
 }
 
@@ -353,8 +371,7 @@ fn pay(
         lines.push((
             product.clone(),
             location.clone(),
-            Action::Allocate,
-            quantity,
+            Adjustment::of(Action::Allocate, quantity),
         ));
     }
     let entries = match stocks.apply_lines(&lines, Some(order_id), None, true)? {
@@ -547,7 +564,10 @@ impl PaymentWork<'_, '_> {
         let lines: Vec<LineAction> = payment
             .lines
             .iter()
-            .map(|l| (l.product.clone(), l.location.clone(), action, l.quantity))
+            .map(|l| {
+                let adjustment = Adjustment::of(action, l.quantity);
+                (l.product.clone(), l.location.clone(), adjustment)
+            })
             .collect();
         match self
             .stocks
@@ -915,7 +935,7 @@ impl PaymentWork<'_, '_> {
 macro_rules! order_columns {
     () => {
         "o.id, o.cart_id, o.status, o.payment, o.shipping, o.paying, o.customer, \
-         o.billing_address, o.shipping_address, o.order_number, o.external_ref, \
+         o.billing_address, o.shipping_address, o.order_number, o.external_ref, o.customer_id, \
          o.total_amount, o.currency, o.created_at, o.updated_at, \
          CAST(COALESCE((SELECT SUM(p.amount) FROM payments p WHERE p.order_id = o.id \
          AND p.status = 'complete' AND p.transaction_type IN ('purchase', 'capture')), 0) \
@@ -959,6 +979,9 @@ impl OrderWhere {
             sql: String::new(),
             args: Vec::new(),
         };
+        if let Some(c) = &query.customer_id {
+            w.and(|p| format!("o.customer_id = {p}"), c.into());
+        }
         if let Some(s) = query.status {
             w.and(|p| format!("o.status = {p}"), s.as_str().into());
         }

@@ -136,6 +136,7 @@ pub(crate) fn order(row: &Row, items: Vec<OrderItem>) -> Result<Order, StoreErro
     Ok(Order {
         id: row.col("id")?,
         cart_id: row.col("cart_id")?,
+        customer_id: row.col("customer_id")?,
         state: order_state(row)?,
         customer: row.col("customer")?,
         billing_address: row.col("billing_address")?,
@@ -156,7 +157,8 @@ macro_rules! order_item_columns {
     () => {
         "i.id AS item_id, i.product_id AS item_product, i.location AS item_location, \
          i.name AS item_name, i.sku AS item_sku, i.quantity AS item_quantity, \
-         i.unit_amount AS item_amount, i.currency AS item_currency, i.includes_tax AS item_tax"
+         i.unit_amount AS item_amount, i.currency AS item_currency, i.includes_tax AS item_tax, \
+         i.custom AS item_custom"
     };
 }
 pub(crate) use order_item_columns;
@@ -166,6 +168,7 @@ pub(crate) fn order_item(r: &Row) -> Result<OrderItem, StoreError> {
     Ok(OrderItem {
         id: r.col("item_id")?,
         product_id: product_id(&r.col::<String>("item_product")?)?,
+        custom: r.col::<i64>("item_custom")? != 0,
         location: r.col("item_location")?,
         name: r.col("item_name")?,
         sku: r.col("item_sku")?,

@@ -3,7 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use stockroom_domain::{Action, Origin, ProductId, Quantity, Refusal, Stock, Timestamp};
+use stockroom_domain::{
+    Action, Adjustment, Origin, ProductId, Refusal, Stock, StockLevel, Timestamp,
+};
 
 use crate::batch_rows::{bulk, HistoryRow, StockRow};
 use crate::dialect::{stock_columns, Dialect};
@@ -20,8 +22,8 @@ pub(crate) type Key = (ProductId, String);
 /// Units wanted per stock record.
 pub(crate) type Wanted = BTreeMap<Key, u64>;
 
-/// One change to a record: product, location, action, quantity.
-pub(crate) type LineAction = (ProductId, String, Action, Quantity);
+/// One change to a record: product, location, action and quantity.
+pub(crate) type LineAction = (ProductId, String, Adjustment);
 
 /// A stock row as the batch sees it: as read, and as the batch has left it so far.
 struct Slot {
@@ -171,7 +173,7 @@ impl Stocks {
         };
         let mut next: BTreeMap<Key, Stock> = BTreeMap::new();
         let mut written = Vec::with_capacity(lines.len());
-        for (product, location, action, quantity) in lines {
+        for (product, location, adjustment) in lines {
             self.must_be_locked(product)?;
             let key = (product.clone(), location.clone());
             let current = match next.get(&key).copied() {
@@ -184,12 +186,13 @@ impl Stocks {
                     },
                 },
             };
-            let after = match current.apply_as(origin, *action, *quantity) {
+            let after = match current.adjust(origin, *adjustment) {
                 Ok(after) => after,
                 Err(refusal) => return Ok(Err(Rejection::Stock(refusal))),
             };
             next.insert(key, after);
-            let entry = self.entry((product, location), *action, quantity.get(), after);
+            let (action, quantity) = (adjustment.action(), adjustment.quantity());
+            let entry = self.entry((product, location), action, quantity, after);
             written.push(HistoryEntry {
                 order_id: order_id.map(str::to_owned),
                 reason: reason.map(str::to_owned),
@@ -324,12 +327,11 @@ pub(crate) fn apply_stock_command(
         Command::Transact {
             product,
             location,
-            action,
-            quantity,
+            adjustment,
             order_id,
             reason,
         } => {
-            let line = (product.clone(), location.clone(), *action, *quantity);
+            let line = (product.clone(), location.clone(), *adjustment);
             Ok(
                 match stocks.apply_lines(&[line], order_id.as_deref(), reason.as_deref(), false)? {
                     Ok(entries) => first_entry(entries),
@@ -357,7 +359,7 @@ fn create(
     stocks: &mut Stocks,
     slugs: &Slugs,
     product: &ProductId,
-    records: &[(String, Quantity)],
+    records: &[(String, StockLevel)],
 ) -> Result<Outcome, StoreError> {
     if stocks.stock(product, NO_LOCATION)?.is_some() || stocks.managed(product) {
         return Ok(Outcome::Refused(Rejection::AlreadyExists));
@@ -410,7 +412,7 @@ fn set_locations(
     stocks: &mut Stocks,
     slugs: &Slugs,
     product: &ProductId,
-    changes: &[(String, Option<Quantity>)],
+    changes: &[(String, Option<StockLevel>)],
 ) -> Result<Outcome, StoreError> {
     if !stocks.managed(product) || changes.iter().any(|(l, _)| !slugs.exists(l)) {
         return Ok(Outcome::Refused(Rejection::NotFound));
@@ -433,7 +435,7 @@ fn set_locations(
 fn step(
     current: Option<Stock>,
     location: &str,
-    change: Option<Quantity>,
+    change: Option<StockLevel>,
 ) -> Result<Option<Step>, Rejection> {
     let step = |action, quantity, after| {
         Ok(Some(Step {
@@ -446,9 +448,12 @@ fn step(
     match (current, change) {
         (Some(stock), Some(available)) => {
             let total = stock.allocated() + available.get();
-            let q = Quantity::new(i64::try_from(total).unwrap_or(-1))
+            // Available 0 is a total of what is allocated (SPEC §1), itself possibly 0.
+            let level = StockLevel::new(i64::try_from(total).unwrap_or(-1))
                 .map_err(|_| Rejection::Stock(Refusal::TotalTooLarge))?;
-            let after = stock.apply(Action::Set, q).map_err(Rejection::Stock)?;
+            let after = stock
+                .adjust(Origin::Manual, Adjustment::set(level))
+                .map_err(Rejection::Stock)?;
             step(Action::Set, total, Some(after))
         }
         (None, Some(available)) => step(

@@ -16,7 +16,7 @@ use crate::model::*;
 use crate::open::{kind_of, pg_config, pg_pool, redact_url, sqlite_file, SqliteMode};
 use crate::verify::{self, VerifyReport};
 use crate::writer::{self, Job, Lane, WriteDb};
-use crate::{carts, catalog, locations, migrate, orders, rows, stock};
+use crate::{carts, catalog, customers, locations, migrate, orders, rows, stock};
 
 /// How to open the store.
 #[derive(Clone, Debug)]
@@ -501,6 +501,49 @@ impl Store for SqlStore {
 
     async fn payment(&self, order_id: &str, id: &str) -> Result<Option<PaymentTx>, StoreError> {
         orders::payment(&self.read, order_id, id).await
+    }
+
+    async fn create_customer(&self, customer: &Customer) -> Result<(), StoreError> {
+        customers::create(&self.read, customer).await
+    }
+
+    async fn customer(&self, id: &str) -> Result<Option<Customer>, StoreError> {
+        customers::get(&self.read, id).await
+    }
+
+    async fn customer_by_email(&self, email: &str) -> Result<Option<Customer>, StoreError> {
+        customers::by_email(&self.read, email).await
+    }
+
+    async fn customers(&self, page: Page) -> Result<Paged<Customer>, StoreError> {
+        customers::list(&self.read, page).await
+    }
+
+    async fn update_customer(
+        &self,
+        id: &str,
+        patch: &CustomerPatch,
+        now: Timestamp,
+    ) -> Result<Option<Customer>, StoreError> {
+        customers::update(&self.read, id, patch, now).await
+    }
+
+    async fn delete_customer(&self, id: &str) -> Result<bool, StoreError> {
+        customers::delete(&self.read, id).await
+    }
+
+    async fn customer_carts(
+        &self,
+        customer_id: &str,
+        page: Page,
+    ) -> Result<Paged<Cart>, StoreError> {
+        carts::customer_carts(&self.read, customer_id, page).await
+    }
+
+    async fn purge_carts(&self, idle_before: Timestamp) -> Result<u64, StoreError> {
+        self.read
+            .run(self.dialect.purge_carts, args![idle_before.micros()])
+            .await
     }
 
     async fn prune_idempotency(&self, before: Timestamp) -> Result<u64, StoreError> {

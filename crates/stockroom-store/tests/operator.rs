@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use stockroom_domain::{Action, Clock, Currency, Money, Price, ProductId, Quantity, Timestamp};
+use stockroom_domain::{
+    Action, Adjustment, Clock, Currency, Money, Price, ProductId, Quantity, Timestamp,
+};
 use stockroom_store::testing::{fresh_database, Backend};
 use stockroom_store::{
     Command, LevelFilter, Location, OpenOptions, OperatorStore, Outcome, Product, SqlStore,
@@ -86,7 +88,7 @@ async fn seeded(backend: Backend, dir: &std::path::Path) -> Option<Arc<SqlStore>
             &store,
             Command::Create {
                 product: id(pid),
-                records: vec![(NO_LOCATION.into(), q(n))],
+                records: vec![(NO_LOCATION.into(), q(n).into())],
             },
         )
         .await;
@@ -95,7 +97,7 @@ async fn seeded(backend: Backend, dir: &std::path::Path) -> Option<Arc<SqlStore>
         &store,
         Command::SetLocations {
             product: id("pan"),
-            changes: vec![("wh-a".into(), Some(q(4)))],
+            changes: vec![("wh-a".into(), Some(q(4).into()))],
         },
     )
     .await;
@@ -104,8 +106,7 @@ async fn seeded(backend: Backend, dir: &std::path::Path) -> Option<Arc<SqlStore>
         Command::Transact {
             product: id("mug-2"),
             location: NO_LOCATION.into(),
-            action: Action::Allocate,
-            quantity: q(2),
+            adjustment: Adjustment::of(Action::Allocate, q(2)),
             order_id: None,
             reason: None,
         },
@@ -272,8 +273,7 @@ async fn the_series_and_bulk_reads_cover_every_record_and_entry(backend: Backend
             Command::Transact {
                 product: id("pan"),
                 location: NO_LOCATION.into(),
-                action: Action::Increment,
-                quantity: q(1),
+                adjustment: Adjustment::of(Action::Increment, q(1)),
                 order_id: None,
                 reason: None,
             },

@@ -301,6 +301,11 @@ struct ServeArgs {
     #[arg(long, env = "STOCKROOM_NO_EVENT_DISPATCH")]
     no_event_dispatch: bool,
 
+    /// Seconds a cart may go unchanged before it is purged with its items (Elastic Path:
+    /// seven days). Each instance purges idle carts every few seconds.
+    #[arg(long, env = "STOCKROOM_CART_EXPIRY_SECS", default_value_t = stockroom_domain::limits::CART_EXPIRY_DEFAULT_SECS)]
+    cart_expiry_secs: u64,
+
     /// Log format: text for people, json for log collectors. The level comes from
     /// STOCKROOM_LOG (e.g. info, debug, stockroom_store=debug).
     #[arg(long, env = "STOCKROOM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -517,6 +522,7 @@ fn limits(args: &ServeArgs) -> Limits {
         max_connections_per_address: args.max_connections_per_address.max(1),
         trusted_proxies: args.trusted_proxies.clone(),
         sign_in_failures_per_minute: args.sign_in_failures_per_minute.max(1),
+        cart_expiry: Duration::from_secs(args.cart_expiry_secs.max(1)),
         order_writes_per_token_per_minute: args.order_writes_per_token_per_minute,
         order_writes_per_address_per_minute: args.order_writes_per_address_per_minute,
     }

@@ -1327,11 +1327,13 @@ async fn purge_unpaid_removes_old_unpaid_orders_and_keeps_the_rest() {
                         location: String::new(),
                         quantity: Quantity::new(2).expect("quantity"),
                     }],
+                    custom: Vec::new(),
                 })
                 .await;
                 write(Command::Checkout(NewOrder {
                     id,
                     cart_id: cart,
+                    customer_id: None,
                     customer: "{}".into(),
                     billing_address: "{}".into(),
                     shipping_address: "{}".into(),

@@ -59,6 +59,7 @@ pub async fn orders(
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
     let (status, payment, shipping) = (text(&p.status), text(&p.payment), text(&p.shipping));
     let filter = OrderQuery {
+        customer_id: None,
         status: Status::parse(&status),
         payment: Payment::parse(&payment),
         shipping: Shipping::parse(&shipping),

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{Redirect, Response};
 use serde::Deserialize;
 use stockroom_domain::limits::REASON_LEN_MAX;
-use stockroom_domain::{Action, ProductId, Quantity, StockLevel, Timestamp};
+use stockroom_domain::{Action, Adjustment, ProductId, Quantity, StockLevel, Timestamp};
 use stockroom_store::{
     Answer, HistoryEntry, HistoryQuery, LevelFilter, Outcome, Page, Rejection, StockQuery,
     WriteRequest, NO_LOCATION,
@@ -464,8 +464,7 @@ pub async fn adjust(
             stockroom_store::Command::Transact {
                 product: id.clone(),
                 location: form.location.clone(),
-                action,
-                quantity: q,
+                adjustment: Adjustment::of(action, q),
                 order_id: None,
                 reason,
             }

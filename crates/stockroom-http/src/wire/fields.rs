@@ -23,7 +23,7 @@ use stockroom_domain::limits::{
     CART_ID_LEN_MAX, LOCATION_SLUG_LEN_MAX, ORDER_PARTY_BYTES_MAX, PRICE_AMOUNT_MAX,
     PRODUCT_ID_LEN_MAX, QUANTITY_MAX, QUANTITY_MIN,
 };
-use stockroom_domain::{CartId, Currency, ProductId, Quantity, Slug};
+use stockroom_domain::{CartId, Currency, ProductId, Quantity, Slug, StockLevel};
 use utoipa::openapi::schema::Schema;
 
 /// A request field that parses into `Self` and documents what it accepts.
@@ -138,6 +138,16 @@ impl WireField for Quantity {
     fn parse<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let n = whole(d, QUANTITY_MIN as i64, QUANTITY_MAX as i64)?;
         Quantity::new(n).map_err(de::Error::custom)
+    }
+}
+
+impl WireField for StockLevel {
+    fn json_schema() -> Value {
+        whole_schema(0, QUANTITY_MAX as i64)
+    }
+    fn parse<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = whole(d, 0, QUANTITY_MAX as i64)?;
+        StockLevel::new(n).map_err(de::Error::custom)
     }
 }
 

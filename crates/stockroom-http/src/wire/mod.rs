@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod carts;
+pub mod customers;
 pub mod fields;
 pub mod integrations;
 pub mod locations;

@@ -549,6 +549,9 @@ pub struct OrderItemsRelation<'a> {
 #[derive(Serialize, ToSchema)]
 pub struct OrderRelationships<'a> {
     items: OrderItemsRelation<'a>,
+    /// The customer the order is for, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    customer: Option<OrderRelation<'a>>,
 }
 
 /// Elastic Path's order `links`: none here.
@@ -625,6 +628,12 @@ impl<'a> OrderOut<'a> {
                         })
                         .collect(),
                 },
+                customer: o.customer_id.as_deref().map(|id| OrderRelation {
+                    data: Relation {
+                        kind: "customer",
+                        id,
+                    },
+                }),
             },
         }
     }

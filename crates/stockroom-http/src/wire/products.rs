@@ -6,7 +6,7 @@ use stockroom_domain::{Currency, Money, Price, ProductId};
 use stockroom_store::Product;
 use utoipa::ToSchema;
 
-use super::fields::{self, NonBlank, UnitAmount};
+use super::fields::{self, Bytes, Chars, Many, NonBlank, UnitAmount};
 use super::{tag, DisplayPrice, MoneyOut, Timestamps};
 use crate::error::ApiError;
 
@@ -40,7 +40,27 @@ impl PriceIn {
     }
 }
 
-/// `POST /v2/products`.
+/// A legacy product's `status`.
+#[derive(Deserialize, ToSchema, Clone, Copy, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum LegacyStatus {
+    Live,
+    Draft,
+}
+
+/// A legacy product's `commodity_type`.
+#[derive(Deserialize, ToSchema, Clone, Copy, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum CommodityType {
+    Physical,
+    Digital,
+}
+
+/// `POST /v2/products`: today's shape (`attributes`), or Elastic Path's legacy flat product as
+/// `@moltin/sdk`'s `Products.Create` sends it (`name`, `slug`, `sku`, `manage_stock`,
+/// `price: [{amount, currency, includes_tax}]`, `status`, `commodity_type`, `description`).
+/// Stockroom keeps one price per product; `slug`, `status`, `commodity_type` and
+/// `description` are checked and not kept.
 #[derive(Deserialize, ToSchema)]
 #[serde(expecting = "an object")]
 pub struct NewProductBody {
@@ -50,8 +70,75 @@ pub struct NewProductBody {
     #[serde(default, deserialize_with = "fields::opt")]
     #[schema(schema_with = fields::opt_schema::<ProductId>)]
     pub id: Option<ProductId>,
-    #[serde(deserialize_with = "fields::object")]
-    pub attributes: NewProduct,
+    /// Today's shape; when left out, the legacy flat fields below.
+    #[serde(default, deserialize_with = "fields::opt_object")]
+    pub attributes: Option<NewProduct>,
+    /// Legacy: the product's name.
+    #[serde(default, deserialize_with = "fields::opt")]
+    #[schema(schema_with = fields::opt_schema::<Name>)]
+    pub name: Option<Name>,
+    /// Legacy: the product's SKU.
+    #[serde(default, deserialize_with = "fields::opt")]
+    #[schema(schema_with = fields::opt_schema::<Sku>)]
+    pub sku: Option<Sku>,
+    /// Legacy: one price.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<PriceIn>>)]
+    pub price: Option<Many<PriceIn, 1, 1>>,
+    /// Legacy: whether Stockroom manages the product's stock (created at 0).
+    #[serde(default)]
+    pub manage_stock: Option<bool>,
+    #[serde(default, deserialize_with = "fields::opt")]
+    #[schema(schema_with = fields::opt_schema::<Chars<1, PRODUCT_SKU_LEN_MAX>>)]
+    pub slug: Option<Chars<1, PRODUCT_SKU_LEN_MAX>>,
+    #[serde(default)]
+    pub status: Option<LegacyStatus>,
+    #[serde(default)]
+    pub commodity_type: Option<CommodityType>,
+    #[serde(default, deserialize_with = "fields::opt")]
+    #[schema(schema_with = fields::opt_schema::<Bytes<PRODUCT_NAME_LEN_MAX>>)]
+    pub description: Option<Bytes<PRODUCT_NAME_LEN_MAX>>,
+}
+
+/// What a new product is, from either shape.
+pub struct NewProductFields {
+    pub name: String,
+    pub sku: String,
+    pub price: Price,
+    pub manage_stock: bool,
+}
+
+impl NewProductBody {
+    pub fn fields(self) -> Result<NewProductFields, ApiError> {
+        if let Some(new) = self.attributes {
+            return Ok(NewProductFields {
+                name: new.name.0,
+                sku: new.sku.0,
+                price: new.price.price()?,
+                manage_stock: false,
+            });
+        }
+        let required = |f: &str| {
+            ApiError::invalid(
+                format!("data.{f}"),
+                format!("send data.attributes, or the legacy product's {f}"),
+            )
+        };
+        let name = self.name.ok_or_else(|| required("name"))?;
+        let sku = self.sku.ok_or_else(|| required("sku"))?;
+        let price = self.price.ok_or_else(|| required("price"))?;
+        let price = price
+            .0
+            .into_iter()
+            .next()
+            .ok_or_else(|| required("price"))?;
+        Ok(NewProductFields {
+            name: name.0,
+            sku: sku.0,
+            price: price.price()?,
+            manage_stock: self.manage_stock.unwrap_or(false),
+        })
+    }
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -107,12 +194,32 @@ pub struct WithoutTax {
     without_tax: DisplayPrice,
 }
 
+/// Whether a product can be bought now.
+#[derive(Serialize, ToSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Availability {
+    InStock,
+    OutStock,
+}
+
+/// A stock-managed product's stock, as the legacy API showed it: what is available.
+#[derive(Serialize, ToSchema)]
+pub struct StockMeta {
+    level: u64,
+    availability: Availability,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct ProductMeta {
     display_price: WithoutTax,
     timestamps: Timestamps,
+    /// Present when the product's stock is managed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stock: Option<StockMeta>,
 }
 
+/// A product: today's shape (`attributes`), with the legacy API's flat fields beside it
+/// (`name`, `sku`, `manage_stock`, `price` as a list) for `@moltin/sdk`'s readers.
 #[derive(Serialize, ToSchema)]
 #[schema(as = Product)]
 pub struct ProductOut<'a> {
@@ -121,11 +228,18 @@ pub struct ProductOut<'a> {
     #[schema(value_type = String)]
     id: &'a str,
     attributes: ProductAttributes<'a>,
+    #[schema(value_type = String)]
+    name: &'a str,
+    #[schema(value_type = String)]
+    sku: &'a str,
+    manage_stock: bool,
+    price: Vec<MoneyOut>,
     meta: ProductMeta,
 }
 
 impl<'a> ProductOut<'a> {
-    pub fn new(p: &'a Product) -> Self {
+    /// `available`: the product's available stock, if its stock is managed.
+    pub fn new(p: &'a Product, available: Option<u64>) -> Self {
         ProductOut {
             kind: ProductTag,
             id: p.id.as_str(),
@@ -134,6 +248,10 @@ impl<'a> ProductOut<'a> {
                 sku: &p.sku,
                 price: MoneyOut::from(&p.price),
             },
+            name: &p.name,
+            sku: &p.sku,
+            manage_stock: available.is_some(),
+            price: vec![MoneyOut::from(&p.price)],
             meta: ProductMeta {
                 display_price: WithoutTax {
                     without_tax: DisplayPrice::of(&p.price.amount),
@@ -142,6 +260,13 @@ impl<'a> ProductOut<'a> {
                     created_at: p.created_at,
                     updated_at: p.updated_at,
                 },
+                stock: available.map(|level| StockMeta {
+                    level,
+                    availability: match level {
+                        0 => Availability::OutStock,
+                        _ => Availability::InStock,
+                    },
+                }),
             },
         }
     }

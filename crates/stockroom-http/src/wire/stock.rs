@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use stockroom_domain::limits::{LOCATIONS_PER_REQUEST_MAX, MULTIPLE_IDS_MAX, REASON_LEN_MAX};
-use stockroom_domain::{Action, ProductId, Quantity, Slug, Timestamp};
+use stockroom_domain::{Action, Adjustment, ProductId, Slug, StockLevel, Timestamp};
 use stockroom_store::{HistoryEntry, HistoryQuery, ProductStock, NO_LOCATION};
 use utoipa::openapi::schema::Schema;
 use utoipa::openapi::RefOr;
@@ -25,18 +25,20 @@ tag!(StockTransactionTag, "stock-transaction");
 #[derive(Deserialize, ToSchema)]
 #[serde(expecting = "an object")]
 pub struct NewStock {
+    /// Units held at first: 0 or more (Elastic Path's stock starts at 0).
     #[serde(deserialize_with = "fields::de")]
-    #[schema(schema_with = fields::schema::<Quantity>)]
-    pub quantity: Quantity,
+    #[schema(schema_with = fields::schema::<StockLevel>)]
+    pub quantity: StockLevel,
 }
 
 /// What is available at one location.
 #[derive(Deserialize, ToSchema, Debug, Clone, Copy)]
 #[serde(expecting = "an object {\"available\": n}")]
 pub struct Available {
+    /// 0 or more; with units allocated there, the total becomes allocated + available.
     #[serde(deserialize_with = "fields::de")]
-    #[schema(schema_with = fields::schema::<Quantity>)]
-    pub available: Quantity,
+    #[schema(schema_with = fields::schema::<StockLevel>)]
+    pub available: StockLevel,
 }
 
 pub type NewLocations = SlugMap<Available, LOCATIONS_PER_REQUEST_MAX>;
@@ -77,8 +79,8 @@ fn new_stock_attributes_schema() -> Schema {
 pub struct NewStockAttributes {
     /// Available units held at no location.
     #[serde(default, deserialize_with = "fields::opt")]
-    #[schema(schema_with = fields::opt_schema::<Quantity>)]
-    pub available: Option<Quantity>,
+    #[schema(schema_with = fields::opt_schema::<StockLevel>)]
+    pub available: Option<StockLevel>,
     /// Location slug → its available units.
     #[serde(default)]
     #[schema(schema_with = fields::opt_partial::<NewLocations>)]
@@ -87,7 +89,7 @@ pub struct NewStockAttributes {
 
 impl NewStockAttributes {
     /// Every record to create, the one with no location first.
-    pub fn records(self) -> Result<Vec<(String, Quantity)>, ApiError> {
+    pub fn records(self) -> Result<Vec<(String, StockLevel)>, ApiError> {
         let none = self.available.map(|q| (NO_LOCATION.to_owned(), q));
         let at = self.locations.map(|m| m.0).unwrap_or_default();
         let records: Vec<_> = none
@@ -123,8 +125,8 @@ pub struct StockUpdate {
 pub struct StockChanges {
     /// Available units held at no location.
     #[serde(default, deserialize_with = "fields::opt")]
-    #[schema(schema_with = fields::opt_schema::<Quantity>)]
-    pub available: Option<Quantity>,
+    #[schema(schema_with = fields::opt_schema::<StockLevel>)]
+    pub available: Option<StockLevel>,
     /// Location slug → its new available units, or null to stop holding stock there (refused
     /// while units there are allocated).
     #[serde(default)]
@@ -134,7 +136,7 @@ pub struct StockChanges {
 
 impl StockChanges {
     /// `Some(available)` per location to set, `None` to remove.
-    pub fn changes(self) -> Vec<(String, Option<Quantity>)> {
+    pub fn changes(self) -> Vec<(String, Option<StockLevel>)> {
         let none = self.available.map(|q| (NO_LOCATION.to_owned(), Some(q)));
         let at = self.locations.map(|m| m.0).unwrap_or_default();
         none.into_iter()
@@ -192,9 +194,10 @@ pub struct TransactionFields {
     #[serde(default, deserialize_with = "fields::opt")]
     #[schema(schema_with = fields::schema::<Postable>)]
     pub action: Option<Postable>,
+    /// 1 or more; `set` also takes 0.
     #[serde(default, deserialize_with = "fields::opt")]
-    #[schema(schema_with = fields::schema::<Quantity>)]
-    pub quantity: Option<Quantity>,
+    #[schema(schema_with = fields::schema::<StockLevel>)]
+    pub quantity: Option<StockLevel>,
     /// Why: free text kept with the history entry.
     #[serde(default, deserialize_with = "fields::opt")]
     #[schema(schema_with = fields::opt_schema::<Bytes<REASON_LEN_MAX>>)]
@@ -224,7 +227,7 @@ pub struct TransactionBody {
     #[serde(default, deserialize_with = "fields::opt")]
     action: Option<Postable>,
     #[serde(default, deserialize_with = "fields::opt")]
-    quantity: Option<Quantity>,
+    quantity: Option<StockLevel>,
     #[serde(default, deserialize_with = "fields::opt")]
     reason: Option<Bytes<REASON_LEN_MAX>>,
     #[serde(default, deserialize_with = "fields::opt")]
@@ -235,8 +238,7 @@ pub struct TransactionBody {
 
 /// A transaction as posted.
 pub struct Posted {
-    pub action: Action,
-    pub quantity: Quantity,
+    pub adjustment: Adjustment,
     pub reason: Option<String>,
     pub location: Option<Slug>,
 }
@@ -269,9 +271,16 @@ impl TransactionBody {
                 "product_id must be the product in the path",
             ));
         }
+        let action = fields.action.ok_or_else(|| required("action"))?.0;
+        let level = fields.quantity.ok_or_else(|| required("quantity"))?;
+        let adjustment = Adjustment::new(action, level).map_err(|e| {
+            ApiError::invalid(
+                format!("{prefix}.quantity"),
+                format!("{e} (only set takes 0)"),
+            )
+        })?;
         Ok(Posted {
-            action: fields.action.ok_or_else(|| required("action"))?.0,
-            quantity: fields.quantity.ok_or_else(|| required("quantity"))?,
+            adjustment,
             reason: fields.reason.map(|r| r.0),
             location: fields.location,
         })

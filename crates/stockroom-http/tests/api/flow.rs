@@ -108,8 +108,13 @@ async fn the_whole_flow_moves_stock_only_at_payment_and_shipment(app: TestApp) {
         (10, 0, 10),
         "checkout holds nothing"
     );
+    // An implicit token alone reads no order (SPEC §3).
     let r = app
-        .shopper(
+        .shopper(Method::GET, &format!("/v2/orders/{order}"), None)
+        .await;
+    assert_eq!(r.error_status(), 403);
+    let r = app
+        .admin(
             Method::GET,
             &format!("/v2/orders/{order}?include=items"),
             None,
@@ -192,7 +197,7 @@ async fn two_checkouts_for_the_last_unit_succeed_and_the_first_payer_wins(app: T
         "nothing allocated for the loser"
     );
     let r = app
-        .shopper(
+        .admin(
             Method::GET,
             &format!("/v2/orders/{second}/transactions"),
             None,
@@ -251,7 +256,7 @@ async fn authorize_then_capture_keeps_the_allocation(app: TestApp) {
         .await;
     assert_eq!(r.error_status(), 409, "captured once");
     let r = app
-        .shopper(
+        .admin(
             Method::GET,
             &format!("/v2/orders/{order}/transactions"),
             None,
@@ -259,7 +264,7 @@ async fn authorize_then_capture_keeps_the_allocation(app: TestApp) {
         .await;
     assert_eq!(r.body["data"].as_array().map(Vec::len), Some(2));
     let r = app
-        .shopper(
+        .admin(
             Method::GET,
             &format!("/v2/orders/{order}/transactions/{tid}"),
             None,
@@ -856,7 +861,7 @@ async fn an_overdue_payment_attempt_is_released_exactly_once(app: TestApp) {
         "released exactly once"
     );
     let r = app
-        .shopper(
+        .admin(
             Method::GET,
             &format!("/v2/orders/{order}/transactions/attempt-1"),
             None,
@@ -956,7 +961,7 @@ async fn the_http_gateway_settles_every_outcome_and_releases_failures_once(backe
     assert_eq!(r.body["data"]["status"], "complete");
     assert_eq!(app.figures("p").await, (10, 3, 7));
     let r = app
-        .shopper(
+        .admin(
             Method::GET,
             &format!("/v2/orders/{order}/transactions"),
             None,

@@ -15,6 +15,7 @@ crate::on_both_backends!(
     the_order_flow_takes_stock_at_each_line_location,
     a_race_for_the_last_units_at_one_location_leaves_the_others_alone,
     locations_with_and_without_a_point_update_alike,
+    a_location_is_created_and_set_at_zero_available,
 );
 
 const MLI: (&str, &str) = ("EP-Inventories-Multi-Location", "true");
@@ -412,7 +413,7 @@ async fn the_order_flow_takes_stock_at_each_line_location(app: TestApp) {
         .expect("order")
         .to_owned();
     let r = app
-        .shopper(Method::GET, &format!("/v2/orders/{order}/items"), None)
+        .admin(Method::GET, &format!("/v2/orders/{order}/items"), None)
         .await;
     let mut locations: Vec<&str> = r.body["data"]
         .as_array()
@@ -535,4 +536,46 @@ async fn locations_with_and_without_a_point_update_alike(app: TestApp) {
         r.body["data"]["attributes"]["geolocation"],
         json!({"lat": 5.0, "lon": -180.0})
     );
+}
+
+/// SPEC §1: a location's `available` may be 0, at creation and in an update; with units
+/// allocated there, available 0 makes the total what is allocated. No phantom unit: one
+/// `create 0`, one `set` per update.
+async fn a_location_is_created_and_set_at_zero_available(app: TestApp) {
+    app.create_location("a").await;
+    app.create_location("b").await;
+    let r = app.mli(Method::POST, "/v2/inventories", Some(json!({"data": {"type": "stock", "id": "p", "attributes": {"locations": {"a": {"available": 0}, "b": {"available": 6}}}}}))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(app.at("p", "a").await, Some((0, 0, 0)));
+    assert_eq!(app.history_count("p", Some("create")).await, 2);
+    let r = app.mli(Method::POST, "/v2/inventories/p/transactions", Some(json!({"data": {"type": "stock-transaction", "attributes": {"action": "allocate", "quantity": 4, "location": "b"}}}))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = app.mli(Method::PUT, "/v2/inventories/p", Some(json!({"data": {"type": "stock", "id": "p", "attributes": {"locations": {"b": {"available": 0}}}}}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        r.body["data"]["attributes"]["locations"]["b"],
+        json!({"total": 4, "allocated": 4, "available": 0}),
+        "available 0 with 4 allocated: total = allocated"
+    );
+    assert_eq!(app.figures("p").await, (4, 4, 0));
+    assert_eq!(
+        app.history_count("p", None).await,
+        4,
+        "create ×2, allocate, set"
+    );
+    // A new location at 0 in an update, and a plain record at 0.
+    let r = app
+        .mli(
+            Method::PUT,
+            "/v2/inventories/p",
+            Some(json!({"data": {"type": "stock", "id": "p", "attributes": {"available": 0}}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(app.history_count("p", None).await, 5);
+    // A negative level is a 400 and changes nothing.
+    let r = app.mli(Method::PUT, "/v2/inventories/p", Some(json!({"data": {"type": "stock", "id": "p", "attributes": {"locations": {"a": {"available": -1}}}}}))).await;
+    assert_eq!(r.error_status(), 400);
+    assert_eq!(app.history_count("p", None).await, 5);
+    app.verify_ok().await;
 }

@@ -11,6 +11,7 @@ mod metrics;
 mod orders;
 mod payments;
 mod security;
+mod storefront;
 mod wire;
 
 use std::sync::Arc;
@@ -34,6 +35,7 @@ on_both_backends!(
     a_single_entry_can_be_read_back,
     deleting_stock_stops_managing_it,
     deleting_stock_with_allocations_is_refused,
+    zero_stock_is_created_and_set_and_verifies,
     the_auth_matrix_holds_on_every_route,
     expired_tokens_are_refused,
     the_token_endpoint_checks_credentials,
@@ -269,7 +271,13 @@ async fn bad_inputs_are_refused_with_4xx_and_change_nothing(app: TestApp) {
         (
             Method::POST,
             "/v2/inventories/q",
-            r#"{"data":{"quantity":0}}"#.into(),
+            r#"{"data":{"quantity":-1}}"#.into(),
+            400,
+        ),
+        (
+            Method::POST,
+            "/v2/inventories/p/transactions",
+            r#"{"data":{"action":"decrement","quantity":0}}"#.into(),
             400,
         ),
         (
@@ -426,8 +434,9 @@ async fn oversize_bodies_are_refused_with_413(app: TestApp) {
     // 413 as soon as the limit is passed and closes the connection, so the client may see the
     // answer or, if it is still sending, a reset: either way nothing was accepted.
     let stream = futures::stream::iter((0..80).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1024])));
-    let sent = app
-        .http
+    // A client of its own: the connection the server closes must not go back to the pool the
+    // next request takes its connection from.
+    let sent = reqwest::Client::new()
         .post(format!("{}/v2/inventories/p/transactions", app.base))
         .bearer_auth(&app.admin)
         .body(reqwest::Body::wrap_stream(stream))
@@ -677,6 +686,50 @@ async fn deleting_stock_stops_managing_it(app: TestApp) {
     app.verify_ok().await;
 }
 
+/// SPEC §1: a stock level given directly may be 0 — `create` 0 and `set` 0 write exactly one
+/// entry each with quantity 0 (no phantom unit passing through), `set` 0 while units are
+/// allocated is refused, and `verify` replays it all.
+async fn zero_stock_is_created_and_set_and_verifies(app: TestApp) {
+    app.create_stock("sold-out", 0).await;
+    assert_eq!(app.figures("sold-out").await, (0, 0, 0));
+    assert_eq!(app.history_count("sold-out", None).await, 1);
+    let r = app
+        .admin(Method::GET, "/v2/inventories/sold-out/transactions", None)
+        .await;
+    assert_eq!(r.body["data"][0]["action"], "create");
+    assert_eq!(r.body["data"][0]["quantity"], 0);
+    app.create_stock("p", 7).await;
+    let r = app.transact("p", "set", 0).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["data"]["quantity"], 0);
+    assert_eq!(app.figures("p").await, (0, 0, 0));
+    assert_eq!(
+        app.history_count("p", None).await,
+        2,
+        "create, set: no more"
+    );
+    // Setting 0 again is one more `set 0`, nothing else.
+    assert_eq!(app.transact("p", "set", 0).await.status, StatusCode::OK);
+    assert_eq!(app.history_count("p", Some("set")).await, 2);
+    // Back up, allocate, and 0 is below what is allocated: 422, nothing changed.
+    app.transact("p", "set", 5).await;
+    app.transact("p", "allocate", 2).await;
+    assert_eq!(app.transact("p", "set", 0).await.error_status(), 422);
+    assert_eq!(app.figures("p").await, (5, 2, 3));
+    assert_eq!(app.history_count("p", None).await, 5);
+    // Only `set` takes 0.
+    for action in ["increment", "decrement", "allocate", "deallocate"] {
+        assert_eq!(
+            app.transact("p", action, 0).await.error_status(),
+            400,
+            "{action}"
+        );
+    }
+    assert_eq!(app.figures("p").await, (5, 2, 3));
+    assert_eq!(app.history_count("p", None).await, 5);
+    app.verify_ok().await;
+}
+
 async fn deleting_stock_with_allocations_is_refused(app: TestApp) {
     app.create_stock("p", 10).await;
     app.transact("p", "allocate", 1).await;
@@ -718,7 +771,9 @@ async fn the_auth_matrix_holds_on_every_route(app: TestApp) {
             .call_raw(m.clone(), &path, Some(&app.shopper), None, &[])
             .await;
         match route.access {
-            Access::Admin => assert_eq!(r.error_status(), 403, "shopper on {m} {path}"),
+            Access::Admin | Access::Customer => {
+                assert_eq!(r.error_status(), 403, "shopper on {m} {path}")
+            }
             _ => assert!(
                 ![401, 403].contains(&r.status.as_u16()),
                 "shopper on {m} {path}: {}",
@@ -1129,7 +1184,10 @@ async fn the_openapi_document_covers_every_route(app: TestApp) {
         );
         assert_eq!(
             responses.contains_key("403"),
-            route.access == stockroom_http::Access::Admin,
+            matches!(
+                route.access,
+                stockroom_http::Access::Admin | stockroom_http::Access::Customer
+            ),
             "{method} {}",
             route.path
         );

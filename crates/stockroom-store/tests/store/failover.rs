@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use stockroom_domain::Action;
+use stockroom_domain::{Action, Adjustment};
 use stockroom_store::testing::{Backend, StallProxy};
 use stockroom_store::{
     Command, HistoryQuery, IdempotencyKey, OpenOptions, Outcome, Page, SqlStore, Store, StoreError,
@@ -36,8 +36,7 @@ fn increment(id: &str, n: i64, key: &str) -> WriteRequest {
         command: Command::Transact {
             product: product(id),
             location: NO_LOCATION.into(),
-            action: Action::Increment,
-            quantity: units(n),
+            adjustment: Adjustment::of(Action::Increment, units(n)),
             order_id: None,
             reason: None,
         },
@@ -60,7 +59,7 @@ async fn create(store: &SqlStore, id: &str, n: i64) {
     let created = store
         .execute(WriteRequest::new(Command::Create {
             product: product(id),
-            records: vec![(NO_LOCATION.into(), units(n))],
+            records: vec![(NO_LOCATION.into(), units(n).into())],
         }))
         .await
         .expect("created");

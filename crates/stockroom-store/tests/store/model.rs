@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use stockroom_domain::{Action, Clock, ProductId, Quantity, Timestamp};
+use stockroom_domain::{Action, Adjustment, Clock, ProductId, StockLevel, Timestamp};
 use stockroom_store::testing::{fresh_database, Backend};
 use stockroom_store::{
     Command, Effect, OpenOptions, Outcome, Rejection, SqlStore, Store, WriteRequest,
@@ -35,9 +35,11 @@ fn op() -> impl Strategy<Value = Op> {
         Just(Action::Set),
         Just(Action::Ship),
     ];
+    // Create and set may be 0 (SPEC §1); every other action's quantity starts at 1.
     prop_oneof![
-        1 => (1i64..30).prop_map(Op::Create),
+        1 => (0i64..30).prop_map(Op::Create),
         10 => (action, 1i64..30).prop_map(|(a, q)| Op::Transact(a, q)),
+        2 => (0i64..3).prop_map(|q| Op::Transact(Action::Set, q)),
         1 => Just(Op::Delete),
     ]
 }
@@ -76,17 +78,16 @@ fn model_step(state: Option<(i64, i64)>, op: &Op) -> Result<Option<(i64, i64)>, 
 }
 
 fn command(product: &ProductId, op: &Op) -> Command {
-    let q = |n: i64| Quantity::new(n).expect("quantity");
+    let level = |n: i64| StockLevel::new(n).expect("a level");
     match op {
         Op::Create(n) => Command::Create {
             product: product.clone(),
-            records: vec![(String::new(), q(*n))],
+            records: vec![(String::new(), level(*n))],
         },
         Op::Transact(action, n) => Command::Transact {
             product: product.clone(),
             location: String::new(),
-            action: *action,
-            quantity: q(*n),
+            adjustment: Adjustment::new(*action, level(*n)).expect("an adjustment"),
             order_id: None,
             reason: None,
         },

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use stockroom_domain::order::PaymentMethod;
-use stockroom_domain::{Action, Timestamp};
+use stockroom_domain::{Action, Adjustment, Timestamp};
 use stockroom_store::testing::{run_on, Backend};
 use stockroom_store::{
     CartLine, Command, HistoryQuery, NewOrder, NewPayment, OpenOptions, Outcome, Page, Rejection,
@@ -32,13 +32,14 @@ fn add(cart: &str, lines: &[(&str, i64)]) -> Command {
                 quantity: units(*n),
             })
             .collect(),
+        custom: Vec::new(),
     }
 }
 
 fn create(id: &str, n: i64) -> Command {
     Command::Create {
         product: product(id),
-        records: vec![(NO_LOCATION.into(), units(n))],
+        records: vec![(NO_LOCATION.into(), units(n).into())],
     }
 }
 
@@ -90,6 +91,92 @@ async fn two_instances_adding_to_one_cart_never_pass_its_limits_on_postgres() {
     }
 }
 
+fn level(n: i64) -> stockroom_domain::StockLevel {
+    stockroom_domain::StockLevel::new(n).expect("a level")
+}
+
+fn bulk(cart: &str, items: &[(&str, i64)]) -> Command {
+    Command::UpdateCartItems {
+        cart_id: cart.into(),
+        items: items
+            .iter()
+            .map(|(i, n)| ((*i).to_owned(), level(*n)))
+            .collect(),
+    }
+}
+
+/// The quantity of each of a cart's items, by product.
+async fn quantities(store: &SqlStore, cart: &str) -> BTreeMap<String, u64> {
+    let found = store.cart(cart).await.expect("a read").expect("the cart");
+    found
+        .items
+        .iter()
+        .map(|i| (i.product_id.as_str().to_owned(), i.quantity))
+        .collect()
+}
+
+/// Two instances updating one cart's items in bulk at once: each update is applied whole, so
+/// the cart ends exactly as one of them left it (never one item from each); and an update one
+/// of whose items asks for more than is available is refused whole, whatever the other does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_updating_one_cart_in_bulk_apply_each_whole_on_postgres() {
+    let Some((_dir, url)) = database(Backend::Postgres).await else {
+        return;
+    };
+    let (a, b) = (open(&url).await, open(&url).await);
+    write(&a, create("mug", 10)).await.expect("stock");
+    write(&a, create("pan", 2)).await.expect("stock");
+    for t in 0..30 {
+        // Both fit: both applied, in some order; the cart is one of the two, whole.
+        let cart = format!("bulk-{t}");
+        let [mug, pan] = cart_of(&a, &cart).await;
+        let (x, y) = tokio::join!(
+            write(&a, bulk(&cart, &[(&mug, 4), (&pan, 2)])),
+            write(&b, bulk(&cart, &[(&mug, 7), (&pan, 1)])),
+        );
+        assert!(matches!(x.expect("no error"), Outcome::Applied(_)));
+        assert!(matches!(y.expect("no error"), Outcome::Applied(_)));
+        let now = quantities(&a, &cart).await;
+        let first = BTreeMap::from([("mug".to_owned(), 4), ("pan".to_owned(), 2)]);
+        let second = BTreeMap::from([("mug".to_owned(), 7), ("pan".to_owned(), 1)]);
+        assert!(
+            now == first || now == second,
+            "a mix of two updates: {now:?}"
+        );
+        // One asks for 3 pans (2 available): refused whole, the other applied.
+        let cart = format!("refused-{t}");
+        let [mug, pan] = cart_of(&a, &cart).await;
+        let (x, y) = tokio::join!(
+            write(&a, bulk(&cart, &[(&mug, 5)])),
+            write(&b, bulk(&cart, &[(&mug, 9), (&pan, 3)])),
+        );
+        assert!(matches!(x.expect("no error"), Outcome::Applied(_)));
+        assert_eq!(
+            y.expect("no error"),
+            Outcome::Refused(Rejection::OutOfStock)
+        );
+        let expected = BTreeMap::from([("mug".to_owned(), 5), ("pan".to_owned(), 1)]);
+        assert_eq!(quantities(&a, &cart).await, expected);
+    }
+}
+
+/// A cart holding one mug and one pan: the two items' ids.
+async fn cart_of(store: &SqlStore, cart: &str) -> [String; 2] {
+    let outcome = write(store, add(cart, &[("mug", 1), ("pan", 1)]))
+        .await
+        .expect("add");
+    assert!(matches!(outcome, Outcome::Applied(_)));
+    let found = store.cart(cart).await.expect("a read").expect("the cart");
+    ["mug", "pan"].map(|p| {
+        found
+            .items
+            .iter()
+            .find(|i| i.product_id.as_str() == p)
+            .map(|i| i.id.clone())
+            .expect("an item")
+    })
+}
+
 /// A tiny deterministic generator: each client's choices are fixed by its number.
 fn picks(seed: u64, round: u64, products: u64) -> [u64; 3] {
     let mut x = seed
@@ -122,6 +209,7 @@ async fn shopper(store: Arc<SqlStore>, client: u64, rounds: u64) -> Vec<BTreeMap
         let checkout = Command::Checkout(NewOrder {
             id: order.clone(),
             cart_id: cart,
+            customer_id: None,
             customer: "{}".into(),
             billing_address: "{}".into(),
             shipping_address: "{}".into(),
@@ -263,8 +351,7 @@ async fn terminated_connections_are_unavailable_never_internal_on_postgres() {
     let increment = || Command::Transact {
         product: product("hot"),
         location: NO_LOCATION.into(),
-        action: Action::Increment,
-        quantity: units(1),
+        adjustment: Adjustment::of(Action::Increment, units(1)),
         order_id: None,
         reason: None,
     };

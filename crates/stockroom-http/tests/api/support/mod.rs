@@ -361,7 +361,7 @@ impl TestApp {
     /// (status, payment, shipping) of an order.
     pub async fn order_state(&self, order: &str) -> (String, String, String) {
         let r = self
-            .shopper(Method::GET, &format!("/v2/orders/{order}"), None)
+            .admin(Method::GET, &format!("/v2/orders/{order}"), None)
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         let d = &r.body["data"];
