@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use stockroom_domain::{Action, Clock, ProductId, Quantity, Timestamp};
+use stockroom_domain::{Action, Adjustment, Clock, ProductId, Quantity, Timestamp};
 use stockroom_store::testing::{fresh_database, Backend};
 use stockroom_store::{
     After, Attempt, Command, EventStore, Integration, IntegrationType, JobStatus, OpenOptions,
@@ -84,7 +84,7 @@ async fn apply(store: &SqlStore, command: Command) -> bool {
 fn create(product: &str, n: i64) -> Command {
     Command::Create {
         product: id(product),
-        records: vec![(NO_LOCATION.into(), q(n))],
+        records: vec![(NO_LOCATION.into(), q(n).into())],
     }
 }
 
@@ -92,8 +92,7 @@ fn transact(product: &str, action: Action, n: i64) -> Command {
     Command::Transact {
         product: id(product),
         location: NO_LOCATION.into(),
-        action,
-        quantity: q(n),
+        adjustment: Adjustment::of(action, q(n)),
         reason: None,
         order_id: None,
     }

@@ -33,7 +33,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP service.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Replay every history entry and check every stock record against it. Exits 1 if any
     /// record disagrees.
     Verify(DbArgs),
@@ -809,7 +809,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Serve(args) => serve(*args).await.map(|()| ExitCode::SUCCESS),
             Command::Verify(db) => verify(db).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Export { args, db } => export(args, db).await.map(|()| ExitCode::SUCCESS),
