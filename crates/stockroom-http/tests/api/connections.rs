@@ -335,16 +335,20 @@ async fn shutting_down_finishes_the_request_in_flight_and_refuses_new_connection
     }));
     let mut idle = TcpStream::connect(addr).await.expect("connect");
     let mut busy = TcpStream::connect(addr).await.expect("connect");
-    // A request in flight: its head is in, its body is not yet.
+    // A request in flight: its head is in, its body is not yet. The server's `100 Continue`
+    // says its handler has started reading the body: the request is in flight, not merely
+    // sent (without it, a shutdown could close the connection before the head was read).
     let body = r#"{"data":{"quantity":5}}"#;
     let head = format!(
         "POST /v2/inventories/shutdown-test HTTP/1.1\r\nHost: stockroom\r\n\
          Authorization: Bearer {}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n",
+         Expect: 100-continue\r\nContent-Length: {}\r\n\r\n",
         app.admin,
         body.len()
     );
     busy.write_all(head.as_bytes()).await.expect("head");
+    let go_on = read_response(&mut busy).await;
+    assert!(go_on.starts_with("HTTP/1.1 100"), "{go_on}");
     idle.write_all(HEALTH).await.expect("write");
     read_response(&mut idle).await;
     stop.send(()).expect("stop");
