@@ -105,7 +105,8 @@ impl EventSettings {
         let claim = u32::try_from(self.claim_max.max(1)).unwrap_or(u32::MAX);
         let run = u32::try_from(self.run_max.clamp(1, self.claim_max.max(1))).unwrap_or(1);
         let rounds = claim.div_ceil(per).saturating_add(run);
-        self.delivery_timeout.saturating_mul(rounds.saturating_add(1))
+        self.delivery_timeout
+            .saturating_mul(rounds.saturating_add(1))
     }
 
     /// When attempt `attempt` (1-based) failed: the time to wait before the next, with jitter

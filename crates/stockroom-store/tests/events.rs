@@ -505,7 +505,10 @@ async fn a_run_is_leased_whole_in_order_and_its_rest_given_back(backend: Backend
     assert_eq!(seqs, a_seqs[1..]);
     assert!(second.iter().all(|j| j.attempts == 1));
     // `max` cuts a run to its oldest jobs.
-    assert_eq!(store.release_jobs(&second, "other").await.expect("given"), 4);
+    assert_eq!(
+        store.release_jobs(&second, "other").await.expect("given"),
+        4
+    );
     let cut = store
         .claim_runs("third", Timestamp(T + 2), lease, 2, 10)
         .await
