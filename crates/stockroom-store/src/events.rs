@@ -453,8 +453,10 @@ impl EventStore for SqlStore {
         };
         // `heads`: the oldest pending job of each (integration, stream), found by a loose
         // index scan of `integration_jobs_stream` (integration_id, stream, seq WHERE pending):
-        // one probe per stream, each jumping past the stream before, so the cost grows with the
-        // number of streams, never with how many jobs wait in them.
+        // one probe per stream, each jumping past the stream before (the next stream of the same
+        // integration, else the first of the next integration: two plain range probes, which
+        // both databases serve from the index, unlike a row-value comparison on SQLite), so the
+        // cost grows with the number of streams, never with how many jobs wait in them.
         //
         // `picked`: the heads that may go now — due, lease free, integration enabled (a
         // disabled integration's jobs wait) — oldest first, locked on PostgreSQL with SKIP
@@ -474,10 +476,13 @@ impl EventStore for SqlStore {
                  ORDER BY integration_id, stream, seq LIMIT 1) \
                UNION ALL \
                SELECT n.seq, n.integration_id, n.stream FROM heads p \
-               JOIN integration_jobs n ON n.seq = (SELECT x.seq FROM integration_jobs x \
-                 WHERE x.status = 'pending' \
-                 AND (x.integration_id, x.stream) > (p.integration_id, p.stream) \
-                 ORDER BY x.integration_id, x.stream, x.seq LIMIT 1)), \
+               JOIN integration_jobs n ON n.seq = COALESCE( \
+                 (SELECT x.seq FROM integration_jobs x WHERE x.status = 'pending' \
+                   AND x.integration_id = p.integration_id AND x.stream > p.stream \
+                   ORDER BY x.integration_id, x.stream, x.seq LIMIT 1), \
+                 (SELECT z.seq FROM integration_jobs z WHERE z.status = 'pending' \
+                   AND z.integration_id > p.integration_id \
+                   ORDER BY z.integration_id, z.stream, z.seq LIMIT 1))), \
              picked AS ( \
                SELECT h.seq, h.integration_id, h.stream FROM integration_jobs h \
                WHERE h.seq IN (SELECT seq FROM heads) \
