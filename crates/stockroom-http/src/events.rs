@@ -3,8 +3,9 @@
 //!
 //! The outbox is filled by the database in the writer's own transactions (see
 //! `stockroom_store::EventStore`). Each instance runs one dispatcher ([`dispatch_forever`]):
-//! it leases due jobs (the oldest pending job of each product or order only, so their events
-//! leave in commit order; `FOR UPDATE SKIP LOCKED` and a lease keep two instances from
+//! it leases due jobs in runs (the oldest pending job of each product or order and the ones
+//! right behind it, delivered in order, the rest given back at the first failure, so their
+//! events leave in commit order; `FOR UPDATE SKIP LOCKED` and a lease keep two instances from
 //! delivering one job at once), renders each job's payload from the resource it names,
 //! delivers it, and records the attempt: delivered, retried later with exponential backoff and
 //! jitter, or failed for good after [`EventSettings::max_attempts`]. A crash between delivery
