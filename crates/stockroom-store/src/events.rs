@@ -467,8 +467,9 @@ impl EventStore for SqlStore {
         // `run`: each picked head and the pending jobs after it in its stream, up to
         // `per_stream` (read through the same index, bounded by the `per_stream`-th one), then
         // the oldest `max` of them all — which keeps each stream's part a prefix of its run, so
-        // a product's events leave in commit order. The jobs after a head are never leased
-        // while it is free: a run is leased as one, and given back as one.
+        // a product's events leave in commit order. A run stops before the first job that may
+        // not go now (still leased: its holder died between recording the head's failure and
+        // giving the rest back; or waiting for a retry), so that nothing behind it overtakes it.
         let sql = format!(
             "WITH RECURSIVE heads(seq, integration_id, stream) AS ( \
                SELECT seq, integration_id, stream FROM integration_jobs \
@@ -498,6 +499,10 @@ impl EventStore for SqlStore {
                    WHERE y.integration_id = p.integration_id AND y.stream = p.stream \
                    AND y.status = 'pending' AND y.seq >= p.seq \
                    ORDER BY y.seq LIMIT 1 OFFSET $5), 9223372036854775807) \
+                 AND NOT EXISTS (SELECT 1 FROM integration_jobs k \
+                   WHERE k.integration_id = p.integration_id AND k.stream = p.stream \
+                   AND k.status = 'pending' AND k.seq > p.seq AND k.seq < j.seq \
+                   AND (k.lease_until > $3 OR k.next_attempt_at > $3)) \
                ORDER BY j.seq LIMIT $4) \
              UPDATE integration_jobs SET lease_owner = $1, lease_until = $2, \
              attempts = attempts + 1 \

@@ -49,6 +49,7 @@ on_both!(
     concurrent_claimers_never_hold_one_job_at_once,
     integrations_are_capped,
     a_run_is_leased_whole_in_order_and_its_rest_given_back,
+    a_run_stops_before_a_job_still_leased,
 );
 
 async fn open(backend: Backend, dir: &std::path::Path) -> Option<Arc<SqlStore>> {
@@ -515,4 +516,47 @@ async fn a_run_is_leased_whole_in_order_and_its_rest_given_back(backend: Backend
         .expect("claim");
     let seqs: Vec<i64> = cut.iter().map(|j| j.seq).collect();
     assert_eq!(seqs, a_seqs[1..3]);
+}
+
+/// A holder that recorded its head's failure and died before giving the rest of its run back
+/// leaves those jobs leased: a new run from the head stops before them, and never takes a job
+/// behind them (it would overtake them).
+async fn a_run_stops_before_a_job_still_leased(backend: Backend) {
+    let dir = tempfile::tempdir().expect("a folder");
+    let Some(store) = open(backend, dir.path()).await else {
+        return;
+    };
+    let hook = integration("hook", true, &["stock-transaction.created"]);
+    assert!(store.create_integration(&hook).await.expect("created"));
+    assert!(apply(&store, create("a", 10)).await);
+    assert!(apply(&store, transact("a", Action::Increment, 1)).await);
+    let lease = Timestamp(T + 60_000_000);
+    let run = store
+        .claim_runs("died", Timestamp(T), lease, 10, 10)
+        .await
+        .expect("claim");
+    assert_eq!(run.len(), 2);
+    // Its head failed (retry at once) and it died before giving the second back.
+    assert!(store
+        .finish_job(
+            &run[0],
+            "died",
+            &ok(),
+            After::RetryAt(Timestamp(T)),
+            Timestamp(T)
+        )
+        .await
+        .expect("done"));
+    // A third job comes, free.
+    assert!(apply(&store, transact("a", Action::Increment, 1)).await);
+    let again = store
+        .claim_runs("other", Timestamp(T + 1), lease, 10, 10)
+        .await
+        .expect("claim");
+    let seqs: Vec<i64> = again.iter().map(|j| j.seq).collect();
+    assert_eq!(
+        seqs,
+        [run[0].seq],
+        "the head only, not the job behind the leased one"
+    );
 }
