@@ -3,8 +3,9 @@
 //!
 //! The outbox is filled by the database in the writer's own transactions (see
 //! `stockroom_store::EventStore`). Each instance runs one dispatcher ([`dispatch_forever`]):
-//! it leases due jobs (the oldest pending job of each product or order only, so their events
-//! leave in commit order; `FOR UPDATE SKIP LOCKED` and a lease keep two instances from
+//! it leases due jobs in runs (the oldest pending job of each product or order and the ones
+//! right behind it, delivered in order, the rest given back at the first failure, so their
+//! events leave in commit order; `FOR UPDATE SKIP LOCKED` and a lease keep two instances from
 //! delivering one job at once), renders each job's payload from the resource it names,
 //! delivers it, and records the attempt: delivered, retried later with exponential backoff and
 //! jitter, or failed for good after [`EventSettings::max_attempts`]. A crash between delivery
@@ -59,6 +60,9 @@ pub struct EventSettings {
     pub poll_every: Duration,
     /// Jobs leased per look.
     pub claim_max: u64,
+    /// Most consecutive jobs of one stream (a product's or an order's events) leased together
+    /// and delivered in order, one request each, by one task on one kept-alive connection.
+    pub run_max: u64,
     /// Finished jobs (and their logs) are pruned after this long.
     pub retention: Duration,
     /// Largest payload sent; a larger resource is sent as `{type, id}` only (as Elastic Path
@@ -82,6 +86,7 @@ impl Default for EventSettings {
             concurrency_per_integration: 8,
             poll_every: Duration::from_millis(100),
             claim_max: 64,
+            run_max: 32,
             retention: Duration::from_secs(7 * 24 * 3600),
             payload_max: 256 * 1024,
             nats_url: None,
@@ -91,13 +96,18 @@ impl Default for EventSettings {
 }
 
 impl EventSettings {
-    /// A lease long enough for every job of one claim to be tried, one integration's jobs
-    /// `concurrency_per_integration` at a time, each within the delivery timeout.
+    /// A lease long enough for every job of one claim to be tried, one integration's runs
+    /// `concurrency_per_integration` at a time, the jobs of a run one after the other, each
+    /// within the delivery timeout: at most `claim_max` attempts spread over that many
+    /// workers, plus the longest run (list scheduling's bound), plus one to spare. A run also
+    /// stops, and gives its rest back, when the lease could end before its next attempt does.
     fn lease(&self) -> Duration {
         let per = u32::try_from(self.concurrency_per_integration.max(1)).unwrap_or(u32::MAX);
         let claim = u32::try_from(self.claim_max.max(1)).unwrap_or(u32::MAX);
-        let rounds = claim.div_ceil(per) + 1;
-        self.delivery_timeout.saturating_mul(rounds + 1)
+        let run = u32::try_from(self.run_max.clamp(1, self.claim_max.max(1))).unwrap_or(1);
+        let rounds = claim.div_ceil(per).saturating_add(run);
+        self.delivery_timeout
+            .saturating_mul(rounds.saturating_add(1))
     }
 
     /// When attempt `attempt` (1-based) failed: the time to wait before the next, with jitter
@@ -594,23 +604,24 @@ async fn read_some(mut response: reqwest::Response, max: usize) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-/// Delivers one leased job and records the attempt.
+/// Delivers one leased job and records the attempt: `true` if it was delivered and recorded
+/// under the lease still held (the next job of its run may go).
 async fn deliver(
     state: &AppState,
     clients: &Clients,
     owner: &str,
-    job: Job,
+    job: &Job,
     integration: &Integration,
-) {
+) -> bool {
     let settings = &state.events;
-    let event = event_id(&job);
-    let attempt = match resource(state, &job).await {
+    let event = event_id(job);
+    let attempt = match resource(state, job).await {
         Ok(mut resource) => {
-            let mut bytes = body(&job, integration, &resource, &event);
+            let mut bytes = body(job, integration, &resource, &event);
             if bytes.len() > settings.payload_max {
                 let kind = resource["data"]["type"].clone();
                 resource = json!({"type": kind, "id": job.resource_id});
-                bytes = body(&job, integration, &resource, &event);
+                bytes = body(job, integration, &resource, &event);
             }
             match integration.integration_type {
                 IntegrationType::Webhook => {
@@ -636,13 +647,45 @@ async fn deliver(
         let micros = i64::try_from(wait.as_micros()).unwrap_or(i64::MAX);
         After::RetryAt(Timestamp(now.micros().saturating_add(micros)))
     };
-    if let Err(e) = state
+    match state
         .store
-        .finish_job(&job, owner, &attempt, after, now)
+        .finish_job(job, owner, &attempt, after, now)
         .await
     {
-        // The lease runs out and the job is tried again: at least once.
-        tracing::warn!(error = %e, job = job.seq, "cannot record a delivery attempt");
+        Ok(kept) => kept && after == After::Delivered,
+        Err(e) => {
+            // The lease runs out and the job is tried again: at least once.
+            tracing::warn!(error = %e, job = job.seq, "cannot record a delivery attempt");
+            false
+        }
+    }
+}
+
+/// Delivers a run (consecutive jobs of one stream, leased together) in order, one request
+/// each; stops at the first job not delivered — or when the lease could end before the next
+/// attempt does — and gives the rest back untried, so that nothing overtakes it.
+async fn deliver_run(
+    state: &AppState,
+    clients: &Clients,
+    owner: &str,
+    run: Vec<Job>,
+    integration: &Integration,
+    lease_until: Timestamp,
+) {
+    let timeout = i64::try_from(state.events.delivery_timeout.as_micros()).unwrap_or(i64::MAX);
+    for (i, job) in run.iter().enumerate() {
+        let time_left = lease_until.micros() - SystemClock.now().micros();
+        let go = i == 0 || time_left > timeout.saturating_add(1_000_000);
+        if !go || !deliver(state, clients, owner, job, integration).await {
+            let rest = if go { &run[i + 1..] } else { &run[i..] };
+            if !rest.is_empty() {
+                if let Err(e) = state.store.release_jobs(rest, owner).await {
+                    // Their lease runs out and they are claimed again.
+                    tracing::warn!(error = %e, "cannot give back leased events");
+                }
+            }
+            return;
+        }
     }
 }
 
@@ -682,7 +725,7 @@ pub async fn dispatch_forever(state: AppState) {
         let until = Timestamp(now.micros().saturating_add(lease));
         let jobs = match state
             .store
-            .claim_jobs(&owner, now, until, settings.claim_max)
+            .claim_runs(&owner, now, until, settings.claim_max, settings.run_max)
             .await
         {
             Ok(jobs) => jobs,
@@ -697,22 +740,36 @@ pub async fn dispatch_forever(state: AppState) {
         }
         let mut integrations: HashMap<String, Option<Arc<Integration>>> = HashMap::new();
         let mut running = tokio::task::JoinSet::new();
+        // The claim's runs: its jobs by (integration, stream), each in seq order.
+        let mut runs: Vec<Vec<Job>> = Vec::new();
+        let mut run_of: HashMap<(String, String), usize> = HashMap::new();
         for job in jobs {
-            if !integrations.contains_key(&job.integration_id) {
+            let key = (job.integration_id.clone(), job.stream.clone());
+            match run_of.get(&key) {
+                Some(&i) => runs[i].push(job),
+                None => {
+                    run_of.insert(key, runs.len());
+                    runs.push(vec![job]);
+                }
+            }
+        }
+        for run in runs {
+            let integration_id = run[0].integration_id.clone();
+            if !integrations.contains_key(&integration_id) {
                 let found = state
                     .store
-                    .integration(&job.integration_id)
+                    .integration(&integration_id)
                     .await
                     .ok()
                     .flatten()
                     .map(Arc::new);
-                integrations.insert(job.integration_id.clone(), found);
+                integrations.insert(integration_id.clone(), found);
             }
-            let Some(Some(integration)) = integrations.get(&job.integration_id).cloned() else {
+            let Some(Some(integration)) = integrations.get(&integration_id).cloned() else {
                 continue; // removed meanwhile: its jobs went with it
             };
             let gate = gates
-                .entry(job.integration_id.clone())
+                .entry(integration_id)
                 .or_insert_with(|| {
                     Arc::new(tokio::sync::Semaphore::new(
                         settings.concurrency_per_integration.max(1),
@@ -724,7 +781,7 @@ pub async fn dispatch_forever(state: AppState) {
                 let Ok(_permit) = gate.acquire_owned().await else {
                     return;
                 };
-                deliver(&state, &clients, &owner, job, &integration).await;
+                deliver_run(&state, &clients, &owner, run, &integration, until).await;
             });
         }
         while running.join_next().await.is_some() {}

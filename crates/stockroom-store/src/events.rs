@@ -183,7 +183,25 @@ pub trait EventStore: Send + Sync {
         now: Timestamp,
         lease_until: Timestamp,
         max: u64,
+    ) -> Result<Vec<Job>, StoreError> {
+        self.claim_runs(owner, now, lease_until, max, 1).await
+    }
+    /// Like [`EventStore::claim_jobs`], but leases each free stream's head together with up to
+    /// `per_stream - 1` of the pending jobs that follow it in its stream (a run: consecutive,
+    /// in seq order, all under the one lease), at most `max` jobs in all. The holder delivers a
+    /// run in order and, when it stops early, gives the rest back with
+    /// [`EventStore::release_jobs`].
+    async fn claim_runs(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        max: u64,
+        per_stream: u64,
     ) -> Result<Vec<Job>, StoreError>;
+    /// Gives back jobs `owner` leased and did not attempt: the lease is cleared and the
+    /// attempt the claim counted is undone. Returns how many were given back.
+    async fn release_jobs(&self, jobs: &[Job], owner: &str) -> Result<u64, StoreError>;
     /// Records an attempt of a job `owner` leased and what becomes of the job. `false` if the
     /// lease was lost meanwhile (the attempt is logged all the same).
     async fn finish_job(
@@ -409,12 +427,13 @@ impl EventStore for SqlStore {
             .collect()
     }
 
-    async fn claim_jobs(
+    async fn claim_runs(
         &self,
         owner: &str,
         now: Timestamp,
         lease_until: Timestamp,
         max: u64,
+        per_stream: u64,
     ) -> Result<Vec<Job>, StoreError> {
         // A read first: an idle dispatcher takes no write lock (SQLite has one, the writer's).
         let due = self
@@ -430,32 +449,79 @@ impl EventStore for SqlStore {
         }
         let skip_locked = match self.kind() {
             Kind::Sqlite => "",
-            Kind::Postgres => " FOR UPDATE SKIP LOCKED",
+            Kind::Postgres => " FOR UPDATE OF h SKIP LOCKED",
         };
-        // Only the head of each (integration, stream): a job with an older pending job in its
-        // stream waits, whoever leases that one — so a product's events leave in commit order
-        // across instances too. A job leased to someone else is skipped until its lease runs
-        // out (its holder crashed: the job is delivered again, at least once). A disabled
-        // integration's jobs wait until it is enabled again.
+        // `heads`: the oldest pending job of each (integration, stream), found by a loose
+        // index scan of `integration_jobs_stream` (integration_id, stream, seq WHERE pending):
+        // one probe per stream, each jumping past the stream before (the next stream of the same
+        // integration, else the first of the next integration: two plain range probes, which
+        // both databases serve from the index, unlike a row-value comparison on SQLite), so the
+        // cost grows with the number of streams, never with how many jobs wait in them.
+        //
+        // `picked`: the heads that may go now — due, lease free, integration enabled (a
+        // disabled integration's jobs wait) — oldest first, locked on PostgreSQL with SKIP
+        // LOCKED: a stream is claimed through its head's row, so two instances claiming at once
+        // never both take one stream. A job leased to someone else is skipped until its lease
+        // runs out (its holder crashed: the job is delivered again, at least once).
+        //
+        // `run`: each picked head and the pending jobs after it in its stream, up to
+        // `per_stream` (read through the same index, bounded by the `per_stream`-th one), then
+        // the oldest `max` of them all — which keeps each stream's part a prefix of its run, so
+        // a product's events leave in commit order. A run stops before the first job that may
+        // not go now (still leased: its holder died between recording the head's failure and
+        // giving the rest back; or waiting for a retry), so that nothing behind it overtakes it.
         let sql = format!(
-            "UPDATE integration_jobs SET lease_owner = $1, lease_until = $2, \
-             attempts = attempts + 1 \
-             WHERE seq IN (SELECT j.seq FROM integration_jobs j \
-               WHERE j.status = 'pending' AND j.next_attempt_at <= $3 AND j.lease_until <= $3 \
+            "WITH RECURSIVE heads(seq, integration_id, stream) AS ( \
+               SELECT seq, integration_id, stream FROM integration_jobs \
+               WHERE seq = (SELECT seq FROM integration_jobs WHERE status = 'pending' \
+                 ORDER BY integration_id, stream, seq LIMIT 1) \
+               UNION ALL \
+               SELECT n.seq, n.integration_id, n.stream FROM heads p \
+               JOIN integration_jobs n ON n.seq = COALESCE( \
+                 (SELECT x.seq FROM integration_jobs x WHERE x.status = 'pending' \
+                   AND x.integration_id = p.integration_id AND x.stream > p.stream \
+                   ORDER BY x.integration_id, x.stream, x.seq LIMIT 1), \
+                 (SELECT z.seq FROM integration_jobs z WHERE z.status = 'pending' \
+                   AND z.integration_id > p.integration_id \
+                   ORDER BY z.integration_id, z.stream, z.seq LIMIT 1))), \
+             picked AS ( \
+               SELECT h.seq, h.integration_id, h.stream FROM integration_jobs h \
+               WHERE h.seq IN (SELECT seq FROM heads) \
+               AND h.status = 'pending' AND h.next_attempt_at <= $3 AND h.lease_until <= $3 \
                AND EXISTS (SELECT 1 FROM integrations i \
-                 WHERE i.id = j.integration_id AND i.enabled = 1) \
-               AND NOT EXISTS (SELECT 1 FROM integration_jobs e \
-                 WHERE e.integration_id = j.integration_id AND e.stream = j.stream \
-                 AND e.status = 'pending' AND e.seq < j.seq) \
-               ORDER BY j.seq LIMIT $4{skip_locked}) \
+                 WHERE i.id = h.integration_id AND i.enabled = 1) \
+               ORDER BY h.seq LIMIT $4{skip_locked}), \
+             run AS ( \
+               SELECT j.seq FROM picked p JOIN integration_jobs j \
+                 ON j.integration_id = p.integration_id AND j.stream = p.stream \
+                 AND j.status = 'pending' AND j.seq >= p.seq \
+                 AND j.seq <= COALESCE((SELECT y.seq FROM integration_jobs y \
+                   WHERE y.integration_id = p.integration_id AND y.stream = p.stream \
+                   AND y.status = 'pending' AND y.seq >= p.seq \
+                   ORDER BY y.seq LIMIT 1 OFFSET $5), 9223372036854775807) \
+                 AND NOT EXISTS (SELECT 1 FROM integration_jobs k \
+                   WHERE k.integration_id = p.integration_id AND k.stream = p.stream \
+                   AND k.status = 'pending' AND k.seq > p.seq AND k.seq < j.seq \
+                   AND (k.lease_until > $3 OR k.next_attempt_at > $3)) \
+               ORDER BY j.seq LIMIT $4) \
+             UPDATE integration_jobs SET lease_owner = $1, lease_until = $2, \
+             attempts = attempts + 1 \
+             WHERE seq IN (SELECT seq FROM run) \
              AND status = 'pending' AND lease_until <= $3 \
              RETURNING {JOB_COLUMNS}"
         );
+        let per_stream = i64::try_from(per_stream.clamp(1, 1000)).unwrap_or(1);
         let mut jobs: Vec<Job> = self
             .read
             .write_rows(
                 &sql,
-                args![owner, lease_until.micros(), now.micros(), limit_arg(max)],
+                args![
+                    owner,
+                    lease_until.micros(),
+                    now.micros(),
+                    limit_arg(max),
+                    per_stream - 1
+                ],
             )
             .await?
             .iter()
@@ -463,6 +529,22 @@ impl EventStore for SqlStore {
             .collect::<Result<_, _>>()?;
         jobs.sort_by_key(|j| j.seq);
         Ok(jobs)
+    }
+
+    async fn release_jobs(&self, jobs: &[Job], owner: &str) -> Result<u64, StoreError> {
+        let mut released = 0;
+        for job in jobs {
+            released += self
+                .read
+                .run(
+                    "UPDATE integration_jobs SET lease_until = 0, lease_owner = NULL, \
+                     attempts = attempts - 1 \
+                     WHERE seq = $1 AND lease_owner = $2 AND status = 'pending' AND attempts > 0",
+                    args![job.seq, owner],
+                )
+                .await?;
+        }
+        Ok(released)
     }
 
     async fn finish_job(

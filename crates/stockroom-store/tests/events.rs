@@ -48,6 +48,8 @@ on_both!(
     a_lapsed_lease_hands_the_job_out_again,
     concurrent_claimers_never_hold_one_job_at_once,
     integrations_are_capped,
+    a_run_is_leased_whole_in_order_and_its_rest_given_back,
+    a_run_stops_before_a_job_still_leased,
 );
 
 async fn open(backend: Backend, dir: &std::path::Path) -> Option<Arc<SqlStore>> {
@@ -436,5 +438,124 @@ async fn integrations_are_capped(backend: Backend) {
     assert_eq!(
         store.integrations().await.expect("a list").len() as u64,
         INTEGRATIONS_MAX
+    );
+}
+
+/// `claim_runs`: a free stream's head with the pending jobs after it, in order, under one
+/// lease; nobody else gets any job of a leased run; what its holder gives back goes out again
+/// in order with the attempt the claim counted undone; `max` cuts runs to a prefix.
+async fn a_run_is_leased_whole_in_order_and_its_rest_given_back(backend: Backend) {
+    let dir = tempfile::tempdir().expect("a folder");
+    let Some(store) = open(backend, dir.path()).await else {
+        return;
+    };
+    let hook = integration("hook", true, &["stock-transaction.created"]);
+    assert!(store.create_integration(&hook).await.expect("created"));
+    assert!(apply(&store, create("a", 10)).await);
+    for _ in 0..4 {
+        assert!(apply(&store, transact("a", Action::Increment, 1)).await);
+    }
+    assert!(apply(&store, create("b", 10)).await);
+    let mut a_seqs: Vec<i64> = store
+        .integration_jobs("hook", 100)
+        .await
+        .expect("jobs")
+        .iter()
+        .filter(|j| j.stream == "product:a")
+        .map(|j| j.seq)
+        .collect();
+    a_seqs.sort_unstable();
+    assert_eq!(a_seqs.len(), 5);
+    let lease = Timestamp(T + 60_000_000);
+    // Runs of at most 3: a's three oldest and b's one.
+    let first = store
+        .claim_runs("me", Timestamp(T), lease, 10, 3)
+        .await
+        .expect("claim");
+    let a_run: Vec<i64> = first
+        .iter()
+        .filter(|j| j.stream == "product:a")
+        .map(|j| j.seq)
+        .collect();
+    assert_eq!(a_run, a_seqs[..3]);
+    assert_eq!(first.len(), 4);
+    assert!(first.iter().all(|j| j.attempts == 1));
+    // Nothing of a leased run (nor the jobs behind it) goes to anyone else.
+    assert!(store
+        .claim_runs("other", Timestamp(T), lease, 10, 10)
+        .await
+        .expect("claim")
+        .is_empty());
+    // a's head is delivered, its second fails to be recorded as such: the rest is given back.
+    let a_jobs: Vec<_> = first.iter().filter(|j| j.stream == "product:a").collect();
+    assert!(store
+        .finish_job(a_jobs[0], "me", &ok(), After::Delivered, Timestamp(T))
+        .await
+        .expect("done"));
+    let rest: Vec<_> = a_jobs[1..].iter().map(|j| (*j).clone()).collect();
+    assert_eq!(store.release_jobs(&rest, "other").await.expect("none"), 0);
+    assert_eq!(store.release_jobs(&rest, "me").await.expect("given"), 2);
+    // Someone else now gets a's four remaining jobs in order, each at its first attempt; b's
+    // is still leased.
+    let second = store
+        .claim_runs("other", Timestamp(T + 1), lease, 10, 10)
+        .await
+        .expect("claim");
+    let seqs: Vec<i64> = second.iter().map(|j| j.seq).collect();
+    assert_eq!(seqs, a_seqs[1..]);
+    assert!(second.iter().all(|j| j.attempts == 1));
+    // `max` cuts a run to its oldest jobs.
+    assert_eq!(
+        store.release_jobs(&second, "other").await.expect("given"),
+        4
+    );
+    let cut = store
+        .claim_runs("third", Timestamp(T + 2), lease, 2, 10)
+        .await
+        .expect("claim");
+    let seqs: Vec<i64> = cut.iter().map(|j| j.seq).collect();
+    assert_eq!(seqs, a_seqs[1..3]);
+}
+
+/// A holder that recorded its head's failure and died before giving the rest of its run back
+/// leaves those jobs leased: a new run from the head stops before them, and never takes a job
+/// behind them (it would overtake them).
+async fn a_run_stops_before_a_job_still_leased(backend: Backend) {
+    let dir = tempfile::tempdir().expect("a folder");
+    let Some(store) = open(backend, dir.path()).await else {
+        return;
+    };
+    let hook = integration("hook", true, &["stock-transaction.created"]);
+    assert!(store.create_integration(&hook).await.expect("created"));
+    assert!(apply(&store, create("a", 10)).await);
+    assert!(apply(&store, transact("a", Action::Increment, 1)).await);
+    let lease = Timestamp(T + 60_000_000);
+    let run = store
+        .claim_runs("died", Timestamp(T), lease, 10, 10)
+        .await
+        .expect("claim");
+    assert_eq!(run.len(), 2);
+    // Its head failed (retry at once) and it died before giving the second back.
+    assert!(store
+        .finish_job(
+            &run[0],
+            "died",
+            &ok(),
+            After::RetryAt(Timestamp(T)),
+            Timestamp(T)
+        )
+        .await
+        .expect("done"));
+    // A third job comes, free.
+    assert!(apply(&store, transact("a", Action::Increment, 1)).await);
+    let again = store
+        .claim_runs("other", Timestamp(T + 1), lease, 10, 10)
+        .await
+        .expect("claim");
+    let seqs: Vec<i64> = again.iter().map(|j| j.seq).collect();
+    assert_eq!(
+        seqs,
+        [run[0].seq],
+        "the head only, not the job behind the leased one"
     );
 }

@@ -23,6 +23,7 @@ crate::on_both_backends_raw!(
     webhooks_receive_each_observed_event_once_signed_and_shaped,
     order_events_carry_the_order_as_it_was,
     failing_and_hanging_receivers_get_retries_with_the_same_event_id,
+    a_failure_inside_a_run_holds_back_the_events_behind_it,
     redirects_are_not_followed,
     disabled_integrations_receive_nothing,
     private_targets_are_refused_unless_allowed,
@@ -371,6 +372,59 @@ async fn failing_and_hanging_receivers_get_retries_with_the_same_event_id(backen
             (true, json!(200)),
         ]
     );
+    hook.nothing_more();
+}
+
+/// A product's events leave in runs (several leased together, sent one by one): when one of
+/// them fails, the ones behind it are given back untried — nothing overtakes it, and their
+/// first delivery is still their attempt 1.
+async fn a_failure_inside_a_run_holds_back_the_events_behind_it(backend: Backend) {
+    let settings = EventSettings {
+        // Slow polling, so that the four events are likely to wait together for one claim
+        // (the assertions hold however they are claimed).
+        poll_every: Duration::from_millis(300),
+        ..fast(true)
+    };
+    let Some(app) = spawn_app_evented(backend, settings).await else {
+        return;
+    };
+    let mut hook = Receiver::start(vec![Answer::Status(200), Answer::Status(500)]).await;
+    let id = integrate(&app, &hook.url, &["stock-transaction.created"], true).await;
+    app.create_stock("p", 10).await;
+    for _ in 0..3 {
+        assert_eq!(
+            app.transact("p", "allocate", 1).await.status,
+            StatusCode::OK
+        );
+    }
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        let r = hook.next().await;
+        got.push((
+            header(&r, "webhook-id").to_owned(),
+            r.body["attempt"].as_u64().expect("an attempt"),
+        ));
+    }
+    let (e1, e2) = (got[0].0.clone(), got[1].0.clone());
+    assert_eq!(
+        got[2],
+        (e2.clone(), 2),
+        "the failed event again, before any after it"
+    );
+    let ids: Vec<&str> = got.iter().map(|(e, _)| e.as_str()).collect();
+    let attempts: Vec<u64> = got.iter().map(|(_, a)| *a).collect();
+    assert_eq!(attempts, [1, 1, 2, 1, 1]);
+    let mut distinct = ids.clone();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        4,
+        "four events, each first sent once: {ids:?}"
+    );
+    assert_ne!(e1, e2);
+    let jobs = settled(&app, &id).await;
+    assert_eq!(jobs.len(), 4);
+    assert!(jobs.iter().all(|j| j["status"] == "delivered"));
     hook.nothing_more();
 }
 
