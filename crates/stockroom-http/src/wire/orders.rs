@@ -83,12 +83,13 @@ fn order_ref_schema() -> Schema {
     ))
 }
 
+// `null` is taken as absent, like every optional field of the update: say so.
 fn fulfilled_schema() -> Schema {
-    fields::to_schema(fields::constant("fulfilled"))
+    fields::to_schema(fields::nullable_json(fields::constant("fulfilled")))
 }
 
 fn cancelled_schema() -> Schema {
-    fields::to_schema(fields::constant("cancelled"))
+    fields::to_schema(fields::nullable_json(fields::constant("cancelled")))
 }
 
 #[derive(Deserialize)]
