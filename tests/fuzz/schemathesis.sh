@@ -161,11 +161,18 @@ EOF
 #    sending one generated `Idempotency-Key` (`0`) with different bodies (422, as the
 #    contract says), are what is left of its "operations mostly rejected generated data" note
 #    (2 to 4 operations a run, down from 7); the schemas are otherwise what the API accepts.
+#  - use_after_free: a cart's id is made up by the client and the cart comes into being when
+#    it is first used (wire-contract, "Carts"); reading the items of a cart id never used, or
+#    deleted, answers an empty cart — the contract, not a resource outliving its deletion.
+#  - ensure_resource_availability: schemathesis sends one generated `Idempotency-Key` (`0`)
+#    again and again; a create retried with a key replays its first answer — the id of a
+#    resource that may have been deleted since (answered 404 then: a documented decision), so
+#    "created, then not found" is the replay doing its job.
 ARGS=(
   run "$BASE/openapi.json"
   --header "Authorization: Bearer $TOKEN"
   --checks all
-  --exclude-checks positive_data_acceptance
+  --exclude-checks positive_data_acceptance,use_after_free,ensure_resource_availability
   --max-examples "$MAX_EXAMPLES"
   # One worker: with several, CPython 3.11's ast.parse (which hypothesis calls to describe
   # filters) is not thread-safe and fails with "AST constructor recursion depth mismatch".
