@@ -142,6 +142,10 @@ values = ["true"]
 [dictionaries.clients]
 values = ["$STOCKROOM_CLIENT_ID"]
 
+# A body over 64 KiB is refused 413 before it is parsed: a rejection like any other.
+[checks.negative_data_rejection]
+expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429", "5xx"]
+
 [parameters]
 "body.client_id" = { dictionary = "clients", probability = 0.5 }
 "header.EP-Inventories-Multi-Location" = { dictionary = "multi_location", probability = 0.5 }
