@@ -255,6 +255,22 @@ pub async fn update(
     cart_answer(&state, cart.as_str(), false).await
 }
 
+/// Applies one write to a cart's items and answers with the items as they are now.
+async fn change_items(
+    state: &AppState,
+    cart: &CartId,
+    command: Command,
+) -> Result<Response, ApiError> {
+    applied(
+        state
+            .store
+            .execute(WriteRequest::new(command))
+            .await?
+            .outcome,
+    )?;
+    items_answer(state, cart).await
+}
+
 /// `DELETE /v2/carts/{id}/items`: removes every item, keeping the cart (404 for no cart).
 pub async fn empty(
     State(state): State<AppState>,
@@ -263,14 +279,7 @@ pub async fn empty(
     let command = Command::EmptyCart {
         cart_id: cart.as_str().to_owned(),
     };
-    applied(
-        state
-            .store
-            .execute(WriteRequest::new(command))
-            .await?
-            .outcome,
-    )?;
-    items_answer(&state, &cart).await
+    change_items(&state, &cart, command).await
 }
 
 /// `PUT /v2/carts/{id}/items`: several items' quantities at once (0 removes one), all or
@@ -295,14 +304,7 @@ pub async fn update_items(
         cart_id: cart.as_str().to_owned(),
         items,
     };
-    applied(
-        state
-            .store
-            .execute(WriteRequest::new(command))
-            .await?
-            .outcome,
-    )?;
-    items_answer(&state, &cart).await
+    change_items(&state, &cart, command).await
 }
 
 /// Purges carts unchanged for longer than [`crate::Limits::cart_expiry`]; returns how many.
@@ -386,14 +388,7 @@ pub async fn update_item(
         item_id: item,
         quantity: body.data.quantity,
     };
-    applied(
-        state
-            .store
-            .execute(WriteRequest::new(command))
-            .await?
-            .outcome,
-    )?;
-    items_answer(&state, &cart).await
+    change_items(&state, &cart, command).await
 }
 
 pub async fn delete_item(

@@ -653,14 +653,8 @@ impl Reader {
                 let side = lite.side.lock().map_err(|_| poisoned())?;
                 lite_rows(&side, sql, &args)
             }
-            Reader::Pg(pg) => {
-                let began = std::time::Instant::now();
-                let client = pg.client(pg.deadline).await?;
-                let left = pg.deadline.saturating_sub(began.elapsed());
-                let result = within(left, pg_query(&client, sql, &args)).await;
-                drop_if_broken(&pg.pool, client, began, &result);
-                result
-            }
+            // A single statement with RETURNING is a read as far as the pool is concerned.
+            Reader::Pg(pg) => pg.rows(pg.deadline, sql, &args).await,
         }
     }
 
