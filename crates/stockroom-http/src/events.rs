@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use stockroom_domain::{Clock, Timestamp};
 use stockroom_store::{
-    After, Attempt, Integration, IntegrationType, Job, PaymentStatus, StoreError,
+    After, Attempt, Finished, Integration, IntegrationType, Job, PaymentStatus, StoreError,
 };
 
 use crate::clock::SystemClock;
@@ -604,15 +604,14 @@ async fn read_some(mut response: reqwest::Response, max: usize) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-/// Delivers one leased job and records the attempt: `true` if it was delivered and recorded
-/// under the lease still held (the next job of its run may go).
+/// Attempts one leased job: the attempt and what becomes of the job (recorded by the caller,
+/// with the rest of its run).
 async fn deliver(
     state: &AppState,
     clients: &Clients,
-    owner: &str,
     job: &Job,
     integration: &Integration,
-) -> bool {
+) -> (Attempt, After) {
     let settings = &state.events;
     let event = event_id(job);
     let attempt = match resource(state, job).await {
@@ -647,23 +646,16 @@ async fn deliver(
         let micros = i64::try_from(wait.as_micros()).unwrap_or(i64::MAX);
         After::RetryAt(Timestamp(now.micros().saturating_add(micros)))
     };
-    match state
-        .store
-        .finish_job(job, owner, &attempt, after, now)
-        .await
-    {
-        Ok(kept) => kept && after == After::Delivered,
-        Err(e) => {
-            // The lease runs out and the job is tried again: at least once.
-            tracing::warn!(error = %e, job = job.seq, "cannot record a delivery attempt");
-            false
-        }
-    }
+    (attempt, after)
 }
 
 /// Delivers a run (consecutive jobs of one stream, leased together) in order, one request
-/// each; stops at the first job not delivered — or when the lease could end before the next
-/// attempt does — and gives the rest back untried, so that nothing overtakes it.
+/// each, and stops at the first job not delivered — or when the lease could end before the
+/// next attempt does. Then records every attempt with one write (logs and job states in one
+/// transaction: on SQLite, where it shares the write lock with the writer, one take of it per
+/// run instead of two per event) and gives the rest back untried, so that nothing overtakes
+/// the job that stopped it. A crash before the record delivers the run's events again, with
+/// the same ids: at least once.
 async fn deliver_run(
     state: &AppState,
     clients: &Clients,
@@ -673,18 +665,36 @@ async fn deliver_run(
     lease_until: Timestamp,
 ) {
     let timeout = i64::try_from(state.events.delivery_timeout.as_micros()).unwrap_or(i64::MAX);
+    let mut outcomes = Vec::with_capacity(run.len());
     for (i, job) in run.iter().enumerate() {
         let time_left = lease_until.micros() - SystemClock.now().micros();
-        let go = i == 0 || time_left > timeout.saturating_add(1_000_000);
-        if !go || !deliver(state, clients, owner, job, integration).await {
-            let rest = if go { &run[i + 1..] } else { &run[i..] };
-            if !rest.is_empty() {
-                if let Err(e) = state.store.release_jobs(rest, owner).await {
-                    // Their lease runs out and they are claimed again.
-                    tracing::warn!(error = %e, "cannot give back leased events");
-                }
-            }
-            return;
+        if i > 0 && time_left <= timeout.saturating_add(1_000_000) {
+            break;
+        }
+        let (attempt, after) = deliver(state, clients, job, integration).await;
+        outcomes.push(Finished {
+            job,
+            attempt,
+            after,
+        });
+        if after != After::Delivered {
+            break;
+        }
+    }
+    if let Err(e) = state
+        .store
+        .finish_jobs(owner, &outcomes, SystemClock.now())
+        .await
+    {
+        // The leases run out and the jobs are tried again: at least once.
+        tracing::warn!(error = %e, jobs = outcomes.len(), "cannot record delivery attempts");
+        return;
+    }
+    let rest = &run[outcomes.len()..];
+    if !rest.is_empty() {
+        if let Err(e) = state.store.release_jobs(rest, owner).await {
+            // Their lease runs out and they are claimed again.
+            tracing::warn!(error = %e, "cannot give back leased events");
         }
     }
 }

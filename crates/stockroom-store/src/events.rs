@@ -144,6 +144,14 @@ pub enum After {
     Failed,
 }
 
+/// An attempted job, what the attempt gave and what becomes of the job.
+#[derive(Clone, Debug)]
+pub struct Finished<'a> {
+    pub job: &'a Job,
+    pub attempt: Attempt,
+    pub after: After,
+}
+
 /// Longest receiver answer kept in a log.
 pub const LOG_BODY_MAX: usize = 1024;
 
@@ -204,7 +212,24 @@ pub trait EventStore: Send + Sync {
         attempt: &Attempt,
         after: After,
         now: Timestamp,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, StoreError> {
+        let done = Finished {
+            job,
+            attempt: attempt.clone(),
+            after,
+        };
+        Ok(self.finish_jobs(owner, &[done], now).await? == 1)
+    }
+    /// Records the attempts of jobs `owner` leased (a run, delivered in order) and what becomes
+    /// of each, in one transaction: their logs with one statement, their states with another.
+    /// Returns how many jobs were still leased to `owner` (the others' attempts are logged all
+    /// the same).
+    async fn finish_jobs(
+        &self,
+        owner: &str,
+        finished: &[Finished<'_>],
+        now: Timestamp,
+    ) -> Result<u64, StoreError>;
     /// Removes jobs finished (delivered or failed) before `before`, with their logs.
     async fn prune_jobs(&self, before: Timestamp) -> Result<u64, StoreError>;
     /// A history entry by its id (what `stock-transaction.created` reports).

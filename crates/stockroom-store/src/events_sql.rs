@@ -11,10 +11,38 @@ use stockroom_domain::{ProductId, Timestamp};
 use crate::dialect::Kind;
 use crate::error::StoreError;
 use crate::events::*;
-use crate::exec::{args, Row};
+use crate::exec::{args, Row, Stmt};
 use crate::model::HistoryEntry;
 use crate::rows::{history_columns, history_entry};
 use crate::store::SqlStore;
+
+/// A log row of [`EventStore::finish_jobs`]'s bulk insert.
+#[derive(serde::Serialize)]
+struct LogRow<'a> {
+    id: String,
+    job_seq: i64,
+    integration_id: &'a str,
+    attempt: i64,
+    succeeded: i64,
+    status_code: Option<i64>,
+    body: String,
+    error_detail: String,
+}
+
+/// A job's new state in [`EventStore::finish_jobs`]'s bulk update.
+#[derive(serde::Serialize)]
+struct StateRow {
+    seq: i64,
+    status: &'static str,
+    next_attempt_at: i64,
+    finished_at: Option<i64>,
+}
+
+/// Rows as the JSON array a bulk statement reads (`$1`).
+fn to_json<T: serde::Serialize>(rows: &[T]) -> Result<String, StoreError> {
+    serde_json::to_string(rows)
+        .map_err(|e| StoreError::Internal(format!("encoding the rows of a bulk write: {e}")))
+}
 
 const INTEGRATION_COLUMNS: &str = "id, name, description, enabled, integration_type, observes, \
      configuration, created_at, updated_at";
@@ -338,51 +366,72 @@ impl EventStore for SqlStore {
         Ok(released)
     }
 
-    async fn finish_job(
+    async fn finish_jobs(
         &self,
-        job: &Job,
         owner: &str,
-        attempt: &Attempt,
-        after: After,
+        finished: &[Finished<'_>],
         now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        let (status, next, finished) = match after {
-            After::Delivered => ("delivered", 0, Some(now.micros())),
-            After::RetryAt(at) => ("pending", at.micros(), None),
-            After::Failed => ("failed", 0, Some(now.micros())),
+    ) -> Result<u64, StoreError> {
+        if finished.is_empty() {
+            return Ok(0);
+        }
+        let mut logs = Vec::with_capacity(finished.len());
+        let mut states = Vec::with_capacity(finished.len());
+        for f in finished {
+            let (status, next, finished_at) = match f.after {
+                After::Delivered => (JobStatus::Delivered, 0, Some(now.micros())),
+                After::RetryAt(at) => (JobStatus::Pending, at.micros(), None),
+                After::Failed => (JobStatus::Failed, 0, Some(now.micros())),
+            };
+            logs.push(LogRow {
+                id: uuid::Uuid::now_v7().to_string(),
+                job_seq: f.job.seq,
+                integration_id: &f.job.integration_id,
+                attempt: i64::from(f.job.attempts),
+                succeeded: i64::from(f.attempt.succeeded),
+                status_code: f.attempt.status_code.map(i64::from),
+                body: cut(&f.attempt.body, LOG_BODY_MAX),
+                error_detail: cut(&f.attempt.error_detail, LOG_BODY_MAX),
+            });
+            states.push(StateRow {
+                seq: f.job.seq,
+                status: status.as_str(),
+                next_attempt_at: next,
+                finished_at,
+            });
+        }
+        let rows = match self.kind() {
+            Kind::Sqlite => "json_each($1) AS j",
+            Kind::Postgres => "jsonb_array_elements(CAST($1 AS jsonb)) AS j(value)",
         };
-        // The log first: a finished job always has its attempts' logs (a crash in between
-        // leaves a logged attempt of a job still leased, tried again later).
-        let log_id = uuid::Uuid::now_v7().to_string();
-        self.read
-            .run(
-                "INSERT INTO integration_logs (id, job_seq, integration_id, attempt, succeeded, \
-                 status_code, body, error_detail, created_at) \
-                 SELECT $1, CAST($2 AS BIGINT), $3, CAST($4 AS BIGINT), CAST($5 AS BIGINT), \
-                 CAST($6 AS BIGINT), $7, $8, CAST($9 AS BIGINT) WHERE EXISTS (SELECT 1 FROM integration_jobs WHERE seq = $2)",
-                args![
-                    log_id,
-                    job.seq,
-                    job.integration_id.as_str(),
-                    i64::from(job.attempts),
-                    i64::from(attempt.succeeded),
-                    attempt.status_code.map(i64::from),
-                    cut(&attempt.body, LOG_BODY_MAX),
-                    cut(&attempt.error_detail, LOG_BODY_MAX),
-                    now.micros()
-                ],
-            )
-            .await?;
-        let done = self
+        // The logs first: a finished job always has its attempts' logs (both statements commit
+        // together anyway). A job pruned meanwhile gets no log.
+        let log_sql = format!(
+            "INSERT INTO integration_logs (id, job_seq, integration_id, attempt, succeeded, \
+             status_code, body, error_detail, created_at) \
+             SELECT j.value ->> 'id', CAST(j.value ->> 'job_seq' AS BIGINT), \
+             j.value ->> 'integration_id', CAST(j.value ->> 'attempt' AS BIGINT), \
+             CAST(j.value ->> 'succeeded' AS BIGINT), CAST(j.value ->> 'status_code' AS BIGINT), \
+             j.value ->> 'body', j.value ->> 'error_detail', CAST($2 AS BIGINT) FROM {rows} \
+             WHERE EXISTS (SELECT 1 FROM integration_jobs \
+             WHERE seq = CAST(j.value ->> 'job_seq' AS BIGINT))"
+        );
+        let state_sql = format!(
+            "UPDATE integration_jobs SET status = j.value ->> 'status', \
+             next_attempt_at = CAST(j.value ->> 'next_attempt_at' AS BIGINT), \
+             finished_at = CAST(j.value ->> 'finished_at' AS BIGINT), \
+             lease_until = 0, lease_owner = NULL \
+             FROM {rows} WHERE integration_jobs.seq = CAST(j.value ->> 'seq' AS BIGINT) \
+             AND integration_jobs.lease_owner = $2 AND integration_jobs.status = 'pending'"
+        );
+        let changed = self
             .read
-            .run(
-                "UPDATE integration_jobs SET status = $3, next_attempt_at = $4, \
-                 finished_at = $5, lease_until = 0, lease_owner = NULL \
-                 WHERE seq = $1 AND lease_owner = $2 AND status = 'pending'",
-                args![job.seq, owner, status, next, finished],
-            )
+            .run_all(vec![
+                Stmt::new(log_sql, args![to_json(&logs)?, now.micros()]),
+                Stmt::new(state_sql, args![to_json(&states)?, owner]),
+            ])
             .await?;
-        Ok(done == 1)
+        Ok(changed.get(1).copied().unwrap_or(0))
     }
 
     async fn prune_jobs(&self, before: Timestamp) -> Result<u64, StoreError> {

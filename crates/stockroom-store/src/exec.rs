@@ -631,8 +631,8 @@ impl Reader {
     pub async fn run(&self, sql: &str, args: Vec<Arg>) -> Result<u64, StoreError> {
         match self {
             Reader::Lite(lite) => {
-                let side = lite.side.lock().map_err(|_| poisoned())?;
-                lite_run(&side, sql, &args)
+                let sql = sql.to_owned();
+                lite.on_side(move |side| lite_run(side, &sql, &args)).await
             }
             Reader::Pg(pg) => {
                 let began = std::time::Instant::now();
@@ -650,11 +650,58 @@ impl Reader {
     pub async fn write_rows(&self, sql: &str, args: Vec<Arg>) -> Result<Vec<Row>, StoreError> {
         match self {
             Reader::Lite(lite) => {
-                let side = lite.side.lock().map_err(|_| poisoned())?;
-                lite_rows(&side, sql, &args)
+                let sql = sql.to_owned();
+                lite.on_side(move |side| lite_rows(side, &sql, &args)).await
             }
             // A single statement with RETURNING is a read as far as the pool is concerned.
             Reader::Pg(pg) => pg.rows(pg.deadline, sql, &args).await,
+        }
+    }
+
+    /// Runs writes that need no writer in one transaction, in order; returns the rows each
+    /// changed. On SQLite that is one take of the write lock and one commit (one fsync) for
+    /// them all, on the side connection.
+    pub async fn run_all(&self, stmts: Vec<Stmt>) -> Result<Vec<u64>, StoreError> {
+        match self {
+            Reader::Lite(lite) => {
+                lite.on_side(move |side| {
+                    side.execute_batch("BEGIN IMMEDIATE")?;
+                    let changed: Result<Vec<u64>, StoreError> = stmts
+                        .iter()
+                        .map(|s| lite_run(side, &s.sql, &s.args))
+                        .collect();
+                    match changed {
+                        Ok(changed) => {
+                            side.execute_batch("COMMIT")?;
+                            Ok(changed)
+                        }
+                        Err(e) => {
+                            // Nothing of it stays; the connection is clean for the next caller.
+                            let _ = side.execute_batch("ROLLBACK");
+                            Err(e)
+                        }
+                    }
+                })
+                .await
+            }
+            Reader::Pg(pg) => {
+                let began = std::time::Instant::now();
+                let mut client = pg.client(pg.deadline).await?;
+                let left = pg.deadline.saturating_sub(began.elapsed());
+                let result = within(left, async {
+                    let tx = client.transaction().await?;
+                    let mut changed = Vec::with_capacity(stmts.len());
+                    for s in &stmts {
+                        let stmt = tx.prepare_cached(&s.sql).await?;
+                        changed.push(tx.execute(&stmt, &pg_params(&s.args)).await?);
+                    }
+                    tx.commit().await?;
+                    Ok(changed)
+                })
+                .await;
+                drop_if_broken(&pg.pool, client, began, &result);
+                result
+            }
         }
     }
 
@@ -710,6 +757,21 @@ fn poisoned() -> StoreError {
 
 impl LiteReaders {
     /// Runs `read` on an idle connection (or a new one), then keeps the connection for later.
+    /// Runs `write` on the side connection on a blocking thread: it may wait (busy_timeout)
+    /// for the write lock while the writer commits, which must not hold up an async worker.
+    async fn on_side<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let side = self.side.clone();
+        tokio::task::spawn_blocking(move || {
+            let side = side.lock().map_err(|_| poisoned())?;
+            write(&side)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("a write stopped: {e}")))?
+    }
+
     fn with<T>(
         &self,
         read: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError>,

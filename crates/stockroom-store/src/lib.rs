@@ -44,8 +44,8 @@ pub use api::Store;
 pub use dialect::Kind;
 pub use error::{OpenError, StoreError};
 pub use events::{
-    After, Attempt, EventStore, Integration, IntegrationLog, IntegrationType, Job, JobStatus,
-    INTEGRATIONS_MAX, LOG_BODY_MAX,
+    After, Attempt, EventStore, Finished, Integration, IntegrationLog, IntegrationType, Job,
+    JobStatus, INTEGRATIONS_MAX, LOG_BODY_MAX,
 };
 pub use model::*;
 pub use open::redact_url;

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use stockroom_domain::{Action, Adjustment, Clock, ProductId, Quantity, Timestamp};
 use stockroom_store::testing::{fresh_database, Backend};
 use stockroom_store::{
-    After, Attempt, Command, EventStore, Integration, IntegrationType, JobStatus, OpenOptions,
-    Outcome, SqlStore, Store, WriteRequest, INTEGRATIONS_MAX, NO_LOCATION,
+    After, Attempt, Command, EventStore, Finished, Integration, IntegrationType, JobStatus,
+    OpenOptions, Outcome, SqlStore, Store, WriteRequest, INTEGRATIONS_MAX, NO_LOCATION,
 };
 
 struct FixedClock;
@@ -50,6 +50,7 @@ on_both!(
     integrations_are_capped,
     a_run_is_leased_whole_in_order_and_its_rest_given_back,
     a_run_stops_before_a_job_still_leased,
+    a_run_is_recorded_in_one_write,
 );
 
 async fn open(backend: Backend, dir: &std::path::Path) -> Option<Arc<SqlStore>> {
@@ -557,5 +558,119 @@ async fn a_run_stops_before_a_job_still_leased(backend: Backend) {
         seqs,
         [run[0].seq],
         "the head only, not the job behind the leased one"
+    );
+}
+
+/// A run's attempts are recorded together: every attempt logged with its job's attempt number
+/// and outcome, each job in the state its attempt left it; a record by someone who does not
+/// hold the leases logs the attempts but changes no job.
+async fn a_run_is_recorded_in_one_write(backend: Backend) {
+    let dir = tempfile::tempdir().expect("a folder");
+    let Some(store) = open(backend, dir.path()).await else {
+        return;
+    };
+    let hook = integration("hook", true, &["stock-transaction.created"]);
+    assert!(store.create_integration(&hook).await.expect("created"));
+    assert!(apply(&store, create("a", 10)).await);
+    for _ in 0..3 {
+        assert!(apply(&store, transact("a", Action::Increment, 1)).await);
+    }
+    let lease = Timestamp(T + 60_000_000);
+    let run = store
+        .claim_runs("me", Timestamp(T), lease, 10, 10)
+        .await
+        .expect("claim");
+    assert_eq!(run.len(), 4);
+    let failure = Attempt {
+        succeeded: false,
+        status_code: Some(503),
+        body: "busy".into(),
+        error_detail: "Received a status code outside of 2xx range".into(),
+    };
+    let retry = Timestamp(T + 5_000_000);
+    let outcomes: Vec<Finished> = run
+        .iter()
+        .enumerate()
+        .map(|(i, job)| Finished {
+            job,
+            attempt: if i < 3 { ok() } else { failure.clone() },
+            after: if i < 3 {
+                After::Delivered
+            } else {
+                After::RetryAt(retry)
+            },
+        })
+        .collect();
+    // Someone else's record: logged, but no job changes.
+    assert_eq!(
+        store
+            .finish_jobs("other", &outcomes[..1], Timestamp(T))
+            .await
+            .expect("recorded"),
+        0
+    );
+    assert_eq!(
+        store
+            .finish_jobs("me", &outcomes, Timestamp(T + 1))
+            .await
+            .expect("recorded"),
+        4
+    );
+    let jobs: BTreeMap<i64, _> = store
+        .integration_jobs("hook", 100)
+        .await
+        .expect("jobs")
+        .into_iter()
+        .map(|j| (j.seq, j))
+        .collect();
+    for (i, job) in run.iter().enumerate() {
+        let want = if i < 3 {
+            JobStatus::Delivered
+        } else {
+            JobStatus::Pending
+        };
+        assert_eq!(jobs[&job.seq].status, want, "job {i}");
+    }
+    let logs = store
+        .integration_logs(Some("hook"), None, 100)
+        .await
+        .expect("logs");
+    assert_eq!(logs.len(), 5);
+    for (i, job) in run.iter().enumerate() {
+        let mine: Vec<_> = logs
+            .iter()
+            .filter(|l| l.job_seq == job.seq && l.created_at == Timestamp(T + 1))
+            .collect();
+        assert_eq!(mine.len(), 1, "job {i}");
+        assert_eq!(mine[0].attempt, 1);
+        assert_eq!(mine[0].integration_id, "hook");
+        if i < 3 {
+            assert_eq!(mine[0].outcome, ok());
+        } else {
+            assert_eq!(mine[0].outcome, failure);
+        }
+    }
+    // The failed job is due again at its retry time, and then only it (it heads its stream).
+    assert!(store
+        .claim_runs("me", Timestamp(T + 2), lease, 10, 10)
+        .await
+        .expect("claim")
+        .is_empty());
+    let again = store
+        .claim_runs("me", retry, Timestamp(retry.micros() + 60_000_000), 10, 10)
+        .await
+        .expect("claim");
+    assert_eq!(
+        again.iter().map(|j| j.seq).collect::<Vec<_>>(),
+        [run[3].seq]
+    );
+    assert_eq!(again[0].attempts, 2);
+    // Nothing to record is nothing written.
+    assert_eq!(
+        store
+            .finish_jobs("me", &[], Timestamp(T))
+            .await
+            .expect("none"),
+        0
     );
 }
