@@ -8,6 +8,8 @@
 //! carried by each form, so a form sent twice applies once.
 
 pub mod chart;
+pub mod error;
+pub mod html;
 pub mod levels;
 pub mod pages;
 pub mod session;

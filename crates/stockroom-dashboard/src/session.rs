@@ -19,7 +19,8 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use stockroom_domain::Role;
 
-use crate::pages::PageError;
+use crate::error::PageError;
+use crate::html::Nav;
 use crate::Dash;
 
 pub const SESSION_COOKIE: &str = "stockroom_session";
@@ -34,6 +35,14 @@ pub struct Session {
 }
 
 impl Session {
+    /// The navigation of a page this session sees, with `active` its current section.
+    pub fn nav(&self, active: &'static str) -> Option<Nav> {
+        Some(Nav {
+            csrf: self.csrf.clone(),
+            active,
+        })
+    }
+
     /// Refuses a form whose CSRF token is not this session's.
     pub fn check(&self, sent: &str) -> Result<(), PageError> {
         if same(sent.as_bytes(), self.csrf.as_bytes()) {

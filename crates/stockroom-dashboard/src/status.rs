@@ -12,7 +12,9 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use crate::chart::{step_chart, Line};
-use crate::pages::{figure, render, Nav, PageError};
+use crate::error::PageError;
+use crate::html::{render, Nav};
+use crate::pages::figure;
 use crate::session::Session;
 use crate::Dash;
 
@@ -289,7 +291,7 @@ pub async fn page(session: Session, State(dash): State<Dash>) -> Result<Response
         )
     };
     let page = StatusPage {
-        nav: Nav::new(&session, "status"),
+        nav: session.nav("status"),
         requests: count("stockroom_http_request_duration_seconds_count"),
         rate: trim(last.1),
         writes_rate: trim(last.2),

@@ -1,9 +1,9 @@
 //! Credentials, the token endpoint and the middleware that checks tokens (the tokens
 //! themselves are in `tokens.rs`).
 //!
-//! Client secrets are stored only as argon2id hashes, compared in constant time by the argon2
-//! crate. Failed sign-ins are rate-limited per client address and per client id
-//! ([`SignInLimits`]) and logged at warn, without the secret.
+//! Client secrets are stored only as argon2id hashes (`secrets.rs`). Failed sign-ins are
+//! rate-limited per client address and per client id ([`SignInLimits`]) and logged at warn,
+//! without the secret.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -11,28 +11,25 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use axum::extract::{Request, State};
-use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use governor::Quota;
-use rand::RngCore;
 use stockroom_domain::limits::CREDENTIAL_NAME_LEN_MAX;
 use stockroom_domain::{Role, Timestamp};
 use stockroom_store::{Credential, StoreError};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
+use crate::caller::{bearer, Caller, ClientAddr, CUSTOMER_TOKEN_HEADER};
 use crate::error::ApiError;
 use crate::extract::RawBody;
 use crate::ratelimit::{address_key, KeyedLimiter, Limited};
-use crate::server::ClientAddr;
 use crate::wire::auth::{Bearer, Grant, Token, TokenForm, TokenRequest};
 use crate::AppState;
+
+// The secret helpers, still reachable by this module's name, as the binary uses them.
+pub use crate::secrets::{hash_secret, random_string, secret_matches};
 
 /// Who may call a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,12 +44,6 @@ pub enum Access {
     Customer,
     /// An administrator's token only.
     Admin,
-}
-
-/// The caller of a request with a valid token, put in the request's extensions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Caller {
-    pub role: Role,
 }
 
 /// Most addresses and client ids whose failures are remembered at once, each.
@@ -149,33 +140,6 @@ impl SignInLimits {
             let _ = self.by_client.check(&client.to_owned());
         }
     }
-}
-
-/// Hashes a secret with argon2id and a fresh salt.
-pub fn hash_secret(secret: &str) -> Result<String, StoreError> {
-    let salt = SaltString::generate(&mut rand::rngs::OsRng);
-    Argon2::default()
-        .hash_password(secret.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| StoreError::Internal(format!("hashing a secret: {e}")))
-}
-
-/// Whether `secret` is the secret whose argon2 hash is `hash`.
-pub fn secret_matches(secret: &str, hash: &str) -> bool {
-    PasswordHash::new(hash)
-        .map(|parsed| {
-            Argon2::default()
-                .verify_password(secret.as_bytes(), &parsed)
-                .is_ok()
-        })
-        .unwrap_or(false)
-}
-
-/// A random string of `bytes` bytes of entropy, URL-safe.
-pub fn random_string(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rand::rngs::OsRng.fill_bytes(&mut buf);
-    URL_SAFE_NO_PAD.encode(buf)
 }
 
 /// A new credential with a generated client id and secret. The secret is returned once and
@@ -358,18 +322,6 @@ async fn check_secret(
     }))
 }
 
-/// The bearer token of a request, if it sent one.
-pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-}
-
 /// The middleware that enforces a route's [`Access`].
 pub async fn authorize(
     access: Access,
@@ -390,7 +342,7 @@ pub async fn authorize(
     if access == Access::Customer && role != Role::Admin {
         let customer = req
             .headers()
-            .get(crate::customers::CUSTOMER_TOKEN_HEADER)
+            .get(CUSTOMER_TOKEN_HEADER)
             .map(|v| v.to_str().ok().map(str::trim));
         match customer {
             None => return ApiError::Forbidden.into_response(),
@@ -405,18 +357,4 @@ pub async fn authorize(
     }
     req.extensions_mut().insert(Caller { role });
     next.run(req).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_are_hashed_and_verified() {
-        let hash = hash_secret("s3cret").expect("hash");
-        assert!(!hash.contains("s3cret"));
-        assert!(secret_matches("s3cret", &hash));
-        assert!(!secret_matches("s3cret!", &hash));
-        assert!(!secret_matches("s3cret", "not a hash"));
-    }
 }

@@ -13,8 +13,8 @@ use stockroom_store::{
     new_id, CartLine, Command, CustomItem, StoreError, WriteRequest, NO_LOCATION,
 };
 
-use crate::auth::Caller;
-use crate::customers::{party, Party, CUSTOMER_TOKEN_HEADER};
+use crate::caller::{Caller, CUSTOMER_TOKEN_HEADER};
+use crate::customers::{party, Party};
 use crate::error::{applied, ApiError};
 use crate::extract::{Idempotent, Json, Query};
 use crate::locations::location_slug;

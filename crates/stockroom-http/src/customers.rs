@@ -11,17 +11,15 @@ use axum::Extension;
 use stockroom_domain::Role;
 use stockroom_store::{Customer, CustomerPatch, StoreError};
 
-use crate::auth::{hash_secret, secret_matches, Caller};
+use crate::caller::{Caller, CUSTOMER_TOKEN_HEADER};
 use crate::error::ApiError;
 use crate::extract::{Json, Query};
+use crate::secrets::{hash_secret, secret_matches};
 use crate::wire::customers::{
     CustomerChanges, CustomerOut, CustomerToken, CustomerTokenRequest, NewCustomer, TokenTag,
 };
 use crate::wire::{Data, List, PageQuery};
 use crate::AppState;
-
-/// Elastic Path's header for a customer token.
-pub const CUSTOMER_TOKEN_HEADER: &str = "x-moltin-customer-token";
 
 /// Who a request speaks for.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -710,7 +710,9 @@ async fn publish_nats(
     let Some(subject) = stored_configuration(integration).subject else {
         return failed("the integration has no subject");
     };
-    crate::nats::publish(&state.events, &subject, event, body).await
+    let settings = &state.events;
+    let (link, url) = (&settings.nats, settings.nats_url.as_deref());
+    crate::nats::publish(link, url, settings.delivery_timeout, &subject, event, body).await
 }
 
 /// Delivers due jobs until the task is dropped: lease, deliver (several integrations and

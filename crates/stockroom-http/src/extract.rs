@@ -19,7 +19,7 @@ use stockroom_domain::limits::{BODY_BYTES_MAX, IDEMPOTENCY_KEY_LEN_MAX};
 use stockroom_domain::Role;
 use stockroom_store::IdempotencyKey;
 
-use crate::auth::Caller;
+use crate::caller::Caller;
 use crate::error::ApiError;
 
 /// The raw bytes of a body, at most [`BODY_BYTES_MAX`]; larger bodies are a 413.

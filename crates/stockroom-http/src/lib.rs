@@ -5,6 +5,7 @@
 //! new route cannot be added without saying who may call it.
 
 pub mod auth;
+pub mod caller;
 mod carts;
 pub mod clock;
 mod customers;
@@ -21,6 +22,7 @@ mod orders;
 pub mod payments;
 mod products;
 pub mod ratelimit;
+pub mod secrets;
 pub mod server;
 pub mod tokens;
 pub mod wire;
@@ -41,7 +43,8 @@ use stockroom_store::Store;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
-pub use auth::{Access, Caller, SignInLimits};
+pub use auth::{Access, SignInLimits};
+pub use caller::Caller;
 pub use carts::purge_idle as purge_idle_carts;
 pub use error::ApiError;
 pub use events::EventSettings;

@@ -4,11 +4,10 @@
 //! publish counts as delivered once JetStream acknowledges it (stored in a stream).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use stockroom_store::Attempt;
 use tokio::sync::Mutex;
-
-use crate::events::EventSettings;
 
 /// The connection to the NATS server, made on first use and kept (async-nats reconnects by
 /// itself).
@@ -49,19 +48,21 @@ fn failed(detail: String) -> Attempt {
     }
 }
 
-/// Publishes one event and waits for JetStream's acknowledgement (within the delivery
-/// timeout).
+/// Publishes one event through `link` to the NATS server at `url` and waits for JetStream's
+/// acknowledgement (within `timeout`, the delivery timeout).
 pub async fn publish(
-    settings: &EventSettings,
+    link: &NatsLink,
+    url: Option<&str>,
+    timeout: Duration,
     subject: &str,
     event: &str,
     body: Vec<u8>,
 ) -> Attempt {
-    let Some(url) = settings.nats_url.as_deref() else {
+    let Some(url) = url else {
         return failed("no NATS server is configured (--nats-url)".into());
     };
     let work = async {
-        let context = settings.nats.context(url).await?;
+        let context = link.context(url).await?;
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", event);
         headers.insert("Content-Type", "application/json");
@@ -73,7 +74,7 @@ pub async fn publish(
             .map_err(|e| format!("JetStream did not acknowledge {subject}: {e}"))?;
         Ok::<_, String>(ack)
     };
-    match tokio::time::timeout(settings.delivery_timeout, work).await {
+    match tokio::time::timeout(timeout, work).await {
         Ok(Ok(ack)) => Attempt {
             succeeded: true,
             status_code: None,

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use stockroom_store::{Command, Effect, NewOrder, Order, WriteRequest};
 
-use crate::auth::Caller;
+use crate::caller::Caller;
 use crate::carts::OwnedCart;
 use crate::customers::{party, Party};
 

@@ -9,7 +9,7 @@ use serde::de::IgnoredAny;
 use stockroom_domain::{Role, Timestamp};
 use stockroom_store::{Command, Effect, NewPayment, PaymentStatus, PaymentTx, WriteRequest};
 
-use crate::auth::Caller;
+use crate::caller::Caller;
 use crate::customers::party;
 use crate::error::{applied, ApiError};
 use crate::extract::Idempotent;

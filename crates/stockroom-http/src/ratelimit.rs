@@ -247,7 +247,7 @@ pub async fn limit_order_writes(
     if !is_order_write {
         return next.run(req).await;
     }
-    let token = crate::auth::bearer(req.headers()).map(str::to_owned);
+    let token = crate::caller::bearer(req.headers()).map(str::to_owned);
     let shopper = token.as_deref().and_then(|t| {
         let role = state.tokens.check(t, state.clock.now())?;
         (role == stockroom_domain::Role::Shopper).then_some(t)
@@ -255,7 +255,7 @@ pub async fn limit_order_writes(
     if let Some(token) = shopper {
         let address = req
             .extensions()
-            .get::<crate::server::ClientAddr>()
+            .get::<crate::caller::ClientAddr>()
             .map(|c| c.0);
         if let Err(limited) = state.order_writes.admit(token, address) {
             ::metrics::counter!("stockroom_order_writes_limited_total").increment(1);

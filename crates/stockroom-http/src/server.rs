@@ -36,10 +36,8 @@ use crate::error::ApiError;
 use crate::ratelimit::address_key;
 use crate::{AppState, Limits};
 
-/// The client's address, put in every request's extensions: the peer's, or — when the peer is
-/// one of `Limits::trusted_proxies` — the last address in `X-Forwarded-For` that is not one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ClientAddr(pub IpAddr);
+// The client's address, still reachable by this module's name, as the dashboard uses it.
+pub use crate::caller::ClientAddr;
 
 /// Connections open now (`/metrics`).
 const CONNECTIONS_OPEN: &str = "stockroom_connections_open";

@@ -18,13 +18,15 @@ use stockroom_domain::{Role, Timestamp};
 use stockroom_http::server::ClientAddr;
 use stockroom_http::wire::auth::Grant;
 use stockroom_http::ApiError;
-use stockroom_store::{IdempotencyKey, StoreError};
+use stockroom_store::IdempotencyKey;
 
 pub use orders::{cancel, locations, order, orders, ship};
 pub use stock::{adjust, product, stock};
 
+use crate::error::PageError;
+use crate::html::{render, Nav};
 use crate::session::{self, Session, SESSION_COOKIE, SIGN_IN_COOKIE};
-use crate::{secure_headers, Dash};
+use crate::Dash;
 
 /// How old the locations page's totals may be.
 pub const SUMMARY_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -62,106 +64,6 @@ impl<T> Cached<T> {
             *k = Some((at, value.clone()));
         }
         Ok((value, at))
-    }
-}
-
-/// What every signed-in page carries: the sign-out form's CSRF token and the current section.
-pub struct Nav {
-    pub csrf: String,
-    pub active: &'static str,
-}
-
-impl Nav {
-    pub fn new(session: &Session, active: &'static str) -> Option<Nav> {
-        Some(Nav {
-            csrf: session.csrf.clone(),
-            active,
-        })
-    }
-}
-
-/// Why a page cannot be shown; each answers with an HTML page of its own.
-#[derive(Debug)]
-pub enum PageError {
-    /// Not signed in: go to the sign-in form.
-    SignIn,
-    NotFound,
-    Forbidden(&'static str),
-    BadRequest(String),
-    Unavailable,
-    Internal,
-}
-
-#[derive(Template)]
-#[template(path = "error.html")]
-struct ErrorPage {
-    nav: Option<Nav>,
-    title: &'static str,
-    message: String,
-}
-
-impl IntoResponse for PageError {
-    fn into_response(self) -> Response {
-        let (status, title, message) = match self {
-            PageError::SignIn => return Redirect::to("/dashboard/sign-in").into_response(),
-            PageError::NotFound => (
-                StatusCode::NOT_FOUND,
-                "Not found",
-                "There is nothing here.".to_owned(),
-            ),
-            PageError::Forbidden(why) => (StatusCode::FORBIDDEN, "Refused", why.to_owned()),
-            PageError::BadRequest(why) => (StatusCode::BAD_REQUEST, "Cannot do that", why),
-            PageError::Unavailable => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Busy",
-                "The database is busy or unreachable. Try again in a moment.".to_owned(),
-            ),
-            PageError::Internal => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong",
-                "The error has been logged.".to_owned(),
-            ),
-        };
-        render(
-            &ErrorPage {
-                nav: None,
-                title,
-                message,
-            },
-            status,
-        )
-    }
-}
-
-impl From<StoreError> for PageError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(_) => PageError::Unavailable,
-            other => {
-                tracing::error!(error = %other, "dashboard: storage error");
-                PageError::Internal
-            }
-        }
-    }
-}
-
-/// A page's HTML with the dashboard's security headers.
-pub fn render(template: &impl Template, status: StatusCode) -> Response {
-    match template.render() {
-        Ok(html) => {
-            let mut response = (
-                status,
-                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-                html,
-            )
-                .into_response();
-            secure_headers(&mut response);
-            response
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "dashboard: a template failed");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
     }
 }
 

@@ -10,9 +10,9 @@ use stockroom_domain::order::{Payment, Shipping, Status};
 use stockroom_store::{Command, OrderQuery, Page, PaymentStatus, WriteRequest, NO_LOCATION};
 
 use super::stock::{notice, notice_of, EntryView};
-use super::{
-    figure, fresh_key, idempotency, money, query, render, when, Nav, PageError, Paging, PostForm,
-};
+use super::{figure, fresh_key, idempotency, money, query, when, Paging, PostForm};
+use crate::error::PageError;
+use crate::html::{render, Nav};
 use crate::session::Session;
 use crate::Dash;
 
@@ -95,7 +95,7 @@ pub async fn orders(
         .collect();
     Ok(render(
         &OrdersPage {
-            nav: Nav::new(&session, "orders"),
+            nav: session.nav("orders"),
             rows,
             matches: figure(found.total),
             newer,
@@ -220,7 +220,7 @@ pub async fn order(
     let open = s.status != Status::Cancelled && s.shipping == Shipping::Unfulfilled;
     Ok(render(
         &OrderPage {
-            nav: Nav::new(&session, "orders"),
+            nav: session.nav("orders"),
             id: o.id.clone(),
             created: when(o.created_at),
             status: s.status.as_str(),
@@ -367,7 +367,7 @@ pub async fn locations(session: Session, State(dash): State<Dash>) -> Result<Res
     }
     Ok(render(
         &LocationsPage {
-            nav: Nav::new(&session, "locations"),
+            nav: session.nav("locations"),
             rows,
             age,
         },

@@ -13,10 +13,10 @@ use stockroom_store::{
     WriteRequest, NO_LOCATION,
 };
 
-use super::{
-    figure, fresh_key, idempotency, money, query, render, when, Nav, PageError, Paging, PostForm,
-};
+use super::{figure, fresh_key, idempotency, money, query, when, Paging, PostForm};
 use crate::chart;
+use crate::error::PageError;
+use crate::html::{render, Nav};
 use crate::levels::{self, Target};
 use crate::session::Session;
 use crate::Dash;
@@ -157,7 +157,7 @@ pub async fn stock(
         .collect();
     Ok(render(
         &StockPage {
-            nav: Nav::new(&session, "stock"),
+            nav: session.nav("stock"),
             q: search.clone(),
             location: location_text.clone(),
             level: level_name.to_owned(),
@@ -319,7 +319,7 @@ pub async fn product(
         .collect();
     Ok(render(
         &ProductPage {
-            nav: Nav::new(&session, "stock"),
+            nav: session.nav("stock"),
             id: id.to_string(),
             sku: catalog.as_ref().map(|c| c.sku.clone()).unwrap_or_default(),
             name: catalog.as_ref().map(|c| c.name.clone()).unwrap_or_default(),
