@@ -304,6 +304,10 @@ impl From<Rejection> for ApiError {
                 ),
                 source: Some("cart".into()),
             },
+            Rejection::GatewayDisabled => ApiError::Invalid {
+                detail: "the payment's gateway is not enabled for payments".into(),
+                source: Some("data.gateway".into()),
+            },
         }
     }
 }

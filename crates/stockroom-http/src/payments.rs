@@ -21,25 +21,13 @@ use crate::wire::payments::{Gateway, PaymentOut, PaymentRequest, RefundRequest};
 use crate::wire::Data;
 use crate::AppState;
 
-/// Whether `gateway` may be used by this caller, and whether it settles at once (`manual`).
-/// Only enabled gateways may be used (`/v2/gateways`); an administrator may always record a
-/// `manual` payment. A refusal happens before anything is written.
-async fn settles_at_once(
-    state: &AppState,
-    caller: Caller,
-    gateway: Gateway,
-) -> Result<bool, ApiError> {
+/// Whether `gateway` may be used by this caller: only enabled gateways may (`/v2/gateways`);
+/// an administrator may always record a `manual` payment. The store refuses a payment through
+/// a gateway that may not be used before anything is written — after its idempotency key is
+/// looked up, so that a replay answers what the first request got.
+async fn may_use(state: &AppState, caller: Caller, gateway: Gateway) -> Result<bool, ApiError> {
     let admin_records_manual = gateway == Gateway::Manual && caller.role == Role::Admin;
-    if !admin_records_manual && !is_enabled(state, gateway).await? {
-        return Err(ApiError::invalid(
-            "data.gateway",
-            format!(
-                "the {} gateway is not enabled for payments",
-                gateway.as_str()
-            ),
-        ));
-    }
-    Ok(gateway == Gateway::Manual)
+    Ok(admin_records_manual || is_enabled(state, gateway).await?)
 }
 
 fn deadline_after(state: &AppState, d: std::time::Duration) -> Timestamp {
@@ -56,7 +44,7 @@ pub async fn pay(
     Idempotent(body, idempotency): Idempotent<Data<PaymentRequest>>,
 ) -> Result<Response, ApiError> {
     let request = body.data;
-    let settled = settles_at_once(&state, caller, request.gateway).await?;
+    let gateway_enabled = may_use(&state, caller, request.gateway).await?;
     let order = state.store.order(&id).await?.ok_or(ApiError::NotFound)?;
     if request
         .amount
@@ -76,7 +64,9 @@ pub async fn pay(
     let command = Command::Pay {
         order_id: id.clone(),
         payment,
-        settled,
+        // The manual gateway settles at once: it cannot fail.
+        settled: request.gateway == Gateway::Manual,
+        gateway_enabled,
     };
     let answer = state
         .store

@@ -497,6 +497,7 @@ mod tests {
                 expires_at: Timestamp(0),
             },
             settled: true,
+            gateway_enabled: true,
         }
     }
 

@@ -193,6 +193,11 @@ pub enum Command {
         order_id: String,
         payment: NewPayment,
         settled: bool,
+        /// Whether the caller may pay through the payment's gateway now. Refused
+        /// ([`Rejection::GatewayDisabled`]) only once the request's idempotency key is known to
+        /// be new: a replay of a payment made while the gateway was enabled still answers what
+        /// it answered then.
+        gateway_enabled: bool,
     },
     /// Record the outcome of a pending attempt, exactly once: on failure its allocation is
     /// released.
@@ -776,6 +781,8 @@ pub enum Rejection {
     /// An order would have more lines or units than `limits::ORDER_LINES_MAX` /
     /// `limits::ORDER_UNITS_MAX` (400).
     OrderTooLarge,
+    /// A payment through a gateway that is not enabled (400 `data.gateway`).
+    GatewayDisabled,
 }
 
 impl Rejection {
@@ -805,6 +812,7 @@ impl Rejection {
             Rejection::CartEmpty => "cart_empty",
             Rejection::OrderTotalTooLarge => "order_total_too_large",
             Rejection::OrderTooLarge => "order_too_large",
+            Rejection::GatewayDisabled => "gateway_disabled",
         }
     }
 
@@ -834,6 +842,7 @@ impl Rejection {
             Rejection::CartEmpty,
             Rejection::OrderTotalTooLarge,
             Rejection::OrderTooLarge,
+            Rejection::GatewayDisabled,
         ]
         .into_iter()
         .find(|r| r.code() == code)

@@ -186,9 +186,14 @@ pub(crate) fn apply_order_command(
     match command {
         Command::Checkout(order) => checkout(orders, stocks, carts, catalog, order),
         Command::Pay {
+            gateway_enabled: false,
+            ..
+        } => Ok(Outcome::Refused(Rejection::GatewayDisabled)),
+        Command::Pay {
             order_id,
             payment,
             settled,
+            gateway_enabled: true,
         } => pay(orders, stocks, order_id, payment, *settled),
         _ => Err(StoreError::Internal(
             "not an in-memory order command".into(),

@@ -1352,6 +1352,7 @@ async fn purge_unpaid_removes_old_unpaid_orders_and_keeps_the_rest() {
                 expires_at: Timestamp::from_secs(three_days_ago + 60),
             },
             settled: true,
+            gateway_enabled: true,
         })
         .await;
         clock.advance_secs(3 * 24 * 3600 - 60);

@@ -831,6 +831,7 @@ async fn an_overdue_payment_attempt_is_released_exactly_once(app: TestApp) {
                 expires_at: expires,
             },
             settled: false,
+            gateway_enabled: true,
         }))
         .await
         .expect("pay");

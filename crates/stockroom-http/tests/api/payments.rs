@@ -19,6 +19,7 @@ use crate::support::{spawn_app_limited, spawn_app_with, Reply, TestApp};
 crate::on_both_backends!(
     a_fresh_install_takes_manual_payments_and_lists_its_gateways,
     a_disabled_gateway_is_refused_and_changes_nothing,
+    a_payment_replayed_after_its_gateway_was_disabled_answers_as_first,
     voiding_an_authorization_releases_its_allocation_exactly_once,
     a_void_racing_a_capture_ends_as_exactly_one_of_them,
     refunds_give_back_at_most_what_was_paid_and_move_no_stock,
@@ -194,6 +195,51 @@ async fn a_fresh_install_takes_manual_payments_and_lists_its_gateways(app: TestA
     let r = app.pay(&order, "manual", "purchase").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(app.figures("p").await, (5, 2, 3));
+}
+
+/// A retry of a payment (same `Idempotency-Key`) answers what the first request got, even once
+/// its gateway has been disabled meanwhile; a new key through the disabled gateway is refused
+/// and changes nothing.
+async fn a_payment_replayed_after_its_gateway_was_disabled_answers_as_first(app: TestApp) {
+    app.create_stock("p", 5).await;
+    let order = app.order_of("c", &[("p", 2)]).await;
+    let path = format!("/v2/orders/{order}/payments");
+    let body = json!({"data": {"gateway": "manual", "method": "purchase"}}).to_string();
+    let pay = |key: &'static str| {
+        let (app, path, body) = (&app, path.clone(), body.clone());
+        async move {
+            app.call_raw(
+                Method::POST,
+                &path,
+                Some(&app.shopper),
+                Some(&body),
+                &[("Idempotency-Key", key)],
+            )
+            .await
+        }
+    };
+    let first = pay("pay-once").await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    let r = set_gateway(&app, "manual", false).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let again = pay("pay-once").await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert_eq!(again.body["data"]["id"], first.body["data"]["id"]);
+    let other = app.order_of("d", &[("p", 1)]).await;
+    let r = app
+        .call_raw(
+            Method::POST,
+            &format!("/v2/orders/{other}/payments"),
+            Some(&app.shopper),
+            Some(&body),
+            &[("Idempotency-Key", "another")],
+        )
+        .await;
+    assert_eq!(r.error_status(), 400, "{}", r.body);
+    assert_eq!(r.body["errors"][0]["source"], "data.gateway", "{}", r.body);
+    // Paid once: two units allocated, the second order's none.
+    assert_eq!(app.figures("p").await, (5, 2, 3));
+    app.verify_ok().await;
 }
 
 async fn a_disabled_gateway_is_refused_and_changes_nothing(app: TestApp) {

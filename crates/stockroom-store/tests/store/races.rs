@@ -229,6 +229,7 @@ async fn shopper(store: Arc<SqlStore>, client: u64, rounds: u64) -> Vec<BTreeMap
                 expires_at: Timestamp(0),
             },
             settled: true,
+            gateway_enabled: true,
         };
         match write(&store, pay).await.expect("no error") {
             Outcome::Applied(_) => {
