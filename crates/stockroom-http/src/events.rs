@@ -29,13 +29,15 @@ use stockroom_store::{
 use crate::clock::SystemClock;
 use crate::error::ApiError;
 use crate::extract::Json;
+use crate::wire::carts::CartAnswer;
+use crate::wire::customers::CustomerOut;
 use crate::wire::integrations::{
     check_url, event_id, job_seq, stored_configuration, IntegrationOut, IntegrationUpdate, JobOut,
     LogOut, NewIntegration, Payload, PayloadIntegration, StockThreshold, StockThresholdOut,
     StockThresholdTag,
 };
 use crate::wire::orders::{Include, OrderAnswer};
-use crate::wire::payments::PaymentOut;
+use crate::wire::payments::{Gateway, GatewayOut, PaymentOut};
 use crate::wire::stock::AnyStockTransaction;
 use crate::wire::Data;
 use crate::AppState;
@@ -369,8 +371,8 @@ async fn resolve(url: &reqwest::Url, allow_private: bool) -> Result<Vec<SocketAd
 
 // ---- payloads --------------------------------------------------------------------------------
 
-/// The resource a job reports, as its event carries it (`{"data": …}` and, for orders,
-/// `included`), or `{type, id}` if it is gone or too large.
+/// The resource a job reports, as its event carries it (`{"data": …}` and, for orders and
+/// carts, `included`), or `{type, id}` if it is gone (or deleted) or too large.
 async fn resource(state: &AppState, job: &Job) -> Result<Value, StoreError> {
     let store = &state.store;
     let gone = |kind: &str| json!({"type": kind, "id": job.resource_id});
@@ -410,6 +412,49 @@ async fn resource(state: &AppState, job: &Job) -> Result<Value, StoreError> {
                 None => gone("transaction"),
             }
         }
+        // A deleted resource is only its type and id (Elastic Path's "Deleted resources
+        // payload"), even if one of the same id exists again (a cart comes into being when
+        // first used).
+        "cart.deleted" => gone("cart"),
+        "customer.deleted" => gone("customer"),
+        "integration.deleted" => gone("integration"),
+        // The others are read at delivery: the resource as it is now.
+        "cart.updated" => match store.cart(&job.resource_id).await? {
+            // As `GET /v2/carts/{id}?include=items` shows it.
+            Some(cart) => to_value(&CartAnswer::new(
+                &job.resource_id,
+                Some(&cart),
+                state.clock.now(),
+                state.limits.cart_expiry,
+                true,
+            )),
+            None => gone("cart"),
+        },
+        "customer.created" | "customer.updated" => match store.customer(&job.resource_id).await? {
+            // Never the password's hash: `CustomerOut` shows only whether there is one.
+            Some(customer) => to_value(&Data::new(CustomerOut::new(&customer))),
+            None => gone("customer"),
+        },
+        "integration.created" | "integration.updated" => {
+            match store.integration(&job.resource_id).await? {
+                Some(integration) => {
+                    // Another integration's secret is not its receivers' to learn.
+                    let mut out = IntegrationOut::new(&integration);
+                    out.configuration.secret_key = None;
+                    to_value(&Data::new(out))
+                }
+                None => gone("integration"),
+            }
+        }
+        "payment-gateway.updated" => match Gateway::parse(&job.resource_id) {
+            // The state the change left it in: the value written (`true`/`false`).
+            Some(gateway) => {
+                let configured = crate::gateways::configured(state, gateway);
+                let enabled = configured && job.snapshot == "true";
+                to_value(&Data::new(GatewayOut::new(gateway, enabled, configured)))
+            }
+            None => gone("payment-gateway"),
+        },
         _ => {
             // Low-stock alerts: `location/available/threshold`.
             let mut parts = job.snapshot.split('/');

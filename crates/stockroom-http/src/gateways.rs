@@ -66,7 +66,7 @@ fn setting_name(gateway: Gateway) -> String {
 }
 
 /// Whether `gateway` can be used at all on this server.
-fn configured(state: &AppState, gateway: Gateway) -> bool {
+pub(crate) fn configured(state: &AppState, gateway: Gateway) -> bool {
     match gateway {
         Gateway::Manual => true,
         Gateway::Http => state.payments.http.is_some(),

@@ -48,6 +48,24 @@ pub enum ObservableEvent {
     TransactionCreated,
     #[serde(rename = "transaction.updated")]
     TransactionUpdated,
+    #[serde(rename = "cart.updated")]
+    CartUpdated,
+    #[serde(rename = "cart.deleted")]
+    CartDeleted,
+    #[serde(rename = "customer.created")]
+    CustomerCreated,
+    #[serde(rename = "customer.updated")]
+    CustomerUpdated,
+    #[serde(rename = "customer.deleted")]
+    CustomerDeleted,
+    #[serde(rename = "integration.created")]
+    IntegrationCreated,
+    #[serde(rename = "integration.updated")]
+    IntegrationUpdated,
+    #[serde(rename = "integration.deleted")]
+    IntegrationDeleted,
+    #[serde(rename = "payment-gateway.updated")]
+    PaymentGatewayUpdated,
     #[serde(rename = "stock.low")]
     StockLow,
     #[serde(rename = "stock.out")]
@@ -69,6 +87,15 @@ impl ObservableEvent {
             ObservableEvent::OrderRefunded => "order.refunded",
             ObservableEvent::TransactionCreated => "transaction.created",
             ObservableEvent::TransactionUpdated => "transaction.updated",
+            ObservableEvent::CartUpdated => "cart.updated",
+            ObservableEvent::CartDeleted => "cart.deleted",
+            ObservableEvent::CustomerCreated => "customer.created",
+            ObservableEvent::CustomerUpdated => "customer.updated",
+            ObservableEvent::CustomerDeleted => "customer.deleted",
+            ObservableEvent::IntegrationCreated => "integration.created",
+            ObservableEvent::IntegrationUpdated => "integration.updated",
+            ObservableEvent::IntegrationDeleted => "integration.deleted",
+            ObservableEvent::PaymentGatewayUpdated => "payment-gateway.updated",
             ObservableEvent::StockLow => "stock.low",
             ObservableEvent::StockOut => "stock.out",
             ObservableEvent::StockReplenished => "stock.replenished",

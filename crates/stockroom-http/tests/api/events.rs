@@ -34,17 +34,17 @@ crate::on_both_backends_raw!(
 
 /// How the receiver answers, request by request (then 200 for good).
 #[derive(Clone)]
-enum Answer {
+pub(crate) enum Answer {
     Status(u16),
     /// Answers only after this long (beyond the delivery timeout).
     Hang(Duration),
     Redirect(String),
 }
 
-struct Received {
-    headers: HeaderMap,
-    raw: Vec<u8>,
-    body: Value,
+pub(crate) struct Received {
+    pub(crate) headers: HeaderMap,
+    pub(crate) raw: Vec<u8>,
+    pub(crate) body: Value,
 }
 
 struct Hook {
@@ -53,13 +53,13 @@ struct Hook {
     tx: mpsc::UnboundedSender<Received>,
 }
 
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     rx: mpsc::UnboundedReceiver<Received>,
 }
 
 impl Receiver {
-    async fn start(script: Vec<Answer>) -> Receiver {
+    pub(crate) async fn start(script: Vec<Answer>) -> Receiver {
         let (tx, rx) = mpsc::unbounded_channel();
         let hook = Arc::new(Hook {
             script,
@@ -81,14 +81,14 @@ impl Receiver {
     }
 
     /// The next delivery, within a deadline.
-    async fn next(&mut self) -> Received {
+    pub(crate) async fn next(&mut self) -> Received {
         tokio::time::timeout(Duration::from_secs(30), self.rx.recv())
             .await
             .expect("a delivery in time")
             .expect("the receiver runs")
     }
 
-    fn nothing_more(&mut self) {
+    pub(crate) fn nothing_more(&mut self) {
         assert!(self.rx.try_recv().is_err(), "no further delivery");
     }
 }
@@ -116,7 +116,7 @@ async fn receive(State(hook): State<Arc<Hook>>, headers: HeaderMap, raw: Bytes) 
     }
 }
 
-fn fast(allow_private: bool) -> EventSettings {
+pub(crate) fn fast(allow_private: bool) -> EventSettings {
     EventSettings {
         allow_private_networks: allow_private,
         delivery_timeout: Duration::from_millis(500),
@@ -128,9 +128,14 @@ fn fast(allow_private: bool) -> EventSettings {
     }
 }
 
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub(crate) const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-async fn integrate(app: &TestApp, url: &str, observes: &[&str], enabled: bool) -> String {
+pub(crate) async fn integrate(
+    app: &TestApp,
+    url: &str,
+    observes: &[&str],
+    enabled: bool,
+) -> String {
     let r = app
         .admin(
             Method::POST,
@@ -151,7 +156,7 @@ async fn integrate(app: &TestApp, url: &str, observes: &[&str], enabled: bool) -
 }
 
 /// Waits until every job of the integration is finished (delivered or failed); its jobs.
-async fn settled(app: &TestApp, integration: &str) -> Vec<Value> {
+pub(crate) async fn settled(app: &TestApp, integration: &str) -> Vec<Value> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let r = app
@@ -170,7 +175,7 @@ async fn settled(app: &TestApp, integration: &str) -> Vec<Value> {
     }
 }
 
-fn header<'a>(r: &'a Received, name: &str) -> &'a str {
+pub(crate) fn header<'a>(r: &'a Received, name: &str) -> &'a str {
     r.headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -178,7 +183,7 @@ fn header<'a>(r: &'a Received, name: &str) -> &'a str {
 }
 
 /// Checks the Standard Webhooks signature as a receiver would.
-fn verify_signature(r: &Received) {
+pub(crate) fn verify_signature(r: &Received) {
     use base64::Engine;
     use hmac::{Hmac, Mac};
     let engine = base64::engine::general_purpose::STANDARD;

@@ -4,6 +4,7 @@ mod support;
 
 mod connections;
 mod events;
+mod events_resources;
 mod flow;
 mod health;
 mod locations;
