@@ -25,6 +25,7 @@ use stockroom_domain::{Clock, Timestamp};
 use stockroom_store::{
     After, Attempt, Finished, Integration, IntegrationType, Job, PaymentStatus, StoreError,
 };
+use tokio::runtime::Handle;
 
 use crate::clock::SystemClock;
 use crate::error::ApiError;
@@ -652,6 +653,7 @@ async fn read_some(mut response: reqwest::Response, max: usize) -> String {
 /// Attempts one leased job: the attempt and what becomes of the job (recorded by the caller,
 /// with the rest of its run).
 async fn deliver(
+    server: &Handle,
     state: &AppState,
     clients: &Clients,
     job: &Job,
@@ -659,7 +661,11 @@ async fn deliver(
 ) -> (Attempt, After) {
     let settings = &state.events;
     let event = event_id(job);
-    let attempt = match resource(state, job).await {
+    let read = {
+        let (state, job) = (state.clone(), job.clone());
+        on_server(server, async move { resource(&state, &job).await })
+    };
+    let attempt = match read.await {
         Ok(mut resource) => {
             let mut bytes = body(job, integration, &resource, &event);
             if bytes.len() > settings.payload_max {
@@ -702,6 +708,7 @@ async fn deliver(
 /// the job that stopped it. A crash before the record delivers the run's events again, with
 /// the same ids: at least once.
 async fn deliver_run(
+    server: &Handle,
     state: &AppState,
     clients: &Clients,
     owner: &str,
@@ -716,28 +723,44 @@ async fn deliver_run(
         if i > 0 && time_left <= timeout.saturating_add(1_000_000) {
             break;
         }
-        let (attempt, after) = deliver(state, clients, job, integration).await;
-        outcomes.push(Finished {
-            job,
-            attempt,
-            after,
-        });
+        let (attempt, after) = deliver(server, state, clients, job, integration).await;
+        outcomes.push((attempt, after));
         if after != After::Delivered {
             break;
         }
     }
-    if let Err(e) = state
-        .store
-        .finish_jobs(owner, &outcomes, SystemClock.now())
-        .await
-    {
+    let tried = outcomes.len();
+    let mut run = run;
+    let rest = run.split_off(tried);
+    let record = {
+        let (store, owner) = (state.store.clone(), owner.to_owned());
+        on_server(server, async move {
+            let finished: Vec<Finished> = run
+                .iter()
+                .zip(outcomes)
+                .map(|(job, (attempt, after))| Finished {
+                    job,
+                    attempt,
+                    after,
+                })
+                .collect();
+            store
+                .finish_jobs(&owner, &finished, SystemClock.now())
+                .await
+        })
+    };
+    if let Err(e) = record.await {
         // The leases run out and the jobs are tried again: at least once.
-        tracing::warn!(error = %e, jobs = outcomes.len(), "cannot record delivery attempts");
+        tracing::warn!(error = %e, jobs = tried, "cannot record delivery attempts");
         return;
     }
-    let rest = &run[outcomes.len()..];
     if !rest.is_empty() {
-        if let Err(e) = state.store.release_jobs(rest, owner).await {
+        let (store, owner) = (state.store.clone(), owner.to_owned());
+        let give_back = on_server(
+            server,
+            async move { store.release_jobs(&rest, &owner).await },
+        );
+        if let Err(e) = give_back.await {
             // Their lease runs out and they are claimed again.
             tracing::warn!(error = %e, "cannot give back leased events");
         }
@@ -760,10 +783,71 @@ async fn publish_nats(
     crate::nats::publish(link, url, settings.delivery_timeout, &subject, event, body).await
 }
 
+/// CPU priority of the delivery thread: 10 steps below the server's (its weight is about a
+/// tenth of a normal thread's under Linux's scheduler). See [`start`].
+const DISPATCH_NICE: i32 = 10;
+
+/// The running dispatcher; dropping it stops delivery (an attempt under way is dropped: its
+/// lease runs out and the job is delivered again, with the same id).
+pub struct Dispatcher {
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Starts delivering on a thread of its own, with a runtime of its own, at a lower CPU priority
+/// ([`DISPATCH_NICE`]): delivery is background work, and in a flash sale that saturates the
+/// CPU the sale goes first — the events wait in the outbox (the delivery lag grows) and go out
+/// as soon as there is room. The HTTP clients and their connections live on that thread; the
+/// store calls (claims, the resources' reads, records) run on the server's runtime (`server`),
+/// where the database connections and their drivers' tasks belong.
+pub fn start(state: AppState) -> std::io::Result<Dispatcher> {
+    let server = Handle::current();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("stockroom-events".into())
+        .spawn(move || {
+            lower_priority();
+            runtime.block_on(async move {
+                tokio::select! {
+                    () = dispatch_forever(server, state) => {}
+                    _ = stopped => {}
+                }
+            });
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+        })?;
+    Ok(Dispatcher { _stop: stop })
+}
+
+/// Lowers the calling thread's CPU priority to [`DISPATCH_NICE`] (Linux keeps a nice value
+/// per thread). Raising one's nice value needs no privilege; if it fails all the same,
+/// delivery runs at normal priority.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) =
+        rustix::process::setpriority_process(Some(rustix::thread::gettid()), DISPATCH_NICE)
+    {
+        tracing::warn!(error = %e, "cannot lower the event dispatcher's priority");
+    }
+}
+
+/// Runs a store call on the server's runtime and waits for it.
+async fn on_server<T, F>(server: &Handle, call: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+{
+    server
+        .spawn(call)
+        .await
+        .map_err(|e| StoreError::Internal(format!("a store call stopped: {e}")))?
+}
+
 /// Delivers due jobs until the task is dropped: lease, deliver (several integrations and
 /// streams at once, at most `concurrency_per_integration` per integration), record, repeat;
-/// now and then prune finished jobs.
-pub async fn dispatch_forever(state: AppState) {
+/// now and then prune finished jobs. Store calls run on `server` (see [`start`]).
+async fn dispatch_forever(server: Handle, state: AppState) {
     let owner = uuid::Uuid::new_v4().to_string();
     let settings = state.events.clone();
     let mut gates: HashMap<String, Arc<tokio::sync::Semaphore>> = HashMap::new();
@@ -774,17 +858,24 @@ pub async fn dispatch_forever(state: AppState) {
         if now.micros() - pruned_at.micros() > 60_000_000 {
             pruned_at = now;
             let keep = i64::try_from(settings.retention.as_micros()).unwrap_or(i64::MAX);
-            if let Err(e) = state.store.prune_jobs(Timestamp(now.micros() - keep)).await {
+            let store = state.store.clone();
+            let before = Timestamp(now.micros() - keep);
+            if let Err(e) = on_server(&server, async move { store.prune_jobs(before).await }).await
+            {
                 tracing::warn!(error = %e, "cannot prune delivered events");
             }
         }
         let lease = i64::try_from(settings.lease().as_micros()).unwrap_or(i64::MAX);
         let until = Timestamp(now.micros().saturating_add(lease));
-        let jobs = match state
-            .store
-            .claim_runs(&owner, now, until, settings.claim_max, settings.run_max)
-            .await
-        {
+        let claim = {
+            let (store, owner, s) = (state.store.clone(), owner.clone(), settings.clone());
+            on_server(&server, async move {
+                store
+                    .claim_runs(&owner, now, until, s.claim_max, s.run_max)
+                    .await
+            })
+        };
+        let jobs = match claim.await {
             Ok(jobs) => jobs,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the event outbox");
@@ -813,9 +904,8 @@ pub async fn dispatch_forever(state: AppState) {
         for run in runs {
             let integration_id = run[0].integration_id.clone();
             if !integrations.contains_key(&integration_id) {
-                let found = state
-                    .store
-                    .integration(&integration_id)
+                let (store, id) = (state.store.clone(), integration_id.clone());
+                let found = on_server(&server, async move { store.integration(&id).await })
                     .await
                     .ok()
                     .flatten()
@@ -834,11 +924,12 @@ pub async fn dispatch_forever(state: AppState) {
                 })
                 .clone();
             let (state, owner, clients) = (state.clone(), owner.clone(), clients.clone());
+            let server = server.clone();
             running.spawn(async move {
                 let Ok(_permit) = gate.acquire_owned().await else {
                     return;
                 };
-                deliver_run(&state, &clients, &owner, run, &integration, until).await;
+                deliver_run(&server, &state, &clients, &owner, run, &integration, until).await;
             });
         }
         while running.join_next().await.is_some() {}

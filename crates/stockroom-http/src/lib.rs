@@ -1061,7 +1061,8 @@ pub async fn serve_with(
     let dispatcher = state
         .events
         .dispatch
-        .then(|| tokio::spawn(events::dispatch_forever(state.clone())));
+        .then(|| events::start(state.clone()))
+        .transpose()?;
     let limits = state.limits.clone();
     let (router, _) = routes_with(state, extra);
     let served = server::run(listener, router, limits, shutdown).await;
@@ -1069,8 +1070,6 @@ pub async fn serve_with(
     carts.abort();
     keys.abort();
     upkeep.abort();
-    if let Some(dispatcher) = dispatcher {
-        dispatcher.abort();
-    }
+    drop(dispatcher);
     served
 }
