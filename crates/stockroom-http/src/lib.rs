@@ -44,7 +44,7 @@ use tower_http::trace::TraceLayer;
 pub use auth::{Access, Caller, SignInLimits};
 pub use carts::purge_idle as purge_idle_carts;
 pub use error::ApiError;
-pub use events::EventSettings;
+pub use events::{EventSettings, WebhookRoots};
 pub use gateways::{HttpGateway, PaymentSettings};
 pub use tokens::TokenKeys;
 

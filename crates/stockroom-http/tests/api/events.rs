@@ -41,10 +41,10 @@ enum Answer {
     Redirect(String),
 }
 
-struct Received {
-    headers: HeaderMap,
-    raw: Vec<u8>,
-    body: Value,
+pub(crate) struct Received {
+    pub(crate) headers: HeaderMap,
+    pub(crate) raw: Vec<u8>,
+    pub(crate) body: Value,
 }
 
 struct Hook {
@@ -116,7 +116,7 @@ async fn receive(State(hook): State<Arc<Hook>>, headers: HeaderMap, raw: Bytes) 
     }
 }
 
-fn fast(allow_private: bool) -> EventSettings {
+pub(crate) fn fast(allow_private: bool) -> EventSettings {
     EventSettings {
         allow_private_networks: allow_private,
         delivery_timeout: Duration::from_millis(500),
@@ -128,9 +128,14 @@ fn fast(allow_private: bool) -> EventSettings {
     }
 }
 
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub(crate) const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-async fn integrate(app: &TestApp, url: &str, observes: &[&str], enabled: bool) -> String {
+pub(crate) async fn integrate(
+    app: &TestApp,
+    url: &str,
+    observes: &[&str],
+    enabled: bool,
+) -> String {
     let r = app
         .admin(
             Method::POST,
@@ -151,7 +156,7 @@ async fn integrate(app: &TestApp, url: &str, observes: &[&str], enabled: bool) -
 }
 
 /// Waits until every job of the integration is finished (delivered or failed); its jobs.
-async fn settled(app: &TestApp, integration: &str) -> Vec<Value> {
+pub(crate) async fn settled(app: &TestApp, integration: &str) -> Vec<Value> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let r = app
@@ -170,7 +175,7 @@ async fn settled(app: &TestApp, integration: &str) -> Vec<Value> {
     }
 }
 
-fn header<'a>(r: &'a Received, name: &str) -> &'a str {
+pub(crate) fn header<'a>(r: &'a Received, name: &str) -> &'a str {
     r.headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -178,7 +183,7 @@ fn header<'a>(r: &'a Received, name: &str) -> &'a str {
 }
 
 /// Checks the Standard Webhooks signature as a receiver would.
-fn verify_signature(r: &Received) {
+pub(crate) fn verify_signature(r: &Received) {
     use base64::Engine;
     use hmac::{Hmac, Mac};
     let engine = base64::engine::general_purpose::STANDARD;
@@ -749,7 +754,7 @@ async fn nats_integrations_publish_each_event_once_under_its_event_id(backend: B
 }
 
 impl TestApp {
-    async fn integration_count(&self) -> usize {
+    pub(crate) async fn integration_count(&self) -> usize {
         let r = self.admin(Method::GET, "/v2/integrations", None).await;
         r.body["data"].as_array().expect("a list").len()
     }
