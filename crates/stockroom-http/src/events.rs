@@ -75,6 +75,73 @@ pub struct EventSettings {
     pub nats_url: Option<String>,
     /// The connection to it, made on first use.
     pub nats: crate::nats::NatsLink,
+    /// Certificate authorities an https webhook's certificate may chain to besides the
+    /// Mozilla roots compiled in (`--webhook-ca-file`).
+    pub webhook_roots: WebhookRoots,
+}
+
+/// Extra certificate authorities trusted for https webhooks: a shop's private CA, for an ERP
+/// on its own network. Only made from a file whose every certificate rustls accepts as a trust
+/// anchor, so a client built with them cannot fail for their sake.
+#[derive(Clone, Debug, Default)]
+pub struct WebhookRoots(Vec<reqwest::Certificate>);
+
+impl WebhookRoots {
+    /// The largest CA file read (a system's whole bundle is about 220 KiB).
+    pub const FILE_MAX: u64 = 1024 * 1024;
+
+    /// The certificates of a PEM file (one or more `BEGIN CERTIFICATE` blocks; anything else
+    /// in it is skipped), or why it cannot be used.
+    pub fn from_pem_file(path: &std::path::Path) -> Result<WebhookRoots, String> {
+        use std::io::Read;
+        let shown = path.display();
+        let file = std::fs::File::open(path).map_err(|e| format!("cannot open {shown}: {e}"))?;
+        let mut pem = Vec::new();
+        file.take(Self::FILE_MAX + 1)
+            .read_to_end(&mut pem)
+            .map_err(|e| format!("cannot read {shown}: {e}"))?;
+        if pem.len() as u64 > Self::FILE_MAX {
+            return Err(format!(
+                "{shown} is larger than {} KiB; it should hold PEM certificates only",
+                Self::FILE_MAX / 1024
+            ));
+        }
+        Self::from_pem(&pem).map_err(|e| format!("{shown}: {e}"))
+    }
+
+    /// The certificates of PEM text, or why it cannot be used.
+    pub fn from_pem(pem: &[u8]) -> Result<WebhookRoots, String> {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|_| "holds a certificate block that is not valid PEM".to_owned())?;
+        if certs.is_empty() {
+            return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into());
+        }
+        for (i, cert) in certs.iter().enumerate() {
+            // rustls parses a root when the client is built: try each here, at start.
+            reqwest::Client::builder()
+                .use_rustls_tls()
+                .add_root_certificate(cert.clone())
+                .build()
+                .map_err(|e| {
+                    format!(
+                        "certificate {} of {} is not a usable X.509 certificate: {}",
+                        i + 1,
+                        certs.len(),
+                        chain(&e)
+                    )
+                })?;
+        }
+        Ok(WebhookRoots(certs))
+    }
+
+    /// How many certificates were added.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl Default for EventSettings {
@@ -94,6 +161,7 @@ impl Default for EventSettings {
             payload_max: 256 * 1024,
             nats_url: None,
             nats: crate::nats::NatsLink::default(),
+            webhook_roots: WebhookRoots::default(),
         }
     }
 }
@@ -589,12 +657,19 @@ async fn post_webhook(
         url.port_or_known_default().unwrap_or(80)
     );
     let build = || {
+        // https: rustls verifies the certificate against the URL's host (sent as SNI) — the
+        // name, not the pinned address — or, for an address literal, against its IP SANs.
         let mut client = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(true)
             .redirect(reqwest::redirect::Policy::none())
             .timeout(settings.delivery_timeout)
             .connect_timeout(settings.delivery_timeout)
             .no_proxy()
             .user_agent("Stockroom-Webhooks/1");
+        for cert in &settings.webhook_roots.0 {
+            client = client.add_root_certificate(cert.clone());
+        }
         if let Some(url::Host::Domain(name)) = url.host() {
             client = client.resolve_to_addrs(name, &addrs);
         }
@@ -618,7 +693,7 @@ async fn post_webhook(
     let response = match request.body(body).send().await {
         Ok(r) => r,
         Err(e) if e.is_timeout() => return failed("the receiver did not answer in time"),
-        Err(e) => return failed(format!("the request failed: {e}")),
+        Err(e) => return failed(request_failed(&e)),
     };
     let status = response.status();
     let text = read_some(response, stockroom_store::LOG_BODY_MAX).await;
@@ -635,6 +710,67 @@ async fn post_webhook(
         body: text,
         error_detail,
     }
+}
+
+/// Why a request failed, for the logs: a refused TLS certificate said plainly, anything else
+/// with its causes (reqwest's own message names only the URL).
+fn request_failed(e: &reqwest::Error) -> String {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cause {
+        if let Some(tls) = rustls_error(err) {
+            return tls_failed(tls);
+        }
+        cause = err.source();
+    }
+    format!("the request failed: {}", chain(e))
+}
+
+/// The rustls error an error is or wraps: it comes up inside an io::Error (inside another),
+/// and an io::Error's source() skips what it wraps.
+fn rustls_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+        return Some(tls);
+    }
+    if let Some(io) = err.downcast_ref::<std::io::Error>() {
+        return rustls_error(io.get_ref()?);
+    }
+    None
+}
+
+/// A TLS failure in words: what is wrong with the receiver's certificate, then rustls's own.
+fn tls_failed(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    let rustls::Error::InvalidCertificate(why) = e else {
+        return format!("the TLS handshake with the receiver failed: {e}");
+    };
+    let plain = match why {
+        C::UnknownIssuer => {
+            "it is not signed by a trusted certificate authority (a private CA needs the \
+             server's --webhook-ca-file)"
+        }
+        C::NotValidForName | C::NotValidForNameContext { .. } => {
+            "it is not valid for the URL's host"
+        }
+        C::Expired | C::ExpiredContext { .. } => "it has expired",
+        C::NotValidYet | C::NotValidYetContext { .. } => "it is not valid yet",
+        C::Revoked => "it is revoked",
+        _ => "it is not acceptable",
+    };
+    format!("the receiver's TLS certificate was refused: {plain} ({e})")
+}
+
+/// An error and its causes, each once.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cause = Some(e);
+    while let Some(err) = cause {
+        let text = err.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cause = err.source();
+    }
+    parts.join(": ")
 }
 
 /// The first `max` bytes of an answer (the rest is not read).
@@ -975,6 +1111,63 @@ mod tests {
             br#"{"test": 2432232314}"#,
         );
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    #[test]
+    fn ca_files_are_checked_when_read() {
+        let pem = |names: &[&str]| {
+            let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+            rcgen::generate_simple_self_signed(names)
+                .expect("a certificate")
+                .cert
+                .pem()
+        };
+        let dir = tempfile::tempdir().expect("a directory");
+        let file = |name: &str, text: &[u8]| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("written");
+            path
+        };
+        // One or more certificates, with text and other blocks around them.
+        let key = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+        let two = format!("my CA\n{}{key}{}", pem(&["a"]), pem(&["b"]));
+        let roots = WebhookRoots::from_pem_file(&file("two.pem", two.as_bytes())).expect("two");
+        assert_eq!(roots.len(), 2);
+        let refused = |name: &str, text: &[u8], why: &str| {
+            let e = WebhookRoots::from_pem_file(&file(name, text)).expect_err(name);
+            assert!(e.contains(name) && e.contains(why), "{name}: {e}");
+        };
+        refused("empty.pem", b"", "no PEM certificate");
+        refused("key.pem", key.as_bytes(), "no PEM certificate");
+        refused(
+            "der.crt",
+            rcgen::generate_simple_self_signed(vec!["a".into()])
+                .expect("a certificate")
+                .cert
+                .der(),
+            "no PEM certificate",
+        );
+        let armour = |body: &str| {
+            format!("-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n")
+        };
+        refused(
+            "base64.pem",
+            armour("not base64 at all!").as_bytes(),
+            "not valid PEM",
+        );
+        let second_bad = format!("{}{}", pem(&["a"]), armour("AAAAAAAA"));
+        refused(
+            "x509.pem",
+            second_bad.as_bytes(),
+            "certificate 2 of 2 is not a usable X.509 certificate",
+        );
+        let huge = vec![b'#'; WebhookRoots::FILE_MAX as usize + 1];
+        refused("huge.pem", &huge, "larger than 1024 KiB");
+        let e = WebhookRoots::from_pem_file(&dir.path().join("missing.pem")).expect_err("missing");
+        assert!(
+            e.starts_with("cannot open") && e.contains("missing.pem"),
+            "{e}"
+        );
     }
 
     #[test]

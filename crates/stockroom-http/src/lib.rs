@@ -47,7 +47,7 @@ pub use auth::{Access, SignInLimits};
 pub use caller::Caller;
 pub use carts::purge_idle as purge_idle_carts;
 pub use error::ApiError;
-pub use events::EventSettings;
+pub use events::{EventSettings, WebhookRoots};
 pub use gateways::{HttpGateway, PaymentSettings};
 pub use tokens::TokenKeys;
 

@@ -12,7 +12,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use stockroom_domain::limits::CLIENT_SECRET_LEN_MIN;
 use stockroom_domain::{Clock, Role};
 use stockroom_http::clock::SystemClock;
-use stockroom_http::{auth, AppState, EventSettings, HttpGateway, Limits, PaymentSettings};
+use stockroom_http::{
+    auth, AppState, EventSettings, HttpGateway, Limits, PaymentSettings, WebhookRoots,
+};
 use stockroom_store::{OpenOptions, SqlStore, Store, StoreError};
 use tokio::net::TcpListener;
 
@@ -288,6 +290,12 @@ struct ServeArgs {
     #[arg(long, env = "STOCKROOM_WEBHOOK_BACKOFF_MS", default_value_t = 1000)]
     webhook_backoff_ms: u64,
 
+    /// A PEM file of certificate authorities (one or more) that https webhook receivers'
+    /// certificates may also chain to, besides the Mozilla roots built in: a shop's private CA
+    /// for an ERP on its own network. A file that cannot be used stops `serve` at start.
+    #[arg(long, env = "STOCKROOM_WEBHOOK_CA_FILE")]
+    webhook_ca_file: Option<std::path::PathBuf>,
+
     /// Delivered and failed events are pruned after this many hours.
     #[arg(long, env = "STOCKROOM_EVENT_RETENTION_HOURS", default_value_t = 168)]
     event_retention_hours: u64,
@@ -312,8 +320,21 @@ struct ServeArgs {
     log_format: LogFormat,
 }
 
-fn event_settings(args: &ServeArgs) -> EventSettings {
-    EventSettings {
+fn event_settings(args: &ServeArgs) -> anyhow::Result<EventSettings> {
+    let webhook_roots = match &args.webhook_ca_file {
+        Some(path) => {
+            let roots = WebhookRoots::from_pem_file(path)
+                .map_err(|e| anyhow::anyhow!("--webhook-ca-file: {e}"))?;
+            tracing::info!(
+                file = %path.display(),
+                certificates = roots.len(),
+                "https webhooks also trust these certificate authorities"
+            );
+            roots
+        }
+        None => WebhookRoots::default(),
+    };
+    Ok(EventSettings {
         dispatch: !args.no_event_dispatch,
         allow_private_networks: args.webhook_allow_private_networks,
         delivery_timeout: Duration::from_millis(args.webhook_timeout_ms.max(1)),
@@ -321,8 +342,9 @@ fn event_settings(args: &ServeArgs) -> EventSettings {
         backoff_base: Duration::from_millis(args.webhook_backoff_ms),
         retention: Duration::from_secs(args.event_retention_hours.saturating_mul(3600)),
         nats_url: args.nats_url.clone(),
+        webhook_roots,
         ..EventSettings::default()
-    }
+    })
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -443,6 +465,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             );
         }
     }
+    let events = event_settings(&args)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = open(&args.db, clock.clone()).await?;
     warn_if_others_can_read(&store);
@@ -475,7 +498,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("loading the token signing key")?
         .with_payments(payments)
         .with_limits(limits(&args))
-        .with_events(event_settings(&args));
+        .with_events(events);
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -140,6 +140,8 @@ fn help_explains_every_serve_option() {
         "--max-connections",
         "--max-connections-per-address",
         "--sign-in-failures-per-minute",
+        "--webhook-ca-file",
+        "STOCKROOM_WEBHOOK_CA_FILE",
         "STOCKROOM_DATABASE_URL",
         "STOCKROOM_LISTEN",
     ] {
@@ -734,6 +736,46 @@ fn a_client_secret_shorter_than_24_characters_is_refused_at_start() {
         !stderr.contains(&"a".repeat(23)),
         "the secret is not echoed"
     );
+}
+
+#[test]
+fn a_webhook_ca_file_that_cannot_be_used_stops_serve_at_start() {
+    let dir = tempfile::tempdir().expect("dir");
+    let no_cert = dir.path().join("no-cert.pem");
+    std::fs::write(&no_cert, "not a certificate\n").expect("written");
+    let bad_cert = dir.path().join("bad-cert.pem");
+    std::fs::write(
+        &bad_cert,
+        "-----BEGIN CERTIFICATE-----\nAAAAAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .expect("written");
+    for (file, why) in [
+        (dir.path().join("missing.pem"), "cannot open"),
+        (no_cert, "holds no PEM certificate"),
+        (bad_cert, "is not a usable X.509 certificate"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--database-url"])
+            .arg(sqlite_url(dir.path()))
+            .env("STOCKROOM_CLIENT_ID", ADMIN_ID)
+            .env("STOCKROOM_CLIENT_SECRET", ADMIN_SECRET)
+            .env("STOCKROOM_WEBHOOK_CA_FILE", &file)
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(1), "{}", file.display());
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("--webhook-ca-file")
+                && stderr.contains(&file.display().to_string())
+                && stderr.contains(why),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(
+            !dir.path().join("stockroom.db").exists(),
+            "refused before the database was opened"
+        );
+    }
 }
 
 /// Asks with `token` until the server refuses it; panics if it still accepts it after 10 s

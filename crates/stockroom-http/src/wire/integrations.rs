@@ -176,8 +176,8 @@ pub fn check_url(raw: &str) -> Result<reqwest::Url, String> {
         return Err(format!("must be at most {URL_LEN_MAX} characters"));
     }
     let url = reqwest::Url::parse(raw).map_err(|e| format!("is not a URL: {e}"))?;
-    if url.scheme() != "http" {
-        return Err("must be an http:// URL (this build has no TLS client)".into());
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("must be an http:// or https:// URL".into());
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err("must name a host".into());

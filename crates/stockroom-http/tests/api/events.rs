@@ -754,7 +754,7 @@ async fn nats_integrations_publish_each_event_once_under_its_event_id(backend: B
 }
 
 impl TestApp {
-    async fn integration_count(&self) -> usize {
+    pub(crate) async fn integration_count(&self) -> usize {
         let r = self.admin(Method::GET, "/v2/integrations", None).await;
         r.body["data"].as_array().expect("a list").len()
     }

@@ -13,6 +13,7 @@ mod orders;
 mod payments;
 mod security;
 mod storefront;
+mod webhooks_tls;
 mod wire;
 
 use std::sync::Arc;
