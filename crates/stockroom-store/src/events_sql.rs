@@ -44,33 +44,6 @@ fn to_json<T: serde::Serialize>(rows: &[T]) -> Result<String, StoreError> {
         .map_err(|e| StoreError::Internal(format!("encoding the rows of a bulk write: {e}")))
 }
 
-/// The run of each picked head on SQLite: its stream's pending jobs from the head up to the
-/// `per_stream`-th (`$5` = per_stream − 1), before any that may not go now.
-const SQLITE_RUN: &str = "SELECT j.seq FROM picked p JOIN integration_jobs j \
-     ON j.integration_id = p.integration_id AND j.stream = p.stream \
-     AND j.status = 'pending' AND j.seq >= p.seq \
-     AND j.seq <= COALESCE((SELECT y.seq FROM integration_jobs y \
-       WHERE y.integration_id = p.integration_id AND y.stream = p.stream \
-       AND y.status = 'pending' AND y.seq >= p.seq \
-       ORDER BY y.seq LIMIT 1 OFFSET $5), 9223372036854775807) \
-     AND NOT EXISTS (SELECT 1 FROM integration_jobs k \
-       WHERE k.integration_id = p.integration_id AND k.stream = p.stream \
-       AND k.status = 'pending' AND k.seq > p.seq AND k.seq < j.seq \
-       AND (k.lease_until > $3 OR k.next_attempt_at > $3)) \
-     ORDER BY j.seq LIMIT $4";
-
-/// The same on PostgreSQL, whose planner could not be trusted with that shape on a table
-/// growing from empty: a LATERAL read of the head's first `per_stream` jobs through the
-/// stream's index, cut before the first that may not go now.
-const POSTGRES_RUN: &str = "SELECT r.seq FROM (SELECT j.seq, MIN(CASE WHEN j.seq > p.seq \
-       AND (j.lease_until > $3 OR j.next_attempt_at > $3) THEN j.seq END) \
-       OVER (PARTITION BY p.seq) AS stop \
-     FROM picked p CROSS JOIN LATERAL (SELECT y.seq, y.lease_until, y.next_attempt_at \
-       FROM integration_jobs y WHERE y.integration_id = p.integration_id \
-       AND y.stream = p.stream AND y.status = 'pending' AND y.seq >= p.seq \
-       ORDER BY y.integration_id, y.stream, y.seq LIMIT $5 + 1) j) r \
-     WHERE r.stop IS NULL OR r.seq < r.stop ORDER BY r.seq LIMIT $4";
-
 const INTEGRATION_COLUMNS: &str = "id, name, description, enabled, integration_type, observes, \
      configuration, created_at, updated_at";
 const JOB_COLUMNS: &str =
@@ -293,9 +266,9 @@ impl EventStore for SqlStore {
         if due.is_none() {
             return Ok(Vec::new());
         }
-        let (skip_locked, run) = match self.kind() {
-            Kind::Sqlite => ("", SQLITE_RUN),
-            Kind::Postgres => (" FOR UPDATE OF h SKIP LOCKED", POSTGRES_RUN),
+        let skip_locked = match self.kind() {
+            Kind::Sqlite => "",
+            Kind::Postgres => " FOR UPDATE OF h SKIP LOCKED",
         };
         // `heads`: the oldest pending job of each (integration, stream), found by a loose
         // index scan of `integration_jobs_stream` (integration_id, stream, seq WHERE pending):
@@ -310,18 +283,12 @@ impl EventStore for SqlStore {
         // never both take one stream. A job leased to someone else is skipped until its lease
         // runs out (its holder crashed: the job is delivered again, at least once).
         //
-        // `run` ([`SQLITE_RUN`], [`POSTGRES_RUN`]): each picked head and the pending jobs after it
-        // in its stream, up to `per_stream` (read through the same index), then the oldest `max`
-        // of them all — which keeps each stream's part a prefix of its run, so a product's
-        // events leave in commit order. A run stops before the first job that may not go now
-        // (still leased: its holder died between recording the head's failure and giving the
-        // rest back; or waiting for a retry), so that nothing behind it overtakes it.
-        //
-        // Every step is an index probe bounded by `per_stream`, whatever the planner's
-        // statistics say: the outbox of a flash sale grows by thousands of rows a second from
-        // empty, faster than statistics follow, and a plan chosen for an empty table (a scan
-        // per head, an anti-join over the whole stream) made each PostgreSQL claim cost ~0.3–0.6
-        // s with 30 000 jobs waiting.
+        // `run`: each picked head and the pending jobs after it in its stream, up to
+        // `per_stream` (read through the same index, bounded by the `per_stream`-th one), then
+        // the oldest `max` of them all — which keeps each stream's part a prefix of its run, so
+        // a product's events leave in commit order. A run stops before the first job that may
+        // not go now (still leased: its holder died between recording the head's failure and
+        // giving the rest back; or waiting for a retry), so that nothing behind it overtakes it.
         let sql = format!(
             "WITH RECURSIVE heads(seq, integration_id, stream) AS ( \
                SELECT seq, integration_id, stream FROM integration_jobs \
@@ -337,13 +304,25 @@ impl EventStore for SqlStore {
                    AND z.integration_id > p.integration_id \
                    ORDER BY z.integration_id, z.stream, z.seq LIMIT 1))), \
              picked AS ( \
-               SELECT h.seq, h.integration_id, h.stream FROM heads hd \
-               JOIN integration_jobs h ON h.seq = hd.seq \
-               WHERE h.status = 'pending' AND h.next_attempt_at <= $3 AND h.lease_until <= $3 \
+               SELECT h.seq, h.integration_id, h.stream FROM integration_jobs h \
+               WHERE h.seq IN (SELECT seq FROM heads) \
+               AND h.status = 'pending' AND h.next_attempt_at <= $3 AND h.lease_until <= $3 \
                AND EXISTS (SELECT 1 FROM integrations i \
                  WHERE i.id = h.integration_id AND i.enabled = 1) \
                ORDER BY h.seq LIMIT $4{skip_locked}), \
-             run AS ({run}) \
+             run AS ( \
+               SELECT j.seq FROM picked p JOIN integration_jobs j \
+                 ON j.integration_id = p.integration_id AND j.stream = p.stream \
+                 AND j.status = 'pending' AND j.seq >= p.seq \
+                 AND j.seq <= COALESCE((SELECT y.seq FROM integration_jobs y \
+                   WHERE y.integration_id = p.integration_id AND y.stream = p.stream \
+                   AND y.status = 'pending' AND y.seq >= p.seq \
+                   ORDER BY y.seq LIMIT 1 OFFSET $5), 9223372036854775807) \
+                 AND NOT EXISTS (SELECT 1 FROM integration_jobs k \
+                   WHERE k.integration_id = p.integration_id AND k.stream = p.stream \
+                   AND k.status = 'pending' AND k.seq > p.seq AND k.seq < j.seq \
+                   AND (k.lease_until > $3 OR k.next_attempt_at > $3)) \
+               ORDER BY j.seq LIMIT $4) \
              UPDATE integration_jobs SET lease_owner = $1, lease_until = $2, \
              attempts = attempts + 1 \
              WHERE seq IN (SELECT seq FROM run) \
