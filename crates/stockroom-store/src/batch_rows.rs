@@ -18,8 +18,7 @@ pub(crate) fn bulk<T: Serialize>(
     if rows.is_empty() {
         return Ok(None);
     }
-    let json = serde_json::to_string(rows)
-        .map_err(|e| StoreError::Internal(format!("encoding a batch's rows: {e}")))?;
+    let json = rows_json(rows)?;
     Ok(Some(Stmt::new(
         sql,
         match now {
@@ -27,6 +26,12 @@ pub(crate) fn bulk<T: Serialize>(
             None => args![json],
         },
     )))
+}
+
+/// Rows as the JSON array a bulk statement reads (its `$1`).
+pub(crate) fn rows_json<T: Serialize>(rows: &[T]) -> Result<String, StoreError> {
+    serde_json::to_string(rows)
+        .map_err(|e| StoreError::Internal(format!("encoding the rows of a bulk write: {e}")))
 }
 
 /// A row named by its id alone (a removed cart or cart item).

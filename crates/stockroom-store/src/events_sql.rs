@@ -8,6 +8,7 @@
 use async_trait::async_trait;
 use stockroom_domain::{ProductId, Timestamp};
 
+use crate::batch_rows::rows_json;
 use crate::dialect::Kind;
 use crate::error::StoreError;
 use crate::events::*;
@@ -36,12 +37,6 @@ struct StateRow {
     status: &'static str,
     next_attempt_at: i64,
     finished_at: Option<i64>,
-}
-
-/// Rows as the JSON array a bulk statement reads (`$1`).
-fn to_json<T: serde::Serialize>(rows: &[T]) -> Result<String, StoreError> {
-    serde_json::to_string(rows)
-        .map_err(|e| StoreError::Internal(format!("encoding the rows of a bulk write: {e}")))
 }
 
 const INTEGRATION_COLUMNS: &str = "id, name, description, enabled, integration_type, observes, \
@@ -427,8 +422,8 @@ impl EventStore for SqlStore {
         let changed = self
             .read
             .run_all(vec![
-                Stmt::new(log_sql, args![to_json(&logs)?, now.micros()]),
-                Stmt::new(state_sql, args![to_json(&states)?, owner]),
+                Stmt::new(log_sql, args![rows_json(&logs)?, now.micros()]),
+                Stmt::new(state_sql, args![rows_json(&states)?, owner]),
             ])
             .await?;
         Ok(changed.get(1).copied().unwrap_or(0))

@@ -101,6 +101,17 @@ fn transact(product: &str, action: Action, n: i64) -> Command {
     }
 }
 
+/// A webhook `hook` observing stock transactions, and `product`'s stock created (10) and
+/// incremented `increments` times: a stream of `increments + 1` pending jobs.
+async fn observe_history(store: &SqlStore, product: &str, increments: usize) {
+    let hook = integration("hook", true, &["stock-transaction.created"]);
+    assert!(store.create_integration(&hook).await.expect("created"));
+    assert!(apply(store, create(product, 10)).await);
+    for _ in 0..increments {
+        assert!(apply(store, transact(product, Action::Increment, 1)).await);
+    }
+}
+
 fn ok() -> Attempt {
     Attempt {
         succeeded: true,
@@ -450,12 +461,7 @@ async fn a_run_is_leased_whole_in_order_and_its_rest_given_back(backend: Backend
     let Some(store) = open(backend, dir.path()).await else {
         return;
     };
-    let hook = integration("hook", true, &["stock-transaction.created"]);
-    assert!(store.create_integration(&hook).await.expect("created"));
-    assert!(apply(&store, create("a", 10)).await);
-    for _ in 0..4 {
-        assert!(apply(&store, transact("a", Action::Increment, 1)).await);
-    }
+    observe_history(&store, "a", 4).await;
     assert!(apply(&store, create("b", 10)).await);
     let mut a_seqs: Vec<i64> = store
         .integration_jobs("hook", 100)
@@ -569,12 +575,7 @@ async fn a_run_is_recorded_in_one_write(backend: Backend) {
     let Some(store) = open(backend, dir.path()).await else {
         return;
     };
-    let hook = integration("hook", true, &["stock-transaction.created"]);
-    assert!(store.create_integration(&hook).await.expect("created"));
-    assert!(apply(&store, create("a", 10)).await);
-    for _ in 0..3 {
-        assert!(apply(&store, transact("a", Action::Increment, 1)).await);
-    }
+    observe_history(&store, "a", 3).await;
     let lease = Timestamp(T + 60_000_000);
     let run = store
         .claim_runs("me", Timestamp(T), lease, 10, 10)
